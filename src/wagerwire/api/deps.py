@@ -1,0 +1,27 @@
+"""What route handlers need, stored on ``app.state.services`` by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from wagerwire.core.hub import Hub
+
+__all__ = ["Services", "services"]
+
+
+@dataclass(slots=True)
+class Services:
+    hub: Hub
+    started_at: float
+    connection_counts: Any = None  # callable -> dict[str, int], set by the server
+    ready: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def services(request: Request) -> Services:
+    svc = request.app.state.services
+    assert isinstance(svc, Services)
+    return svc

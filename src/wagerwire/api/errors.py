@@ -1,0 +1,64 @@
+"""Every REST error becomes ``{"error":{"code","message"}}`` with its documented status."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from wagerwire.api.responses import JsonResponse
+from wagerwire.errors import (
+    BadParameter,
+    ClientError,
+    MalformedJson,
+    MethodNotAllowed,
+    NotFound,
+    WagerwireError,
+)
+
+__all__ = ["install_error_handlers", "render_error"]
+
+
+def render_error(error: WagerwireError) -> Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return JsonResponse(error.to_json(), status_code=error.status, headers=headers)
+
+
+def _describe(exc: RequestValidationError) -> WagerwireError:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return MalformedJson("request body is not valid JSON")
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return BadParameter("; ".join(parts) or "invalid request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def wagerwire_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WagerwireError)
+        return render_error(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return render_error(_describe(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error: WagerwireError
+        if exc.status_code == 404:
+            error = NotFound(f"no route {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        else:
+            error = ClientError(str(exc.detail))
+            error.status = exc.status_code
+        return render_error(error)
+
+    app.add_exception_handler(WagerwireError, wagerwire_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,0 +1,213 @@
+"""Composition root: build the hub and its adapters from Settings, serve, shut down cleanly.
+
+Shutdown order (SIGTERM/SIGINT): stop accepting; close every stream (WebSocket 1001 with a
+resume hint, SSE ``shutdown`` event) so clients reconnect and resume; stop the sources; flush
+and close the store; exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import APIRouter
+
+from wagerwire.api.app import create_api
+from wagerwire.api.deps import Services
+from wagerwire.brokers.memory import MemoryBroker
+from wagerwire.config import Settings, store_path
+from wagerwire.core.hub import Hub, HubLimits
+from wagerwire.errors import BadParameter
+from wagerwire.stores.sqlite import SqliteStore
+from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
+from wagerwire.transports.sse import NativeSseConnection
+from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
+from wagerwire.transports.websocket import NativeWsConnection
+
+__all__ = ["Feature", "Server", "build_hub", "install_uvloop", "run"]
+
+log = logging.getLogger("wagerwire.app")
+
+TICK_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Feature:
+    """An optional part (domain REST, demo sources, dialects) plugged into the server."""
+
+    routers: list[APIRouter] = field(default_factory=list)
+    stream_routes: list[tuple[Literal["ws", "sse"], str, Any]] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
+    on_start: list[Callable[[Hub, Services], None]] = field(default_factory=list)
+
+
+def install_uvloop() -> bool:
+    """Use uvloop when it is installed (it is a default dependency on Linux and macOS)."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def build_hub(settings: Settings) -> Hub:
+    """The hub over the store and broker named by the settings' URLs."""
+    if not settings.broker.startswith("memory"):
+        raise BadParameter(
+            f"broker {settings.broker!r} is not available in this build: use memory://"
+        )
+    store = SqliteStore(store_path(settings.store), retention=settings.retention_rules())
+    broker = MemoryBroker(idempotency_window_s=settings.idempotency_window)
+    limits = HubLimits(
+        max_channels_per_sink=settings.max_channels,
+        max_message_bytes=settings.max_message_bytes,
+        idempotency_window_s=settings.idempotency_window,
+    )
+    return Hub(store, broker, limits)
+
+
+class Server:
+    """One running wagerwire node: hub, HTTP front door, streams and sources."""
+
+    def __init__(self, settings: Settings, features: list[Feature] | None = None) -> None:
+        self.settings = settings
+        self.features = features or []
+        self.hub = build_hub(settings)
+        self.registry: StreamRegistry | None = None
+        self.services: Services | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._http: HttpServerState | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.port = settings.port
+
+    async def start(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        await self.hub.start()
+        config = StreamConfig(
+            outbox_limit=settings.outbox_limit,
+            ping_interval=settings.ping_interval,
+            pong_timeout=settings.pong_timeout,
+            sse_heartbeat=settings.sse_heartbeat,
+            max_frame_bytes=settings.max_message_bytes + 4096,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        registry = self.registry = StreamRegistry(self.hub, Flusher(loop), config)
+        routes = StreamRoutes()
+        routes.add("ws", "/v1/ws", lambda request, reg: NativeWsConnection(reg))
+        routes.add("sse", "/v1/sse", NativeSseConnection.from_request)
+        svc = self.services = Services(self.hub, time.time())
+        svc.connection_counts = self._connection_counts
+        routers: list[APIRouter] = []
+        for feature in self.features:
+            routers += feature.routers
+            for kind, path, factory in feature.stream_routes:
+                routes.add(kind, path, factory)
+            for hook in feature.on_start:
+                hook(self.hub, svc)
+        api = create_api(svc, routers)
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        self.port = sock.getsockname()[1]
+        http = self._http = HttpServerState(api, routes, registry, loop,
+                                            (settings.host, self.port))
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(http), sock=sock, backlog=4096
+        )
+        self._tasks.append(loop.create_task(self._tick()))
+        for feature in self.features:
+            for source in feature.sources:
+                self._tasks.append(loop.create_task(self._run_source(source)))
+
+    async def _run_source(self, source: Any) -> None:
+        try:
+            await source.run(self.hub)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("source %r stopped with an error", source)
+
+    def _connection_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {"ws": 0, "sse": 0}
+        if self.registry is not None:
+            for conn in self.registry.connections:
+                kind = "sse" if type(conn).__name__.endswith("SseConnection") else "ws"
+                counts[kind] += 1
+        return counts
+
+    async def _tick(self) -> None:
+        """One timer for every connection: pings, idle timeouts, SSE heartbeats."""
+        loop = asyncio.get_running_loop()
+        registry = self.registry
+        assert registry is not None
+        interval = min(TICK_SECONDS, registry.config.ping_interval, registry.config.sse_heartbeat)
+        next_ping = loop.time() + registry.config.ping_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            ping = now >= next_ping
+            if ping:
+                next_ping = now + registry.config.ping_interval
+            for conn in list(registry.connections):
+                conn.tick(now, ping)
+
+    async def stop(self) -> None:
+        """Graceful shutdown; safe to call twice."""
+        if self._server is not None:
+            self._server.close()
+        registry = self.registry
+        if registry is not None:
+            registry.closing = True
+            for conn in list(registry.connections):
+                conn.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._http is not None:
+            for proto in list(self._http.connections):
+                if proto.transport is not None:
+                    proto.transport.close()
+        await self.hub.close()
+        await asyncio.sleep(0)
+
+
+def banner(server: Server) -> str:
+    s = server.settings
+    base = f"http://{s.host}:{server.port}"
+    ws = f"ws://{s.host}:{server.port}"
+    return "\n".join([
+        f"wagerwire listening on {base}",
+        f"  dashboard  {base}/",
+        f"  WebSocket  {ws}/v1/ws",
+        f"  SSE        {base}/v1/sse?channels=game:crash",
+        f"  REST docs  {base}/docs  (OpenAPI {base}/openapi.json)",
+        f"  store {s.store}   broker {s.broker}   demo {'on' if s.demo else 'off'}",
+    ])
+
+
+async def run(settings: Settings, features: list[Feature] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully; returns the exit code."""
+    server = Server(settings, features)
+    await server.start()
+    print(banner(server), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("wagerwire: shutting down (clients told to resume)", file=sys.stderr, flush=True)
+    await server.stop()
+    return 0

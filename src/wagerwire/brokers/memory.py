@@ -1,0 +1,253 @@
+"""In-process broker: assigns offsets and delivers in order, for a hub that runs alone.
+
+Publishing on a channel is pipelined: the offset is taken synchronously (no await between
+reading and bumping the counter), then ``persist(message)`` runs as its own task, so many
+publishes of one channel can be in the store's group commit at once. Each channel keeps its
+in-flight publishes in offset order; a publish is delivered (``handler.on_message``) only when
+it and every earlier one have settled, so delivery follows offset order even if persists
+complete out of order.
+
+Failure keeps offsets free of holes. When the persist of offset *n* fails, that publish raises
+the persist's error, the channel's next offset goes back to *n*, and every later publish of the
+channel still in flight is abandoned: it raises :class:`Unavailable` and is not delivered,
+whatever its own persist does (a store that enforces no holes refuses it anyway). Their offsets
+are reused by the next publishes.
+
+Persist tasks are shielded from the publisher: cancelling a ``publish`` stops the wait, not
+the publish, which is still delivered once persisted (its outcome cannot be withdrawn from the
+store).
+
+Idempotency: a key is remembered per channel for ``idempotency_window_s``, measured on the
+publishes' ``ts`` (the hub's clock), the same measure the hub uses with
+``Store.find_idempotent``. A retry within the window returns the first message with
+``duplicate=True``; a retry that arrives while the first is in flight waits for it, and if
+the first fails the retry publishes afresh (one retry does, the others then match it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+from collections import deque
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING
+
+from wagerwire.core.broker import BrokerHandler, Persist
+from wagerwire.core.messages import Message, Position, PublishResult
+from wagerwire.errors import Unavailable
+
+if TYPE_CHECKING:
+    from wagerwire.core.broker import Broker
+
+__all__ = ["MemoryBroker", "new_epoch"]
+
+log = logging.getLogger("wagerwire.brokers.memory")
+
+_EPOCH_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 8 random base36 characters (short, lowercase, URL-safe)."""
+    return "".join(secrets.choice(_EPOCH_ALPHABET) for _ in range(8))
+
+
+class _Publish:
+    """One publish between offset assignment and its outcome."""
+
+    __slots__ = ("abandoned", "delivered", "done", "message", "persisted")
+
+    def __init__(self, message: Message, done: asyncio.Future[None]) -> None:
+        self.message = message
+        self.done = done  # result at delivery; exception when it failed or was abandoned
+        self.persisted = False
+        self.delivered = False
+        self.abandoned = False
+
+
+class _Channel:
+    """Offsets of one channel; ``inflight`` holds its undelivered publishes in offset order."""
+
+    __slots__ = ("delivered", "epoch", "inflight", "next_offset")
+
+    def __init__(self, epoch: str, last_offset: int) -> None:
+        self.epoch = epoch
+        self.next_offset = last_offset + 1
+        self.delivered = last_offset
+        self.inflight: deque[_Publish] = deque()
+
+
+class MemoryBroker:
+    """The Broker for one process; see the module docstring for ordering and failures."""
+
+    def __init__(self, idempotency_window_s: float = 300) -> None:
+        if idempotency_window_s < 0:
+            raise ValueError("idempotency_window_s must be >= 0")
+        self.idempotency_window_s = idempotency_window_s
+        self._window_ms = int(idempotency_window_s * 1000)
+        self._handler: BrokerHandler | None = None
+        self._closed = False
+        self._channels: dict[str, _Channel] = {}
+        self._keys: dict[tuple[str, str], _Publish] = {}
+        self._key_order: deque[tuple[int, tuple[str, str], _Publish]] = deque()
+        self._tasks: set[asyncio.Future[None]] = set()  # persists in flight (strong refs)
+
+    async def start(self, handler: BrokerHandler, positions: Mapping[str, Position]) -> None:
+        """Begin delivering to ``handler``; each seeded channel continues in its epoch."""
+        if self._closed:
+            raise Unavailable("the broker is closed")
+        self._handler = handler
+        for name, position in positions.items():
+            if name not in self._channels:
+                self._channels[name] = _Channel(position.epoch, position.offset)
+
+    async def close(self) -> None:
+        """Stop delivering; publishes still in flight fail with ``Unavailable``."""
+        if self._closed:
+            return
+        self._closed = True
+        for channel in self._channels.values():
+            for pub in channel.inflight:
+                pub.abandoned = True
+                self._finish(pub, Unavailable("the broker closed before delivery"))
+            channel.inflight.clear()
+        self._keys.clear()
+        self._key_order.clear()
+
+    def position(self, channel: str) -> Position | None:
+        """The last delivered position of ``channel``, ``None`` before its first delivery."""
+        state = self._channels.get(channel)
+        if state is None or state.delivered <= 0:
+            return None
+        return Position(state.epoch, state.delivered)
+
+    async def subscribe(self, channel: str) -> None:
+        """Nothing to do: every publish of this process is delivered to its hub."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Nothing to do (see ``subscribe``)."""
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        ts: int,
+        attrs: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        persist: Persist,
+    ) -> PublishResult:
+        """Assign the next offset, persist, deliver in offset order; see the module docstring.
+
+        Raises:
+            Unavailable: the broker is not started or closed, or an earlier publish of the
+                channel failed while this one was in flight (its offset is reused).
+            Exception: whatever ``persist`` raised; nothing was delivered.
+        """
+        if idempotency_key is not None:
+            first = await self._first_with_key(channel, idempotency_key, ts)
+            if first is not None:
+                return PublishResult(first, duplicate=True)
+        if self._closed or self._handler is None:
+            raise Unavailable("the broker is closed" if self._closed else "broker not started")
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel(new_epoch(), 0)
+        offset = state.next_offset
+        state.next_offset = offset + 1
+        message = Message(channel, offset, state.epoch, ts, data, attrs, idempotency_key)
+        pub = _Publish(message, asyncio.get_running_loop().create_future())
+        state.inflight.append(pub)
+        if idempotency_key is not None:
+            self._remember((channel, idempotency_key), pub)
+        try:
+            task = asyncio.ensure_future(persist(message))
+        except Exception as exc:  # persist raised before returning an awaitable
+            self._fail(state, pub, exc)
+        else:
+            self._tasks.add(task)
+            task.add_done_callback(partial(self._persisted, state, pub))
+        await asyncio.shield(pub.done)
+        return PublishResult(message)
+
+    async def _first_with_key(self, channel: str, key: str, ts: int) -> Message | None:
+        """The first message published with ``key`` within the window, waiting if in flight."""
+        while True:
+            first = self._keys.get((channel, key))
+            if first is None or ts - first.message.ts > self._window_ms:
+                return None
+            if first.delivered:
+                return first.message
+            try:
+                await asyncio.shield(first.done)
+            except Exception:
+                continue  # the first failed and was forgotten: look again, maybe publish
+
+    def _remember(self, key: tuple[str, str], pub: _Publish) -> None:
+        ts = pub.message.ts
+        order = self._key_order
+        while order and order[0][0] < ts - self._window_ms:
+            _, old_key, old = order.popleft()
+            if self._keys.get(old_key) is old:
+                del self._keys[old_key]
+        self._keys[key] = pub
+        order.append((ts, key, pub))
+
+    def _persisted(self, state: _Channel, pub: _Publish, task: asyncio.Future[None]) -> None:
+        """Persist finished: deliver what is now in order, or fail and roll the offset back."""
+        self._tasks.discard(task)
+        error = Unavailable("persist was cancelled") if task.cancelled() else task.exception()
+        if self._closed or pub.abandoned:
+            return
+        if error is None:
+            pub.persisted = True
+            self._deliver(state)
+        else:
+            self._fail(state, pub, error)
+
+    def _deliver(self, state: _Channel) -> None:
+        inflight = state.inflight
+        handler = self._handler
+        assert handler is not None
+        while inflight and inflight[0].persisted:
+            pub = inflight.popleft()
+            message = pub.message
+            state.delivered = message.offset
+            pub.delivered = True
+            try:
+                handler.on_message(message)
+            except Exception:  # a handler bug must not stall the channel
+                log.exception("handler failed on %s #%d", message.channel, message.offset)
+            if not pub.done.done():
+                pub.done.set_result(None)
+
+    def _fail(self, state: _Channel, pub: _Publish, error: BaseException) -> None:
+        """Fail ``pub``, abandon the later in-flight publishes, reuse their offsets."""
+        inflight = state.inflight
+        index = inflight.index(pub)
+        later = [inflight.pop() for _ in range(len(inflight) - index - 1)]
+        inflight.pop()
+        state.next_offset = pub.message.offset
+        self._finish(pub, error)
+        for other in reversed(later):
+            other.abandoned = True
+            abandoned = Unavailable(
+                f"publish #{other.message.offset} on {other.message.channel} abandoned: "
+                f"#{pub.message.offset} failed to persist and its offset is reused"
+            )
+            abandoned.__cause__ = error
+            self._finish(other, abandoned)
+
+    def _finish(self, pub: _Publish, error: BaseException) -> None:
+        key = pub.message.idempotency_key
+        if key is not None and self._keys.get((pub.message.channel, key)) is pub:
+            del self._keys[(pub.message.channel, key)]
+        if not pub.done.done():
+            pub.done.set_exception(error)
+            pub.done.exception()  # retrieved here: the publisher may have stopped waiting
+
+
+if TYPE_CHECKING:
+    _conforms: Broker = MemoryBroker()

@@ -1,0 +1,137 @@
+"""Command line: ``wagerwire serve | publish | channels``.
+
+Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.app` or the REST API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from wagerwire.config import load_settings
+from wagerwire.errors import WagerwireError
+from wagerwire.logs import setup_logging
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the hub",
+        description="Run the hub: REST, WebSocket and SSE on one port. Flags override "
+        "WAGERWIRE_* environment variables, which override the TOML config file.",
+    )
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
+    p.add_argument("--store", help="history store URL (default sqlite:///wagerwire.db)")
+    p.add_argument("--broker", help="broker URL (default memory://, one process)")
+    p.add_argument("--no-demo", dest="demo", action="store_const", const=False,
+                   help="do not run the built-in casino and sports simulators")
+    p.add_argument("--demo-seed", type=int, help="seed of the simulators (default 42)")
+    p.add_argument("--demo-speed", type=float,
+                   help="simulator speed factor; 2 = twice as many rounds (default 1)")
+    p.add_argument("--config", help="TOML config file (keys are the setting names)")
+    p.add_argument("--log-level", help="debug, info, warning or error (default info)")
+    p.add_argument("--max-channels", type=int,
+                   help="channels one connection may subscribe to (default 100)")
+    p.add_argument("--max-message-bytes", type=int,
+                   help="largest message data accepted, in bytes (default 65536)")
+    p.add_argument("--outbox-limit", type=int,
+                   help="bytes queued for one client before it is cut as a slow consumer "
+                   "(default 4 MiB)")
+    p.add_argument("--ping-interval", type=float,
+                   help="seconds between server WebSocket pings (default 20)")
+
+
+def _client_parser(sub: Any) -> None:
+    p = sub.add_parser("publish", help="publish one message through a running hub",
+                       description="POST /v1/publish on a running hub.")
+    p.add_argument("channel", help="channel name, e.g. game:crash")
+    p.add_argument("data", help="JSON value to publish, e.g. '{\"x\":1}'")
+    p.add_argument("--url", default=DEFAULT_URL, help=f"hub base URL (default {DEFAULT_URL})")
+    p.add_argument("--key", help="API key (sent as Authorization: Bearer)")
+    p.add_argument("--idempotency-key", help="retries with the same key publish once")
+    c = sub.add_parser("channels", help="list channels of a running hub",
+                       description="GET /v1/channels on a running hub.")
+    c.add_argument("--url", default=DEFAULT_URL, help=f"hub base URL (default {DEFAULT_URL})")
+    c.add_argument("--key", help="API key (sent as Authorization: Bearer)")
+    c.add_argument("--json", action="store_true", help="print the raw JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wagerwire",
+        description="Real-time hub for casino-game and sports-betting data.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _client_parser(sub)
+    return parser
+
+
+def _request(url: str, key: str | None, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req.add_header("Content-Type", "application/json")
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise SystemExit(f"wagerwire: {exc.code} {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"wagerwire: cannot reach {url}: {exc.reason}") from exc
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from wagerwire.app import install_uvloop, run
+    from wagerwire.features import default_features
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    settings = load_settings(overrides, config_file=args.config)
+    setup_logging(settings.log_level)
+    install_uvloop()
+    return asyncio.run(run(settings, default_features(settings)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "publish":
+            try:
+                data = json.loads(args.data)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"wagerwire: data is not JSON: {exc}") from exc
+            body = {"channel": args.channel, "data": data}
+            if args.idempotency_key:
+                body["idempotency_key"] = args.idempotency_key
+            print(json.dumps(_request(args.url.rstrip("/") + "/v1/publish", args.key, body)))
+            return 0
+        result = _request(args.url.rstrip("/") + "/v1/channels", args.key)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for ch in result["channels"]:
+                print(f"{ch['name']:40} epoch {ch['epoch']:10} offset {ch['last_offset']:>8}"
+                      f"  retained {ch['count']}")
+        return 0
+    except WagerwireError as exc:
+        print(f"wagerwire: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

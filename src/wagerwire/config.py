@@ -1,0 +1,141 @@
+"""Settings: the only place that reads configuration.
+
+Precedence, lowest first: built-in defaults, the TOML file (``--config FILE`` or
+``WAGERWIRE_CONFIG``), ``WAGERWIRE_*`` environment variables, command-line flags. Every field
+of :class:`Settings` can be set each way: ``port`` is ``port = 8000`` in TOML,
+``WAGERWIRE_PORT=8000`` in the environment and ``--port 8000`` on the command line.
+Components receive typed objects built from here and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from wagerwire.core.store import RetentionRule
+from wagerwire.errors import BadParameter
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "store_path"]
+
+ENV_PREFIX = "WAGERWIRE_"
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything configurable; see the README's configuration table."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    store: str = "sqlite:///wagerwire.db"
+    broker: str = "memory://"
+    demo: bool = True
+    demo_seed: int = 42
+    demo_speed: float = 1.0
+    log_level: str = "info"
+    max_channels: int = 100
+    max_message_bytes: int = 65536
+    max_body_bytes: int = 1024 * 1024
+    outbox_limit: int = 4 * 1024 * 1024
+    ping_interval: float = 20.0
+    pong_timeout: float = 20.0
+    sse_heartbeat: float = 15.0
+    idempotency_window: float = 300.0
+    retention_count: int = 100_000
+    retention_age: float = 7 * 24 * 3600.0
+    retention: list[RetentionRule] = field(default_factory=list)
+
+    def retention_rules(self) -> list[RetentionRule]:
+        """Configured rules, then the default rule for every other channel."""
+        return [*self.retention, RetentionRule("*", self.retention_count, self.retention_age)]
+
+
+def store_path(url: str) -> str:
+    """The file path of a ``sqlite:///path`` URL (``sqlite:///:memory:`` is refused)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise BadParameter(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db")
+    path = (parts.netloc + parts.path) if parts.netloc else parts.path
+    if path.startswith("/") and not url.startswith("sqlite:////"):
+        path = path[1:]  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+    if not path or path == ":memory:":
+        raise BadParameter("the SQLite store needs a file path: sqlite:///wagerwire.db")
+    return path
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    text = str(value)
+    try:
+        if kind in ("int", int):
+            return int(text)
+        if kind in ("float", float):
+            return float(text)
+        if kind in ("bool", bool):
+            if isinstance(value, bool):
+                return value
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+    except ValueError as exc:
+        raise BadParameter(f"setting {name}: {value!r} is not a valid {kind}") from exc
+    return text
+
+
+def _retention(raw: Any) -> list[RetentionRule]:
+    if not isinstance(raw, list):
+        raise BadParameter("retention must be a list of {pattern, max_count, max_age_s} tables")
+    rules = []
+    for item in raw:
+        if not isinstance(item, Mapping) or "pattern" not in item:
+            raise BadParameter("each retention rule needs a pattern")
+        rules.append(RetentionRule(str(item["pattern"]), item.get("max_count"),
+                                   item.get("max_age_s")))
+    return rules
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults, TOML, environment and ``overrides`` (CLI flags; None = not given).
+
+    Raises:
+        BadParameter: a value does not parse, or the config file is missing or invalid.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            values.update(tomllib.loads(Path(path).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise BadParameter(f"cannot read config file {path}: {exc}") from exc
+    names = {f.name: f for f in fields(Settings)}
+    for f in names:
+        if ENV_PREFIX + f.upper() in env:
+            values[f] = env[ENV_PREFIX + f.upper()]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise BadParameter(f"unknown setting(s): {', '.join(unknown)}")
+    settings = Settings()
+    for key, value in values.items():
+        if key == "retention":
+            settings.retention = _retention(value)
+        else:
+            setattr(settings, key, _coerce(key, names[key].type, value))
+    if not 0 <= settings.port <= 65535:
+        raise BadParameter(f"port {settings.port} is out of range")
+    return dataclasses.replace(settings)

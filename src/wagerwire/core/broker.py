@@ -1,0 +1,64 @@
+"""The Broker protocol: assigns positions and carries messages to every node's hub.
+
+Contract (checked by ``tests/contract/test_broker_contract.py`` for every backend):
+
+* ``publish`` assigns the next offset of the channel atomically (no holes, no reuse), creating
+  an epoch for a channel it has never seen; it awaits ``persist(message)`` before the publish
+  counts as done, then delivers the message to the handler of every started broker instance
+  (every node), per channel in offset order, exactly once.
+* A publish with an ``idempotency_key`` seen on the same channel within the idempotency window
+  returns the first message with ``duplicate=True`` and delivers nothing.
+* If ``persist`` raises, the publish raises the same error, nothing is delivered, and the
+  offset is reused by the next publish (no hole).
+* ``positions`` passed to ``start`` seed the offsets (the store's last positions), so a
+  restarted node continues each channel in the same epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from wagerwire.core.messages import Message, Position, PublishResult
+
+__all__ = ["Broker", "BrokerHandler", "Persist"]
+
+Persist = Callable[[Message], Awaitable[None]]
+
+
+class BrokerHandler(Protocol):
+    """Receives messages from the broker (the hub implements it)."""
+
+    def on_message(self, message: Message) -> None:
+        """Deliver one message to local subscribers; must not block."""
+
+
+class Broker(Protocol):
+    """Implementations: ``brokers.memory.MemoryBroker`` (one process)."""
+
+    async def start(self, handler: BrokerHandler, positions: Mapping[str, Position]) -> None:
+        """Begin delivering to ``handler``; seed offsets from ``positions``."""
+
+    async def close(self) -> None:
+        """Stop delivering; pending publishes fail with ``Unavailable``."""
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        ts: int,
+        attrs: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        persist: Persist,
+    ) -> PublishResult:
+        """Assign a position, persist, deliver everywhere; see the module contract."""
+
+    def position(self, channel: str) -> Position | None:
+        """The newest position this node knows of ``channel``, ``None`` if it has none."""
+
+    async def subscribe(self, channel: str) -> None:
+        """This node has local subscribers to ``channel`` (a scale-out broker listens)."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        """The last local subscriber of ``channel`` left."""

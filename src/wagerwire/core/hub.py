@@ -1,0 +1,508 @@
+"""The hub: publish → store append → broker → fan-out, and the subscription registry.
+
+The fan-out path (:meth:`Hub.on_message`) is the hot path: per message it looks up the
+subscribers of the channel, encodes the message once per frame format, and hands the same bytes
+to every subscriber's :meth:`Sink.deliver`, which only queues them (the transport coalesces one
+write per connection per loop turn). Nothing on that path awaits.
+
+Subscribing with a resume position replays from the store in pages, then registers the sink
+synchronously once the replay has caught up with what was already delivered, so the switch from
+replay to live has no gap; a per-channel floor drops the few messages that were committed (and
+so replayed) but not yet delivered live when the sink registered, so there is no duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+
+from wagerwire.core.broker import Broker
+from wagerwire.core.channels import (
+    Filter,
+    is_pattern,
+    pattern_matcher,
+    validate_channel,
+    validate_pattern,
+)
+from wagerwire.core.messages import Message, Position, PublishResult
+from wagerwire.core.store import Store
+from wagerwire.errors import (
+    BadParameter,
+    InvalidChannel,
+    MalformedJson,
+    PayloadTooLarge,
+    TooManyChannels,
+    Unavailable,
+)
+from wagerwire.types import Json
+
+__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubStats", "Sink", "SubscribeReply"]
+
+log = logging.getLogger("wagerwire.core.hub")
+
+REPLAY_PAGE = 500
+
+
+class FrameEncoder(Protocol):
+    """Turns a message into the exact bytes a connection writes (one per wire format)."""
+
+    def encode(self, message: Message) -> bytes: ...
+
+
+class Sink(Protocol):
+    """A connection as the hub sees it: a frame format and a non-blocking deliver."""
+
+    encoder: FrameEncoder
+
+    def deliver(self, frame: bytes, message: Message) -> None:
+        """Queue ``frame`` (the encoding of ``message``); never blocks, never raises."""
+
+    async def drain(self) -> None:
+        """Wait until the connection's queue is written (used between replay pages)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeReply:
+    """One ``subscribed`` answer: a channel (or pattern) and whether its resume held."""
+
+    channel: str
+    epoch: str
+    offset: int
+    recovered: bool
+    pattern: bool = False
+
+
+@dataclass(slots=True)
+class HubLimits:
+    """Bounds that protect the hub from one client."""
+
+    max_channels_per_sink: int = 100
+    max_message_bytes: int = 65536
+    idempotency_window_s: float = 300.0
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters exported on ``/metrics``."""
+
+    published: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    replayed: int = 0
+    encoded: int = 0
+    per_channel_delivered: dict[str, int] = field(default_factory=dict)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+Entry = tuple[Sink, Filter | None]
+
+
+class Hub:
+    """Owns local subscriptions and fans out what the broker delivers."""
+
+    def __init__(self, store: Store, broker: Broker, limits: HubLimits | None = None) -> None:
+        self.store = store
+        self.broker = broker
+        self.limits = limits or HubLimits()
+        self.stats = HubStats()
+        self._exact: dict[str, dict[Sink, Filter | None]] = {}
+        self._patterns: dict[str, dict[Sink, Filter | None]] = {}
+        self._pattern_cache: dict[str, list[Entry]] = {}
+        self._sink_subs: dict[Sink, set[str]] = {}
+        self._floors: dict[str, dict[Sink, int]] = {}
+        self._delivered: dict[str, int] = {}
+        self._listeners: list[Callable[[Message], None]] = []
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store and start the broker seeded with the store's positions."""
+        await self.store.open()
+        positions = await self.store.positions()
+        self._delivered = {ch: pos.offset for ch, pos in positions.items()}
+        await self.broker.start(self, positions)
+
+    async def close(self) -> None:
+        """Stop accepting publishes, stop the broker, flush and close the store."""
+        self._closed = True
+        await self.broker.close()
+        await self.store.close()
+
+    def add_listener(self, listener: Callable[[Message], None]) -> None:
+        """Call ``listener`` for every message delivered to this node (e.g. domain state)."""
+        self._listeners.append(listener)
+
+    # -- publish ---------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: Json,
+        *,
+        attrs: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> PublishResult:
+        """Publish ``data`` on ``channel``; returns once the message is durable.
+
+        Raises:
+            InvalidChannel, PayloadTooLarge, MalformedJson, BadParameter: the input is wrong.
+            Unavailable: the hub is closing or the store failed; nothing was delivered.
+        """
+        if self._closed:
+            raise Unavailable("the server is shutting down; publish again after restart")
+        validate_channel(channel)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200
+        ):
+            raise BadParameter("idempotency_key must be a string of 1-200 characters")
+        clean_attrs = _clean_attrs(attrs)
+        try:
+            payload = orjson.dumps(data)
+        except TypeError as exc:
+            raise MalformedJson(f"data is not JSON-serialisable: {exc}") from exc
+        if len(payload) > self.limits.max_message_bytes:
+            raise PayloadTooLarge(
+                f"message data is {len(payload)} bytes; the limit is "
+                f"{self.limits.max_message_bytes}"
+            )
+        ts = now_ms()
+        if idempotency_key is not None:
+            since = ts - int(self.limits.idempotency_window_s * 1000)
+            earlier = await self.store.find_idempotent(channel, idempotency_key, since)
+            if earlier is not None:
+                self.stats.duplicates += 1
+                return PublishResult(earlier, duplicate=True)
+        result = await self.broker.publish(
+            channel,
+            payload,
+            ts=ts,
+            attrs=clean_attrs,
+            idempotency_key=idempotency_key,
+            persist=self.store.append,
+        )
+        if result.duplicate:
+            self.stats.duplicates += 1
+        else:
+            self.stats.published += 1
+        return result
+
+    # -- fan-out (hot path) ----------------------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        """Deliver one message to every local subscriber (called by the broker, in order)."""
+        channel = message.channel
+        self._delivered[channel] = message.offset
+        if self._listeners:
+            self._notify_listeners(message)
+        exact = self._exact.get(channel)
+        patterned = self._pattern_cache.get(channel)
+        if patterned is None:
+            patterned = self._match_patterns(channel) if self._patterns else []
+        if not exact and not patterned:
+            return
+        floors = self._floors.get(channel)
+        frames: dict[FrameEncoder, bytes] = {}
+        sent = 0
+        if exact:
+            sent = _fan_out(exact.items(), message, frames, floors, None)
+        if patterned:
+            sent += _fan_out(patterned, message, frames, floors, exact)
+        if floors:
+            self._release_floors(channel, floors, message.offset)
+        stats = self.stats
+        stats.delivered += sent
+        stats.encoded += len(frames)
+
+    def _notify_listeners(self, message: Message) -> None:
+        for listener in self._listeners:
+            try:
+                listener(message)
+            except Exception:  # a listener bug must not stop delivery
+                log.exception("listener failed on %s #%d", message.channel, message.offset)
+
+    def _release_floors(self, channel: str, floors: dict[Sink, int], offset: int) -> None:
+        for sink in [s for s, floor in floors.items() if floor <= offset]:
+            del floors[sink]
+        if not floors:
+            del self._floors[channel]
+
+    def _match_patterns(self, channel: str) -> list[Entry]:
+        matched: dict[Sink, Filter | None] = {}
+        for pattern, entries in self._patterns.items():
+            if pattern_matcher(pattern).fullmatch(channel):
+                for sink, flt in entries.items():
+                    matched.setdefault(sink, flt)
+        result = list(matched.items())
+        if len(self._pattern_cache) > 65536:
+            self._pattern_cache.clear()
+        self._pattern_cache[channel] = result
+        return result
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        sink: Sink,
+        channels: Iterable[object],
+        *,
+        filter: Filter | None = None,
+        since: Mapping[str, Position] | None = None,
+        announce: Callable[[SubscribeReply], None] | None = None,
+    ) -> list[SubscribeReply]:
+        """Subscribe ``sink``; replay from ``since`` first, then go live with no gap.
+
+        ``announce`` is called with each channel's reply before that channel's replayed
+        messages are delivered, so a client sees ``subscribed`` first.
+
+        Raises:
+            InvalidChannel, TooManyChannels, BadParameter: nothing was subscribed.
+        """
+        names = self.validate_subscription(channels, since, sink)
+        since = since or {}
+        replies: list[SubscribeReply] = []
+        for name in names:
+            if is_pattern(name):
+                reply = await self._subscribe_pattern(sink, name, filter, since, announce)
+            else:
+                reply = await self._subscribe_exact(
+                    sink, name, filter, since.get(name), announce
+                )
+            replies.append(reply)
+        return replies
+
+    def validate_subscription(
+        self,
+        channels: Iterable[object],
+        since: Mapping[str, Position] | None,
+        sink: Sink | None = None,
+    ) -> list[str]:
+        """Check a subscription without applying it; returns the de-duplicated names.
+
+        Raises:
+            InvalidChannel, TooManyChannels, BadParameter.
+        """
+        names = _validate_names(channels)
+        current = self._sink_subs.get(sink, set()) if sink is not None else set()
+        new = [n for n in names if n not in current]
+        if len(current) + len(new) > self.limits.max_channels_per_sink:
+            raise TooManyChannels(
+                f"a connection may hold at most {self.limits.max_channels_per_sink} "
+                f"channels; it has {len(current)} and asked for {len(new)} more"
+            )
+        for name in names:
+            if not is_pattern(name) and since:
+                self._check_not_ahead(name, since.get(name))
+        return names
+
+    def _check_not_ahead(self, channel: str, pos: Position | None) -> None:
+        top = self.broker.position(channel)
+        if pos is not None and top is not None and pos.epoch == top.epoch:
+            if pos.offset > top.offset:
+                raise BadParameter(
+                    f"resume position {pos.offset} of {channel} is ahead of the channel "
+                    f"(latest offset {top.offset})"
+                )
+
+    async def _subscribe_exact(
+        self,
+        sink: Sink,
+        channel: str,
+        flt: Filter | None,
+        pos: Position | None,
+        announce: Callable[[SubscribeReply], None] | None,
+    ) -> SubscribeReply:
+        top = self.broker.position(channel)
+        epoch, offset = (top.epoch, top.offset) if top else ("", 0)
+        page, recovered = (None, True) if pos is None else await self._first_page(channel, pos)
+        reply = SubscribeReply(channel, epoch, offset, recovered)
+        if announce is not None:
+            announce(reply)
+        if page is not None and pos is not None:
+            await self._replay(sink, channel, flt, pos, page)
+        self._register(self._exact, sink, channel, flt)
+        if len(self._exact[channel]) == 1:
+            await self.broker.subscribe(channel)
+        return reply
+
+    async def _subscribe_pattern(
+        self,
+        sink: Sink,
+        pattern: str,
+        flt: Filter | None,
+        since: Mapping[str, Position],
+        announce: Callable[[SubscribeReply], None] | None,
+    ) -> SubscribeReply:
+        matcher = pattern_matcher(pattern)
+        recovered = True
+        pages: list[tuple[str, Position, list[Message]]] = []
+        for channel, pos in since.items():
+            if matcher.fullmatch(channel):
+                page, ok = await self._first_page(channel, pos)
+                recovered = recovered and ok
+                if page is not None:
+                    pages.append((channel, pos, page))
+        reply = SubscribeReply(pattern, "", 0, recovered, pattern=True)
+        if announce is not None:
+            announce(reply)
+        for channel, pos, page in pages:
+            await self._replay(sink, channel, flt, pos, page)
+        self._register(self._patterns, sink, pattern, flt)
+        self._pattern_cache.clear()
+        return reply
+
+    def _register(
+        self,
+        table: dict[str, dict[Sink, Filter | None]],
+        sink: Sink,
+        name: str,
+        flt: Filter | None,
+    ) -> None:
+        table.setdefault(name, {})[sink] = flt
+        self._sink_subs.setdefault(sink, set()).add(name)
+
+    async def _first_page(
+        self, channel: str, pos: Position
+    ) -> tuple[list[Message] | None, bool]:
+        """Decide whether ``pos`` can be resumed; returns the first replay page and that."""
+        top = self.broker.position(channel)
+        if top is None:
+            return None, pos.offset == 0
+        if top.epoch != pos.epoch:
+            return None, False
+        page = await self.store.read(channel, pos.offset, REPLAY_PAGE)
+        if pos.offset < self._delivered.get(channel, 0):
+            if not page or page[0].offset != pos.offset + 1:
+                return None, False  # history no longer reaches back to the position
+        return page, True
+
+    async def _replay(
+        self, sink: Sink, channel: str, flt: Filter | None, pos: Position, page: list[Message]
+    ) -> None:
+        """Send what ``sink`` missed after ``pos``, page by page, until caught up.
+
+        Returns once the replay has caught up with everything delivered live so far; the
+        caller then registers the sink without awaiting, so nothing falls in between.
+        """
+        after = pos.offset
+        while True:
+            for message in page:
+                if flt is None or flt.matches(channel, message.attrs):
+                    sink.deliver(sink.encoder.encode(message), message)
+                after = message.offset
+            self.stats.replayed += len(page)
+            if page:
+                await sink.drain()
+            if after >= self._delivered.get(channel, 0) and len(page) < REPLAY_PAGE:
+                break
+            page = await self.store.read(channel, after, REPLAY_PAGE)
+        if after > self._delivered.get(channel, 0):
+            # Committed and replayed, but not yet delivered live: drop those live copies.
+            self._floors.setdefault(channel, {})[sink] = after
+
+    async def unsubscribe(self, sink: Sink, channels: Iterable[object]) -> list[str]:
+        """Remove ``sink`` from ``channels``; returns the names it was subscribed to."""
+        names = _validate_names(channels)
+        removed = [n for n in names if self._drop(sink, n)]
+        for name in removed:
+            if not is_pattern(name) and name not in self._exact:
+                await self.broker.unsubscribe(name)
+        return removed
+
+    def remove_sink(self, sink: Sink) -> list[str]:
+        """Forget a closed connection; returns exact channels left with no local subscriber."""
+        names = list(self._sink_subs.get(sink, ()))
+        orphaned = [n for n in names if self._drop(sink, n) and not is_pattern(n)
+                    and n not in self._exact]
+        self._sink_subs.pop(sink, None)
+        for floors in self._floors.values():
+            floors.pop(sink, None)
+        return orphaned
+
+    def _drop(self, sink: Sink, name: str) -> bool:
+        table = self._patterns if is_pattern(name) else self._exact
+        entries = table.get(name)
+        if entries is None or sink not in entries:
+            return False
+        del entries[sink]
+        if not entries:
+            del table[name]
+        subs = self._sink_subs.get(sink)
+        if subs is not None:
+            subs.discard(name)
+        if table is self._patterns:
+            self._pattern_cache.clear()
+        return True
+
+    def local_subscriber_counts(self) -> dict[str, int]:
+        """Subscribers per exact channel on this node (patterns not expanded)."""
+        return {name: len(entries) for name, entries in self._exact.items()}
+
+    def subscriptions(self, sink: Sink) -> frozenset[str]:
+        return frozenset(self._sink_subs.get(sink, ()))
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._sink_subs)
+
+
+def _fan_out(
+    entries: Iterable[Entry],
+    message: Message,
+    frames: dict[FrameEncoder, bytes],
+    floors: dict[Sink, int] | None,
+    skip: Mapping[Sink, object] | None,
+) -> int:
+    """Hand ``message`` to each matching sink, encoding once per frame format."""
+    channel = message.channel
+    attrs = message.attrs
+    offset = message.offset
+    sent = 0
+    for sink, flt in entries:
+        if skip is not None and sink in skip:
+            continue
+        if flt is not None and not flt.matches(channel, attrs):
+            continue
+        if floors and floors.get(sink, 0) >= offset:
+            continue
+        enc = sink.encoder
+        frame = frames.get(enc)
+        if frame is None:
+            frame = frames[enc] = enc.encode(message)
+        sink.deliver(frame, message)
+        sent += 1
+    return sent
+
+
+def _validate_names(channels: Iterable[object]) -> list[str]:
+    if isinstance(channels, str | bytes) or not isinstance(channels, Iterable):
+        raise InvalidChannel("channels must be a list of channel names or patterns")
+    names: list[str] = []
+    for raw in channels:
+        name = validate_pattern(raw)
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise InvalidChannel("channels must name at least one channel")
+    return names
+
+
+def _clean_attrs(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
+    if attrs is None:
+        return None
+    if not isinstance(attrs, Mapping) or len(attrs) > 32:
+        raise BadParameter("attrs must be an object of at most 32 string attributes")
+    clean: dict[str, str] = {}
+    for key, value in attrs.items():
+        if not isinstance(key, str) or not isinstance(value, str | int | float | bool):
+            raise BadParameter("attrs must map strings to strings")
+        clean[key] = value if isinstance(value, str) else str(value).lower()
+    return clean or None

@@ -1,0 +1,47 @@
+"""Messages and positions: what a channel carries and where a reader stands in it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["Message", "Position", "PublishResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a reader stands in one channel: the last offset it has, in this epoch."""
+
+    epoch: str
+    offset: int
+
+
+@dataclass(slots=True, eq=False)
+class Message:
+    """One message of one channel.
+
+    ``data`` is the payload already encoded as JSON bytes: it is encoded once at publish and
+    embedded verbatim in every outgoing frame, never decoded on the delivery path.
+    ``attrs`` are string attributes that subscription filters match on (merged over the
+    channel's own attributes).
+    """
+
+    channel: str
+    offset: int
+    epoch: str
+    ts: int
+    data: bytes
+    attrs: Mapping[str, str] | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def position(self) -> Position:
+        return Position(self.epoch, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """The answer to a publish; ``duplicate`` is true when an idempotency key matched."""
+
+    message: Message
+    duplicate: bool = False

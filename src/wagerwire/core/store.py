@@ -1,0 +1,86 @@
+"""The Store protocol: durable history and channel positions.
+
+Contract (checked by ``tests/contract/test_store_contract.py`` for every backend):
+
+* ``append`` returns only once the message is durable (committed). Concurrent appends are
+  grouped into one transaction ("group commit"); a failed batch fails every append in it.
+* Offsets within a channel are stored as given; ``positions()`` reports, per channel, the epoch
+  and the highest offset ever appended, even after retention removed the messages.
+* ``read`` returns messages with ``offset > after`` in ascending order; ``read_last`` the
+  newest ones in ascending order; ``read_by_time`` those with ``since <= ts < until``.
+* Retention (``prune``) removes old messages per channel by count and by age, never the
+  channel's position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from wagerwire.core.messages import Message, Position
+
+__all__ = ["ChannelInfo", "RetentionRule", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRule:
+    """Keep at most ``max_count`` messages no older than ``max_age_s`` in matching channels.
+
+    ``pattern`` uses the channel pattern syntax (``*`` wildcards); the first matching rule
+    applies. ``None`` means unlimited.
+    """
+
+    pattern: str
+    max_count: int | None = None
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """What the store knows about one channel."""
+
+    name: str
+    epoch: str
+    last_offset: int
+    first_offset: int | None  # oldest retained offset; None when none is retained
+    count: int
+    last_ts: int | None
+
+
+class Store(Protocol):
+    """Durable history. Implementations: ``stores.sqlite.SqliteStore`` (embedded default)."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema; must be called before anything else."""
+
+    async def close(self) -> None:
+        """Commit what is pending, then release resources."""
+
+    async def append(self, message: Message) -> None:
+        """Persist one message; returns when its batch is committed."""
+
+    async def positions(self) -> dict[str, Position]:
+        """The last position of every channel ever written."""
+
+    async def read(self, channel: str, after: int, limit: int) -> list[Message]:
+        """Messages with offset > ``after``, ascending, at most ``limit``."""
+
+    async def read_last(self, channel: str, limit: int) -> list[Message]:
+        """The newest ``limit`` messages, ascending."""
+
+    async def read_by_time(
+        self, channel: str, since_ms: int, until_ms: int | None, limit: int
+    ) -> list[Message]:
+        """Messages with ``since_ms <= ts < until_ms``, ascending, at most ``limit``."""
+
+    async def channel_info(self, channel: str) -> ChannelInfo | None:
+        """Positions and retained range of one channel, ``None`` if never written."""
+
+    async def channels(self) -> list[ChannelInfo]:
+        """Every channel ever written, sorted by name."""
+
+    async def find_idempotent(self, channel: str, key: str, since_ms: int) -> Message | None:
+        """The message published with ``key`` on ``channel`` at or after ``since_ms``."""
+
+    async def prune(self, now_ms: int) -> int:
+        """Apply the retention rules; returns how many messages were removed."""

@@ -1,0 +1,1 @@
+"""Dialects: sans-I/O codecs mapping one wire format to hub operations and back."""

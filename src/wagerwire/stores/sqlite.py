@@ -1,0 +1,684 @@
+"""SQLite store: the embedded default for durable history, one process per database file.
+
+Durability: WAL journal with ``synchronous=NORMAL``. A commit writes the transaction into the
+WAL file (the OS page cache) before ``append`` returns, so a crashed or SIGKILLed process
+loses nothing it acknowledged; only an OS crash or power loss can lose the last commits,
+because NORMAL fsyncs at checkpoints rather than on every commit. That trade buys several
+times the commit rate; pass ``synchronous="FULL"`` to fsync every commit as well.
+
+Threads: one writer thread owns the only write connection. ``append`` queues the message and
+awaits a future; the writer takes everything queued (up to ``batch_max``), inserts it in one
+transaction, commits, then settles the futures through ``loop.call_soon_threadsafe`` in queue
+order, in one callback per batch, so appends complete in the order they were issued (the hub
+relies on it). Reads run on a small pool of reader threads, each with its own read-only
+connection; under WAL they block neither the writer nor each other.
+
+Invariant: a channel's retained messages are one contiguous run of offsets of its current
+epoch. The writer refuses an append that would leave a hole (offset must be last + 1, or 1
+in a new epoch), a new epoch deletes the old epoch's messages, and retention only removes a
+prefix; hence ``ChannelInfo.count`` is ``last_offset - first_offset + 1``.
+
+Retention: the first matching :class:`RetentionRule` applies to a channel. Besides explicit
+``prune(now_ms)`` calls, the writer prunes by itself: the channels written since the last
+prune every ``prune_every`` appended messages (count limits only grow with writes), and every
+channel every ``prune_interval_s`` seconds (age limits grow with time, even on a quiet hub).
+Both run on the writer thread between batches, so they never contend for the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+import queue
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import orjson
+
+from wagerwire.core.channels import pattern_matcher
+from wagerwire.core.messages import Message, Position
+from wagerwire.core.store import ChannelInfo, RetentionRule
+from wagerwire.errors import Unavailable
+
+if TYPE_CHECKING:
+    from wagerwire.core.store import Store
+
+__all__ = ["Migration", "SqliteStore", "apply_migrations", "load_migrations"]
+
+log = logging.getLogger("wagerwire.stores.sqlite")
+
+T = TypeVar("T")
+
+_MIGRATION_FILE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+_COLUMNS = "channel, offset, epoch, ts, data, attrs, idempotency_key"
+_INSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_CHANNEL = (
+    "INSERT INTO channels (name, epoch, last_offset, last_ts, created_ts) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch, "
+    "last_offset = excluded.last_offset, last_ts = excluded.last_ts"
+)
+_INFO = (
+    "SELECT c.name, c.epoch, c.last_offset, c.last_ts, "
+    "(SELECT min(m.offset) FROM messages m WHERE m.channel = c.name) FROM channels c"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema step; applied once, in version order, in its own transaction."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The packaged migrations (``stores/migrations/NNNN_name.sql``), ordered by version."""
+    folder = importlib.resources.files("wagerwire.stores").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match is not None:
+            found.append(Migration(int(match[1]), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions in {folder}: {versions}")
+    return found
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: Iterable[Migration]) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema_migrations``; returns their versions.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Each migration and its
+    record commit together, so a failed one leaves the schema as it was; reopening an
+    up-to-date database applies nothing.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied: list[int] = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check under the write lock: another process may have just migrated.
+            if conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+            ).fetchone() is None:
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, _now_ms()),
+                )
+                applied.append(migration.version)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def _statements(script: str) -> list[str]:
+    """Split a SQL script into statements (``executescript`` would commit our transaction)."""
+    pieces = script.split(";")
+    statements: list[str] = []
+    buffer = ""
+    for piece in pieces[:-1]:
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    if (buffer + pieces[-1]).strip():
+        raise ValueError(f"SQL script ends with an incomplete statement: {pieces[-1]!r}")
+    return statements
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _message(row: Any) -> Message:
+    channel, offset, epoch, ts, data, attrs, key = row
+    return Message(
+        channel, offset, epoch, ts, data, orjson.loads(attrs) if attrs is not None else None, key
+    )
+
+
+def _row(message: Message) -> tuple[object, ...]:
+    attrs = message.attrs
+    return (
+        message.channel,
+        message.offset,
+        message.epoch,
+        message.ts,
+        message.data,
+        orjson.dumps(dict(attrs)).decode() if attrs is not None else None,
+        message.idempotency_key,
+    )
+
+
+def _info(row: Any) -> ChannelInfo:
+    name, epoch, last_offset, last_ts, first = row
+    count = last_offset - first + 1 if first is not None else 0
+    return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
+
+
+_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    """Settle futures in the given order (runs on their event loop)."""
+    for future, result, exc in outcomes:
+        if future.done():  # the caller was cancelled; the write happened regardless
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+
+
+class _Append:
+    __slots__ = ("future", "loop", "message")
+
+    def __init__(
+        self, message: Message, future: asyncio.Future[None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.message = message
+        self.future = future
+        self.loop = loop
+
+
+class _Job:
+    """Work that must run on the writer thread, serialised with the appends (e.g. prune)."""
+
+    __slots__ = ("future", "loop", "run")
+
+    def __init__(
+        self,
+        run: Callable[[], object],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.run = run
+        self.future = future
+        self.loop = loop
+
+
+class SqliteStore:
+    """Durable history in one SQLite file; see the module docstring for the design.
+
+    Args:
+        path: database file (created if missing). ``:memory:`` is refused: the writer and the
+            readers need separate connections to one shared, durable database.
+        retention: rules applied by ``prune`` and by the writer's periodic pruning.
+        batch_max: most appends committed in one transaction.
+        synchronous: ``"NORMAL"`` (default; see the module docstring) or ``"FULL"``.
+        busy_timeout_ms: how long a transaction waits for a lock held by another process
+            before its batch fails with ``Unavailable``.
+        readers: reader threads (each with its own connection).
+        prune_every: appended messages between prunes of the channels written meanwhile.
+        prune_interval_s: seconds between prunes of every channel.
+
+    ``commits`` counts committed append batches and ``appended`` the messages they held.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        retention: Sequence[RetentionRule] = (),
+        batch_max: int = 512,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        readers: int = 2,
+        prune_every: int = 1000,
+        prune_interval_s: float = 60.0,
+    ) -> None:
+        if path == ":memory:" or path == "" or "mode=memory" in path or "::memory:" in path:
+            raise ValueError("SqliteStore needs a database file, not an in-memory database")
+        if batch_max < 1 or readers < 1 or prune_every < 1 or prune_interval_s <= 0:
+            raise ValueError("batch_max, readers, prune_every and prune_interval_s must be > 0")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+        self.path = path
+        self.retention = tuple(retention)
+        self.batch_max = batch_max
+        self.commits = 0
+        self.appended = 0
+        self._synchronous = synchronous
+        self._timeout_s = busy_timeout_ms / 1000
+        self._reader_count = readers
+        self._prune_every = prune_every
+        self._prune_interval_s = prune_interval_s
+        self._queue: queue.SimpleQueue[_Append | _Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._closed = False
+        # Owned by the writer thread once it runs:
+        self._wconn: sqlite3.Connection | None = None
+        self._known: dict[str, tuple[str, int]] = {}  # channel -> committed (epoch, last offset)
+        self._rules: dict[str, RetentionRule | None] = {}
+        self._dirty: set[str] = set()
+        self._since_prune = 0
+        self._next_sweep = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or migrate the schema, then start the writer thread and the reader pool."""
+        if self._closed:
+            raise Unavailable("the store is closed; create a new one to reopen the file")
+        if self._writer is not None:
+            return
+        try:
+            await asyncio.to_thread(self._open_writer)
+        except (sqlite3.Error, OSError) as exc:
+            raise Unavailable(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+        self._next_sweep = time.monotonic() + self._prune_interval_s
+        self._writer = threading.Thread(
+            target=self._run_writer, name="wagerwire-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(
+            max_workers=self._reader_count, thread_name_prefix="wagerwire-sqlite-reader"
+        )
+
+    async def close(self) -> None:
+        """Commit every append queued so far, then stop the threads and close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+        if self._readers is not None:
+            await asyncio.to_thread(self._readers.shutdown, True)
+            with self._reader_lock:
+                for conn in self._reader_conns:
+                    conn.close()
+                self._reader_conns.clear()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
+        )
+
+    def _open_writer(self) -> None:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"WAL journal mode unavailable (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            apply_migrations(conn, load_migrations())
+            self._known = {
+                name: (epoch, last)
+                for name, epoch, last in conn.execute(
+                    "SELECT name, epoch, last_offset FROM channels"
+                )
+            }
+        except BaseException:
+            conn.close()
+            raise
+        self._wconn = conn
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def append(self, message: Message) -> None:
+        """Queue ``message`` for the next group commit; returns once it is committed.
+
+        Raises:
+            Unavailable: the store is closed, the offset would leave a hole (it must be the
+                channel's last offset + 1, or 1 in a new epoch), or the batch failed.
+        """
+        if self._closed or self._writer is None:
+            raise Unavailable("the store is closed" if self._closed else "the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Append(message, future, loop))
+        await future
+
+    async def prune(self, now_ms: int) -> int:
+        """Apply the retention rules to every channel; returns how many messages went."""
+        removed = await self._submit(lambda: self._prune(now_ms, None))
+        assert isinstance(removed, int)
+        return removed
+
+    async def _submit(self, run: Callable[[], object]) -> object:
+        if self._closed or self._writer is None:
+            raise Unavailable("the store is closed" if self._closed else "the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(run, future, loop))
+        return await future
+
+    def _run_writer(self) -> None:
+        """The writer thread: group commits, jobs, periodic pruning, until the stop marker."""
+        q = self._queue
+        while True:
+            try:
+                item = q.get(timeout=self._sweep_wait())
+            except queue.Empty:
+                self._auto_prune(sweep=True)
+                continue
+            batch: list[_Append] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                    break
+                if isinstance(item, _Job):
+                    if batch:
+                        self._write_batch(batch)
+                        batch = []
+                    self._run_job(item)
+                else:
+                    batch.append(item)
+                    if len(batch) >= self.batch_max:
+                        break
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write_batch(batch)
+            self._maybe_auto_prune()
+            if stop:
+                break
+        if self._wconn is not None:
+            self._wconn.close()
+
+    def _write_batch(self, batch: list[_Append]) -> None:
+        """Insert one batch in one transaction, then settle its futures in queue order."""
+        conn = self._wconn
+        assert conn is not None
+        errors: list[BaseException | None] = []
+        tip: dict[str, tuple[str, int]] = {}
+        last_ts: dict[str, int] = {}
+        rows: list[tuple[object, ...]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                message = item.message
+                state = tip.get(message.channel) or self._known.get(message.channel)
+                new_epoch = state is not None and state[0] != message.epoch
+                expected = 1 if state is None or new_epoch else state[1] + 1
+                if message.offset != expected:
+                    errors.append(_hole(message, state))
+                    continue
+                if new_epoch:  # the channel restarts: its old history is gone for good
+                    if rows:
+                        conn.executemany(_INSERT, rows)
+                        rows.clear()
+                    conn.execute("DELETE FROM messages WHERE channel = ?", (message.channel,))
+                tip[message.channel] = (message.epoch, message.offset)
+                last_ts[message.channel] = message.ts
+                rows.append(_row(message))
+                errors.append(None)
+            if rows:
+                conn.executemany(_INSERT, rows)
+            if tip:
+                conn.executemany(
+                    _UPSERT_CHANNEL,
+                    [(c, e, o, last_ts[c], last_ts[c]) for c, (e, o) in tip.items()],
+                )
+            conn.execute("COMMIT")
+        except Exception as exc:  # any failure fails the whole batch, nothing is kept
+            self._rollback()
+            log.warning("SQLite batch of %d appends failed: %s", len(batch), exc)
+            errors = [Unavailable(f"the store failed to commit: {exc}") for _ in batch]
+            tip = {}
+        else:
+            self._known.update(tip)
+            self._dirty.update(tip)
+            appended = sum(1 for e in errors if e is None)
+            self._since_prune += appended
+            self.appended += appended
+            self.commits += 1
+        self._settle(batch, [None] * len(batch), errors)
+
+    def _run_job(self, job: _Job) -> None:
+        result: object = None
+        error: BaseException | None = None
+        try:
+            result = job.run()
+        except sqlite3.Error as exc:
+            self._rollback()
+            error = Unavailable(f"the store failed: {exc}")
+        except Exception as exc:
+            self._rollback()
+            error = exc
+        self._settle([job], [result], [error])
+
+    def _rollback(self) -> None:
+        conn = self._wconn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("SQLite rollback failed")
+
+    @staticmethod
+    def _settle(
+        items: Sequence[_Append | _Job],
+        results: Sequence[object],
+        errors: Sequence[BaseException | None],
+    ) -> None:
+        """Hand the outcomes to each item's loop: one callback per loop, queue order kept."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for item, result, error in zip(items, results, errors, strict=True):
+            by_loop.setdefault(item.loop, []).append((item.future, result, error))
+        for loop, outcomes in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, outcomes)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    # -- retention (writer thread) ---------------------------------------------------------
+
+    def _sweep_wait(self) -> float | None:
+        if not self.retention:
+            return None
+        return max(0.0, self._next_sweep - time.monotonic())
+
+    def _maybe_auto_prune(self) -> None:
+        if not self.retention:
+            return
+        if time.monotonic() >= self._next_sweep:
+            self._auto_prune(sweep=True)
+        elif self._since_prune >= self._prune_every:
+            self._auto_prune(sweep=False)
+
+    def _auto_prune(self, *, sweep: bool) -> None:
+        """Prune every channel (``sweep``) or only those written since the last prune."""
+        try:
+            self._prune(_now_ms(), None if sweep else list(self._dirty))
+        except Exception:
+            self._rollback()
+            log.exception("automatic SQLite prune failed")
+        self._dirty.clear()
+        self._since_prune = 0
+        if sweep:
+            self._next_sweep = time.monotonic() + self._prune_interval_s
+
+    def _rule(self, channel: str) -> RetentionRule | None:
+        try:
+            return self._rules[channel]
+        except KeyError:
+            rule = next(
+                (r for r in self.retention if pattern_matcher(r.pattern).fullmatch(channel)),
+                None,
+            )
+            self._rules[channel] = rule
+            return rule
+
+    def _prune(self, now_ms: int, channels: Iterable[str] | None) -> int:
+        """Delete, per channel, the prefix its rule no longer keeps; one transaction."""
+        conn = self._wconn
+        assert conn is not None
+        names = list(self._known if channels is None else channels)
+        removed = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for name in names:
+                rule = self._rule(name)
+                if rule is None or name not in self._known:
+                    continue
+                cut = 0
+                if rule.max_count is not None:
+                    cut = self._known[name][1] - rule.max_count
+                if rule.max_age_s is not None:
+                    oldest_kept = now_ms - int(rule.max_age_s * 1000)
+                    (aged,) = conn.execute(
+                        "SELECT max(offset) FROM messages WHERE channel = ? AND ts < ?",
+                        (name, oldest_kept),
+                    ).fetchone()
+                    if aged is not None:
+                        cut = max(cut, aged)
+                if cut > 0:
+                    removed += conn.execute(
+                        "DELETE FROM messages WHERE channel = ? AND offset <= ?", (name, cut)
+                    ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        if removed:
+            log.debug("pruned %d messages from %d channels", removed, len(names))
+        return removed
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        readers = self._readers
+        if self._closed or readers is None:
+            raise Unavailable("the store is closed" if self._closed else "the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(readers, self._on_reader, query)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the store failed to read: {exc}") from exc
+        except RuntimeError as exc:  # the pool shut down under us
+            if self._closed:
+                raise Unavailable("the store is closed") from exc
+            raise
+
+    def _on_reader(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._reader_local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return query(conn)
+
+    async def positions(self) -> dict[str, Position]:
+        """The last position of every channel ever written (retention never lowers it)."""
+
+        def query(conn: sqlite3.Connection) -> dict[str, Position]:
+            rows = conn.execute("SELECT name, epoch, last_offset FROM channels")
+            return {name: Position(epoch, last) for name, epoch, last in rows}
+
+        return await self._read(query)
+
+    async def read(self, channel: str, after: int, limit: int) -> list[Message]:
+        """Messages with offset > ``after``, ascending, at most ``limit``."""
+        if limit <= 0:
+            return []
+        sql = (
+            f"SELECT {_COLUMNS} FROM messages WHERE channel = ? AND offset > ? "
+            "ORDER BY offset LIMIT ?"
+        )
+        return await self._read(
+            lambda conn: [_message(r) for r in conn.execute(sql, (channel, after, limit))]
+        )
+
+    async def read_last(self, channel: str, limit: int) -> list[Message]:
+        """The newest ``limit`` messages, ascending."""
+        if limit <= 0:
+            return []
+        sql = f"SELECT {_COLUMNS} FROM messages WHERE channel = ? ORDER BY offset DESC LIMIT ?"
+        newest = await self._read(
+            lambda conn: [_message(r) for r in conn.execute(sql, (channel, limit))]
+        )
+        newest.reverse()
+        return newest
+
+    async def read_by_time(
+        self, channel: str, since_ms: int, until_ms: int | None, limit: int
+    ) -> list[Message]:
+        """Messages with ``since_ms <= ts < until_ms``, ascending by ts then offset."""
+        if limit <= 0:
+            return []
+        upper = "AND ts < ? " if until_ms is not None else ""
+        sql = (
+            f"SELECT {_COLUMNS} FROM messages WHERE channel = ? AND ts >= ? {upper}"
+            "ORDER BY ts, offset LIMIT ?"
+        )
+        params: tuple[object, ...] = (
+            (channel, since_ms, until_ms, limit) if until_ms is not None
+            else (channel, since_ms, limit)
+        )
+        return await self._read(lambda conn: [_message(r) for r in conn.execute(sql, params)])
+
+    async def channel_info(self, channel: str) -> ChannelInfo | None:
+        """Positions and retained range of one channel, ``None`` if never written."""
+
+        def query(conn: sqlite3.Connection) -> ChannelInfo | None:
+            row = conn.execute(f"{_INFO} WHERE c.name = ?", (channel,)).fetchone()
+            return _info(row) if row is not None else None
+
+        return await self._read(query)
+
+    async def channels(self) -> list[ChannelInfo]:
+        """Every channel ever written, sorted by name."""
+        return await self._read(
+            lambda conn: [_info(r) for r in conn.execute(f"{_INFO} ORDER BY c.name")]
+        )
+
+    async def find_idempotent(self, channel: str, key: str, since_ms: int) -> Message | None:
+        """The first message published with ``key`` on ``channel`` at or after ``since_ms``."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM messages WHERE channel = ? AND idempotency_key = ? "
+            "AND ts >= ? ORDER BY offset LIMIT 1"
+        )
+
+        def query(conn: sqlite3.Connection) -> Message | None:
+            row = conn.execute(sql, (channel, key, since_ms)).fetchone()
+            return _message(row) if row is not None else None
+
+        return await self._read(query)
+
+
+def _hole(message: Message, state: tuple[str, int] | None) -> Unavailable:
+    if state is None:
+        where = "a new channel starts at offset 1"
+    elif state[0] != message.epoch:
+        where = f"a new epoch starts at offset 1 (stored epoch {state[0]})"
+    else:
+        where = f"the stored last offset is {state[1]} in epoch {state[0]}"
+    return Unavailable(
+        f"refused offset {message.offset} of {message.channel} (epoch {message.epoch}): "
+        f"{where}; offsets must have no holes"
+    )
+
+
+if TYPE_CHECKING:
+    _conforms: Store = SqliteStore("conformance.db")

@@ -1,0 +1,432 @@
+"""The HTTP/1.1 front door: one lean asyncio protocol per TCP connection.
+
+It parses requests with ``httptools`` and then either hands the socket to a streaming
+connection (a WebSocket upgrade or an SSE stream on a registered stream route) or runs the
+request through the ASGI application (FastAPI) for plain request/response REST. Streaming
+connections never go through ASGI: that is what keeps them at about a kilobyte each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal, cast
+from urllib.parse import parse_qs, unquote
+
+import httptools
+import orjson
+
+from wagerwire.errors import (
+    ClientError,
+    InternalError,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    UpgradeRequired,
+    WagerwireError,
+)
+from wagerwire.transports.stream import StreamConnection, StreamRegistry
+from wagerwire.wire.websocket import HandshakeError, handshake_response, validate_handshake
+
+__all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
+
+log = logging.getLogger("wagerwire.transports.http")
+
+ASGIApp = Callable[
+    [
+        MutableMapping[str, Any],
+        Callable[[], Awaitable[MutableMapping[str, Any]]],
+        Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ],
+    Awaitable[None],
+]
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """One parsed request head (and body for REST)."""
+
+    method: str
+    path: str
+    query_string: bytes
+    headers: dict[str, str]
+    raw_headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    body: bytes = b""
+    keep_alive: bool = True
+    upgrade: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
+
+    def query_one(self, name: str) -> str | None:
+        values = self.query().get(name)
+        return values[-1] if values else None
+
+
+StreamFactory = Callable[[HttpRequest, StreamRegistry], StreamConnection]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRoute:
+    """A path served by a streaming connection instead of REST."""
+
+    kind: Literal["ws", "sse"]
+    pattern: re.Pattern[str]
+    factory: StreamFactory
+
+
+class StreamRoutes:
+    """Path → streaming connection factory; ``{name}`` segments become ``request.params``."""
+
+    def __init__(self) -> None:
+        self._routes: list[StreamRoute] = []
+
+    def add(self, kind: Literal["ws", "sse"], path: str, factory: StreamFactory) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+        self._routes.append(StreamRoute(kind, re.compile(regex + "$"), factory))
+
+    def match(self, path: str) -> tuple[StreamRoute, dict[str, str]] | None:
+        for route in self._routes:
+            m = route.pattern.match(path)
+            if m:
+                return route, {k: unquote(v) for k, v in m.groupdict().items()}
+        return None
+
+
+def error_response(
+    error: WagerwireError,
+    *,
+    keep_alive: bool = False,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """A complete HTTP error response with the JSON error body."""
+    headers = list(extra_headers)
+    if error.retry_after is not None:
+        headers.append(("Retry-After", str(max(1, round(error.retry_after)))))
+    return _response(error.status, orjson.dumps(error.to_json()), headers, keep_alive)
+
+
+def _response(
+    status: int, body: bytes, headers: list[tuple[str, str]], keep_alive: bool
+) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [f"HTTP/1.1 {status} {phrase}", "Content-Type: application/json",
+             f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class HttpServerState:
+    """What every HTTP connection of one server shares."""
+
+    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr")
+
+    def __init__(
+        self, app: ASGIApp, routes: StreamRoutes, registry: StreamRegistry,
+        loop: asyncio.AbstractEventLoop, server_addr: tuple[str, int],
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.registry = registry
+        self.loop = loop
+        self.connections: set[HttpProtocol] = set()
+        self.server_addr = server_addr
+
+
+class HttpProtocol(asyncio.Protocol):
+    """Parses HTTP/1.1; upgrades to a stream or runs REST through ASGI."""
+
+    __slots__ = (
+        "state", "transport", "parser", "_url", "_headers", "_body", "_head_size",
+        "_queue", "_busy", "_done", "_too_large",
+    )
+
+    def __init__(self, state: HttpServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._head_size = 0
+        self._queue: deque[HttpRequest] = deque()
+        self._busy = False
+        self._done = False
+        self._too_large = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._done = True
+        self.state.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self._upgrade(data[offset:])
+        except httptools.HttpParserError as exc:
+            self._fail(ClientError(f"malformed HTTP request: {exc}"))
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+        self._head_size = 0
+        self._too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size > self.state.registry.config.max_header_bytes:
+            raise httptools.HttpParserError("request head too large")
+        self._headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large:
+            return
+        self._body.append(body)
+        if sum(map(len, self._body)) > self.state.registry.config.max_body_bytes:
+            self._too_large = True
+            self._body = []
+
+    def on_message_complete(self) -> None:
+        if self._too_large:
+            limit = self.state.registry.config.max_body_bytes
+            self._fail(PayloadTooLarge(f"request body over {limit} bytes"))
+            return
+        if self.parser.should_upgrade():
+            return  # handled by _upgrade once the parser raises HttpParserUpgrade
+        request = self._request()
+        request.body = b"".join(self._body)
+        self._queue.append(request)
+        if not self._busy:
+            self._next()
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _request(self) -> HttpRequest:
+        parsed = httptools.parse_url(self._url)
+        headers: dict[str, str] = {}
+        for name, value in self._headers:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return HttpRequest(
+            method=self.parser.get_method().decode("ascii"),
+            path=unquote(parsed.path.decode("latin-1")),
+            query_string=parsed.query or b"",
+            headers=headers,
+            raw_headers=self._headers,
+            client=(peer[0], peer[1]) if isinstance(peer, tuple) else None,
+            keep_alive=self.parser.should_keep_alive(),
+        )
+
+    def _next(self) -> None:
+        while self._queue and not self._done:
+            request = self._queue.popleft()
+            match = self.state.routes.match(request.path)
+            if match is not None:
+                route, params = match
+                request.params = params
+                if route.kind == "sse" and request.method in ("GET", "HEAD"):
+                    self._start_stream(route, request, b"")
+                    return
+                if route.kind == "ws":
+                    self._write(error_response(
+                        UpgradeRequired("this path needs a WebSocket upgrade"),
+                        keep_alive=request.keep_alive,
+                        extra_headers=(("Upgrade", "websocket"),),
+                    ))
+                    continue
+            self._busy = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+            self.state.loop.create_task(self._run_asgi(request))
+            return
+
+    def _upgrade(self, rest: bytes) -> None:
+        request = self._request()
+        request.upgrade = True
+        match = self.state.routes.match(request.path)
+        if match is None or match[0].kind != "ws":
+            self._fail(NotFound(f"no WebSocket endpoint at {request.path}"))
+            return
+        route, request.params = match
+        try:
+            key = validate_handshake(request.method, request.headers)
+        except HandshakeError as exc:
+            self._fail_status(exc.status, exc, exc.headers)
+            return
+        self._start_stream(route, request, rest, key)
+
+    def _start_stream(
+        self, route: StreamRoute, request: HttpRequest, rest: bytes, ws_key: str | None = None
+    ) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        registry = self.state.registry
+        if registry.closing:
+            self._fail(Unavailable("server is shutting down; retry shortly"))
+            return
+        try:
+            conn = route.factory(request, registry)
+        except WagerwireError as exc:
+            self._fail(exc)
+            return
+        self._done = True
+        self.state.connections.discard(self)
+        if ws_key is not None:
+            transport.write(handshake_response(ws_key))
+        transport.set_protocol(conn)
+        conn.attach(transport, self.state.loop.time())
+        conn.started(request)
+        if rest:
+            conn.data_received(rest)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _fail(self, error: WagerwireError) -> None:
+        self._fail_status(error.status, error, ())
+
+    def _fail_status(
+        self, status: int, error: WagerwireError, headers: tuple[tuple[str, str], ...] | Any
+    ) -> None:
+        body = orjson.dumps(error.to_json())
+        extra = list(headers)
+        if error.retry_after is not None:
+            extra.append(("Retry-After", str(max(1, round(error.retry_after)))))
+        self._write(_response(status, body, extra, keep_alive=False))
+        self._done = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- ASGI bridge -----------------------------------------------------------------------
+
+    async def _run_asgi(self, request: HttpRequest) -> None:
+        transport = self.transport
+        assert transport is not None
+        exchange = _AsgiExchange(request, transport)
+        try:
+            await self.state.app(exchange.scope(self.state.server_addr), exchange.receive,
+                                 exchange.send)
+        except Exception:
+            log.exception("REST handler failed for %s %s", request.method, request.path)
+            if not exchange.started:
+                transport.write(error_response(InternalError("internal error; logged")))
+            exchange.finished = False
+        finally:
+            exchange.disconnected.set()
+        if not exchange.finished or not request.keep_alive:
+            self._done = True
+            transport.close()
+            return
+        self._busy = False
+        if not transport.is_closing():
+            transport.resume_reading()
+        self._next()
+
+
+class _AsgiExchange:
+    """One request/response through the ASGI app: ``receive`` and ``send`` for it."""
+
+    __slots__ = ("request", "transport", "body_sent", "started", "chunked", "finished",
+                 "disconnected")
+
+    def __init__(self, request: HttpRequest, transport: asyncio.Transport) -> None:
+        self.request = request
+        self.transport = transport
+        self.body_sent = False
+        self.started = False
+        self.chunked = False
+        self.finished = False
+        self.disconnected = asyncio.Event()
+
+    def scope(self, server: tuple[str, int]) -> dict[str, Any]:
+        request = self.request
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": "http",
+            "path": request.path,
+            "raw_path": request.path.encode(),
+            "query_string": request.query_string,
+            "root_path": "",
+            "headers": request.raw_headers,
+            "client": request.client,
+            "server": server,
+            "state": {},
+        }
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": self.request.body, "more_body": False}
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self._start(int(message["status"]), message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self._body(bytes(message.get("body", b"")), bool(message.get("more_body", False)))
+
+    def _start(self, status: int, raw_headers: Any) -> None:
+        self.started = True
+        headers = [(bytes(k).lower(), bytes(v)) for k, v in raw_headers]
+        self.chunked = not any(k == b"content-length" for k, _ in headers)
+        head = [f"HTTP/1.1 {status} {_phrase(status)}".encode()]
+        head += [k + b": " + v for k, v in headers]
+        if self.chunked:
+            head.append(b"transfer-encoding: chunked")
+        head.append(b"connection: keep-alive" if self.request.keep_alive else b"connection: close")
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n")
+
+    def _body(self, body: bytes, more: bool) -> None:
+        if self.request.method == "HEAD":
+            body = b""
+        if self.chunked:
+            if body:
+                self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+            if not more:
+                self.transport.write(b"0\r\n\r\n")
+        elif body:
+            self.transport.write(body)
+        if not more:
+            self.finished = True
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -1,0 +1,177 @@
+"""Server-Sent Events connections: the native stream on ``/v1/sse``.
+
+The message bytes (``data: {…}``) are shared by every SSE subscriber of a message; each
+connection only prefixes its own ``id:`` line, the multi-channel resume token of its stream,
+which the browser sends back as ``Last-Event-ID`` when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from wagerwire.core.channels import Filter, is_pattern, pattern_matcher
+from wagerwire.core.hub import FrameEncoder, SubscribeReply
+from wagerwire.core.messages import Message, Position
+from wagerwire.core.tokens import decode_token, encode_position, encode_positions
+from wagerwire.dialects import native
+from wagerwire.errors import BadParameter, InternalError, MalformedJson, WagerwireError
+from wagerwire.transports.http import HttpRequest
+from wagerwire.transports.stream import StreamConnection, StreamRegistry
+from wagerwire.wire.sse import SSE_HEADERS, parse_last_event_id, sse_comment, sse_event, sse_retry
+
+__all__ = ["NativeSseConnection", "NativeSseEncoder", "SseConnection"]
+
+log = logging.getLogger("wagerwire.transports.sse")
+
+RETRY_MS = 1000
+
+
+class NativeSseEncoder:
+    """``data: <native message JSON>`` plus the blank line; the id is added per connection."""
+
+    __slots__ = ()
+
+    def encode(self, message: Message) -> bytes:
+        return b"data: " + native.encode_message(message) + b"\n\n"
+
+
+NATIVE_SSE = NativeSseEncoder()
+
+
+def _head(extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    lines = ["HTTP/1.1 200 OK", *(f"{k}: {v}" for k, v in SSE_HEADERS + extra),
+             "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class SseConnection(StreamConnection):
+    """An event stream: response head, ``retry:``, events, comment heartbeats."""
+
+    __slots__ = ("next_beat",)
+
+    def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
+        super().__init__(registry, encoder)
+        self.next_beat = 0.0
+
+    def started(self, request: Any) -> None:
+        if self.transport is not None:
+            self.transport.write(_head() + sse_retry(RETRY_MS))
+        self.next_beat = self.last_seen + self.registry.config.sse_heartbeat
+
+    def data_received(self, data: bytes) -> None:
+        """Clients send nothing on an event stream; ignore whatever arrives."""
+
+    def eof_received(self) -> bool | None:
+        self.close_transport()
+        return None
+
+    def tick(self, now: float, ping: bool) -> None:
+        if now >= self.next_beat:
+            self.send_now(sse_comment(f"heartbeat {int(time.time())}"))
+            self.next_beat = now + self.registry.config.sse_heartbeat
+
+    def close_stream_slow(self) -> None:
+        self.close_transport(sse_event(
+            b'{"code":"slow_consumer","message":"resume with Last-Event-ID"}', event="error"
+        ))
+
+    def shutdown(self) -> None:
+        self.close_transport(sse_event(
+            b'{"code":"going_away","message":"server restarting; reconnect to resume"}',
+            event="shutdown",
+        ))
+
+    def send_event(self, data: bytes, event: str | None = None) -> None:
+        self.send_now(sse_event(data, event=event))
+
+
+class NativeSseConnection(SseConnection):
+    """``GET /v1/sse?channels=a,b&since=<token>&filter=<json>``; ``Last-Event-ID`` resumes."""
+
+    __slots__ = ("channels", "filter", "positions", "_since", "_task")
+
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        channels: list[str],
+        flt: Filter | None,
+        since: dict[str, Position] | None,
+    ) -> None:
+        super().__init__(registry, NATIVE_SSE)
+        self.channels = channels
+        self.filter = flt
+        self._since = since
+        self.positions: dict[str, Position] = {
+            ch: pos for ch, pos in (since or {}).items() if _covered(ch, channels)
+        }
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_request(cls, request: HttpRequest, registry: StreamRegistry) -> NativeSseConnection:
+        """Validate the request before any byte of the stream is sent.
+
+        Raises:
+            BadParameter, InvalidChannel, BadResumeToken, MalformedJson: answered as HTTP 4xx.
+        """
+        raw_channels = request.query_one("channels")
+        if not raw_channels:
+            raise BadParameter("channels is required: ?channels=game:crash,odds:football:*")
+        channels = [c.strip() for c in raw_channels.split(",") if c.strip()]
+        token = parse_last_event_id(request.headers.get("last-event-id"))
+        token = token or request.query_one("since")
+        since = decode_token(token) if token else None
+        raw_filter = request.query_one("filter")
+        flt = None
+        if raw_filter:
+            try:
+                flt = Filter.parse(orjson.loads(raw_filter))
+            except orjson.JSONDecodeError as exc:
+                raise MalformedJson(f"filter must be a JSON object: {exc}") from exc
+        hub = registry.hub
+        hub.validate_subscription(channels, since)
+        return cls(registry, channels, flt, since)
+
+    def started(self, request: Any) -> None:
+        super().started(request)
+        self._task = asyncio.get_running_loop().create_task(self._subscribe())
+
+    async def _subscribe(self) -> None:
+        try:
+            await self.registry.hub.subscribe(
+                self, self.channels, filter=self.filter, since=self._since,
+                announce=self._announce,
+            )
+        except WagerwireError as exc:
+            self.close_transport(sse_event(orjson.dumps(exc.to_json()["error"]), event="error"))
+        except Exception:
+            log.exception("SSE subscribe failed")
+            err = InternalError("internal error; the server logged it")
+            self.close_transport(sse_event(orjson.dumps(err.to_json()["error"]), event="error"))
+
+    def _announce(self, reply: SubscribeReply) -> None:
+        self.send_event(native.encode_subscribed(reply), event="subscribed")
+
+    def deliver(self, frame: bytes, message: Message) -> None:
+        positions = self.positions
+        positions[message.channel] = Position(message.epoch, message.offset)
+        if len(positions) == 1:
+            token = encode_position(message.channel, message.epoch, message.offset)
+        else:
+            token = encode_positions(positions)
+        super().deliver(b"id: " + token.encode() + b"\n" + frame, message)
+
+    def on_closed(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
+
+def _covered(channel: str, names: list[str]) -> bool:
+    return any(
+        pattern_matcher(n).fullmatch(channel) if is_pattern(n) else n == channel for n in names
+    )

@@ -1,0 +1,242 @@
+"""What every streaming connection shares: the bounded outbox and the coalescing flusher.
+
+A connection never writes on delivery. :meth:`StreamConnection.deliver` appends the shared,
+pre-encoded frame to the connection's outbox and, the first time in a loop turn, registers the
+connection with the :class:`Flusher`; one ``call_soon`` per loop turn then writes each dirty
+connection's frames with a single ``transport.write``. Past ``outbox_limit`` bytes (queued plus
+the transport's own buffer) the connection is a slow consumer: its queue is dropped and it is
+closed with a documented code, so it can never stall the hub or its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wagerwire.core.messages import Message
+
+if TYPE_CHECKING:
+    from wagerwire.core.hub import FrameEncoder, Hub
+
+__all__ = ["Flusher", "StreamConfig", "StreamConnection", "StreamRegistry"]
+
+log = logging.getLogger("wagerwire.transports")
+
+
+@dataclass(slots=True)
+class StreamConfig:
+    """Per-connection limits and timers shared by WebSocket and SSE."""
+
+    outbox_limit: int = 4 * 1024 * 1024
+    ping_interval: float = 20.0
+    pong_timeout: float = 20.0
+    sse_heartbeat: float = 15.0
+    max_frame_bytes: int = 65536 + 4096
+    max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 65536
+    abort_after: float = 5.0
+
+
+class Flusher:
+    """Writes every dirty connection once per event-loop turn."""
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[StreamConnection] = []
+        self._scheduled = False
+
+    def schedule(self, conn: StreamConnection) -> None:
+        self._pending.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        self._pending = []
+        for conn in pending:
+            conn.flush()
+
+
+class StreamRegistry:
+    """The server's live streaming connections (for heartbeats and shutdown)."""
+
+    __slots__ = ("connections", "flusher", "hub", "config", "closing")
+
+    def __init__(self, hub: Hub, flusher: Flusher, config: StreamConfig) -> None:
+        self.hub = hub
+        self.flusher = flusher
+        self.config = config
+        self.connections: set[StreamConnection] = set()
+        self.closing = False
+
+
+class StreamConnection(asyncio.Protocol):
+    """Base of the WebSocket and SSE connections: outbox, flush, slow-consumer policy."""
+
+    __slots__ = (
+        "transport",
+        "registry",
+        "encoder",
+        "_out",
+        "_out_bytes",
+        "_dirty",
+        "closed",
+        "last_seen",
+        "_drain_waiter",
+        "_paused",
+        "__weakref__",
+    )
+
+    def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
+        self.registry = registry
+        self.encoder = encoder
+        self.transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._dirty = False
+        self.closed = False
+        self.last_seen = 0.0
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def attach(self, transport: asyncio.Transport, loop_time: float) -> None:
+        """Take over ``transport`` after the HTTP layer has handed it to us."""
+        self.transport = transport
+        self.last_seen = loop_time
+        self.registry.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_drain()
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def deliver(self, frame: bytes, message: Message) -> None:
+        """Queue a shared frame; the flusher writes it at the end of this loop turn."""
+        if self.closed:
+            return
+        self._out.append(frame)
+        self._out_bytes += len(frame)
+        if not self._dirty:
+            self._dirty = True
+            self.registry.flusher.schedule(self)
+        if self._out_bytes > self.registry.config.outbox_limit:
+            self.slow_consumer()
+
+    def send_now(self, data: bytes) -> None:
+        """Queue a control or reply frame in order with the data frames."""
+        if self.closed:
+            return
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not self._dirty:
+            self._dirty = True
+            self.registry.flusher.schedule(self)
+
+    def flush(self) -> None:
+        self._dirty = False
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        out = self._out
+        if not out:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+        self._out_bytes = 0
+        if transport.get_write_buffer_size() > self.registry.config.outbox_limit:
+            self.slow_consumer()
+
+    async def drain(self) -> None:
+        """Wait until queued frames reached the socket (used between replay pages)."""
+        self.flush()
+        if self.closed or self.transport is None:
+            return
+        if not self._paused:
+            return
+        loop = asyncio.get_running_loop()
+        self._drain_waiter = loop.create_future()
+        await self._drain_waiter
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._drain_waiter = None
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def slow_consumer(self) -> None:
+        """Drop the queue and close with the slow-consumer code; the client resumes."""
+        log.info("closing slow consumer %s", id(self))
+        self._out.clear()
+        self._out_bytes = 0
+        self.close_stream_slow()
+
+    def close_stream_slow(self) -> None:
+        raise NotImplementedError
+
+    def close_transport(self, final: bytes = b"") -> None:
+        """Write ``final`` after what is queued, close, and abort if the peer never reads."""
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        if self._out:
+            self.flush()
+        if final:
+            transport.write(final)
+        self._finish()
+        transport.close()
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.registry.config.abort_after, _abort_if_open, transport)
+
+    def _finish(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._out.clear()
+        self._out_bytes = 0
+        self._wake_drain()
+        registry = self.registry
+        registry.connections.discard(self)
+        orphaned = registry.hub.remove_sink(self)
+        if orphaned:
+            asyncio.get_running_loop().create_task(_release(registry.hub, orphaned))
+        self.on_closed()
+
+    def started(self, request: Any) -> None:
+        """Called once the transport is ours (SSE writes its response head here)."""
+
+    def on_closed(self) -> None:
+        """Hook for subclasses (e.g. cancel op tasks)."""
+
+    def tick(self, now: float, ping: bool) -> None:
+        """Called by the server's one timer; ``ping`` is true once per ping interval."""
+
+    def shutdown(self) -> None:
+        """Close because the server is stopping (a resume hint is sent where possible)."""
+        self.close_transport()
+
+
+def _abort_if_open(transport: asyncio.Transport) -> None:
+    if transport.get_write_buffer_size():
+        transport.abort()
+
+
+async def _release(hub: Hub, channels: list[str]) -> None:
+    for channel in channels:
+        await hub.broker.unsubscribe(channel)

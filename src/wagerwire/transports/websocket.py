@@ -1,0 +1,215 @@
+"""WebSocket connections: the frame reader in, shared pre-built frames out.
+
+:class:`WsConnection` is the transport half (RFC 6455 via :mod:`wagerwire.wire.websocket`,
+pings, close handshake, slow-consumer close); a dialect subclasses it and implements
+:meth:`WsConnection.on_text`. :class:`NativeWsConnection` speaks the native protocol v1.
+
+Ops that await the hub (subscribe, unsubscribe) run one after another on a per-connection
+chain, so they apply in the order the client sent them; publishes run concurrently, so a
+publisher can keep many in flight (each is acknowledged once durable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from wagerwire.core.hub import FrameEncoder
+from wagerwire.core.messages import Message
+from wagerwire.dialects import native
+from wagerwire.errors import CloseCode, InternalError, WagerwireError
+from wagerwire.transports.stream import StreamConnection, StreamRegistry
+from wagerwire.wire.websocket import (
+    BinaryMessage,
+    CloseReceived,
+    FrameReader,
+    Ping,
+    Pong,
+    TextMessage,
+    WsProtocolError,
+    close_frame,
+    ping_frame,
+    pong_frame,
+    text_frame,
+)
+
+__all__ = ["NativeWsConnection", "NativeWsEncoder", "WsConnection"]
+
+log = logging.getLogger("wagerwire.transports.websocket")
+
+SHUTDOWN_REASON = "server restarting; reconnect and resume with your last token"
+
+
+class NativeWsEncoder:
+    """Native ``message`` frames as complete WebSocket text frames (shared by all)."""
+
+    __slots__ = ()
+
+    def encode(self, message: Message) -> bytes:
+        return text_frame(native.encode_message(message))
+
+
+NATIVE_WS = NativeWsEncoder()
+
+
+class WsConnection(StreamConnection):
+    """One WebSocket connection after the 101 handshake."""
+
+    __slots__ = ("_reader", "_chain", "_chain_task")
+
+    def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
+        super().__init__(registry, encoder)
+        self._reader = FrameReader(registry.config.max_frame_bytes)
+        self._chain: deque[Callable[[], Awaitable[None]]] | None = None
+        self._chain_task: asyncio.Task[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_seen = asyncio.get_running_loop().time()
+        reader = self._reader
+        try:
+            reader.receive_data(data)
+        except WsProtocolError as exc:
+            self.close(exc.close_code, exc.message)
+            return
+        for event in reader.events_received():
+            if self.closed:
+                return
+            match event:
+                case TextMessage(text=text):
+                    self.on_text(text)
+                case Ping(payload=payload):
+                    self.send_now(pong_frame(payload))
+                case Pong():
+                    pass
+                case BinaryMessage():
+                    self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+                case CloseReceived(code=code):
+                    self.close(code if code is not None else CloseCode.NORMAL, "")
+
+    def eof_received(self) -> bool | None:
+        self.close_transport()
+        return None
+
+    def on_text(self, text: str) -> None:
+        """Handle one complete text message (the dialect's job)."""
+        raise NotImplementedError
+
+    def send_text(self, payload: bytes) -> None:
+        self.send_now(text_frame(payload))
+
+    def send_error(self, error: WagerwireError) -> None:
+        self.send_text(native.encode_error(error))
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a Close frame after what is queued, then close the TCP connection."""
+        self.close_transport(close_frame(code, reason))
+
+    def close_stream_slow(self) -> None:
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last token")
+
+    def tick(self, now: float, ping: bool) -> None:
+        config = self.registry.config
+        if now - self.last_seen > config.ping_interval + config.pong_timeout:
+            self.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong or data within the timeout")
+        elif ping:
+            self.send_now(ping_frame())
+
+    def shutdown(self) -> None:
+        self.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+
+    # -- op chain --------------------------------------------------------------------------
+
+    def run_in_order(self, op: Callable[[], Awaitable[None]]) -> None:
+        """Run ``op`` after every earlier ordered op of this connection has finished."""
+        if self._chain is None:
+            self._chain = deque()
+        self._chain.append(op)
+        if self._chain_task is None:
+            self._chain_task = asyncio.get_running_loop().create_task(self._run_chain())
+
+    async def _run_chain(self) -> None:
+        chain = self._chain
+        try:
+            while chain and not self.closed:
+                await self.guarded(chain.popleft())
+        finally:
+            self._chain_task = None
+            self._chain = None
+
+    async def guarded(self, op: Callable[[], Awaitable[None]]) -> None:
+        """Run ``op``; a client error becomes an error frame, anything else is logged."""
+        try:
+            await op()
+        except WagerwireError as exc:
+            self.send_error(exc)
+        except Exception:
+            log.exception("op failed on connection %s", id(self))
+            self.send_error(InternalError("internal error; the server logged it"))
+
+    def spawn(self, op: Callable[[], Awaitable[None]]) -> None:
+        """Run ``op`` concurrently with the others (publishes)."""
+        asyncio.get_running_loop().create_task(self.guarded(op))
+
+    def on_closed(self) -> None:
+        task = self._chain_task
+        if task is not None and not task.done():
+            task.cancel()
+
+
+class NativeWsConnection(WsConnection):
+    """The native protocol v1 on ``/v1/ws``."""
+
+    __slots__ = ("can_publish",)
+
+    def __init__(self, registry: StreamRegistry, *, can_publish: bool = True) -> None:
+        super().__init__(registry, NATIVE_WS)
+        self.can_publish = can_publish
+
+    def on_text(self, text: str) -> None:
+        try:
+            op = native.parse_op(text)
+        except WagerwireError as exc:
+            self.send_error(exc)
+            return
+        hub = self.registry.hub
+        match op:
+            case native.Subscribe():
+                sub = op
+
+                async def subscribe() -> None:
+                    await hub.subscribe(
+                        self,
+                        sub.channels,
+                        filter=sub.filter,
+                        since=sub.since,
+                        announce=lambda r: self.send_text(native.encode_subscribed(r)),
+                    )
+
+                self.run_in_order(subscribe)
+            case native.Unsubscribe():
+                unsub = op
+
+                async def unsubscribe() -> None:
+                    removed = await hub.unsubscribe(self, unsub.channels)
+                    self.send_text(native.encode_unsubscribed(removed))
+
+                self.run_in_order(unsubscribe)
+            case native.Ping():
+                self.send_text(native.encode_pong())
+            case native.Publish():
+                self._publish(op)
+
+    def _publish(self, op: native.Publish) -> None:
+        hub = self.registry.hub
+
+        async def publish() -> None:
+            result = await hub.publish(
+                op.channel, op.data, attrs=op.attrs, idempotency_key=op.idempotency_key
+            )
+            self.send_text(native.encode_published(result, op.idempotency_key))
+
+        self.spawn(publish)
