@@ -195,7 +195,8 @@ async def test_group_commit_completes_in_order_in_few_transactions(
     for channel in ("c0", "c1", "c2"):
         got = await store.read(channel, 0, 1000)
         assert offsets(got) == list(range(1, len(got) + 1))
-    assert sum((await store.positions())[c].offset for c in ("c0", "c1", "c2")) == 1000
+    positions = await store.positions()
+    assert [positions[c].offset for c in ("c0", "c1", "c2")] == [334, 333, 333]
 
 
 # -- offsets have no holes ----------------------------------------------------------------

@@ -406,8 +406,12 @@ def _same(key: str, computed: Any, published: Any) -> bool:
         except InvalidOperation:
             return False
     if key == "crash_point":
-        valid_number = isinstance(published, int | float) and not isinstance(published, bool)
-        return valid_number and float(published) == computed
+        if not isinstance(published, int | float) or isinstance(published, bool):
+            return False
+        try:
+            return bool(float(published) == computed)
+        except OverflowError:  # an int too large for a float
+            return False
     if isinstance(computed, list):
         return isinstance(published, list | tuple) and list(published) == computed
     return type(published) is type(computed) and bool(published == computed)

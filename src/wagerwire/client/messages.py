@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from wagerwire.client.errors import ProtocolError
 from wagerwire.types import Json
 
 __all__ = ["ClientMessage", "MessageSource"]
@@ -27,3 +30,22 @@ class ClientMessage:
     ts: int
     data: Json
     source: MessageSource = "live"
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object], source: MessageSource = "live") -> ClientMessage:
+        """Build from a ``message`` frame or a REST history item; raise :class:`ProtocolError`."""
+        channel, offset, epoch, ts = (obj.get(k) for k in ("channel", "offset", "epoch", "ts"))
+        if (
+            not isinstance(channel, str)
+            or not isinstance(offset, int)
+            or isinstance(offset, bool)
+            or not isinstance(epoch, str)
+            or not isinstance(ts, int | float)
+            or isinstance(ts, bool)
+        ):
+            raise ProtocolError(f"malformed message: {dict(obj)!r:.120}")
+        return cls(channel, offset, epoch, int(ts), obj.get("data"), source)
+
+    def with_source(self, source: MessageSource) -> ClientMessage:
+        """The same message, marked as arriving by another path."""
+        return dataclasses.replace(self, source=source)

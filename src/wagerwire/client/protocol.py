@@ -56,7 +56,7 @@ from wagerwire.client.errors import (
     error_for_close,
     error_for_code,
 )
-from wagerwire.client.messages import ClientMessage, MessageSource
+from wagerwire.client.messages import ClientMessage
 from wagerwire.client.states import (
     TRANSITIONS,
     Closed,
@@ -233,7 +233,17 @@ class ClientProtocol:
 
     def backfill_active(self, request_id: int) -> bool:
         """Whether the backfill ``request_id`` is still wanted."""
-        return any(b.request_id == request_id for b in self._backfills.values())
+        return self._backfill_by_id(request_id) is not None
+
+    def backfill_next(self, request_id: int) -> int | None:
+        """The ``since`` of the next page to fetch, or ``None`` when no more is wanted."""
+        bf = self._backfill_by_id(request_id)
+        if bf is None:
+            return None
+        reached = self._reached(bf)
+        if bf.until_offset is not None and reached >= bf.until_offset:
+            return None
+        return reached
 
     # -- connection lifecycle ------------------------------------------------------------------
 
@@ -354,7 +364,7 @@ class ClientProtocol:
     # -- REST backfill results -----------------------------------------------------------------
 
     def backfill_page(
-        self, request_id: int, epoch: str, messages: Sequence[Mapping[str, object]], now: float
+        self, request_id: int, epoch: str, messages: Sequence[ClientMessage], now: float
     ) -> list[Action]:
         """One page of ``GET /v1/channels/{channel}/messages`` for backfill ``request_id``."""
         bf = self._backfill_by_id(request_id)
@@ -362,24 +372,19 @@ class ClientProtocol:
             return []
         if epoch != bf.epoch:
             # The channel restarted again while we were catching up: start over in the new epoch.
-            return self._start_backfill(bf.channel, epoch, 0, bf.until_offset, held=bf.held)
+            return self._start_backfill(bf.channel, epoch, 0, None, held=bf.held)
         actions: list[Action] = []
-        for raw in messages:
-            try:
-                msg = _parse_message(raw, "backfill")
-            except ProtocolError as exc:
-                return self._fail(exc)
+        for msg in messages:
             if msg.channel != bf.channel or msg.epoch != bf.epoch:
                 continue
             if bf.until_offset is not None and msg.offset > bf.until_offset:
                 break
-            pos = self._positions.get(bf.channel)
-            reached = pos.offset if pos is not None and pos.epoch == bf.epoch else bf.after_offset
+            reached = self._reached(bf)
             if msg.offset > reached + 1:
                 # History is contiguous, so a hole here was pruned before we could fetch it.
                 self.counters.gaps_unrecovered += 1
                 actions.append(GapDetected(bf.channel, bf.epoch, reached, msg.offset))
-            actions += self._accept(msg, from_backfill=True)
+            actions += self._accept(msg.with_source("backfill"), from_backfill=True)
         return actions
 
     def backfill_done(
@@ -390,8 +395,7 @@ class ClientProtocol:
         if bf is None:
             return []
         del self._backfills[bf.channel]
-        pos = self._positions.get(bf.channel)
-        reached = pos.offset if pos is not None and pos.epoch == bf.epoch else bf.after_offset
+        reached = self._reached(bf)
         first_held = min((m.offset for m in bf.held if m.epoch == bf.epoch), default=None)
         end: int | None = None
         if bf.until_offset is not None:
@@ -504,7 +508,7 @@ class ClientProtocol:
 
     def _on_message(self, obj: Mapping[str, object]) -> list[Action]:
         try:
-            msg = _parse_message(obj, "live")
+            msg = ClientMessage.from_json(obj, "live")
         except ProtocolError as exc:
             return self._fail(exc)
         if not self._covers(msg.channel):
@@ -512,7 +516,7 @@ class ClientProtocol:
         target = self._catchup.get(msg.channel)
         if target is not None:
             if msg.offset <= target:
-                msg = _with_source(msg, "replay")
+                msg = msg.with_source("replay")
             if msg.offset >= target:
                 del self._catchup[msg.channel]
         return self._accept(msg)
@@ -575,6 +579,11 @@ class ClientProtocol:
             self._positions[channel] = Position(epoch, 0)
         return [BackfillNeeded(request_id, channel, epoch, after, until)]
 
+    def _reached(self, bf: Backfill) -> int:
+        """The last offset delivered in the backfill's epoch."""
+        pos = self._positions.get(bf.channel)
+        return pos.offset if pos is not None and pos.epoch == bf.epoch else bf.after_offset
+
     def _backfill_by_id(self, request_id: int) -> Backfill | None:
         for bf in self._backfills.values():
             if bf.request_id == request_id:
@@ -584,22 +593,3 @@ class ClientProtocol:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _parse_message(obj: Mapping[str, object], source: MessageSource) -> ClientMessage:
-    """A message frame or REST history item, checked field by field."""
-    channel, offset, epoch, ts = (obj.get(k) for k in ("channel", "offset", "epoch", "ts"))
-    if (
-        not isinstance(channel, str)
-        or not _is_int(offset)
-        or not isinstance(epoch, str)
-        or not isinstance(ts, int | float)
-        or isinstance(ts, bool)
-    ):
-        raise ProtocolError(f"malformed message: {dict(obj)!r:.120}")
-    assert isinstance(offset, int)
-    return ClientMessage(channel, offset, epoch, int(ts), obj.get("data"), source)
-
-
-def _with_source(msg: ClientMessage, source: MessageSource) -> ClientMessage:
-    return ClientMessage(msg.channel, msg.offset, msg.epoch, msg.ts, msg.data, source)

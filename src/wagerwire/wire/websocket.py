@@ -291,8 +291,11 @@ class CloseReceived(WsEvent):
 def _unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     """XOR with the 4-byte mask as one big integer: linear, no per-byte Python loop."""
     n = len(payload)
-    key = (bytes(mask) * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    key = (mask * ((n >> 2) + 1))[:n]
+    return (_from_bytes(payload, "little") ^ _from_bytes(key, "little")).to_bytes(n, "little")
+
+
+_from_bytes = int.from_bytes
 
 
 def _parse_close(payload: bytes) -> CloseReceived:
@@ -384,12 +387,12 @@ class FrameReader:
             self._done = True
             self._buf = bytearray()
             raise
-        if self._done or pos == len(buf):
-            self._buf = bytearray()
-        elif buf is self._buf:
-            del self._buf[:pos]
-        else:
+        if buf is self._buf:
+            del buf[:pos]  # everything before ``pos`` was copied out already
+        elif pos < len(buf):
             self._buf = bytearray(buf[pos:])
+        if self._done:
+            self._buf.clear()
 
     def _parse(self, buf: bytes | bytearray) -> int:  # noqa: C901 - one flat loop on purpose
         """Decode every complete frame in ``buf``; return how many bytes were consumed."""

@@ -365,6 +365,8 @@ def test_verify_compares_multipliers_as_decimals() -> None:
     [
         lambda r: r["result"].update(multiplier="4.82"),
         lambda r: r["result"].update(crash_point=4.82),
+        lambda r: r["result"].update(crash_point=10**400),
+        lambda r: r["result"].update(crash_point=True),
         lambda r: r["result"].pop("multiplier"),
         lambda r: r["fairness"].update(game_hash=game(3)),  # also breaks the link
         lambda r: r["fairness"].update(previous_hash=game(3)),

@@ -86,6 +86,10 @@ def pattern_ack(pattern: str, recovered: bool = True) -> dict[str, Json]:
     return {"op": "subscribed", "channel": pattern, "pattern": True, "recovered": recovered}
 
 
+def page(*frames: dict[str, Json]) -> list[ClientMessage]:
+    return [ClientMessage.from_json(f) for f in frames]
+
+
 def delivered(actions: Sequence[Action]) -> list[tuple[str, int]]:
     return [(a.message.channel, a.message.offset) for a in actions if isinstance(a, Deliver)]
 
@@ -331,8 +335,8 @@ def test_recovered_false_asks_for_a_backfill_and_holds_live_messages() -> None:
     assert proto.backfill_active(need.request_id)
     # Live messages arriving while the backfill runs are held, not delivered out of order.
     assert delivered(proto.frame_received(msg("game:crash", 21), 1)) == []
-    page1 = [msg("game:crash", n) for n in range(11, 16)]
-    page2 = [msg("game:crash", n) for n in range(16, 23)]  # runs past until: cut at 20
+    page1 = page(*[msg("game:crash", n) for n in range(11, 16)])
+    page2 = page(*[msg("game:crash", n) for n in range(16, 23)])  # runs past until: cut at 20
     out = proto.backfill_page(need.request_id, "e1", page1, 2)
     out += proto.backfill_page(need.request_id, "e1", page2, 2)
     assert delivered(out) == [("game:crash", n) for n in range(11, 21)]
@@ -352,7 +356,7 @@ def test_epoch_change_on_resume_backfills_the_new_epoch_from_the_start() -> None
     (need,) = of_type(actions, BackfillNeeded)
     assert (need.epoch, need.after_offset, need.until_offset) == ("new", 0, 3)
     out = proto.backfill_page(
-        need.request_id, "new", [msg("game:crash", n, "new") for n in (1, 2, 3)], 1
+        need.request_id, "new", page(*[msg("game:crash", n, "new") for n in (1, 2, 3)]), 1
     )
     out += proto.backfill_done(need.request_id, 1)
     assert delivered(out) == [("game:crash", 1), ("game:crash", 2), ("game:crash", 3)]
@@ -375,7 +379,7 @@ def test_epoch_change_mid_stream_backfills_what_came_before() -> None:
     assert delivered(out) == []
     assert states(out) == ["Recovering"]
     out = proto.backfill_page(
-        need.request_id, "e2", [msg("game:crash", n, "e2") for n in (1, 2, 3)], 3
+        need.request_id, "e2", page(*[msg("game:crash", n, "e2") for n in (1, 2, 3)]), 3
     )
     out += proto.backfill_done(need.request_id, 3)
     assert delivered(out) == [("game:crash", n) for n in (1, 2, 3, 4)]
@@ -399,7 +403,7 @@ def test_backfill_reports_pruned_history_as_a_gap() -> None:
         connect(proto, 0, ack("game:crash", "e1", 30, recovered=False)), BackfillNeeded
     )
     out = proto.backfill_page(
-        need.request_id, "e1", [msg("game:crash", n) for n in range(25, 31)], 1
+        need.request_id, "e1", page(*[msg("game:crash", n) for n in range(25, 31)]), 1
     )
     (gap,) = of_type(out, GapDetected)
     assert (gap.after_offset, gap.before_offset) == (10, 25)
@@ -440,7 +444,7 @@ def test_backfill_survives_a_reconnect_and_a_superseded_request_is_ignored() -> 
     actions = connect(proto, 5, ack("game:crash", "e1", 25, recovered=False))
     assert of_type(actions, BackfillNeeded) == []  # the running one is extended instead
     out = proto.backfill_page(
-        need.request_id, "e1", [msg("game:crash", n) for n in range(11, 26)], 6
+        need.request_id, "e1", page(*[msg("game:crash", n) for n in range(11, 26)]), 6
     )
     assert delivered(out)[-1] == ("game:crash", 25)
     # The epoch moved under the backfill: it restarts with a new id and the old one stops.
@@ -449,12 +453,12 @@ def test_backfill_survives_a_reconnect_and_a_superseded_request_is_ignored() -> 
         connect(proto2, 0, ack("game:crash", "e1", 20, recovered=False)), BackfillNeeded
     )
     (again,) = of_type(
-        proto2.backfill_page(need2.request_id, "e2", [msg("game:crash", 1, "e2")], 1),
+        proto2.backfill_page(need2.request_id, "e2", page(*[msg("game:crash", 1, "e2")]), 1),
         BackfillNeeded,
     )
     assert again.request_id != need2.request_id and (again.epoch, again.after_offset) == ("e2", 0)
     assert not proto2.backfill_active(need2.request_id)
-    assert proto2.backfill_page(need2.request_id, "e1", [msg("game:crash", 11)], 1) == []
+    assert proto2.backfill_page(need2.request_id, "e1", page(*[msg("game:crash", 11)]), 1) == []
     assert proto2.backfill_done(need2.request_id, 1) == []
 
 
@@ -655,3 +659,41 @@ def test_counters_total() -> None:
     b = Counters(reconnects=3, gaps_backfilled=1)
     t = Counters.total([a, b])
     assert (t.reconnects, t.duplicates_dropped, t.gaps_backfilled) == (4, 2, 1)
+
+
+def test_backfill_next_walks_pages_and_stops_at_the_target() -> None:
+    proto = make(since=encode_positions({"game:crash": Position("e1", 10)}))
+    (need,) = of_type(
+        connect(proto, 0, ack("game:crash", "e1", 14, recovered=False)), BackfillNeeded
+    )
+    assert proto.backfill_next(need.request_id) == 10
+    proto.backfill_page(
+        need.request_id, "e1", page(msg("game:crash", 11), msg("game:crash", 12)), 1
+    )
+    assert proto.backfill_next(need.request_id) == 12
+    proto.backfill_page(
+        need.request_id, "e1", page(msg("game:crash", 13), msg("game:crash", 14)), 1
+    )
+    assert proto.backfill_next(need.request_id) is None
+    assert proto.backfill_next(999) is None
+
+
+def test_sans_io_modules_import_no_io() -> None:
+    import ast
+    from pathlib import Path
+
+    import wagerwire.client
+
+    root = Path(wagerwire.client.__file__).parent
+    banned = {"asyncio", "socket", "time", "datetime", "threading", "websockets", "httpx"}
+    for name in ("protocol", "states", "actions", "messages", "backoff", "errors"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] not in banned, f"{name}.py imports {mod}"

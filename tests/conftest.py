@@ -1,0 +1,118 @@
+"""Shared fixtures: a real wagerwire server process on 127.0.0.1, on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WAGERWIRE = [sys.executable, "-m", "wagerwire"]
+BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+class ServerProcess:
+    """One ``wagerwire serve`` child process; restartable on the same store file."""
+
+    def __init__(self, workdir: Path, args: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.db = workdir / "hub.db"
+        self.args = args or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, port: int | None = None, timeout: float = 30.0) -> ServerProcess:
+        cmd = [*WAGERWIRE, "serve", "--port", str(port if port is not None else self.port),
+               "--store", f"sqlite:///{self.db}", *self.args]
+        if "--demo" not in self.args and "--no-demo" not in self.args:
+            cmd.append("--no-demo")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env,
+        )
+        found = threading.Event()
+        proc = self.proc
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self.output.append(line)
+                m = BANNER.search(line)
+                if m and not found.is_set():
+                    self.port = int(m.group(1))
+                    found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(timeout):
+            self.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server not healthy:\n" + "".join(self.output))
+
+    def signal(self, sig: int) -> int:
+        """Send ``sig`` and wait for the process to exit; returns its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self._reap()
+        return code
+
+    def _reap(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.stdout is not None:
+            time.sleep(0.05)  # let the pump thread read the last lines
+            proc.stdout.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._reap()
+
+    def restart(self, timeout: float = 30.0) -> ServerProcess:
+        return self.start(self.port, timeout)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type[ServerProcess] | object]:
+    servers: list[ServerProcess] = []
+
+    def make(args: list[str] | None = None, workdir: Path | None = None) -> ServerProcess:
+        srv = ServerProcess(workdir or tmp_path, args)
+        servers.append(srv)
+        return srv.start(0)
+
+    yield make
+    for srv in servers:
+        srv.kill()
+
+
+@pytest.fixture
+def server(server_factory: object) -> ServerProcess:
+    return server_factory()  # type: ignore[operator,no-any-return]

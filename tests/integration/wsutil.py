@@ -1,0 +1,71 @@
+"""Small helpers for the integration tests (real sockets, real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+__all__ = ["collect_messages", "join_tokens", "publish_many", "subscribe"]
+
+
+async def subscribe(
+    url: str, channels: list[str], *, since: str | None = None, **extra: Any
+) -> tuple[ClientConnection, list[dict[str, Any]]]:
+    """Connect, subscribe, and return the socket plus the ``subscribed`` replies."""
+    ws = await connect(url + "/v1/ws", max_size=2**22)
+    op: dict[str, Any] = {"op": "subscribe", "channels": channels, **extra}
+    if since:
+        op["since"] = since
+    await ws.send(json.dumps(op))
+    replies: list[dict[str, Any]] = []
+    expected = len(channels)
+    pending: list[dict[str, Any]] = []
+    while len(replies) < expected:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if frame["op"] == "subscribed":
+            replies.append(frame)
+        elif frame["op"] == "message":
+            pending.append(frame)
+        else:
+            raise AssertionError(f"unexpected frame {frame}")
+    ws.pending = pending  # type: ignore[attr-defined]  # replayed messages already read
+    return ws, replies
+
+
+async def collect_messages(
+    ws: ClientConnection, count: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """Read until ``count`` message frames arrived (including any already read)."""
+    out: list[dict[str, Any]] = list(getattr(ws, "pending", []))
+    ws.pending = []  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(out) < count:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - loop.time())))
+        if frame["op"] == "message":
+            out.append(frame)
+    return out
+
+
+async def publish_many(url: str, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Publish over one WebSocket with every publish in flight; returns the acks."""
+    async with connect(url + "/v1/ws") as ws:
+        for channel, data in items:
+            await ws.send(json.dumps({"op": "publish", "channel": channel, "data": data}))
+        acks: list[dict[str, Any]] = []
+        while len(acks) < len(items):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert frame["op"] == "published", frame
+            acks.append(frame)
+        return acks
+
+
+def join_tokens(messages: list[dict[str, Any]]) -> str:
+    """The multi-channel resume token: the latest token of each channel joined by '.'."""
+    latest: dict[str, str] = {}
+    for m in messages:
+        latest[m["channel"]] = m["token"]
+    return ".".join(latest[c] for c in sorted(latest))
