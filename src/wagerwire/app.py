@@ -107,6 +107,7 @@ class Server:
         routes.add("sse", "/v1/sse", NativeSseConnection.from_request)
         svc = self.services = Services(self.hub, time.time())
         svc.connection_counts = self._connection_counts
+        svc.slow_consumers = lambda: registry.slow_consumers
         routers: list[APIRouter] = []
         for feature in self.features:
             routers += feature.routers

@@ -17,6 +17,7 @@ class Services:
     hub: Hub
     started_at: float
     connection_counts: Any = None  # callable -> dict[str, int], set by the server
+    slow_consumers: Any = None  # callable -> int, set by the server
     ready: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

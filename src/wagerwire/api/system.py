@@ -53,6 +53,9 @@ async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
         "# TYPE wagerwire_uptime_seconds gauge",
         f"wagerwire_uptime_seconds {time.time() - svc.started_at:.0f}",
     ]
+    if svc.slow_consumers is not None:
+        lines.append("# TYPE wagerwire_slow_consumer_disconnects_total counter")
+        lines.append(f"wagerwire_slow_consumer_disconnects_total {svc.slow_consumers()}")
     if svc.connection_counts is not None:
         lines.append("# TYPE wagerwire_connections gauge")
         for kind, n in sorted(svc.connection_counts().items()):

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from wagerwire.client.auth import Auth
 from wagerwire.client.backoff import Backoff
 from wagerwire.client.errors import ClientError, ProtocolError, TransportError, error_for_status
 from wagerwire.client.messages import ClientMessage
@@ -78,16 +79,12 @@ class RestApi:
 
     Args:
         http: the client to use; its ``base_url`` must be the server root (``http://host:port``).
-        key: returns the current API key or token (sent as ``Authorization: Bearer``).
+        auth: the credentials, sent as ``Authorization: Bearer``.
     """
 
-    def __init__(self, http: httpx.AsyncClient, key: Callable[[], str | None]) -> None:
+    def __init__(self, http: httpx.AsyncClient, auth: Auth) -> None:
         self.http = http
-        self._key = key
-
-    def _headers(self) -> dict[str, str]:
-        key = self._key()
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        self.auth = auth
 
     async def _request(
         self,
@@ -97,7 +94,7 @@ class RestApi:
         params: dict[str, int] | None = None,
         content: bytes | None = None,
     ) -> Json:
-        headers = self._headers()
+        headers = self.auth.bearer()
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:

@@ -66,7 +66,7 @@ class Flusher:
 class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
-    __slots__ = ("connections", "flusher", "hub", "config", "closing")
+    __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers")
 
     def __init__(self, hub: Hub, flusher: Flusher, config: StreamConfig) -> None:
         self.hub = hub
@@ -74,6 +74,7 @@ class StreamRegistry:
         self.config = config
         self.connections: set[StreamConnection] = set()
         self.closing = False
+        self.slow_consumers = 0
 
 
 class StreamConnection(asyncio.Protocol):
@@ -183,6 +184,7 @@ class StreamConnection(asyncio.Protocol):
     def slow_consumer(self) -> None:
         """Drop the queue and close with the slow-consumer code; the client resumes."""
         log.info("closing slow consumer %s", id(self))
+        self.registry.slow_consumers += 1
         self._out.clear()
         self._out_bytes = 0
         self.close_stream_slow()

@@ -394,90 +394,98 @@ class FrameReader:
         if self._done:
             self._buf.clear()
 
-    def _parse(self, buf: bytes | bytearray) -> int:  # noqa: C901 - one flat loop on purpose
-        """Decode every complete frame in ``buf``; return how many bytes were consumed."""
+    def _parse(self, buf: bytes | bytearray) -> int:
+        """Decode every complete frame in ``buf``; return how many bytes were consumed.
+
+        Unfragmented text and binary frames take the short path; everything else goes through
+        :meth:`_check_header` and :meth:`_deliver`.
+        """
         pos = 0
         end = len(buf)
         events = self._events
         while end - pos >= 2:
             b0 = buf[pos]
-            b1 = buf[pos + 1]
-            if b0 & 0x70:
-                raise WsProtocolError(1002, "RSV bit set but no extension was negotiated")
-            if not b1 & 0x80:
-                raise WsProtocolError(1002, "client frame is not masked")
-            opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            length = b1 & 0x7F
-            head = 6
-            if length == 126:
-                head = 8
+            length = buf[pos + 1] ^ 0x80  # 0..127 when the mask bit is set, else >= 128
+            if length < 126:
+                start = pos + 6
+            elif length == 126:
                 if end - pos < 4:
                     self._need = 4
                     return pos
                 length = (buf[pos + 2] << 8) | buf[pos + 3]
+                start = pos + 8
             elif length == 127:
-                head = 14
                 if end - pos < 10:
                     self._need = 10
                     return pos
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                length = _from_bytes(buf[pos + 2 : pos + 10], "big")
                 if length >> 63:
                     raise WsProtocolError(1002, "frame length has its top bit set")
-            # Everything below needs the header only: reject before buffering the payload.
-            if opcode >= 8:
-                if opcode > OP_PONG:
-                    raise WsProtocolError(1002, f"reserved opcode {opcode:#x}")
-                if not fin:
-                    raise WsProtocolError(1002, "fragmented control frame")
-                if length > MAX_CONTROL_PAYLOAD:
-                    raise WsProtocolError(1002, "control frame payload over 125 bytes")
-            elif opcode == OP_CONT:
-                if not self._frag_opcode:
-                    raise WsProtocolError(1002, "continuation frame without a message to continue")
-                if self._frag_size + length > self.max_message_size:
-                    raise WsProtocolError(1009, "message over max_message_size")
-            elif opcode <= OP_BINARY:
-                if self._frag_opcode:
-                    raise WsProtocolError(1002, "new message before the last one finished")
-                if length > self.max_message_size:
-                    raise WsProtocolError(1009, "message over max_message_size")
+                start = pos + 14
             else:
-                raise WsProtocolError(1002, f"reserved opcode {opcode:#x}")
-
-            start = pos + head
+                raise WsProtocolError(1002, "client frame is not masked")
+            # Reject from the header alone, before any of the payload is buffered.
+            if (b0 != 0x81 and b0 != 0x82) or self._frag_opcode or length > self.max_message_size:
+                self._check_header(b0, length)
             stop = start + length
             if stop > end:
                 self._need = stop - pos
                 return pos
             payload = _unmask(buf[start:stop], buf[start - 4 : start]) if length else b""
             pos = stop
-
-            if opcode == OP_TEXT:
-                if fin:
-                    try:
-                        events.append(TextMessage(payload.decode("utf-8")))
-                    except UnicodeDecodeError:
-                        raise WsProtocolError(1007, "text message is not valid UTF-8") from None
-                else:
-                    self._start_fragments(opcode, payload)
-            elif opcode == OP_BINARY:
-                if fin:
-                    events.append(BinaryMessage(payload))
-                else:
-                    self._start_fragments(opcode, payload)
-            elif opcode == OP_CONT:
-                self._continue_fragments(payload, fin)
-            elif opcode == OP_PING:
-                events.append(Ping(payload))
-            elif opcode == OP_PONG:
-                events.append(Pong(payload))
-            else:
-                events.append(_parse_close(payload))
-                self._done = True
+            if b0 == 0x81:
+                try:
+                    events.append(TextMessage(payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise WsProtocolError(1007, "text message is not valid UTF-8") from None
+            elif b0 == 0x82:
+                events.append(BinaryMessage(payload))
+            elif self._deliver(b0, payload):
                 return pos
         self._need = 2
         return pos
+
+    def _check_header(self, b0: int, length: int) -> None:
+        """Raise if a frame header breaks a rule; the short path skips this for plain frames."""
+        if b0 & 0x70:
+            raise WsProtocolError(1002, "RSV bit set but no extension was negotiated")
+        opcode = b0 & 0x0F
+        if opcode >= 8:
+            if opcode > OP_PONG:
+                raise WsProtocolError(1002, f"reserved opcode {opcode:#x}")
+            if not b0 & 0x80:
+                raise WsProtocolError(1002, "fragmented control frame")
+            if length > MAX_CONTROL_PAYLOAD:
+                raise WsProtocolError(1002, "control frame payload over 125 bytes")
+        elif opcode == OP_CONT:
+            if not self._frag_opcode:
+                raise WsProtocolError(1002, "continuation frame without a message to continue")
+            if self._frag_size + length > self.max_message_size:
+                raise WsProtocolError(1009, "message over max_message_size")
+        elif opcode <= OP_BINARY:
+            if self._frag_opcode:
+                raise WsProtocolError(1002, "new message before the last one finished")
+            if length > self.max_message_size:
+                raise WsProtocolError(1009, "message over max_message_size")
+        else:
+            raise WsProtocolError(1002, f"reserved opcode {opcode:#x}")
+
+    def _deliver(self, b0: int, payload: bytes) -> bool:
+        """Handle a frame that passed :meth:`_check_header`; True when it was the Close."""
+        opcode = b0 & 0x0F
+        if opcode == OP_PING:
+            self._events.append(Ping(payload))
+        elif opcode == OP_PONG:
+            self._events.append(Pong(payload))
+        elif opcode == OP_CLOSE:
+            self._events.append(_parse_close(payload))
+            self._done = True
+            return True
+        elif opcode == OP_CONT:
+            self._continue_fragments(payload, b0 & 0x80)
+        else:
+            self._start_fragments(opcode, payload)
+        return False
 
     def _start_fragments(self, opcode: int, payload: bytes) -> None:
         self._frag_opcode = opcode

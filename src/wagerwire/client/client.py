@@ -1,0 +1,244 @@
+"""The asyncio entry point of the SDK: :class:`Client`.
+
+One client holds the server address, the credentials and one HTTP connection pool (REST,
+backfill and SSE share it); each :meth:`Client.subscribe` opens its own stream, so each
+subscription resumes, backs off and fails on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from wagerwire.client.auth import Auth, KeyRefresher
+from wagerwire.client.backoff import Backoff
+from wagerwire.client.connection import StreamDriver, WebSocketDriver
+from wagerwire.client.errors import ClosedError
+from wagerwire.client.protocol import ClientProtocol, Counters
+from wagerwire.client.rest import HistoryPage, PublishResult, RestApi
+from wagerwire.client.sse import SseDriver
+from wagerwire.client.states import State
+from wagerwire.client.subscription import Subscription
+from wagerwire.types import Json
+
+__all__ = ["Client", "Transport", "split_url"]
+
+Transport = Literal["ws", "sse"]
+
+_HEARTBEAT = {"ws": 20.0, "sse": 15.0}  # the server's WS ping and SSE comment intervals
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(http_base, ws_url)`` from a server address in any of ``http(s)://`` / ``ws(s)://``.
+
+    A trailing ``/v1/ws``, ``/v1/sse`` or ``/v1`` is dropped, so the address printed by the
+    server and the WebSocket URL itself both work.
+    """
+    parts = urlsplit(url)
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"not a server address: {url!r} (use http://host:port)")
+    path = parts.path.rstrip("/")
+    for suffix in ("/v1/ws", "/v1/sse", "/v1"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    secure = parts.scheme in ("https", "wss")
+    http_base = urlunsplit(("https" if secure else "http", parts.netloc, path, "", ""))
+    ws_url = urlunsplit(("wss" if secure else "ws", parts.netloc, path + "/v1/ws", "", ""))
+    return http_base, ws_url
+
+
+class Client:
+    """A connection to a wagerwire server.
+
+    Use as ``async with Client("http://localhost:8080") as client:`` then
+    ``async for msg in client.subscribe(["game:crash", "odds:football:*"])``.
+
+    Args:
+        url: the server address (``http://``, ``https://``, ``ws://`` or ``wss://``).
+        key: API key or stream token; sent as ``Authorization: Bearer`` (``?token=`` on SSE).
+        transport: ``"ws"`` (default) or ``"sse"``; :meth:`subscribe` may override it.
+        refresh_key: async callable returning fresh credentials; when given, one
+            ``unauthorized`` after a working connection refreshes and retries instead of failing.
+        backoff: reconnect delays (1 s doubling to 30 s, full jitter, by default).
+        heartbeat_interval: expected interval between signs of life (20 s on WebSocket, 15 s
+            on SSE by default); two silent intervals mean a dead link.
+        open_timeout: seconds allowed per connection attempt.
+        backfill: fetch history the server could not replay over REST (else report the gap).
+        max_queue: messages buffered per subscription before reading pauses.
+        page_size: messages per REST backfill request.
+        http: an :class:`httpx.AsyncClient` to use (its ``base_url`` is set by the caller).
+        rand: uniform ``[0, 1)`` source for backoff jitter.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        transport: Transport = "ws",
+        refresh_key: KeyRefresher | None = None,
+        backoff: Backoff | None = None,
+        heartbeat_interval: float | None = None,
+        open_timeout: float = 10.0,
+        backfill: bool = True,
+        max_queue: int = 1000,
+        page_size: int = 1000,
+        http: httpx.AsyncClient | None = None,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        if transport not in _HEARTBEAT:
+            raise ValueError(f"transport must be 'ws' or 'sse', not {transport!r}")
+        self.http_base, self.ws_url = split_url(url)
+        self.transport: Transport = transport
+        self.auth = Auth(key, refresh_key)
+        self.backoff = backoff or Backoff()
+        self.heartbeat_interval = heartbeat_interval
+        self.open_timeout = open_timeout
+        self.backfill = backfill
+        self.max_queue = max_queue
+        self.page_size = page_size
+        self._rand = rand or random.random
+        self._owns_http = http is None
+        self._http = http
+        self._rest: RestApi | None = None
+        self._subscriptions: list[Subscription] = []
+        self._watchers: list[asyncio.Queue[State | None]] = []
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        self._rest_api()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every subscription and the HTTP pool."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(s.aclose() for s in self._subscriptions))
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+        for watcher in self._watchers:
+            watcher.put_nowait(None)
+
+    def _rest_api(self) -> RestApi:
+        if self._closed:
+            raise ClosedError("the client is closed")
+        if self._rest is None:
+            if self._http is None:
+                self._http = httpx.AsyncClient(base_url=self.http_base, timeout=httpx.Timeout(10.0))
+            self._rest = RestApi(self._http, self.auth)
+        return self._rest
+
+    # -- streaming -----------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        channels: Sequence[str],
+        *,
+        filter: Mapping[str, Json] | None = None,
+        since: str | None = None,
+        transport: Transport | None = None,
+    ) -> Subscription:
+        """Open a stream of ``channels`` (exact names or ``*`` patterns).
+
+        Args:
+            filter: attribute filter, ``{attr: value | [values]}``.
+            since: resume token (e.g. a saved :attr:`Subscription.resume_token`).
+            transport: override the client's transport for this stream.
+
+        Raises:
+            InvalidChannelError, BadResumeTokenError: at once, before connecting.
+        """
+        rest = self._rest_api()
+        wire = transport or self.transport
+        if wire not in _HEARTBEAT:
+            raise ValueError(f"transport must be 'ws' or 'sse', not {wire!r}")
+        protocol = ClientProtocol(
+            channels,
+            filter=filter,
+            since=since,
+            wire=wire,
+            backoff=self.backoff,
+            heartbeat_interval=self.heartbeat_interval or _HEARTBEAT[wire],
+            backfill=self.backfill,
+            can_refresh_auth=self.auth.can_refresh,
+            rand=self._rand,
+        )
+
+        def make_driver(sink: Subscription) -> StreamDriver:
+            if wire == "sse":
+                return SseDriver(
+                    protocol,
+                    rest=rest,
+                    sink=sink,
+                    auth=self.auth,
+                    open_timeout=self.open_timeout,
+                    page_size=self.page_size,
+                )
+            return WebSocketDriver(
+                self.ws_url,
+                protocol,
+                rest=rest,
+                sink=sink,
+                auth=self.auth,
+                open_timeout=self.open_timeout,
+                page_size=self.page_size,
+            )
+
+        sub = Subscription(protocol, make_driver, max_queue=self.max_queue, on_state=self._notify)
+        self._subscriptions.append(sub)
+        return sub
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subscriptions)
+
+    @property
+    def counters(self) -> Counters:
+        """The sum of every subscription's counters."""
+        return Counters.total(s.counters for s in self._subscriptions)
+
+    async def states(self) -> AsyncIterator[State]:
+        """State changes of every subscription of this client, until the client closes."""
+        watcher: asyncio.Queue[State | None] = asyncio.Queue()
+        self._watchers.append(watcher)
+        try:
+            while not self._closed:
+                state = await watcher.get()
+                if state is None:
+                    return
+                yield state
+        finally:
+            self._watchers.remove(watcher)
+
+    def _notify(self, state: State) -> None:
+        for watcher in self._watchers:
+            watcher.put_nowait(state)
+
+    # -- REST ----------------------------------------------------------------------------------
+
+    async def publish(
+        self, channel: str, data: Json, idempotency_key: str | None = None
+    ) -> PublishResult:
+        """Publish one message (needs a publisher key once auth is on).
+
+        With ``idempotency_key``, transient failures are retried and the server delivers the
+        message once however many times it arrives.
+        """
+        return await self._rest_api().publish(channel, data, idempotency_key)
+
+    async def history(self, channel: str, since: int = 0, limit: int = 100) -> HistoryPage:
+        """One page of ``channel``'s stored messages with offset > ``since``."""
+        return await self._rest_api().history(channel, since, limit)

@@ -1,0 +1,151 @@
+"""The server-sent events driver: ``GET /v1/sse`` streamed with httpx.
+
+SSE has no upstream channel, so the subscription (channels, filter, resume token) travels in
+the query string of every (re)connection and the protocol never pings: the server's comment
+heartbeats, which the parser swallows, count as signs of life through
+:meth:`ClientProtocol.activity`. The ``since`` query parameter carries the same token that
+``Last-Event-ID`` would, computed from what was actually delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import orjson
+
+from wagerwire.client.auth import Auth
+from wagerwire.client.connection import Sink, StreamDriver
+from wagerwire.client.errors import ProtocolError, TransportError
+from wagerwire.client.protocol import ClientProtocol
+from wagerwire.client.rest import RestApi, error_from_response
+from wagerwire.wire.sse_parser import SseMessage, SseParser
+
+__all__ = ["SseDriver"]
+
+_EOF = object()
+
+
+class SseDriver(StreamDriver):
+    """Drives the protocol over an SSE stream on the client's shared :class:`httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        protocol: ClientProtocol,
+        *,
+        rest: RestApi,
+        sink: Sink,
+        auth: Auth,
+        open_timeout: float = 10.0,
+        page_size: int = 1000,
+        path: str = "/v1/sse",
+    ) -> None:
+        super().__init__(
+            protocol, rest=rest, sink=sink, auth=auth, open_timeout=open_timeout, page_size=page_size
+        )
+        self.path = path
+
+    def _params(self) -> dict[str, str]:
+        channels, filter, since = self.protocol.subscribe_params()
+        params = {"channels": ",".join(channels)}
+        if filter:
+            params["filter"] = orjson.dumps(filter).decode()
+        if since:
+            params["since"] = since
+        if self.auth.key:
+            params["token"] = self.auth.key
+        return params
+
+    async def session(self) -> None:
+        proto = self.protocol
+        http = self.rest.http
+        request = http.build_request(
+            "GET",
+            self.path,
+            params=self._params(),
+            headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
+            timeout=httpx.Timeout(self.open_timeout, read=None),
+        )
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            err = TransportError(f"connect failed: {exc!r}")
+            self.dispatch(proto.connection_failed(err, self.now()))
+            return
+        reader: asyncio.Task[None] | None = None
+        try:
+            if response.status_code != 200:
+                body = await _read_body(response)
+                err = error_from_response(
+                    response.status_code, body, response.headers.get("retry-after")
+                )
+                self.dispatch(proto.connection_failed(err, self.now()))
+                return
+            ctype = response.headers.get("content-type", "")
+            if not ctype.startswith("text/event-stream"):
+                err = ProtocolError(f"expected text/event-stream, got {ctype!r}")
+                self.dispatch(proto.connection_failed(err, self.now()))
+                return
+            chunks: asyncio.Queue[object] = asyncio.Queue(maxsize=16)
+            reader = asyncio.create_task(_pump(response, chunks))
+            self.dispatch(proto.connection_opened(self.now()))
+            parser = SseParser()
+            while self.live():
+                try:
+                    item = await asyncio.wait_for(chunks.get(), self.timeout())
+                except TimeoutError:
+                    self.dispatch(proto.tick(self.now()))
+                    continue
+                if isinstance(item, bytes):
+                    proto.activity(self.now())
+                    for event in parser.feed(item):
+                        self._event(event)
+                        if not self.live():
+                            break
+                    await self.sink.writable()
+                    continue
+                reason = "stream ended" if item is _EOF else f"stream failed: {item!r}"
+                self.dispatch(proto.connection_lost(None, reason, self.now()))
+        finally:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            await response.aclose()
+
+    def _event(self, event: SseMessage) -> None:
+        if not event.data:
+            return
+        proto = self.protocol
+        try:
+            obj = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            self.dispatch(proto.text_received(event.data, self.now()))  # reports the error
+            return
+        if isinstance(obj, dict) and "op" not in obj and event.event != "message":
+            obj["op"] = event.event  # `event: subscribed` / `event: error` name the op
+        self.dispatch(proto.frame_received(obj, self.now()))
+
+
+async def _pump(response: httpx.Response, out: asyncio.Queue[object]) -> None:
+    """Copy the body into ``out`` so that the reader can wait on it with a timeout."""
+    try:
+        async for chunk in response.aiter_bytes():
+            if chunk:
+                await out.put(chunk)
+    except httpx.HTTPError as exc:
+        await out.put(exc)
+    else:
+        await out.put(_EOF)
+
+
+async def _read_body(response: httpx.Response, limit: int = 65536) -> bytes:
+    """The start of an error body (never the whole of an unexpected stream)."""
+    body = b""
+    with contextlib.suppress(httpx.HTTPError):
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= limit:
+                break
+    return body[:limit]

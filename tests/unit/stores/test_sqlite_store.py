@@ -1,0 +1,216 @@
+"""SQLite-specific behaviour of ``SqliteStore`` beyond the Store contract."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from wagerwire.core.messages import Message, Position
+from wagerwire.core.store import RetentionRule
+from wagerwire.errors import Unavailable
+from wagerwire.stores.sqlite import Migration, SqliteStore, apply_migrations, load_migrations
+
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+
+
+def msg(channel: str, offset: int, *, ts: int = 1_000) -> Message:
+    return Message(channel, offset, "ep1", ts, b'{"n":%d}' % offset)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+async def test_memory_databases_are_refused() -> None:
+    for path in (":memory:", "file::memory:?cache=shared", "file:x?mode=memory", ""):
+        with pytest.raises(ValueError):
+            SqliteStore(path)
+
+
+async def test_opening_an_impossible_path_is_unavailable(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "missing-dir" / "x.db"))
+    with pytest.raises(Unavailable):
+        await store.open()
+    await store.close()
+
+
+async def test_database_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    await store.close()
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"channels", "messages", "schema_migrations"} <= tables
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"messages_by_time", "messages_by_idempotency_key"} <= indexes
+
+
+async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    for _ in range(3):
+        store = SqliteStore(str(path))
+        await store.open()
+        await store.close()
+    packaged = load_migrations()
+    assert packaged[0].version == 1 and packaged[0].name == "0001_init.sql"
+    with raw(path) as conn:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert rows.fetchall() == [(m.version, m.name) for m in packaged]
+
+
+def test_apply_migrations_applies_only_new_ones_in_order(tmp_path: Path) -> None:
+    conn = raw(tmp_path / "a.db")
+    first = [Migration(1, "0001_a.sql", "CREATE TABLE a (x INTEGER);")]
+    assert apply_migrations(conn, first) == [1]
+    assert apply_migrations(conn, first) == []
+    later = [
+        *first,
+        Migration(2, "0002_b.sql", "-- a comment; with a semicolon\nCREATE TABLE b (y TEXT);"),
+        Migration(
+            3,
+            "0003_trigger.sql",
+            "CREATE TRIGGER a_to_b AFTER INSERT ON a BEGIN\n"
+            "  INSERT INTO b (y) VALUES ('x;y');\nEND;\n",
+        ),
+    ]
+    assert apply_migrations(conn, later) == [2, 3]
+    conn.execute("INSERT INTO a VALUES (1)")
+    assert conn.execute("SELECT y FROM b").fetchall() == [("x;y",)]
+    conn.close()
+
+
+def test_a_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
+    conn = raw(tmp_path / "f.db")
+    broken = [Migration(1, "0001_bad.sql", "CREATE TABLE ok (x);\nCREATE TABLE broken (;\n")]
+    with pytest.raises(sqlite3.Error):
+        apply_migrations(conn, broken)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"schema_migrations"}
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (0,)
+    conn.close()
+
+
+async def test_batch_max_bounds_a_transaction(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "b.db"), batch_max=10)
+    await store.open()
+    await asyncio.gather(*(store.append(msg("a", n)) for n in range(1, 201)))
+    assert store.commits >= 20
+    assert store.appended == 200
+    await store.close()
+
+
+async def test_count_matches_the_rows_kept(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = SqliteStore(str(path), [RetentionRule("*", max_count=7)])
+    await store.open()
+    for n in range(1, 31):
+        await store.append(msg("a", n))
+    await store.prune(now_ms=0)
+    info = await store.channel_info("a")
+    await store.close()
+    with raw(path) as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM messages WHERE channel = 'a'").fetchone()
+    assert info is not None and info.count == rows == 7
+
+
+async def test_the_writer_prunes_every_n_appends(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "p.db"), [RetentionRule("*", max_count=10)], prune_every=50)
+    await store.open()
+    for n in range(1, 102):  # prunes after the 50th and the 100th, before the 101st commits
+        await store.append(msg("a", n))
+    info = await store.channel_info("a")
+    assert info is not None and (info.first_offset, info.count) == (91, 11)
+    await store.close()
+
+
+async def test_the_writer_prunes_on_a_timer(tmp_path: Path) -> None:
+    store = SqliteStore(
+        str(tmp_path / "t.db"), [RetentionRule("*", max_age_s=60)], prune_interval_s=0.05
+    )
+    await store.open()
+    for n in range(1, 6):
+        await store.append(msg("a", n, ts=1_000))  # in 1970: far older than 60 s
+    for _ in range(200):
+        info = await store.channel_info("a")
+        assert info is not None
+        if info.count == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert info.count == 0 and info.last_offset == 5
+    await store.close()
+
+
+async def test_a_cancelled_append_is_still_committed(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "x.db"))
+    await store.open()
+    task = asyncio.create_task(store.append(msg("a", 1)))
+    await asyncio.sleep(0)
+    task.cancel()
+    await store.append(msg("a", 2))
+    assert [m.offset for m in await store.read("a", 0, 10)] == [1, 2]
+    await store.close()
+
+
+async def test_reads_proceed_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    store = SqliteStore(str(path), busy_timeout_ms=2_000)
+    await store.open()
+    await store.append(msg("a", 1))
+    conn = raw(path)
+    conn.execute("BEGIN EXCLUSIVE")
+    pending = asyncio.create_task(store.append(msg("a", 2)))  # waits for the lock
+    assert [m.offset for m in await store.read("a", 0, 10)] == [1]
+    assert not pending.done()
+    conn.execute("ROLLBACK")
+    conn.close()
+    await pending
+    assert await store.positions() == {"a": Position("ep1", 2)}
+    await store.close()
+
+
+async def test_committed_appends_survive_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal, sys
+        sys.path.insert(0, {SRC!r})
+        from wagerwire.core.messages import Message
+        from wagerwire.stores.sqlite import SqliteStore
+
+        async def main():
+            store = SqliteStore({str(path)!r})
+            await store.open()
+            await asyncio.gather(*(
+                store.append(Message("a", n, "ep1", 1_000, b"{{}}")) for n in range(1, 501)
+            ))
+            print("committed", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.stdout.strip() == "committed", done.stderr
+    assert done.returncode == -9
+    assert os.path.exists(f"{path}-wal")  # the process died without checkpointing
+    store = SqliteStore(str(path))
+    await store.open()
+    assert await store.positions() == {"a": Position("ep1", 500)}
+    assert len(await store.read("a", 0, 1000)) == 500
+    await store.close()
