@@ -227,8 +227,8 @@ class MemoryBroker:
         """Fail ``pub``, abandon the later in-flight publishes, reuse their offsets."""
         inflight = state.inflight
         index = inflight.index(pub)
-        later = []
-        del inflight[index]
+        later = [inflight.pop() for _ in range(len(inflight) - index - 1)]
+        inflight.pop()
         state.next_offset = pub.message.offset
         self._finish(pub, error)
         for other in reversed(later):

@@ -42,7 +42,12 @@ class SseDriver(StreamDriver):
         path: str = "/v1/sse",
     ) -> None:
         super().__init__(
-            protocol, rest=rest, sink=sink, auth=auth, open_timeout=open_timeout, page_size=page_size
+            protocol,
+            rest=rest,
+            sink=sink,
+            auth=auth,
+            open_timeout=open_timeout,
+            page_size=page_size,
         )
         self.path = path
 
@@ -70,8 +75,8 @@ class SseDriver(StreamDriver):
         try:
             response = await http.send(request, stream=True)
         except httpx.TransportError as exc:
-            err = TransportError(f"connect failed: {exc!r}")
-            self.dispatch(proto.connection_failed(err, self.now()))
+            failure = TransportError(f"connect failed: {exc!r}")
+            self.dispatch(proto.connection_failed(failure, self.now()))
             return
         reader: asyncio.Task[None] | None = None
         try:

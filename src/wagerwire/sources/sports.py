@@ -296,6 +296,7 @@ class _Event:
     finished_at: int | None = None
     markets: list[_Market] = field(default_factory=list)
     seq: int = 0
+    updated_at: int = 0
 
     @property
     def score(self) -> tuple[int, int]:
@@ -371,6 +372,7 @@ class SportsSimulator:
             odds = self._odds_updates(event, now)
             if changed or odds:
                 event.seq += 1
+                event.updated_at = now
                 out.extend(odds)
                 out.append(self._event_message(event, now))
         linger = self.config.linger_ms
@@ -875,6 +877,6 @@ class SportsSimulator:
                 for i, (h, a) in enumerate(event.period_scores)
             ],
             "markets": [self._market_data(event, m, now) for m in event.markets],
-            "updated_at": now,
+            "updated_at": event.updated_at,
             "seq": event.seq,
         }

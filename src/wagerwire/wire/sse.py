@@ -24,19 +24,15 @@ SSE_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _data_lines(data: bytes) -> bytes:
-    """``data: `` lines for ``data``; CR, LF and CRLF all end an SSE line, so all are split."""
-    if b"\n" not in data and b"\r" not in data:
-        return b"data: " + data + b"\n"
-    data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n"
+_LF = 0x0A
+_CR = 0x0D
 
 
 def sse_event(data: bytes, *, event: str | None = None, id: str | None = None) -> bytes:
     """One complete event (ending in the blank line that dispatches it).
 
     Args:
-        data: UTF-8 payload; line breaks are allowed (the client sees them as ``\\n``).
+        data: UTF-8 payload; line breaks are allowed (the client sees each as ``\\n``).
         event: event type; None means the default ``message`` type.
         id: the last-event ID the browser sends back as ``Last-Event-ID`` on reconnect;
             ``""`` resets it, None leaves it unchanged.
@@ -44,16 +40,22 @@ def sse_event(data: bytes, *, event: str | None = None, id: str | None = None) -
     Raises:
         ValueError: ``id`` holds CR, LF or NUL, or ``event`` holds CR or LF.
     """
-    body = _data_lines(data) + b"\n"
-    if id is not None:
-        if "\n" in id or "\r" in id or "\0" in id:
-            raise ValueError(f"SSE id contains CR, LF or NUL: {id!r}")
-        body = b"id: " + id.encode("utf-8") + b"\n" + body
+    # ``int in bytes`` is a memchr; CR, LF and CRLF all end an SSE line, so all are split.
+    if _LF in data or _CR in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\ndata: ")
+    if id is None and event is None:
+        return b"data: " + data + b"\n\n"
+    parts: list[bytes] = []
     if event is not None:
         if "\n" in event or "\r" in event:
             raise ValueError(f"SSE event type contains CR or LF: {event!r}")
-        body = b"event: " + event.encode("utf-8") + b"\n" + body
-    return body
+        parts += (b"event: ", event.encode(), b"\n")
+    if id is not None:
+        if "\n" in id or "\r" in id or "\0" in id:
+            raise ValueError(f"SSE id contains CR, LF or NUL: {id!r}")
+        parts += (b"id: ", id.encode(), b"\n")
+    parts += (b"data: ", data, b"\n\n")
+    return b"".join(parts)
 
 
 def sse_comment(text: str) -> bytes:

@@ -182,7 +182,7 @@ def test_decimal_american_round_trip(d: float) -> None:
 def test_american_decimal_round_trip(american: float) -> None:
     d = american_to_decimal(american)
     back = decimal_to_american(d)
-    if abs(american) == 100:
+    if math.isclose(abs(american), 100.0, rel_tol=1e-9):
         assert back == pytest.approx(100.0)  # +100 and -100 are the same price
     else:
         assert back == pytest.approx(american, rel=1e-9)
@@ -202,7 +202,7 @@ def test_fair_probabilities_sum_to_one(prices: list[float]) -> None:
     for method in ("multiplicative", "power"):
         fair = fair_probabilities(prices, method)  # type: ignore[arg-type]
         assert math.fsum(fair) == pytest.approx(1.0, abs=1e-9)
-        assert all(0.0 < p < 1.0 for p in fair)
+        assert all(0.0 <= p <= 1.0 for p in fair)  # absurd books can underflow to 0
         # a longer price never gets a larger fair probability
         ranked = sorted(zip(prices, fair, strict=True))
         assert all(x[1] >= y[1] - 1e-12 for x, y in zip(ranked, ranked[1:], strict=False))

@@ -169,7 +169,11 @@ def test_sports_tree() -> None:
     state.apply("sports:event:e1", event("e1", status="live"), 1)
     state.apply("sports:event:e2", event("e2"), 1)
     state.apply("sports:event:e3", event("e3", competition="lig1", league="lig1"), 1)
-    state.apply("odds:tennis:atp", odds_update("t1", "sharpline", "home", 1.5), 1)
+    state.apply(
+        "odds:tennis:atp",
+        odds_update("t1", "sharpline", "home", 1.5, sport="tennis", competition="atp"),
+        1,
+    )
     assert state.sports() == [
         {
             "sport": "football",

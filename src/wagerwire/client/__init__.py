@@ -1,0 +1,86 @@
+"""The Python SDK for wagerwire's native API: streams that survive reconnects.
+
+Async::
+
+    async with Client("http://localhost:8080", key=KEY) as client:
+        async for msg in client.subscribe(["game:crash", "odds:football:*"]):
+            print(msg.channel, msg.offset, msg.data)
+
+Blocking::
+
+    with stream("http://localhost:8080", ["game:crash"]) as messages:
+        for msg in messages:
+            ...
+
+The subscription resumes after a drop from the last message it delivered (no gap, no
+duplicate), backs off with full jitter, and backfills over REST what the server could no longer
+replay. :mod:`wagerwire.client.protocol` holds that logic without any I/O.
+"""
+
+from __future__ import annotations
+
+from wagerwire.client.backoff import Backoff
+from wagerwire.client.client import Client, Transport
+from wagerwire.client.errors import (
+    AuthError,
+    BadResumeTokenError,
+    ClientError,
+    ClosedError,
+    ForbiddenError,
+    InvalidChannelError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+    RateLimitedError,
+    RequestError,
+    ServerError,
+    TransportError,
+)
+from wagerwire.client.messages import ClientMessage, MessageSource
+from wagerwire.client.protocol import Counters
+from wagerwire.client.rest import HistoryPage, PublishResult
+from wagerwire.client.states import (
+    Closed,
+    Connected,
+    Connecting,
+    Disconnected,
+    Idle,
+    Recovering,
+    State,
+)
+from wagerwire.client.subscription import Subscription
+from wagerwire.client.sync import SyncStream, stream
+
+__all__ = [
+    "AuthError",
+    "Backoff",
+    "BadResumeTokenError",
+    "Client",
+    "ClientError",
+    "ClientMessage",
+    "Closed",
+    "ClosedError",
+    "Connected",
+    "Connecting",
+    "Counters",
+    "Disconnected",
+    "ForbiddenError",
+    "HistoryPage",
+    "Idle",
+    "InvalidChannelError",
+    "MessageSource",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "PublishResult",
+    "RateLimitedError",
+    "Recovering",
+    "RequestError",
+    "ServerError",
+    "State",
+    "Subscription",
+    "SyncStream",
+    "Transport",
+    "TransportError",
+    "stream",
+]
