@@ -57,14 +57,27 @@ def new_epoch() -> str:
 class _Publish:
     """One publish between offset assignment and its outcome."""
 
-    __slots__ = ("abandoned", "delivered", "done", "message", "persisted")
+    __slots__ = ("abandoned", "delivered", "done", "message", "persisted", "settled")
 
     def __init__(self, message: Message, done: asyncio.Future[None]) -> None:
         self.message = message
-        self.done = done  # result at delivery; exception when it failed or was abandoned
+        self.done = done  # the publisher's: result at delivery, exception on failure
+        self.settled: asyncio.Future[None] | None = None  # for retries, made on demand
         self.persisted = False
         self.delivered = False
         self.abandoned = False
+
+    def settle(self, error: BaseException | None) -> None:
+        """Tell the publisher (if still waiting) and any waiting retries the outcome."""
+        done = self.done
+        if not done.done():  # it is cancelled when the publisher stopped waiting
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+                done.exception()  # retrieved here, in case nobody awaits it any more
+        if self.settled is not None and not self.settled.done():
+            self.settled.set_result(None)
 
 
 class _Channel:
@@ -169,7 +182,7 @@ class MemoryBroker:
         else:
             self._tasks.add(task)
             task.add_done_callback(partial(self._persisted, state, pub))
-        await asyncio.shield(pub.done)
+        await pub.done
         return PublishResult(message)
 
     async def _first_with_key(self, channel: str, key: str, ts: int) -> Message | None:
@@ -180,10 +193,11 @@ class MemoryBroker:
                 return None
             if first.delivered:
                 return first.message
-            try:
-                await asyncio.shield(first.done)
-            except Exception:
-                continue  # the first failed and was forgotten: look again, maybe publish
+            if first.settled is None:
+                first.settled = asyncio.get_running_loop().create_future()
+            # Shielded: one retry giving up must not cancel the wait of the others. Once
+            # settled, look again: delivered, or failed and forgotten (then publish).
+            await asyncio.shield(first.settled)
 
     def _remember(self, key: tuple[str, str], pub: _Publish) -> None:
         ts = pub.message.ts
@@ -220,8 +234,7 @@ class MemoryBroker:
                 handler.on_message(message)
             except Exception:  # a handler bug must not stall the channel
                 log.exception("handler failed on %s #%d", message.channel, message.offset)
-            if not pub.done.done():
-                pub.done.set_result(None)
+            pub.settle(None)
 
     def _fail(self, state: _Channel, pub: _Publish, error: BaseException) -> None:
         """Fail ``pub``, abandon the later in-flight publishes, reuse their offsets."""
@@ -244,9 +257,7 @@ class MemoryBroker:
         key = pub.message.idempotency_key
         if key is not None and self._keys.get((pub.message.channel, key)) is pub:
             del self._keys[(pub.message.channel, key)]
-        if not pub.done.done():
-            pub.done.set_exception(error)
-            pub.done.exception()  # retrieved here: the publisher may have stopped waiting
+        pub.settle(error)
 
 
 if TYPE_CHECKING:

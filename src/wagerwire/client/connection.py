@@ -143,10 +143,14 @@ class StreamDriver:
     def live(self) -> bool:
         return isinstance(self.protocol.state, _LIVE)
 
-    def timeout(self) -> float | None:
-        """Seconds until the protocol's next deadline (``None``: wait for traffic only)."""
+    def deadline(self) -> float | None:
+        """Loop time of the protocol's next deadline (``None``: wait for traffic only).
+
+        Never in the past: a reader that was paused by backpressure first gets a moment to
+        take frames already buffered, so a long pause is not mistaken for a dead link.
+        """
         deadline = self.protocol.next_deadline()
-        return None if deadline is None else max(0.0, deadline - self.now())
+        return None if deadline is None else max(deadline, self.now() + 0.01)
 
     def dispatch(self, actions: Iterable[Action]) -> None:
         """Carry out actions in order; frames to send are queued for :meth:`flush`."""
@@ -285,7 +289,8 @@ class WebSocketDriver(StreamDriver):
             await self.flush()
             while self.live():
                 try:
-                    text = await asyncio.wait_for(ws.recv(), self.timeout())
+                    async with asyncio.timeout_at(self.deadline()):
+                        text = await ws.recv()
                 except TimeoutError:
                     self.dispatch(proto.tick(self.now()))
                 except ConnectionClosed as exc:

@@ -179,6 +179,7 @@ class ClientProtocol:
         self._opened = False
         self._pending_acks: set[str] = set()
         self._acked = False
+        self._empty: set[str] = set()  # subscribed while they had no history
         self._catchup: dict[str, int] = {}  # channel -> offset the replay must reach
         self._backfills: dict[str, Backfill] = {}
         self._next_request_id = 1
@@ -348,6 +349,7 @@ class ClientProtocol:
         """Stop following some channels or patterns (on SSE: from the next connection on)."""
         gone = set(channels)
         self._requested = [c for c in self._requested if c not in gone]
+        self._empty = {ch for ch in self._empty if self._covers(ch)}
         for ch in list(self._positions):
             if not self._covers(ch):
                 del self._positions[ch]
@@ -494,7 +496,19 @@ class ClientProtocol:
             return self._fail(ProtocolError(f"subscribed frame for {name!r} lacks epoch/offset"))
         assert isinstance(offset, int)
         pos = self._positions.get(name)
+        if not epoch:
+            # The channel has no history (and so no epoch) yet. A token cannot say "from the
+            # start of whatever epoch comes", so remember it: if a later subscription finds
+            # messages there that we never saw, they are fetched from offset 0.
+            if pos is None:
+                self._empty.add(name)
+            return []
         if pos is None:
+            if name in self._empty and offset > 0:
+                self._empty.discard(name)
+                self._positions[name] = Position(epoch, 0)
+                return self._history_lost(name, epoch, 0, offset)
+            self._empty.discard(name)
             self._positions[name] = Position(epoch, offset)  # fresh: start live from here
             return []
         if pos.epoch != epoch:
@@ -536,6 +550,8 @@ class ClientProtocol:
             self._positions[msg.channel] = Position(msg.epoch, 0)
             actions = self._history_lost(msg.channel, msg.epoch, 0, msg.offset - 1)
             return actions + self._accept(msg)
+        if pos is None:
+            self._empty.discard(msg.channel)
         self._positions[msg.channel] = Position(msg.epoch, msg.offset)
         self.counters.messages_delivered += 1
         if msg.source != "live":

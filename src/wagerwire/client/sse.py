@@ -73,8 +73,9 @@ class SseDriver(StreamDriver):
             timeout=httpx.Timeout(self.open_timeout, read=None),
         )
         try:
-            response = await http.send(request, stream=True)
-        except httpx.TransportError as exc:
+            async with asyncio.timeout(self.open_timeout):  # headers must come in time too
+                response = await http.send(request, stream=True)
+        except (httpx.TransportError, TimeoutError) as exc:
             failure = TransportError(f"connect failed: {exc!r}")
             self.dispatch(proto.connection_failed(failure, self.now()))
             return
@@ -98,7 +99,8 @@ class SseDriver(StreamDriver):
             parser = SseParser()
             while self.live():
                 try:
-                    item = await asyncio.wait_for(chunks.get(), self.timeout())
+                    async with asyncio.timeout_at(self.deadline()):
+                        item = await chunks.get()
                 except TimeoutError:
                     self.dispatch(proto.tick(self.now()))
                     continue

@@ -87,12 +87,17 @@ def channel_attributes(name: str) -> Mapping[str, str]:
     return attrs
 
 
-@dataclass(frozen=True, slots=True)
+_INTERNED: dict[tuple[tuple[str, frozenset[str]], ...], Filter] = {}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Filter:
     """A conjunction of ``attribute ∈ {values}`` terms over channel and message attributes.
 
     Built from JSON like ``{"bookmaker": ["bet365", "pinnacle"], "sport": "football"}``. A
     message matches when every term's attribute is present with one of the listed values.
+    Equal filters are one interned object (identity equality keeps the fan-out's per-message
+    verdict cache cheap).
     """
 
     terms: tuple[tuple[str, frozenset[str]], ...]
@@ -113,7 +118,15 @@ class Filter:
             if not clean:
                 raise BadParameter(f"filter {key!r} needs a string or a list of strings")
             terms.append((key, clean))
-        return cls(tuple(sorted(terms))) if terms else None
+        if not terms:
+            return None
+        key = tuple(sorted(terms))
+        interned = _INTERNED.get(key)
+        if interned is None:
+            if len(_INTERNED) > 10000:
+                _INTERNED.clear()
+            interned = _INTERNED[key] = cls(key)
+        return interned
 
     def matches(self, channel: str, attrs: Mapping[str, str] | None) -> bool:
         implied = channel_attributes(channel)

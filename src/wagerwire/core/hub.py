@@ -121,6 +121,7 @@ class Hub:
         self._delivered: dict[str, int] = {}
         self._listeners: list[Callable[[Message], None]] = []
         self._closed = False
+        self.in_flight = 0  # publishes waiting for their commit (the flusher may wait for them)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -181,14 +182,18 @@ class Hub:
             if earlier is not None:
                 self.stats.duplicates += 1
                 return PublishResult(earlier, duplicate=True)
-        result = await self.broker.publish(
-            channel,
-            payload,
-            ts=ts,
-            attrs=clean_attrs,
-            idempotency_key=idempotency_key,
-            persist=self.store.append,
-        )
+        self.in_flight += 1
+        try:
+            result = await self.broker.publish(
+                channel,
+                payload,
+                ts=ts,
+                attrs=clean_attrs,
+                idempotency_key=idempotency_key,
+                persist=self.store.append,
+            )
+        finally:
+            self.in_flight -= 1
         if result.duplicate:
             self.stats.duplicates += 1
         else:
@@ -461,23 +466,37 @@ def _fan_out(
     floors: dict[Sink, int] | None,
     skip: Mapping[Sink, object] | None,
 ) -> int:
-    """Hand ``message`` to each matching sink, encoding once per frame format."""
+    """Hand ``message`` to each matching sink, encoding once per frame format.
+
+    Filters are interned (equal filters are one object), so each distinct filter is
+    evaluated once per message; the last encoder's frame is kept in locals because nearly
+    every subscriber of a channel shares one wire format.
+    """
     channel = message.channel
     attrs = message.attrs
     offset = message.offset
+    verdicts: dict[Filter, bool] = {}
+    last_enc: FrameEncoder | None = None
+    last_frame = b""
     sent = 0
     for sink, flt in entries:
         if skip is not None and sink in skip:
             continue
-        if flt is not None and not flt.matches(channel, attrs):
-            continue
+        if flt is not None:
+            ok = verdicts.get(flt)
+            if ok is None:
+                ok = verdicts[flt] = flt.matches(channel, attrs)
+            if not ok:
+                continue
         if floors and floors.get(sink, 0) >= offset:
             continue
         enc = sink.encoder
-        frame = frames.get(enc)
-        if frame is None:
-            frame = frames[enc] = enc.encode(message)
-        sink.deliver(frame, message)
+        if enc is not last_enc:
+            frame = frames.get(enc)
+            if frame is None:
+                frame = frames[enc] = enc.encode(message)
+            last_enc, last_frame = enc, frame
+        sink.deliver(last_frame, message)
         sent += 1
     return sent
 

@@ -55,6 +55,11 @@ MAX_ODDS = 1000.0
 
 logger = logging.getLogger("wagerwire.sources.sports")
 
+_PLAY_POINTS = (1, 2, 3)  # a basketball scoring play: free throw(s), two, three
+_PLAY_WEIGHTS = (0.12, 0.6, 0.28)
+_PLAY_MEAN = sum(p * w for p, w in zip(_PLAY_POINTS, _PLAY_WEIGHTS, strict=True))
+_PLAY_SQUARE = sum(p * p * w for p, w in zip(_PLAY_POINTS, _PLAY_WEIGHTS, strict=True))
+
 
 # ---------------------------------------------------------------------------------------------
 # Catalogue
@@ -159,8 +164,9 @@ class SportsConfig:
     linger_ms: int = 30_000
     suspend_ms: int = 6_000
     margin_range: tuple[float, float] = (0.02, 0.08)
-    live_update_chance: float = 0.25
-    prematch_update_chance: float = 0.05
+    live_update_chance: float = 0.1
+    prematch_update_chance: float = 0.03
+    reprice_tolerance: float = 0.03
     book_suspend_chance: float = 0.002
     bookmakers: tuple[Bookmaker, ...] = BOOKMAKERS
     sports: tuple[SportSpec, ...] = SPORTS
@@ -494,7 +500,7 @@ class SportsSimulator:
             for book in self.config.bookmakers:
                 jitter = self._rng.uniform(-0.005, 0.005)
                 market.margins[book.slug] = min(hi - 0.005, max(lo + 0.002, book.margin + jitter))
-                market.noise[book.slug] = [self._rng.gauss(0.0, 0.03) for _ in market.selections]
+                market.noise[book.slug] = [self._rng.gauss(0.0, 0.02) for _ in market.selections]
         event.markets = markets
         self._set_truth(event, outlook)
 
@@ -517,40 +523,39 @@ class SportsSimulator:
         """Move the event's clock and score forward; True if anything visible changed."""
         if event.status == "finished":
             return False
+        started = False
         if event.status == "upcoming":
             if now < event.starts_at:
                 return False
             event.status, event.period, event.clock = "live", 1, 0.0
             event.period_scores = [[0, 0]]
             self._suspend(event, now)
-            dt = now - event.starts_at
+            dt, started = now - event.starts_at, True
         game_seconds = dt / 1000.0 * self.config.time_scale
-        while game_seconds > 0 and event.status == "live":
-            chunk = min(game_seconds, 10.0)
-            game_seconds -= chunk
-            self._play(event, chunk, now)
+        if game_seconds <= 0:
+            return started
+        left = game_seconds
+        while left > 1e-9 and event.status == "live":
+            left -= self._play(event, min(left, 10.0), now)
         drift = 0.01 if event.sport.kind != "points" else 0.3
-        event.strength += self._rng.gauss(
-            0.0, drift * math.sqrt(dt / 1000.0 * self.config.time_scale / 60.0)
-        )
+        event.strength += self._rng.gauss(0.0, drift * math.sqrt(game_seconds / 60.0))
         if event.sport.kind == "sets":
             event.strength = min(0.75, max(0.25, event.strength))
         return True
 
-    def _play(self, event: _Event, seconds: float, now: int) -> None:
+    def _play(self, event: _Event, seconds: float, now: int) -> float:
+        """Play up to ``seconds`` of game time (stopping at the end of a period); return it."""
         kind = event.sport.kind
         if kind == "sets":
             self._play_tennis(event, seconds, now)
-            return
+            return seconds
         length = self._period_length(event)
         seconds = min(seconds, length - event.clock)
         rate_home, rate_away = self._rates(event)
         scored = False
         for side, rate in ((0, rate_home), (1, rate_away)):
             for _ in range(self._poisson_draw(rate * seconds)):
-                points = (
-                    1 if kind == "goals" else self._rng.choices((1, 2, 3), (0.12, 0.6, 0.28))[0]
-                )
+                points = 1 if kind == "goals" else self._rng.choices(_PLAY_POINTS, _PLAY_WEIGHTS)[0]
                 event.period_scores[-1][side] += points
                 scored = True
         if scored and kind == "goals":
@@ -558,6 +563,7 @@ class SportsSimulator:
         event.clock += seconds
         if event.clock >= length - 1e-9:
             self._end_period(event, now)
+        return seconds
 
     def _end_period(self, event: _Event, now: int) -> None:
         home, away = event.score
@@ -617,10 +623,9 @@ class SportsSimulator:
         if event.sport.kind == "goals":
             share = 1.0 / (1.0 + math.exp(-event.strength))
             return event.pace * share / regulation, event.pace * (1.0 - share) / regulation
-        per_play = 0.12 * 1 + 0.6 * 2 + 0.28 * 3
         home = max(1.0, (event.pace + event.strength) / 2.0)
         away = max(1.0, (event.pace - event.strength) / 2.0)
-        return home / per_play / regulation, away / per_play / regulation
+        return home / _PLAY_MEAN / regulation, away / _PLAY_MEAN / regulation
 
     def _poisson_draw(self, lam: float) -> int:
         threshold, k, product = math.exp(-lam), 0, self._rng.random()
@@ -673,10 +678,10 @@ class SportsSimulator:
                 lambda x: math.fsum(q for h, a, q in cells if h - a > x),
                 lambda y: math.fsum(q for h, a, q in cells if h + a > y),
             )
-        second_moment = 0.12 * 1 + 0.6 * 4 + 0.28 * 9
-        mean_margin = home - away + (rate_home - rate_away) * 2.2 * remaining
-        mean_total = home + away + (rate_home + rate_away) * 2.2 * remaining
-        sd = max(1e-6, math.sqrt((rate_home + rate_away) * second_moment * remaining))
+        # compound Poisson: mean rate·E[points]·t, variance rate·E[points²]·t per team
+        mean_margin = home - away + (rate_home - rate_away) * _PLAY_MEAN * remaining
+        mean_total = home + away + (rate_home + rate_away) * _PLAY_MEAN * remaining
+        sd = max(1e-6, math.sqrt((rate_home + rate_away) * _PLAY_SQUARE * remaining))
         win = 1.0 - _phi((0.0 - mean_margin) / sd)
         return _Outlook(
             win,
@@ -722,15 +727,26 @@ class SportsSimulator:
             for book in self.config.bookmakers:
                 if book.slug not in market.prices:  # every book prices every market at once
                     moved |= self._price_book(market, book.slug, first=True)
-                elif not halted and not market.closed and (force or self._rng.random() < chance):
+                elif halted or market.closed:
+                    continue
+                elif force or self._drifted(market, book.slug) or self._rng.random() < chance:
                     moved |= self._price_book(market, book.slug, first=False)
         return moved
+
+    def _drifted(self, market: _Market, book: str) -> bool:
+        """True when the book's de-vigged prices are further from the truth than it tolerates."""
+        implied = [1.0 / d for d in market.prices[book]]
+        total = math.fsum(implied)
+        tolerance = self.config.reprice_tolerance
+        return any(
+            abs(q / total - p) > tolerance for q, p in zip(implied, market.true, strict=True)
+        )
 
     def _price_book(self, market: _Market, book: str, first: bool) -> bool:
         noise = market.noise[book]
         if not first:
             for i, eps in enumerate(noise):
-                noise[i] = min(0.1, max(-0.1, 0.9 * eps + self._rng.gauss(0.0, 0.02)))
+                noise[i] = min(0.08, max(-0.08, 0.9 * eps + self._rng.gauss(0.0, 0.01)))
         weights = [p * math.exp(eps) for p, eps in zip(market.true, noise, strict=True)]
         total = math.fsum(weights)
         scale = (1.0 + market.margins[book]) / total

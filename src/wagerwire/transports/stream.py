@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,15 +40,23 @@ class StreamConfig:
     abort_after: float = 5.0
 
 
+MAX_HOLD_S = 0.001
+HOLD_STEP_S = 0.0002
+
+
 class Flusher:
     """Writes every dirty connection once per event-loop turn."""
 
-    __slots__ = ("_loop", "_pending", "_scheduled")
+    __slots__ = ("_loop", "_pending", "_scheduled", "_busy", "_first")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool] | None = None
+    ) -> None:
         self._loop = loop
         self._pending: list[StreamConnection] = []
         self._scheduled = False
+        self._busy = busy
+        self._first = 0.0
 
     def schedule(self, conn: StreamConnection) -> None:
         self._pending.append(conn)
@@ -56,6 +65,15 @@ class Flusher:
             self._loop.call_soon(self._run)
 
     def _run(self) -> None:
+        busy = self._busy
+        if busy is not None and busy():
+            now = self._loop.time()
+            if not self._first:
+                self._first = now
+            if now - self._first < MAX_HOLD_S:
+                self._loop.call_later(HOLD_STEP_S, self._run)
+                return
+        self._first = 0.0
         self._scheduled = False
         pending = self._pending
         self._pending = []
@@ -91,6 +109,7 @@ class StreamConnection(asyncio.Protocol):
         "last_seen",
         "_drain_waiter",
         "_paused",
+        "_limit",
         "__weakref__",
     )
 
@@ -105,6 +124,7 @@ class StreamConnection(asyncio.Protocol):
         self.last_seen = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._limit = registry.config.outbox_limit
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -131,11 +151,11 @@ class StreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self._out.append(frame)
-        self._out_bytes += len(frame)
+        size = self._out_bytes = self._out_bytes + len(frame)
         if not self._dirty:
             self._dirty = True
             self.registry.flusher.schedule(self)
-        if self._out_bytes > self.registry.config.outbox_limit:
+        if size > self._limit:
             self.slow_consumer()
 
     def send_now(self, data: bytes) -> None:
@@ -159,7 +179,7 @@ class StreamConnection(asyncio.Protocol):
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
         self._out_bytes = 0
-        if transport.get_write_buffer_size() > self.registry.config.outbox_limit:
+        if transport.get_write_buffer_size() > self._limit:
             self.slow_consumer()
 
     async def drain(self) -> None:

@@ -43,19 +43,23 @@ def sse_event(data: bytes, *, event: str | None = None, id: str | None = None) -
     # ``int in bytes`` is a memchr; CR, LF and CRLF all end an SSE line, so all are split.
     if _LF in data or _CR in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\ndata: ")
-    if id is None and event is None:
-        return b"data: " + data + b"\n\n"
-    parts: list[bytes] = []
-    if event is not None:
-        if "\n" in event or "\r" in event:
-            raise ValueError(f"SSE event type contains CR or LF: {event!r}")
-        parts += (b"event: ", event.encode(), b"\n")
-    if id is not None:
+    if id is None:
+        if event is None:
+            return b"data: " + data + b"\n\n"
+        head = _event_line(event)
+    else:
         if "\n" in id or "\r" in id or "\0" in id:
             raise ValueError(f"SSE id contains CR, LF or NUL: {id!r}")
-        parts += (b"id: ", id.encode(), b"\n")
-    parts += (b"data: ", data, b"\n\n")
-    return b"".join(parts)
+        head = b"id: " + id.encode() + b"\n"
+        if event is not None:
+            head = _event_line(event) + head
+    return b"".join((head, b"data: ", data, b"\n\n"))  # one copy of ``data``
+
+
+def _event_line(event: str) -> bytes:
+    if "\n" in event or "\r" in event:
+        raise ValueError(f"SSE event type contains CR or LF: {event!r}")
+    return b"event: " + event.encode() + b"\n"
 
 
 def sse_comment(text: str) -> bytes:

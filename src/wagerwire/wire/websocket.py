@@ -288,14 +288,14 @@ class CloseReceived(WsEvent):
 # --------------------------------------------------------------------------- reader
 
 
+_from_bytes = int.from_bytes
+
+
 def _unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     """XOR with the 4-byte mask as one big integer: linear, no per-byte Python loop."""
     n = len(payload)
     key = (mask * ((n >> 2) + 1))[:n]
     return (_from_bytes(payload, "little") ^ _from_bytes(key, "little")).to_bytes(n, "little")
-
-
-_from_bytes = int.from_bytes
 
 
 def _parse_close(payload: bytes) -> CloseReceived:

@@ -71,6 +71,32 @@ async def test_a_cancelled_publisher_does_not_cancel_the_publish() -> None:
     assert recorder.offsets("a") == [1, 2]
 
 
+async def test_retries_survive_the_cancellation_of_the_first_and_of_each_other() -> None:
+    recorder = Recorder()
+    broker = await started(recorder)
+    gate = asyncio.Event()
+
+    async def persist(message: Message) -> None:
+        await gate.wait()
+
+    def publish() -> asyncio.Task[PublishResult]:
+        return asyncio.create_task(
+            broker.publish("a", b"{}", ts=1, attrs=None, idempotency_key="k", persist=persist)
+        )
+
+    first, quitter, patient = publish(), publish(), publish()
+    await asyncio.sleep(0.001)
+    first.cancel()
+    quitter.cancel()
+    await asyncio.sleep(0.001)
+    assert not patient.done()
+    gate.set()
+    result = await patient
+    assert result.duplicate and result.message.offset == 1
+    assert first.cancelled() and quitter.cancelled()
+    assert recorder.offsets("a") == [1]
+
+
 async def test_a_failing_handler_does_not_stall_the_channel() -> None:
     seen: list[int] = []
 

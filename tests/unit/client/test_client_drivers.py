@@ -419,3 +419,22 @@ def test_sync_stream(hub_thread: tuple[FakeHub, asyncio.AbstractEventLoop]) -> N
 
     with pytest.raises(InvalidChannelError):
         stream(hub.url, ["NOPE"])
+
+
+async def test_messages_missed_on_a_channel_that_was_empty_are_backfilled(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    slow = Backoff(initial=0.2, maximum=0.2)
+    async with make_client(hub, http, backoff=slow, rand=lambda: 0.999) as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        assert sub.resume_token is None  # empty channel: no epoch to resume from
+        await hub.kick(1001)
+        for n in range(3):
+            await hub.publish("game:crash", n)  # before the client is back
+        msgs = await take(sub, 3)
+    assert [(m.offset, m.source) for m in msgs] == [
+        (1, "backfill"),
+        (2, "backfill"),
+        (3, "backfill"),
+    ]

@@ -697,3 +697,31 @@ def test_sans_io_modules_import_no_io() -> None:
                 continue
             for mod in mods:
                 assert mod.split(".")[0] not in banned, f"{name}.py imports {mod}"
+
+
+def test_empty_channel_has_no_epoch_and_is_fetched_from_zero_if_missed() -> None:
+    proto = make(["game:crash", "game:dice"])
+    connect(proto, 0, ack("game:crash", "", 0), ack("game:dice", "", 0))
+    assert proto.positions == {} and proto.resume_token is None
+    assert isinstance(proto.state, Connected)
+    proto.frame_received(msg("game:dice", 1), 1)  # dice got a message live; crash did not
+    drop(proto, 2)
+    actions = connect(proto, 3, ack("game:crash", "e7", 2), ack("game:dice", "e1", 1))
+    (need,) = of_type(actions, BackfillNeeded)
+    assert (need.channel, need.epoch, need.after_offset, need.until_offset) == (
+        "game:crash",
+        "e7",
+        0,
+        2,
+    )
+    (send,) = of_type(actions, SendFrame)
+    assert decode_token(str(send.frame["since"])) == {"game:dice": Position("e1", 1)}
+
+
+def test_history_lost_on_the_server_side_then_new_epoch_from_one() -> None:
+    proto = make(since=encode_positions({"game:crash": Position("e1", 5)}))
+    actions = connect(proto, 0, ack("game:crash", "", 0, recovered=False))
+    assert of_type(actions, BackfillNeeded) == [] and of_type(actions, Fail) == []
+    out = proto.frame_received(msg("game:crash", 1, "e2"), 1)
+    assert delivered(out) == [("game:crash", 1)]
+    assert proto.positions["game:crash"] == Position("e2", 1)

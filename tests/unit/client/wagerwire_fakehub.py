@@ -119,9 +119,9 @@ class FakeHub:
             if is_pattern(name):
                 matcher = pattern_matcher(name)
                 recovered = True
-                for chname, pos in positions.items():
+                for chname, known in positions.items():
                     if matcher.fullmatch(chname) and chname not in names:
-                        ok, msgs = self._replay(chname, pos)
+                        ok, msgs = self._replay(chname, known)
                         recovered = recovered and ok
                         replay += msgs
                 acks.append(
@@ -138,7 +138,7 @@ class FakeHub:
                 {
                     "op": "subscribed",
                     "channel": name,
-                    "epoch": ch.epoch,
+                    "epoch": ch.epoch if ch.messages else "",
                     "offset": ch.last,
                     "recovered": recovered,
                 }

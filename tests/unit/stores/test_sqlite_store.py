@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import RetentionRule
 from wagerwire.errors import Unavailable
-from wagerwire.stores.sqlite import Migration, SqliteStore, apply_migrations, load_migrations
+from wagerwire.stores.sqlite import SqliteStore
+from wagerwire.stores.sqlite_schema import Migration, apply_migrations, load_migrations
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 
@@ -46,7 +48,7 @@ async def test_database_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
     store = SqliteStore(str(path))
     await store.open()
     await store.close()
-    with raw(path) as conn:
+    with closing(raw(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"channels", "messages", "schema_migrations"} <= tables
@@ -62,7 +64,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         await store.close()
     packaged = load_migrations()
     assert packaged[0].version == 1 and packaged[0].name == "0001_init.sql"
-    with raw(path) as conn:
+    with closing(raw(path)) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
         assert rows.fetchall() == [(m.version, m.name) for m in packaged]
 
@@ -117,7 +119,7 @@ async def test_count_matches_the_rows_kept(tmp_path: Path) -> None:
     await store.prune(now_ms=0)
     info = await store.channel_info("a")
     await store.close()
-    with raw(path) as conn:
+    with closing(raw(path)) as conn:
         (rows,) = conn.execute("SELECT count(*) FROM messages WHERE channel = 'a'").fetchone()
     assert info is not None and info.count == rows == 7
 

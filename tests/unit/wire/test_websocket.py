@@ -6,9 +6,11 @@ Masked client frames are built by hand (``masked``) and, as an independent check
 
 from __future__ import annotations
 
+import ast
 import base64
 import os
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -553,3 +555,20 @@ def test_protocol_error_is_a_client_error() -> None:
     assert err.close_code is CloseCode.INVALID_PAYLOAD
     assert err.code == "ws_protocol_error"
     assert err.message
+
+
+# --------------------------------------------------------------------------- sans-I/O rule
+
+
+@pytest.mark.parametrize("module", ["__init__", "websocket", "sse", "sse_parser"])
+def test_wire_modules_do_no_io(module: str) -> None:
+    import wagerwire.wire
+
+    source = Path(wagerwire.wire.__file__).with_name(f"{module}.py").read_text()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"asyncio", "socket", "selectors", "time", "datetime", "threading"}
