@@ -79,10 +79,14 @@ def build_hub(settings: Settings) -> Hub:
 class Server:
     """One running wagerwire node: hub, HTTP front door, streams and sources."""
 
-    def __init__(self, settings: Settings, features: list[Feature] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        features: Callable[[Settings, Hub], list[Feature]] | None = None,
+    ) -> None:
         self.settings = settings
-        self.features = features or []
         self.hub = build_hub(settings)
+        self.features = features(settings, self.hub) if features is not None else []
         self.registry: StreamRegistry | None = None
         self.services: Services | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -205,7 +209,9 @@ def banner(server: Server) -> str:
     ])
 
 
-async def run(settings: Settings, features: list[Feature] | None = None) -> int:
+async def run(
+    settings: Settings, features: Callable[[Settings, Hub], list[Feature]] | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT, then shut down gracefully; returns the exit code."""
     server = Server(settings, features)
     await server.start()

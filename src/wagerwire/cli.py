@@ -102,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(overrides, config_file=args.config)
     setup_logging(settings.log_level)
     install_uvloop()
-    return asyncio.run(run(settings, default_features(settings)))
+    return asyncio.run(run(settings, default_features))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

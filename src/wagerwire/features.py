@@ -1,13 +1,74 @@
-"""The optional parts a default server runs with, chosen from the settings."""
+"""The optional parts a default server runs with, chosen from the settings.
+
+Each is a :class:`~wagerwire.app.Feature`: REST routers, stream routes, sources and start
+hooks. The demo simulators resume where the store says they stopped, so a restarted hub keeps
+one continuous sequence of rounds per game.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import orjson
+
 from wagerwire.app import Feature
 from wagerwire.config import Settings
+from wagerwire.core.hub import Hub
+from wagerwire.sources.casino import (
+    DEFAULT_CHAIN_LENGTH,
+    BalanceSimulator,
+    CasinoSimulator,
+    GameSpec,
+    demo_games,
+)
+from wagerwire.sources.sports import SportsConfig, SportsSimulator
 
-__all__ = ["default_features"]
+__all__ = ["ResumingCasinoSource", "default_features", "demo_feature"]
+
+log = logging.getLogger("wagerwire.features")
 
 
-def default_features(settings: Settings) -> list[Feature]:
-    """Demo sources (unless ``--no-demo``), domain REST; dialects and auth plug in here."""
-    return []
+class ResumingCasinoSource:
+    """A casino simulator that first reads the last round index of its channel."""
+
+    def __init__(self, spec: GameSpec, seed: int, cadence_scale: float, hub: Hub) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.cadence_scale = cadence_scale
+        self.hub = hub
+
+    async def run(self, publisher: Any) -> None:
+        start = 0
+        last = await self.hub.store.read_last(self.spec.channel, 1)
+        if last:
+            try:
+                start = int(orjson.loads(last[0].data).get("index", 0))
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                log.warning("cannot read the last round of %s; starting at 1", self.spec.channel)
+        simulator = CasinoSimulator(
+            self.spec, self.seed, cadence_scale=self.cadence_scale,
+            chain_length=DEFAULT_CHAIN_LENGTH, start_index=start,
+        )
+        await simulator.run(publisher)
+
+
+def demo_feature(settings: Settings, hub: Hub) -> Feature:
+    """Every demo game, demo balances and the sports simulator, at ``demo_speed``."""
+    scale = 1.0 / max(settings.demo_speed, 1e-3)
+    sources: list[Any] = [
+        ResumingCasinoSource(spec, settings.demo_seed, scale, hub) for spec in demo_games()
+    ]
+    sources.append(BalanceSimulator(settings.demo_seed, cadence_scale=scale))
+    sources.append(SportsSimulator(SportsConfig(
+        seed=settings.demo_seed, interval_ms=max(50, int(1000 * scale))
+    )))
+    return Feature(sources=sources)
+
+
+def default_features(settings: Settings, hub: Hub) -> list[Feature]:
+    """Demo sources (unless ``--no-demo``); domain REST, dialects and auth plug in here."""
+    features: list[Feature] = []
+    if settings.demo:
+        features.append(demo_feature(settings, hub))
+    return features

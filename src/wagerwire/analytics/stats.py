@@ -197,7 +197,11 @@ def _payload(round_: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def outcome_of(round_: object) -> RoundOutcome | None:
-    """The outcome of one round dict, or ``None`` when it carries nothing usable."""
+    """The outcome of one round dict, or ``None`` when it carries nothing usable.
+
+    A wall street round yields its direction only: its ``multiplier`` is the fixed payout, and
+    counting it would make the multiplier statistics meaningless.
+    """
     if not isinstance(round_, Mapping):
         return None
     payload = _payload(round_)

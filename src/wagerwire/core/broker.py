@@ -9,7 +9,10 @@ Contract (checked by ``tests/contract/test_broker_contract.py`` for every backen
 * A publish with an ``idempotency_key`` seen on the same channel within the idempotency window
   returns the first message with ``duplicate=True`` and delivers nothing.
 * If ``persist`` raises, the publish raises the same error, nothing is delivered, and the
-  offset is reused by the next publish (no hole).
+  offset is reused by the next publish (no hole); later publishes of that channel still in
+  flight fail with ``Unavailable`` and their offsets are reused too.
+* ``position`` is the last *delivered* position; cancelling a ``publish`` stops the caller
+  waiting, not the publish. The idempotency window is measured on the messages' ``ts``.
 * ``positions`` passed to ``start`` seed the offsets (the store's last positions), so a
   restarted node continues each channel in the same epoch.
 """

@@ -8,8 +8,13 @@ Contract (checked by ``tests/contract/test_store_contract.py`` for every backend
   and the highest offset ever appended, even after retention removed the messages.
 * ``read`` returns messages with ``offset > after`` in ascending order; ``read_last`` the
   newest ones in ascending order; ``read_by_time`` those with ``since <= ts < until``.
-* Retention (``prune``) removes old messages per channel by count and by age, never the
-  channel's position.
+* ``append`` refuses a hole (an offset that is not the channel's last + 1, or 1 in a new
+  epoch) with ``Unavailable``; a new epoch drops the old epoch's history.
+* Retention (``prune``) removes the oldest messages per channel by count and by age, so the
+  retained offsets have no gaps; it never removes the channel's position.
+* ``read_by_time`` orders by (ts, offset); ``find_idempotent`` returns the earliest match;
+  ``close`` is idempotent. Every backend exposes a ``commits`` counter (batches committed),
+  which the contract suite uses to check group commit.
 """
 
 from __future__ import annotations

@@ -243,8 +243,8 @@ async def test_silent_link_is_detected_by_the_watchdog(
     async with make_client(hub, http, heartbeat_interval=0.05) as client:
         sub = client.subscribe(["game:crash"])
         await until_connected(sub)
-        for _ in range(200):
-            if client.counters.reconnects >= 1:
+        for _ in range(300):
+            if client.counters.reconnects >= 1 and hub.ws_handshakes >= 2:
                 break
             await asyncio.sleep(0.01)
     assert client.counters.reconnects >= 1
