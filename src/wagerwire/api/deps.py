@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from wagerwire.auth.identity import Gate
 from wagerwire.core.hub import Hub
 
 __all__ = ["Services", "services"]
@@ -19,6 +20,7 @@ class Services:
     connection_counts: Any = None  # callable -> dict[str, int], set by the server
     slow_consumers: Any = None  # callable -> int, set by the server
     ready: bool = True
+    gate: Gate = field(default_factory=Gate)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

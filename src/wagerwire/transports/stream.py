@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wagerwire.auth.identity import Gate
 from wagerwire.core.messages import Message
 
 if TYPE_CHECKING:
@@ -84,10 +85,13 @@ class Flusher:
 class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
-    __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers")
+    __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate")
 
-    def __init__(self, hub: Hub, flusher: Flusher, config: StreamConfig) -> None:
+    def __init__(
+        self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
+    ) -> None:
         self.hub = hub
+        self.gate = gate or Gate()
         self.flusher = flusher
         self.config = config
         self.connections: set[StreamConnection] = set()

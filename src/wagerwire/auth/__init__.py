@@ -1,0 +1,1 @@
+"""API keys, plans, stream tokens and private channels (issue: auth and plans)."""
