@@ -22,6 +22,9 @@ from fastapi import APIRouter
 
 from wagerwire.api.app import create_api
 from wagerwire.api.deps import Services
+from wagerwire.auth.gate import KeyGate
+from wagerwire.auth.keys import KeyStore
+from wagerwire.auth.plans import parse_plans
 from wagerwire.brokers.memory import MemoryBroker
 from wagerwire.config import Settings, store_path
 from wagerwire.core.hub import Hub, HubLimits
@@ -76,6 +79,25 @@ def build_hub(settings: Settings) -> Hub:
     return Hub(store, broker, limits)
 
 
+def build_gate(settings: Settings) -> KeyGate:
+    """API keys from the configured database, plans from the config."""
+    keystore = KeyStore(settings.keys_path())
+    return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
+                   token_ttl=settings.token_ttl)
+
+
+def create_demo_keys(gate: KeyGate) -> list[str]:
+    """On a first start with auth open: a reader key for demo user demo-1 and a publisher
+    key, printed once (only their hashes are kept)."""
+    if gate.keystore.count():
+        return []
+    _, reader = gate.keystore.create("reader", "allstar", "demo-1", "demo reader (demo-1)")
+    _, publisher = gate.keystore.create("publisher", "internal", None, "demo publisher")
+    return [f"  demo reader key (user demo-1): {reader}",
+            f"  demo publisher key:            {publisher}",
+            "  (shown once; only their hashes are stored)"]
+
+
 class Server:
     """One running wagerwire node: hub, HTTP front door, streams and sources."""
 
@@ -86,6 +108,7 @@ class Server:
     ) -> None:
         self.settings = settings
         self.hub = build_hub(settings)
+        self.gate = build_gate(settings)
         self.features = features(settings, self.hub) if features is not None else []
         self.registry: StreamRegistry | None = None
         self.services: Services | None = None
@@ -110,12 +133,13 @@ class Server:
             max_body_bytes=settings.max_body_bytes,
         )
         registry = self.registry = StreamRegistry(
-            self.hub, Flusher(loop, lambda: self.hub.in_flight > 0), config
+            self.hub, Flusher(loop, lambda: self.hub.in_flight > 0), config, self.gate
         )
+        self.gate.start()
         routes = StreamRoutes()
-        routes.add("ws", "/v1/ws", lambda request, reg: NativeWsConnection(reg))
+        routes.add("ws", "/v1/ws", NativeWsConnection.from_request)
         routes.add("sse", "/v1/sse", NativeSseConnection.from_request)
-        svc = self.services = Services(self.hub, time.time())
+        svc = self.services = Services(self.hub, time.time(), gate=self.gate)
         svc.connection_counts = self._connection_counts
         svc.slow_consumers = lambda: registry.slow_consumers
         routers: list[APIRouter] = []
@@ -128,7 +152,13 @@ class Server:
         api = create_api(svc, routers)
         sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.host, settings.port))
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError as exc:
+            sock.close()
+            raise BadParameter(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+            ) from exc
         self.port = sock.getsockname()[1]
         http = self._http = HttpServerState(api, routes, registry, loop,
                                             (settings.host, self.port))
@@ -191,7 +221,9 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
+        self.gate.stop()
         await self.hub.close()
+        self.gate.keystore.close()
         await asyncio.sleep(0)
 
 
@@ -205,7 +237,8 @@ def banner(server: Server) -> str:
         f"  WebSocket  {ws}/v1/ws",
         f"  SSE        {base}/v1/sse?channels=game:crash",
         f"  REST docs  {base}/docs  (OpenAPI {base}/openapi.json)",
-        f"  store {s.store}   broker {s.broker}   demo {'on' if s.demo else 'off'}",
+        f"  store {s.store}   broker {s.broker}   demo {'on' if s.demo else 'off'}"
+        f"   auth {s.auth}",
     ])
 
 
@@ -216,6 +249,9 @@ async def run(
     server = Server(settings, features)
     await server.start()
     print(banner(server), flush=True)
+    if settings.auth == "open" and settings.demo_keys:
+        for line in create_demo_keys(server.gate):
+            print(line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

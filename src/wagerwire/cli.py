@@ -50,6 +50,27 @@ def _serve_parser(sub: Any) -> None:
                    "(default 4 MiB)")
     p.add_argument("--ping-interval", type=float,
                    help="seconds between server WebSocket pings (default 20)")
+    p.add_argument("--auth", choices=["open", "required"],
+                   help="open: anonymous clients read public channels (default); "
+                   "required: every stream and REST call needs a key or token")
+    p.add_argument("--token-ttl", type=int, help="stream token lifetime in seconds (300)")
+    p.add_argument("--keys-db", help="SQLite file for API keys when the store is not SQLite "
+                   "(default: the store's own file)")
+    p.add_argument("--no-demo-keys", dest="demo_keys", action="store_const", const=False,
+                   help="do not create the demo reader/publisher keys on first start")
+    p.add_argument("--max-body-bytes", type=int,
+                   help="largest REST request body, in bytes (default 1 MiB)")
+    p.add_argument("--pong-timeout", type=float,
+                   help="extra seconds without traffic after a ping before close 4002 "
+                   "(default 20)")
+    p.add_argument("--sse-heartbeat", type=float,
+                   help="seconds between SSE comment heartbeats (default 15)")
+    p.add_argument("--idempotency-window", type=float,
+                   help="seconds an idempotency key is remembered (default 300)")
+    p.add_argument("--retention-count", type=int,
+                   help="messages kept per channel (default 100000)")
+    p.add_argument("--retention-age", type=float,
+                   help="maximum age of kept messages, in seconds (default 7 days)")
 
 
 def _client_parser(sub: Any) -> None:
@@ -67,6 +88,68 @@ def _client_parser(sub: Any) -> None:
     c.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
+def _keys_parser(sub: Any) -> None:
+    k = sub.add_parser(
+        "keys", help="create, list and revoke API keys",
+        description="Manage API keys in the configured database (works with the server "
+        "stopped; a running server sees revocations within seconds).",
+    )
+    k.add_argument("--store", help="store URL whose database holds the keys")
+    k.add_argument("--keys-db", help="SQLite file for keys when the store is not SQLite")
+    k.add_argument("--config", help="TOML config file")
+    ks = k.add_subparsers(dest="keys_command", required=True)
+    c = ks.add_parser("create", help="create a key (printed once)")
+    c.add_argument("--role", required=True, choices=["reader", "publisher", "admin"],
+                   help="reader streams and reads; publisher also publishes; admin manages keys")
+    c.add_argument("--plan", required=True, help="plan name (free, pro, pro+, allstar, ...)")
+    c.add_argument("--user", help="bind the key to a user id (private user:{id}:... channels)")
+    c.add_argument("--name", help="a label for listings")
+    c.add_argument("--json", action="store_true", help='print {"id":…,"key":…}')
+    ks.add_parser("list", help="list keys (never the keys themselves)").add_argument(
+        "--json", action="store_true", help="print JSON")
+    r = ks.add_parser("revoke", help="revoke a key by id")
+    r.add_argument("id", help="key id (the part after ww_)")
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from wagerwire.auth.keys import KeyStore
+    from wagerwire.auth.plans import parse_plans
+
+    settings = load_settings({"store": args.store, "keys_db": args.keys_db},
+                             config_file=args.config)
+    store = KeyStore(settings.keys_path())
+    try:
+        if args.keys_command == "create":
+            plans = parse_plans(settings.plans)
+            if args.plan not in plans:
+                print(f"wagerwire: unknown plan {args.plan!r}; plans: "
+                      f"{', '.join(sorted(plans))}", file=sys.stderr)
+                return 2
+            record, key = store.create(args.role, args.plan, args.user, args.name)
+            if args.json:
+                print(json.dumps({"id": record.id, "key": key}))
+            else:
+                print(f"created key {record.id} ({args.role}, plan {args.plan}"
+                      f"{', user ' + args.user if args.user else ''}):\n{key}\n"
+                      "store it now: it is not shown again")
+        elif args.keys_command == "list":
+            records = [r.public() for r in store.list()]
+            if args.json:
+                print(json.dumps(records))
+            for r in [] if args.json else records:
+                state = "revoked" if r["revoked_at"] else "active"
+                print(f"{r['id']:14} {r['role']:10} {r['plan']:10} {r['user_id'] or '-':12} "
+                      f"{state:8} {r['name'] or ''}")
+        else:
+            if not store.revoke(args.id):
+                print(f"wagerwire: no active key {args.id}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.id}")
+        return 0
+    finally:
+        store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wagerwire",
@@ -75,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _client_parser(sub)
+    _keys_parser(sub)
     return parser
 
 
@@ -110,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "keys":
+            return _keys(args)
         if args.command == "publish":
             try:
                 data = json.loads(args.data)

@@ -49,6 +49,19 @@ class Settings:
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
+    auth: str = "open"
+    keys_db: str = ""
+    token_ttl: int = 300
+    demo_keys: bool = True
+    plans: dict[str, Any] = field(default_factory=dict)
+
+    def keys_path(self) -> str:
+        """Where API keys live: the SQLite store's file, else ``keys_db``."""
+        if self.keys_db:
+            return self.keys_db
+        if self.store.startswith("sqlite:"):
+            return store_path(self.store)
+        return "wagerwire-keys.db"
 
     def retention_rules(self) -> list[RetentionRule]:
         """Configured rules, then the default rule for every other channel."""
@@ -101,6 +114,24 @@ def _retention(raw: Any) -> list[RetentionRule]:
     return rules
 
 
+_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
+             "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
+             "retention_count", "retention_age", "token_ttl", "demo_speed")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _check_ranges(settings: Settings) -> None:
+    for name in _POSITIVE:
+        value = getattr(settings, name)
+        if value <= 0:
+            raise BadParameter(f"setting {name} must be greater than 0, got {value}")
+    if settings.log_level.lower() not in _LOG_LEVELS:
+        raise BadParameter(
+            f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
+            f"got {settings.log_level!r}"
+        )
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -134,8 +165,15 @@ def load_settings(
     for key, value in values.items():
         if key == "retention":
             settings.retention = _retention(value)
+        elif key == "plans":
+            if not isinstance(value, Mapping):
+                raise BadParameter("plans must be a table of [plans.NAME] tables")
+            settings.plans = dict(value)
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
+    _check_ranges(settings)
+    if settings.auth not in ("open", "required"):
+        raise BadParameter(f"auth must be 'open' or 'required', not {settings.auth!r}")
     if not 0 <= settings.port <= 65535:
         raise BadParameter(f"port {settings.port} is out of range")
     return dataclasses.replace(settings)

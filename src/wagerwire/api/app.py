@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.responses import HTMLResponse
 
-from wagerwire.api import channels, system
+from wagerwire.api import auth, channels, system
 from wagerwire.api.deps import Services
 from wagerwire.api.docs import render_docs
 from wagerwire.api.errors import install_error_handlers
@@ -29,11 +29,13 @@ def create_api(svc: Services, extra_routers: Iterable[APIRouter] = ()) -> FastAP
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(auth.rest_guard)],
     )
     app.state.services = svc
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(channels.router)
+    app.include_router(auth.router)
     for router in extra_routers:
         app.include_router(router)
 

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from wagerwire.api.auth import caller
 from wagerwire.api.bodies import json_body, parse_json_body
 from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse, message_json
+from wagerwire.auth.identity import Identity
 from wagerwire.core.channels import validate_channel
-from wagerwire.errors import BadParameter, NotFound
+from wagerwire.errors import BadParameter, Forbidden, NotFound
 
 __all__ = ["router"]
 
@@ -102,11 +104,13 @@ async def list_channels(svc: Annotated[Services, Depends(services)]) -> Response
 )
 async def channel_messages(
     svc: Annotated[Services, Depends(services)],
+    who: Annotated[Identity, Depends(caller)],
     channel: Annotated[str, Path(description="channel name, e.g. game:crash")],
     since: Annotated[int, Query(ge=0, description="return offsets greater than this")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     validate_channel(channel)
+    channel = svc.gate.resolve_channel(who, channel)
     hub = svc.hub
     info = await hub.store.channel_info(channel)
     if info is None:
@@ -135,7 +139,13 @@ async def channel_messages(
     summary="Publish one message (acknowledged once durable)",
     openapi_extra=json_body(PublishIn),
 )
-async def publish(request: Request, svc: Annotated[Services, Depends(services)]) -> Response:
+async def publish(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Identity, Depends(caller)],
+) -> Response:
+    if not svc.gate.can_publish(who):
+        raise Forbidden("this key may not publish: use a publisher key")
     body = await parse_json_body(request, PublishIn)
     result = await svc.hub.publish(
         body.channel, body.data, attrs=body.attrs, idempotency_key=body.idempotency_key

@@ -8,13 +8,14 @@ the anonymous reader with the ``open`` plan, and private channels are refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from wagerwire.core.channels import is_private
 from wagerwire.errors import Forbidden
 
-__all__ = ["ANONYMOUS", "Gate", "Identity", "StreamLease"]
+__all__ = ["ANONYMOUS", "NO_LEASE", "Gate", "Identity", "StreamLease"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +37,28 @@ ANONYMOUS = Identity(key_id=None, role="anonymous", plan="open")
 
 
 class StreamLease:
-    """One open stream counted against its key's concurrent-stream limit; release once."""
+    """One open stream counted against its key's concurrent-stream limit; release once.
 
-    __slots__ = ("_released",)
+    The transport sets ``on_revoke`` to close its connection when the key is revoked.
+    """
+
+    __slots__ = ("_released", "on_revoke")
 
     def __init__(self) -> None:
         self._released = False
+        self.on_revoke: Callable[[], None] | None = None
 
     def release(self) -> None:
         self._released = True
 
 
+NO_LEASE = StreamLease()  # shared by anonymous streams: nothing to count or revoke
+
+
 class Gate:
     """Auth decisions for one server. This base is "auth off": everyone is anonymous."""
+
+    token_ttl = 300
 
     def authenticate(
         self, headers: Mapping[str, str], query_token: str | None = None
@@ -67,4 +77,38 @@ class Gate:
     def open_stream(self, identity: Identity, transport: str) -> StreamLease:
         """Count one more stream for ``identity``; raise ``Forbidden`` (plan has no
         streaming) or ``RateLimited`` (concurrent-stream limit)."""
-        return StreamLease()
+        return NO_LEASE
+
+    def can_publish(self, identity: Identity) -> bool:
+        """Publisher and admin keys publish; with auth off, everyone does."""
+        return True
+
+    def max_subscriptions(self, identity: Identity) -> int | None:
+        """The plan's channels-per-connection limit (None: the server's own limit)."""
+        return None
+
+    def check_rest(self, identity: Identity) -> None:
+        """Count one REST request; raise ``RateLimited`` over the plan's rate."""
+
+    def issue_token(self, identity: Identity) -> tuple[str, int]:
+        """A signed stream token and its expiry (seconds since the epoch)."""
+        raise Forbidden("API keys are not configured on this server")
+
+    def create_key(
+        self, role: str, plan: str, user_id: str | None, name: str | None
+    ) -> tuple[Any, str]:
+        raise Forbidden("API keys are not configured on this server")
+
+    def list_keys(self) -> list[Any]:
+        raise Forbidden("API keys are not configured on this server")
+
+    def revoke(self, key_id: str) -> bool:
+        raise Forbidden("API keys are not configured on this server")
+
+    def resolve_channels(self, identity: Identity, channels: object) -> list[object]:
+        """:meth:`resolve_channel` over a subscription's list (non-strings pass through to
+        the hub, which reports them as invalid)."""
+        if not isinstance(channels, list):
+            return channels  # type: ignore[return-value]
+        return [self.resolve_channel(identity, c) if isinstance(c, str) else c
+                for c in channels]

@@ -262,6 +262,7 @@ class Hub:
         filter: Filter | None = None,
         since: Mapping[str, Position] | None = None,
         announce: Callable[[SubscribeReply], None] | None = None,
+        max_channels: int | None = None,
     ) -> list[SubscribeReply]:
         """Subscribe ``sink``; replay from ``since`` first, then go live with no gap.
 
@@ -271,7 +272,7 @@ class Hub:
         Raises:
             InvalidChannel, TooManyChannels, BadParameter: nothing was subscribed.
         """
-        names = self.validate_subscription(channels, since, sink)
+        names = self.validate_subscription(channels, since, sink, max_channels)
         since = since or {}
         replies: list[SubscribeReply] = []
         for name in names:
@@ -289,6 +290,7 @@ class Hub:
         channels: Iterable[object],
         since: Mapping[str, Position] | None,
         sink: Sink | None = None,
+        max_channels: int | None = None,
     ) -> list[str]:
         """Check a subscription without applying it; returns the de-duplicated names.
 
@@ -298,10 +300,13 @@ class Hub:
         names = _validate_names(channels)
         current = self._sink_subs.get(sink, set()) if sink is not None else set()
         new = [n for n in names if n not in current]
-        if len(current) + len(new) > self.limits.max_channels_per_sink:
+        limit = self.limits.max_channels_per_sink
+        if max_channels is not None:
+            limit = min(limit, max_channels)
+        if len(current) + len(new) > limit:
             raise TooManyChannels(
-                f"a connection may hold at most {self.limits.max_channels_per_sink} "
-                f"channels; it has {len(current)} and asked for {len(new)} more"
+                f"a connection may hold at most {limit} channels; it has {len(current)} "
+                f"and asked for {len(new)} more"
             )
         for name in names:
             if not is_pattern(name) and since:

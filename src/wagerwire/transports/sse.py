@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from wagerwire.core.channels import Filter, is_pattern, pattern_matcher
+from wagerwire.auth.identity import NO_LEASE, StreamLease
+from wagerwire.core.channels import Filter, is_pattern, pattern_matcher, validate_pattern
 from wagerwire.core.hub import FrameEncoder, SubscribeReply
 from wagerwire.core.messages import Message, Position
 from wagerwire.core.tokens import decode_token, encode_position, encode_positions
@@ -93,7 +94,7 @@ class SseConnection(StreamConnection):
 class NativeSseConnection(SseConnection):
     """``GET /v1/sse?channels=a,b&since=<token>&filter=<json>``; ``Last-Event-ID`` resumes."""
 
-    __slots__ = ("channels", "filter", "positions", "_since", "_task")
+    __slots__ = ("channels", "filter", "positions", "_since", "_task", "lease")
 
     def __init__(
         self,
@@ -101,8 +102,10 @@ class NativeSseConnection(SseConnection):
         channels: list[str],
         flt: Filter | None,
         since: dict[str, Position] | None,
+        lease: StreamLease = NO_LEASE,
     ) -> None:
         super().__init__(registry, NATIVE_SSE)
+        self.lease = lease
         self.channels = channels
         self.filter = flt
         self._since = since
@@ -118,10 +121,13 @@ class NativeSseConnection(SseConnection):
         Raises:
             BadParameter, InvalidChannel, BadResumeToken, MalformedJson: answered as HTTP 4xx.
         """
+        gate = registry.gate
+        identity = gate.authenticate(request.headers, request.query_one("token"))
         raw_channels = request.query_one("channels")
         if not raw_channels:
             raise BadParameter("channels is required: ?channels=game:crash,odds:football:*")
-        channels = [c.strip() for c in raw_channels.split(",") if c.strip()]
+        channels = [gate.resolve_channel(identity, validate_pattern(c.strip()))
+                    for c in raw_channels.split(",") if c.strip()]
         token = parse_last_event_id(request.headers.get("last-event-id"))
         token = token or request.query_one("since")
         since = decode_token(token) if token else None
@@ -132,9 +138,15 @@ class NativeSseConnection(SseConnection):
                 flt = Filter.parse(orjson.loads(raw_filter))
             except orjson.JSONDecodeError as exc:
                 raise MalformedJson(f"filter must be a JSON object: {exc}") from exc
-        hub = registry.hub
-        hub.validate_subscription(channels, since)
-        return cls(registry, channels, flt, since)
+        registry.hub.validate_subscription(
+            channels, since, max_channels=gate.max_subscriptions(identity)
+        )
+        lease = gate.open_stream(identity, "sse")
+        conn = cls(registry, channels, flt, since, lease)
+        if lease is not NO_LEASE:
+            lease.on_revoke = lambda: conn.close_transport(sse_event(
+                b'{"code":"unauthorized","message":"API key revoked"}', event="error"))
+        return conn
 
     def started(self, request: Any) -> None:
         super().started(request)
@@ -166,6 +178,7 @@ class NativeSseConnection(SseConnection):
         super().deliver(b"id: " + token.encode() + b"\n" + frame, message)
 
     def on_closed(self) -> None:
+        self.lease.release()
         task = self._task
         if task is not None and not task.done():
             task.cancel()

@@ -16,10 +16,12 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from wagerwire.auth.identity import ANONYMOUS, NO_LEASE, Identity, StreamLease
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message
 from wagerwire.dialects import native
-from wagerwire.errors import CloseCode, InternalError, WagerwireError
+from wagerwire.errors import CloseCode, Forbidden, InternalError, WagerwireError
+from wagerwire.transports.http import HttpRequest
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
 from wagerwire.wire.websocket import (
     BinaryMessage,
@@ -163,11 +165,32 @@ class WsConnection(StreamConnection):
 class NativeWsConnection(WsConnection):
     """The native protocol v1 on ``/v1/ws``."""
 
-    __slots__ = ("can_publish",)
+    __slots__ = ("identity", "lease")
 
-    def __init__(self, registry: StreamRegistry, *, can_publish: bool = True) -> None:
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        identity: Identity = ANONYMOUS,
+        lease: StreamLease = NO_LEASE,
+    ) -> None:
         super().__init__(registry, NATIVE_WS)
-        self.can_publish = can_publish
+        self.identity = identity
+        self.lease = lease
+
+    @classmethod
+    def from_request(cls, request: HttpRequest, registry: StreamRegistry) -> NativeWsConnection:
+        """Authenticate before the upgrade: bad credentials are a plain 401/403/429."""
+        gate = registry.gate
+        identity = gate.authenticate(request.headers, request.query_one("token"))
+        lease = gate.open_stream(identity, "ws")
+        conn = cls(registry, identity, lease)
+        if lease is not NO_LEASE:
+            lease.on_revoke = lambda: conn.close(CloseCode.UNAUTHORIZED, "API key revoked")
+        return conn
+
+    def on_closed(self) -> None:
+        super().on_closed()
+        self.lease.release()
 
     def on_text(self, text: str) -> None:
         try:
@@ -179,14 +202,16 @@ class NativeWsConnection(WsConnection):
         match op:
             case native.Subscribe():
                 sub = op
+                gate = self.registry.gate
 
                 async def subscribe() -> None:
                     await hub.subscribe(
                         self,
-                        sub.channels,
+                        gate.resolve_channels(self.identity, sub.channels),
                         filter=sub.filter,
                         since=sub.since,
                         announce=lambda r: self.send_text(native.encode_subscribed(r)),
+                        max_channels=gate.max_subscriptions(self.identity),
                     )
 
                 self.run_in_order(subscribe)
@@ -194,7 +219,8 @@ class NativeWsConnection(WsConnection):
                 unsub = op
 
                 async def unsubscribe() -> None:
-                    removed = await hub.unsubscribe(self, unsub.channels)
+                    channels = self.registry.gate.resolve_channels(self.identity, unsub.channels)
+                    removed = await hub.unsubscribe(self, channels)
                     self.send_text(native.encode_unsubscribed(removed))
 
                 self.run_in_order(unsubscribe)
@@ -205,6 +231,9 @@ class NativeWsConnection(WsConnection):
 
     def _publish(self, op: native.Publish) -> None:
         hub = self.registry.hub
+        if not self.registry.gate.can_publish(self.identity):
+            self.send_error(Forbidden("this key may not publish: use a publisher key"))
+            return
 
         async def publish() -> None:
             result = await hub.publish(

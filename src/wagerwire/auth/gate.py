@@ -1,0 +1,269 @@
+"""KeyGate: auth decisions backed by API keys, plans, stream tokens and limits.
+
+Modes: ``open`` (the embedded default: anonymous clients read public channels and may publish;
+keys and tokens are honoured with their plan's limits) and ``required`` (every stream and
+every REST call but health, metrics and docs needs a key or a token). Every refusal is a
+specific error: 401 for credentials, 403 for what the plan or role forbids, 429 with a retry
+delay for limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from wagerwire.auth.identity import NO_LEASE, Gate, Identity, StreamLease
+from wagerwire.auth.keys import KeyRecord, KeyStore
+from wagerwire.auth.limits import DailyQuota, StreamCounter, TokenBucket
+from wagerwire.auth.plans import Plan
+from wagerwire.auth.stream_tokens import (
+    TOKEN_PREFIX,
+    TOKEN_TTL_S,
+    TokenClaims,
+    sign_token,
+    verify_token,
+)
+from wagerwire.core.channels import is_pattern, is_private, pattern_matcher
+from wagerwire.errors import BadParameter, Forbidden, RateLimited, Unauthorized
+
+__all__ = ["KeyGate", "credential_from"]
+
+log = logging.getLogger("wagerwire.auth")
+
+REVOCATION_POLL_S = 2.0
+TOUCH_EVERY_S = 60.0
+
+
+def credential_from(headers: Mapping[str, str], query_token: str | None) -> str | None:
+    """The key or token a request carries: ``Authorization: Bearer``, ``X-Api-Key``,
+    ``x-access-token`` (Stake) or ``?token=``."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    for name in ("x-api-key", "x-access-token"):
+        value = headers.get(name)
+        if value:
+            return value.strip()
+    return query_token or None
+
+
+class _Lease(StreamLease):
+    __slots__ = ("gate", "key_id")
+
+    def __init__(self, gate: KeyGate, key_id: str | None) -> None:
+        super().__init__()
+        self.gate = gate
+        self.key_id = key_id
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self.key_id is not None:
+            self.gate.streams.release(self.key_id)
+            leases = self.gate.leases.get(self.key_id)
+            if leases is not None:
+                leases.discard(self)
+
+
+class KeyGate(Gate):
+    """Keys from a :class:`KeyStore`, plans from config, limits kept in this process."""
+
+    def __init__(
+        self,
+        keystore: KeyStore,
+        plans: Mapping[str, Plan],
+        mode: str = "open",
+        clock: Callable[[], float] = time.time,
+        token_ttl: int = TOKEN_TTL_S,
+    ) -> None:
+        if mode not in ("open", "required"):
+            raise ValueError("auth mode must be 'open' or 'required'")
+        self.keystore = keystore
+        self.plans = dict(plans)
+        self.mode = mode
+        self.clock = clock
+        self.token_ttl = token_ttl
+        self.streams = StreamCounter()
+        self.leases: dict[str, set[_Lease]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._quotas: dict[str, DailyQuota] = {}
+        self._records: dict[str, KeyRecord] = {}
+        self._revoked: set[str] = set(keystore.revoked_ids())
+        self._touched: dict[str, float] = {}
+        self._signing: dict[str, bytes] = keystore.signing_keys()
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- identity --------------------------------------------------------------------------
+
+    def plan(self, name: str) -> Plan:
+        return self.plans.get(name) or self.plans["open"]
+
+    def anonymous(self) -> Identity:
+        return Identity(None, "anonymous", "open", None, self.plan("open").channels)
+
+    def authenticate(
+        self, headers: Mapping[str, str], query_token: str | None = None
+    ) -> Identity:
+        cred = credential_from(headers, query_token)
+        if cred is None:
+            if self.mode == "required":
+                raise Unauthorized(
+                    "credentials required: send Authorization: Bearer <key or token>, "
+                    "X-Api-Key, or ?token=<stream token>"
+                )
+            return self.anonymous()
+        if cred.startswith(TOKEN_PREFIX + "."):
+            claims = self._verify_token(cred)
+            return self._identity(claims.key_id, claims.role, claims.plan, claims.user_id)
+        record = self._record(cred)
+        return self._identity(record.id, record.role, record.plan, record.user_id)
+
+    def _verify_token(self, token: str) -> TokenClaims:
+        try:
+            claims = verify_token(token, self._signing, self.clock())
+        except Unauthorized:
+            self._signing = self.keystore.signing_keys()  # maybe rotated by another process
+            claims = verify_token(token, self._signing, self.clock())
+        if claims.key_id in self._revoked:
+            raise Unauthorized("the key this token was issued for is revoked")
+        return claims
+
+    def _record(self, key: str) -> KeyRecord:
+        record = self.keystore.verify(key)
+        if record is None:
+            raise Unauthorized("invalid API key")
+        if record.revoked_at is not None or record.id in self._revoked:
+            raise Unauthorized("this API key is revoked")
+        now = self.clock()
+        if now - self._touched.get(record.id, 0.0) > TOUCH_EVERY_S:
+            self._touched[record.id] = now
+            self.keystore.touch(record.id, now)
+        return record
+
+    def _identity(self, key_id: str, role: str, plan: str, user_id: str | None) -> Identity:
+        return Identity(key_id, role, plan, user_id, self.plan(plan).channels)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def can_publish(self, identity: Identity) -> bool:
+        return identity.can_publish or (identity.role == "anonymous" and self.mode == "open")
+
+    def resolve_channel(self, identity: Identity, channel: str) -> str:
+        if channel == "user:balances" or channel.startswith("user:me:"):
+            if identity.user_id is None:
+                raise Forbidden(f"{channel} needs a key or token bound to a user")
+            suffix = "balances" if channel == "user:balances" else channel[len("user:me:"):]
+            return f"user:{identity.user_id}:{suffix}"
+        if identity.role == "admin":
+            return channel
+        if is_private(channel):
+            owner = channel.split(":")[1] if channel.count(":") >= 1 else ""
+            if is_pattern(channel) or identity.user_id is None or owner != identity.user_id:
+                raise Forbidden(f"{channel} is another user's private channel")
+            return channel
+        if not any(pattern_matcher(p).fullmatch(channel) for p in identity.channels):
+            raise Forbidden(f"plan {identity.plan!r} does not include {channel}")
+        return channel
+
+    def max_subscriptions(self, identity: Identity) -> int | None:
+        return self.plan(identity.plan).max_subscriptions
+
+    def open_stream(self, identity: Identity, transport: str) -> StreamLease:
+        plan = self.plan(identity.plan)
+        if not plan.stream:
+            raise Forbidden(f"plan {plan.name!r} does not include streaming; use REST or "
+                            "upgrade the plan")
+        if identity.key_id is None:
+            return NO_LEASE
+        lease = _Lease(self, identity.key_id)
+        if identity.key_id is not None:
+            if not self.streams.acquire(identity.key_id, plan.max_streams):
+                raise RateLimited(
+                    f"plan {plan.name!r} allows {plan.max_streams} concurrent stream(s) per "
+                    "key; close one first", retry_after=1.0,
+                )
+            self.leases.setdefault(identity.key_id, set()).add(lease)
+        return lease
+
+    def check_rest(self, identity: Identity) -> None:
+        """Count one REST request against the key's per-minute bucket."""
+        if identity.key_id is None:
+            return
+        plan = self.plan(identity.plan)
+        bucket = self._buckets.get(identity.key_id)
+        if bucket is None:
+            bucket = self._buckets[identity.key_id] = TokenBucket(plan.rest_per_minute, 60.0)
+        wait = bucket.take(self.clock())
+        if wait:
+            raise RateLimited(f"plan {plan.name!r} allows {plan.rest_per_minute} REST "
+                              "requests per minute", retry_after=wait)
+
+    def issue_token(self, identity: Identity) -> tuple[str, int]:
+        """A stream token for a key holder; counts against the daily token quota."""
+        if identity.key_id is None:
+            raise Unauthorized("a stream token needs an API key (Authorization: Bearer)")
+        plan = self.plan(identity.plan)
+        quota = self._quotas.get(identity.key_id)
+        if quota is None:
+            quota = self._quotas[identity.key_id] = DailyQuota(plan.token_requests_per_day)
+        now = self.clock()
+        wait = quota.take(now)
+        if wait:
+            raise RateLimited(f"plan {plan.name!r} allows {plan.token_requests_per_day} "
+                              "stream tokens per day", retry_after=wait)
+        kid = self.keystore.current_signing_kid()
+        if kid not in self._signing:
+            self._signing = self.keystore.signing_keys()
+        expires = int(now) + self.token_ttl
+        claims = TokenClaims(identity.key_id, identity.role, identity.plan, identity.user_id,
+                             int(now), expires)
+        return sign_token(claims, kid, self._signing[kid]), expires
+
+    # -- key management --------------------------------------------------------------------
+
+    def create_key(
+        self, role: str, plan: str, user_id: str | None, name: str | None
+    ) -> tuple[KeyRecord, str]:
+        if plan not in self.plans:
+            raise BadParameter(f"unknown plan {plan!r}; plans: {', '.join(sorted(self.plans))}")
+        return self.keystore.create(role, plan, user_id, name)
+
+    def list_keys(self) -> list[KeyRecord]:
+        return self.keystore.list()
+
+    # -- revocation ------------------------------------------------------------------------
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke in the store and close the key's open streams now."""
+        changed = self.keystore.revoke(key_id)
+        self._apply_revocation(key_id)
+        return changed
+
+    def _apply_revocation(self, key_id: str) -> None:
+        self._revoked.add(key_id)
+        for lease in list(self.leases.pop(key_id, ())):
+            if lease.on_revoke is not None:
+                lease.on_revoke()
+
+    def start(self) -> None:
+        """Poll the store for revocations made elsewhere (the CLI, another node)."""
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(REVOCATION_POLL_S)
+            try:
+                revoked = await asyncio.to_thread(self.keystore.revoked_ids)
+            except Exception:
+                log.exception("cannot read revocations")
+                continue
+            for key_id in revoked - self._revoked:
+                log.info("key %s revoked; closing its streams", key_id)
+                self._apply_revocation(key_id)
+
+    def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()

@@ -1,0 +1,80 @@
+"""Plans: what a key may read and how much it may use, defined in config.
+
+The default set mirrors the seed feeds: ``free`` (one stream, 30 stream tokens a day, like
+OddsStream's free plan), ``pro`` (REST only: OddsStream's Pro has no WebSocket), ``pro+`` and
+``allstar`` (SportsGameOdds' streaming tier), plus ``open`` for anonymous use when auth is
+``open`` and ``internal`` for publisher/admin keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wagerwire.core.channels import pattern_matcher
+from wagerwire.errors import BadParameter
+
+__all__ = ["DEFAULT_PLANS", "Plan", "parse_plans"]
+
+UNLIMITED = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Limits of one plan; ``channels`` are patterns (``*`` wildcards) the plan may read."""
+
+    name: str
+    channels: tuple[str, ...] = ("*",)
+    stream: bool = True
+    max_streams: int = UNLIMITED
+    token_requests_per_day: int = UNLIMITED
+    rest_per_minute: int = UNLIMITED
+    max_subscriptions: int = 100
+
+    def allows(self, channel: str) -> bool:
+        return any(pattern_matcher(p).fullmatch(channel) for p in self.channels)
+
+
+PUBLIC = ("game:*", "fairness:*", "sports:*", "odds:*", "events:*")
+
+DEFAULT_PLANS: dict[str, Plan] = {
+    "open": Plan("open", ("*",), max_subscriptions=100),
+    "free": Plan("free", ("game:crash", "game:double", "fairness:*", "sports:*", "odds:*"),
+                 max_streams=1, token_requests_per_day=30, rest_per_minute=60,
+                 max_subscriptions=10),
+    "pro": Plan("pro", PUBLIC, stream=False, rest_per_minute=600, max_subscriptions=50),
+    "pro+": Plan("pro+", PUBLIC, max_streams=5, token_requests_per_day=1000,
+                 rest_per_minute=1200, max_subscriptions=50),
+    "allstar": Plan("allstar", ("*",), max_streams=50, token_requests_per_day=100_000,
+                    rest_per_minute=6000, max_subscriptions=100),
+    "internal": Plan("internal", ("*",)),
+}
+
+
+def parse_plans(raw: Mapping[str, Any] | None) -> dict[str, Plan]:
+    """Plans from a config table ``[plans.NAME]`` merged over the defaults.
+
+    Raises:
+        BadParameter: a plan field has the wrong type.
+    """
+    plans = dict(DEFAULT_PLANS)
+    for name, fields in (raw or {}).items():
+        if not isinstance(fields, Mapping):
+            raise BadParameter(f"plan {name!r} must be a table")
+        try:
+            base = plans.get(name, Plan(name))
+            plans[name] = Plan(
+                name=name,
+                channels=tuple(str(c) for c in fields.get("channels", base.channels)),
+                stream=bool(fields.get("stream", base.stream)),
+                max_streams=int(fields.get("max_streams", base.max_streams)),
+                token_requests_per_day=int(
+                    fields.get("token_requests_per_day", base.token_requests_per_day)
+                ),
+                rest_per_minute=int(fields.get("rest_per_minute", base.rest_per_minute)),
+                max_subscriptions=int(fields.get("max_subscriptions", base.max_subscriptions)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise BadParameter(f"plan {name!r}: {exc}") from exc
+    return plans
