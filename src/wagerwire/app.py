@@ -133,7 +133,7 @@ class Server:
             max_body_bytes=settings.max_body_bytes,
         )
         registry = self.registry = StreamRegistry(
-            self.hub, Flusher(loop, lambda: self.hub.in_flight > 0), config, self.gate
+            self.hub, Flusher(loop, lambda: self.hub.persisting > 0), config, self.gate
         )
         self.gate.start()
         routes = StreamRoutes()

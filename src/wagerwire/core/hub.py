@@ -121,7 +121,7 @@ class Hub:
         self._delivered: dict[str, int] = {}
         self._listeners: list[Callable[[Message], None]] = []
         self._closed = False
-        self.in_flight = 0  # publishes waiting for their commit (the flusher may wait for them)
+        self.persisting = 0  # appends waiting for their commit (the flusher may wait for them)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -182,23 +182,27 @@ class Hub:
             if earlier is not None:
                 self.stats.duplicates += 1
                 return PublishResult(earlier, duplicate=True)
-        self.in_flight += 1
-        try:
-            result = await self.broker.publish(
-                channel,
-                payload,
-                ts=ts,
-                attrs=clean_attrs,
-                idempotency_key=idempotency_key,
-                persist=self.store.append,
-            )
-        finally:
-            self.in_flight -= 1
+        result = await self.broker.publish(
+            channel,
+            payload,
+            ts=ts,
+            attrs=clean_attrs,
+            idempotency_key=idempotency_key,
+            persist=self._persist,
+        )
         if result.duplicate:
             self.stats.duplicates += 1
         else:
             self.stats.published += 1
         return result
+
+    async def _persist(self, message: Message) -> None:
+        """The store append, counted so the flusher can tell a commit is about to land."""
+        self.persisting += 1
+        try:
+            await self.store.append(message)
+        finally:
+            self.persisting -= 1
 
     # -- fan-out (hot path) ----------------------------------------------------------------
 

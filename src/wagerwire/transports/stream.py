@@ -41,14 +41,19 @@ class StreamConfig:
     abort_after: float = 5.0
 
 
-MAX_HOLD_S = 0.001
-HOLD_STEP_S = 0.0002
+HOLD_S = 0.001
 
 
 class Flusher:
-    """Writes every dirty connection once per event-loop turn."""
+    """Writes every dirty connection once per event-loop turn.
 
-    __slots__ = ("_loop", "_pending", "_scheduled", "_busy", "_first")
+    When ``busy()`` says more messages are about to be delivered (a store commit is in
+    flight), the flush waits once, for ``HOLD_S``, so those messages share the same write:
+    under saturation this doubles the frames per write (bench/RESULTS.md); when the hub is
+    idle nothing waits.
+    """
+
+    __slots__ = ("_loop", "_pending", "_scheduled", "_busy", "_held")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool] | None = None
@@ -57,7 +62,7 @@ class Flusher:
         self._pending: list[StreamConnection] = []
         self._scheduled = False
         self._busy = busy
-        self._first = 0.0
+        self._held = False
 
     def schedule(self, conn: StreamConnection) -> None:
         self._pending.append(conn)
@@ -67,14 +72,11 @@ class Flusher:
 
     def _run(self) -> None:
         busy = self._busy
-        if busy is not None and busy():
-            now = self._loop.time()
-            if not self._first:
-                self._first = now
-            if now - self._first < MAX_HOLD_S:
-                self._loop.call_later(HOLD_STEP_S, self._run)
-                return
-        self._first = 0.0
+        if not self._held and busy is not None and busy():
+            self._held = True
+            self._loop.call_later(HOLD_S, self._run)
+            return
+        self._held = False
         self._scheduled = False
         pending = self._pending
         self._pending = []
