@@ -289,6 +289,39 @@ class Hub:
             replies.append(reply)
         return replies
 
+    def subscribe_live(
+        self,
+        sink: Sink,
+        channels: Iterable[object],
+        *,
+        filter: Filter | None = None,
+        max_channels: int | None = None,
+    ) -> list[SubscribeReply] | None:
+        """Subscribe without a resume position, synchronously, when nothing needs awaiting.
+
+        Returns None (and changes nothing) when a channel has no local subscriber yet, since
+        the broker must then be told first: call :meth:`subscribe` instead. This is the
+        common case of a connect storm onto busy channels, and it costs no task.
+
+        Raises:
+            InvalidChannel, TooManyChannels, BadParameter: nothing was subscribed.
+        """
+        names = self.validate_subscription(channels, None, sink, max_channels)
+        if any(not is_pattern(n) and n not in self._exact for n in names):
+            return None
+        replies: list[SubscribeReply] = []
+        for name in names:
+            if is_pattern(name):
+                self._register(self._patterns, sink, name, filter)
+                self._pattern_cache.clear()
+                replies.append(SubscribeReply(name, "", 0, True, pattern=True))
+            else:
+                top = self.broker.position(name)
+                self._register(self._exact, sink, name, filter)
+                replies.append(SubscribeReply(name, top.epoch if top else "",
+                                              top.offset if top else 0, True))
+        return replies
+
     def validate_subscription(
         self,
         channels: Iterable[object],

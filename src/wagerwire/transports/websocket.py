@@ -203,6 +203,8 @@ class NativeWsConnection(WsConnection):
             case native.Subscribe():
                 sub = op
                 gate = self.registry.gate
+                if sub.since is None and self._chain_task is None and self._subscribe_now(sub):
+                    return
 
                 async def subscribe() -> None:
                     await hub.subscribe(
@@ -228,6 +230,25 @@ class NativeWsConnection(WsConnection):
                 self.send_text(native.encode_pong())
             case native.Publish():
                 self._publish(op)
+
+    def _subscribe_now(self, sub: native.Subscribe) -> bool:
+        """The synchronous path for a plain subscribe; False when it must go async."""
+        gate = self.registry.gate
+        try:
+            replies = self.registry.hub.subscribe_live(
+                self,
+                gate.resolve_channels(self.identity, sub.channels),
+                filter=sub.filter,
+                max_channels=gate.max_subscriptions(self.identity),
+            )
+        except WagerwireError as exc:
+            self.send_error(exc)
+            return True
+        if replies is None:
+            return False
+        for reply in replies:
+            self.send_text(native.encode_subscribed(reply))
+        return True
 
     def _publish(self, op: native.Publish) -> None:
         hub = self.registry.hub
