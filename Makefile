@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := redis-server postgresql chromium
 
-.PHONY: serve test install install-test system-deps lint types check bench clean
+.PHONY: serve test install install-test system-deps node-deps lint types check bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test system-deps
+install-test: $(VENV)/.installed-test system-deps node-deps
+
+# npm packages the tests drive (seed example clients under Node, Playwright for the
+# dashboard), each from its own lockfile.
+node-deps:
+	@for dir in tests/node tests/browser; do \
+	  if [ -f $$dir/package-lock.json ] && [ ! -d $$dir/node_modules ]; then \
+	    echo "npm ci in $$dir"; (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
 
 serve: install
 	$(VENV)/bin/wagerwire serve
