@@ -42,7 +42,7 @@ class ServerProcess:
     def start(self, port: int | None = None, timeout: float = 30.0) -> ServerProcess:
         cmd = [*WAGERWIRE, "serve", "--port", str(port if port is not None else self.port),
                "--store", f"sqlite:///{self.db}", *self.args]
-        if "--demo" not in self.args and "--no-demo" not in self.args:
+        if not any(a.startswith("--demo") or a == "--no-demo" for a in self.args):
             cmd.append("--no-demo")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(

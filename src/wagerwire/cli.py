@@ -6,7 +6,6 @@ Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.app` or 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import urllib.error
@@ -34,8 +33,14 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
     p.add_argument("--store", help="history store URL (default sqlite:///wagerwire.db)")
     p.add_argument("--broker", help="broker URL (default memory://, one process)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes sharing the port, each with its own event loop "
+                   "(default 1; more than 1 needs --broker redis://… and --store "
+                   "postgresql://…)")
     p.add_argument("--no-demo", dest="demo", action="store_const", const=False,
                    help="do not run the built-in casino and sports simulators")
+    p.add_argument("--demo", dest="demo", action="store_const", const=True,
+                   help="run the simulators even if the config or environment turns them off")
     p.add_argument("--demo-seed", type=int, help="seed of the simulators (default 42)")
     p.add_argument("--demo-speed", type=float,
                    help="simulator speed factor; 2 = twice as many rounds (default 1)")
@@ -179,14 +184,13 @@ def _request(url: str, key: str | None, body: Any = None) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from wagerwire.app import install_uvloop, run
     from wagerwire.features import default_features
+    from wagerwire.workers import serve
 
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     settings = load_settings(overrides, config_file=args.config)
     setup_logging(settings.log_level)
-    install_uvloop()
-    return asyncio.run(run(settings, default_features))
+    return serve(settings, default_features)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

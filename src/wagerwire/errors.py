@@ -14,6 +14,7 @@ Tree::
     │   ├── NotFound               unknown route, channel, game, event or round
     │   ├── MethodNotAllowed       known route, wrong method
     │   ├── UpgradeRequired        WebSocket path requested without an upgrade
+    │   ├── HeaderTooLarge         request head over the limit
     │   ├── Unauthorized           missing, invalid or expired credentials
     │   ├── Forbidden              credentials valid, action not allowed
     │   └── RateLimited            a limit tripped; ``retry_after`` seconds tells when to retry
@@ -37,6 +38,7 @@ __all__ = [
     "CloseCode",
     "ErrorSpec",
     "Forbidden",
+    "HeaderTooLarge",
     "InternalError",
     "InvalidChannel",
     "MalformedJson",
@@ -147,6 +149,11 @@ class MethodNotAllowed(ClientError):
     status = 405
 
 
+class HeaderTooLarge(ClientError):
+    code = "header_too_large"
+    status = 431
+
+
 class UpgradeRequired(ClientError):
     code = "upgrade_required"
     status = 426
@@ -198,6 +205,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     NotFound: "unknown route, channel, game, event or round",
     MethodNotAllowed: "the route exists but not for this method",
     UpgradeRequired: "a WebSocket path was requested without the Upgrade handshake",
+    HeaderTooLarge: "request line and headers larger than allowed (64 KiB)",
     Unauthorized: "credentials missing, invalid or expired",
     Forbidden: "credentials valid, but the plan or role does not allow this",
     RateLimited: "a rate, quota or concurrency limit tripped; see Retry-After",

@@ -68,7 +68,9 @@ def demo_feature(settings: Settings, hub: Hub) -> Feature:
 
 def default_features(settings: Settings, hub: Hub) -> list[Feature]:
     """Demo sources (unless ``--no-demo``); domain REST, dialects and auth plug in here."""
-    features: list[Feature] = []
+    from wagerwire.api.domain import domain_feature
+
+    features: list[Feature] = [domain_feature(settings, hub)]
     if settings.demo:
         features.append(demo_feature(settings, hub))
     return features

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from wagerwire.api.bodies import json_body, parse_json_body
 from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse
+from wagerwire.api.schemas import ErrorResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.errors import Forbidden, NotFound
 
@@ -79,9 +80,12 @@ class KeyList(BaseModel):
     keys: list[KeyOut]
 
 
-ERRS: dict[int | str, dict[str, Any]] = {401: {"description": "missing, invalid or expired credentials"},
-        403: {"description": "role or plan forbids it"},
-        429: {"description": "limit reached; see Retry-After"}}
+ERRS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing, invalid or expired credentials"},
+    403: {"model": ErrorResponse, "description": "role or plan forbids it"},
+    422: {"model": ErrorResponse, "description": "a parameter is invalid"},
+    429: {"model": ErrorResponse, "description": "limit reached; see Retry-After"},
+}
 
 
 @router.post("/v1/tokens", response_model=TokenOut, responses=ERRS,
@@ -96,6 +100,8 @@ async def create_token(request: Request, svc: Annotated[Services, Depends(servic
 def _admin(who: Identity) -> None:
     if who.role != "admin":
         raise Forbidden("key management needs an admin key")
+    if who.via_token:  # stream tokens travel in URLs; they never manage keys
+        raise Forbidden("key management needs the admin API key itself, not a stream token")
 
 
 @router.post("/v1/keys", response_model=KeyCreated, responses=ERRS, summary="Create an API key",
@@ -115,7 +121,8 @@ async def list_keys(svc: Annotated[Services, Depends(services)],
     return JsonResponse({"keys": [r.public() for r in svc.gate.list_keys()]})
 
 
-@router.delete("/v1/keys/{key_id}", responses={**ERRS, 404: {"description": "unknown key"}},
+@router.delete("/v1/keys/{key_id}",
+               responses={**ERRS, 404: {"model": ErrorResponse, "description": "unknown key"}},
                summary="Revoke an API key (its open streams close within seconds)")
 async def revoke_key(svc: Annotated[Services, Depends(services)],
                      who: Annotated[Identity, Depends(caller)],

@@ -12,6 +12,7 @@ from wagerwire.api.auth import caller
 from wagerwire.api.bodies import json_body, parse_json_body
 from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse, message_json
+from wagerwire.api.schemas import ErrorResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.core.channels import validate_channel
 from wagerwire.errors import BadParameter, Forbidden, NotFound
@@ -19,15 +20,6 @@ from wagerwire.errors import BadParameter, Forbidden, NotFound
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["channels"])
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -84,9 +76,10 @@ class PublishOut(BaseModel):
 
 
 @router.get("/channels", response_model=ChannelList, summary="Every channel with positions")
-async def list_channels(svc: Annotated[Services, Depends(services)]) -> Response:
+async def list_channels(svc: Annotated[Services, Depends(services)],
+                        who: Annotated[Identity, Depends(caller)]) -> Response:
     hub = svc.hub
-    infos = await hub.store.channels()
+    infos = [i for i in await hub.store.channels() if svc.gate.may_read(who, i.name)]
     counts = hub.local_subscriber_counts()
     return JsonResponse({"channels": [
         {"name": i.name, "epoch": i.epoch, "last_offset": i.last_offset,

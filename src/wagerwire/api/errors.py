@@ -20,8 +20,8 @@ from wagerwire.errors import (
 __all__ = ["install_error_handlers", "render_error"]
 
 
-def render_error(error: WagerwireError) -> Response:
-    headers = {}
+def render_error(error: WagerwireError, extra: dict[str, str] | None = None) -> Response:
+    headers = dict(extra or {})
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return JsonResponse(error.to_json(), status_code=error.status, headers=headers)
@@ -57,7 +57,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = ClientError(str(exc.detail))
             error.status = exc.status_code
-        return render_error(error)
+        return render_error(error, dict(exc.headers or {}))
 
     app.add_exception_handler(WagerwireError, wagerwire_error)
     app.add_exception_handler(RequestValidationError, validation_error)

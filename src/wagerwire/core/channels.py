@@ -114,7 +114,13 @@ class Filter:
             if not isinstance(key, str) or not key:
                 raise BadParameter("filter keys must be non-empty strings")
             values: Iterable[object] = value if isinstance(value, list) else [value]
-            clean = frozenset(str(v) for v in values if isinstance(v, str | int | float | bool))
+            # Same spelling as published attrs: strings as given, other scalars lower-cased
+            # (true/false), so a JSON boolean filter matches a JSON boolean attribute.
+            clean = frozenset(
+                v if isinstance(v, str) else str(v).lower()
+                for v in values
+                if isinstance(v, str | int | float | bool)
+            )
             if not clean:
                 raise BadParameter(f"filter {key!r} needs a string or a list of strings")
             terms.append((key, clean))

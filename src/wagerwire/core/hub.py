@@ -346,8 +346,15 @@ class Hub:
                 f"and asked for {len(new)} more"
             )
         for name in names:
-            if not is_pattern(name) and since:
+            if not since:
+                break
+            if not is_pattern(name):
                 self._check_not_ahead(name, since.get(name))
+                continue
+            matcher = pattern_matcher(name)
+            for channel, pos in since.items():
+                if matcher.fullmatch(channel):
+                    self._check_not_ahead(channel, pos)
         return names
 
     def _check_not_ahead(self, channel: str, pos: Position | None) -> None:

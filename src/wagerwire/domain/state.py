@@ -38,11 +38,12 @@ _GAME_FIELDS = ("game_name", "game_type", "provider", "category", "game_id")
 class _Game:
     slug: str
     rounds: deque[Mapping[str, Any]]
-    ids: set[str] = field(default_factory=set)
+    by_id: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     total: int = 0
     first_seen: int | None = None
     last_ts: int | None = None
+    complete: bool = True  # every round of the channel since it began is still kept
 
 
 @dataclass(slots=True)
@@ -114,17 +115,19 @@ class DomainState:
         game = self._games.get(slug)
         if game is None:
             game = self._games[slug] = _Game(slug, deque(maxlen=self.max_rounds), first_seen=ts)
-        elif round_id in game.ids:
+        elif round_id in game.by_id:
             return  # a replay of a round already kept (resume, republish)
         if len(game.rounds) == game.rounds.maxlen:
             oldest = game.rounds[0]
+            game.complete = False
             evicted = _text(oldest.get("round_id"))
             if evicted is not None:
-                game.ids.discard(evicted)
+                if game.by_id.get(evicted) is oldest:
+                    del game.by_id[evicted]
                 if self._rounds.get(evicted) is oldest:
                     del self._rounds[evicted]
         game.rounds.append(data)
-        game.ids.add(round_id)
+        game.by_id[round_id] = data
         self._rounds[round_id] = data
         game.total += 1
         game.last_ts = ts
@@ -317,9 +320,37 @@ class DomainState:
             selected = selected[:limit] if since is not None else selected[len(selected) - limit :]
         return selected
 
-    def round(self, round_id: str | int) -> Mapping[str, Any] | None:
-        """One kept round by its ``round_id`` (compared as text), or ``None``."""
-        return self._rounds.get(str(round_id))
+    def round(self, round_id: str | int, slug: str | None = None) -> Mapping[str, Any] | None:
+        """One kept round by its ``round_id`` (compared as text), or ``None``.
+
+        With ``slug`` only that game's rounds are searched, so a round published on another
+        channel under the same id cannot stand in for it.
+        """
+        if slug is None:
+            return self._rounds.get(str(round_id))
+        game = self._games.get(slug)
+        return None if game is None else game.by_id.get(str(round_id))
+
+    def kept_rounds(self, slug: str) -> list[Mapping[str, Any]]:
+        """Every kept round of ``slug`` in arrival (offset) order; ``[]`` for an unknown game."""
+        game = self._games.get(slug)
+        return [] if game is None else list(game.rounds)
+
+    def is_complete(self, slug: str) -> bool:
+        """Whether the kept rounds of ``slug`` are all its channel ever had (none evicted).
+
+        When false, windows that reach back before the oldest kept round must be read from
+        the store. An unknown game is not complete.
+        """
+        game = self._games.get(slug)
+        return game is not None and game.complete
+
+    def mark_incomplete(self, slug: str) -> None:
+        """Record that older rounds of ``slug`` exist outside the state (seeded from a store
+        holding more than ``max_rounds``)."""
+        game = self._games.get(slug)
+        if game is not None:
+            game.complete = False
 
     # -- sports -----------------------------------------------------------------------------
 
@@ -439,6 +470,11 @@ class DomainState:
                 continue
             answer.setdefault(market_id, {}).setdefault(bookmaker, {})[key] = record["odds"]
         return answer
+
+    def event_tags(self, event_id: str) -> tuple[str | None, str | None]:
+        """``(sport, competition)`` of an event, from its Event object or its prices."""
+        entry = self._events.get(event_id)
+        return (None, None) if entry is None else (entry.sport, entry.competition)
 
     def event_ids(self) -> list[str]:
         """Ids of every event with an Event object or at least one price."""

@@ -23,8 +23,9 @@ import orjson
 
 from wagerwire.errors import (
     ClientError,
+    HeaderTooLarge,
     InternalError,
-    NotFound,
+    MethodNotAllowed,
     PayloadTooLarge,
     Unavailable,
     UpgradeRequired,
@@ -184,7 +185,11 @@ class HttpProtocol(asyncio.Protocol):
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._upgrade(data[offset:])
         except httptools.HttpParserError as exc:
-            self._fail(ClientError(f"malformed HTTP request: {exc}"))
+            if self._head_size > self.state.registry.config.max_header_bytes:
+                limit = self.state.registry.config.max_header_bytes
+                self._fail(HeaderTooLarge(f"request line and headers over {limit} bytes"))
+            else:
+                self._fail(ClientError(f"malformed HTTP request: {exc}"))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -253,9 +258,16 @@ class HttpProtocol(asyncio.Protocol):
             if match is not None:
                 route, params = match
                 request.params = params
-                if route.kind == "sse" and request.method in ("GET", "HEAD"):
-                    self._start_stream(route, request, b"")
-                    return
+                if route.kind == "sse":
+                    if request.method == "GET":
+                        self._start_stream(route, request, b"")
+                        return
+                    self._write(error_response(
+                        MethodNotAllowed(f"{request.method} is not allowed on an event "
+                                         "stream; use GET"),
+                        keep_alive=request.keep_alive, extra_headers=(("Allow", "GET"),),
+                    ))
+                    continue
                 if route.kind == "ws":
                     self._write(error_response(
                         UpgradeRequired("this path needs a WebSocket upgrade"),
@@ -271,11 +283,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def _upgrade(self, rest: bytes) -> None:
         request = self._request()
-        request.upgrade = True
         match = self.state.routes.match(request.path)
         if match is None or match[0].kind != "ws":
-            self._fail(NotFound(f"no WebSocket endpoint at {request.path}"))
+            # Not a WebSocket endpoint (e.g. curl's "Upgrade: h2c"): ignore the upgrade and
+            # answer the request itself; the parser stops here, so the connection closes.
+            request.keep_alive = False
+            self._queue.append(request)
+            if not self._busy:
+                self._next()
             return
+        request.upgrade = True
         route, request.params = match
         try:
             key = validate_handshake(request.method, request.headers)

@@ -128,6 +128,8 @@ class NativeSseConnection(SseConnection):
             raise BadParameter("channels is required: ?channels=game:crash,odds:football:*")
         channels = [gate.resolve_channel(identity, validate_pattern(c.strip()))
                     for c in raw_channels.split(",") if c.strip()]
+        if not channels:
+            raise BadParameter("channels is required: ?channels=game:crash,odds:football:*")
         token = parse_last_event_id(request.headers.get("last-event-id"))
         token = token or request.query_one("since")
         since = decode_token(token) if token else None

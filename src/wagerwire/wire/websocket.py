@@ -63,11 +63,12 @@ class HandshakeError(ClientError):
     with 426 on a version mismatch, ``Allow: GET`` with 405).
     """
 
-    code = "bad_handshake"
+    _CODES = {426: "upgrade_required", 405: "method_not_allowed"}
 
     def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
+        self.code = self._CODES.get(status, "bad_request")  # documented codes only
         self.headers = tuple(headers)
 
 
