@@ -45,9 +45,10 @@ class ServerProcess:
         if not any(a.startswith("--demo") or a == "--no-demo" for a in self.args):
             cmd.append("--no-demo")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # A session of its own, so kill() reaches worker processes too (--workers N).
         self.proc = subprocess.Popen(
             cmd, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env,
+            text=True, env=env, start_new_session=True,
         )
         found = threading.Event()
         proc = self.proc
@@ -80,6 +81,10 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=30)
+        try:  # workers outliving their supervisor would hold the output pipe open
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self._reap()
         return code
 
@@ -90,8 +95,12 @@ class ServerProcess:
             proc.stdout.close()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL the server and every process of its session (workers included)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait(timeout=10)
         self._reap()
 

@@ -25,11 +25,9 @@ from wagerwire.api.deps import Services
 from wagerwire.auth.gate import KeyGate
 from wagerwire.auth.keys import KeyStore
 from wagerwire.auth.plans import parse_plans
-from wagerwire.brokers.memory import MemoryBroker
-from wagerwire.config import Settings, store_path
+from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
-from wagerwire.stores.sqlite import SqliteStore
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
 from wagerwire.transports.sse import NativeSseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
@@ -64,13 +62,10 @@ def install_uvloop() -> bool:
 
 
 def build_hub(settings: Settings) -> Hub:
-    """The hub over the store and broker named by the settings' URLs."""
-    if not settings.broker.startswith("memory"):
-        raise BadParameter(
-            f"broker {settings.broker!r} is not available in this build: use memory://"
-        )
-    store = SqliteStore(store_path(settings.store), retention=settings.retention_rules())
-    broker = MemoryBroker(idempotency_window_s=settings.idempotency_window)
+    """The hub over the store and broker named by the settings' URLs (``backends.py``)."""
+    from wagerwire.backends import build_backends
+
+    store, broker = build_backends(settings)
     limits = HubLimits(
         max_channels_per_sink=settings.max_channels,
         max_message_bytes=settings.max_message_bytes,

@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _client_parser(sub)
     _keys_parser(sub)
+    from wagerwire import tail
+
+    tail.add_parser(sub)
     return parser
 
 
@@ -200,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "keys":
             return _keys(args)
+        if args.command == "tail":
+            from wagerwire import tail
+
+            return tail.run(args)
         if args.command == "publish":
             try:
                 data = json.loads(args.data)

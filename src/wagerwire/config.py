@@ -49,6 +49,7 @@ class Settings:
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
+    workers: int = 1  # worker processes on one port (SO_REUSEPORT); > 1 needs Redis
     auth: str = "open"
     keys_db: str = ""
     token_ttl: int = 300

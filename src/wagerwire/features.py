@@ -69,8 +69,11 @@ def demo_feature(settings: Settings, hub: Hub) -> Feature:
 def default_features(settings: Settings, hub: Hub) -> list[Feature]:
     """Demo sources (unless ``--no-demo``); domain REST, dialects and auth plug in here."""
     from wagerwire.api.domain import domain_feature
+    from wagerwire.dashboard import dashboard_feature
+    from wagerwire.dialects_feature import dialect_feature
 
-    features: list[Feature] = [domain_feature(settings, hub)]
+    features: list[Feature] = [domain_feature(settings, hub), dashboard_feature(settings, hub)]
     if settings.demo:
         features.append(demo_feature(settings, hub))
+    features.append(dialect_feature(settings, hub))
     return features

@@ -8,19 +8,29 @@ factory returns a started broker. Every store and broker made is closed at teard
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from servers import PostgresServer, RedisServer, postgres_server, redis_server
 from wagerwire.brokers.memory import MemoryBroker
 from wagerwire.core.broker import BrokerHandler
 from wagerwire.core.messages import Position
 from wagerwire.core.store import RetentionRule
 from wagerwire.stores.sqlite import SqliteStore
 
-__all__ = ["MemoryBrokerFactory", "SqliteStoreFactory"]
+__all__ = [
+    "MemoryBrokerFactory",
+    "PostgresStoreFactory",
+    "RedisBrokerFactory",
+    "SqliteStoreFactory",
+    "postgres_server",
+    "redis_server",
+]
 
 
 class SqliteStoreFactory:
@@ -61,6 +71,52 @@ class SqliteStoreFactory:
             await store.close()
 
 
+class PostgresStoreFactory:
+    """Stores in a fresh schema each; an outage is another session's table locks."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self._server = server
+        self._schema: str | None = None
+        self._stores: list[Any] = []
+
+    async def __call__(
+        self, *, retention: Sequence[RetentionRule] = (), reopen: bool = False
+    ) -> Any:
+        from wagerwire.stores.postgres import PostgresStore
+
+        if not reopen or self._schema is None:
+            self._schema = f"t_{uuid.uuid4().hex[:12]}"
+        # A short lock timeout so that an outage fails the batch quickly.
+        store = PostgresStore(
+            self._server.url(), retention, schema=self._schema, lock_timeout_ms=100
+        )
+        self._stores.append(store)
+        await store.open()
+        return store
+
+    @asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """While active, every write to the last opened schema fails (its tables locked)."""
+        import asyncpg
+
+        assert self._schema is not None
+        conn = await asyncpg.connect(
+            self._server.url(), server_settings={"search_path": self._schema}
+        )
+        try:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute("LOCK TABLE messages, channels IN EXCLUSIVE MODE")
+            yield
+            await tx.rollback()
+        finally:
+            await conn.close()
+
+    async def aclose(self) -> None:
+        for store in self._stores:
+            await store.close()
+
+
 class MemoryBrokerFactory:
     """Started in-process brokers."""
 
@@ -84,19 +140,56 @@ class MemoryBrokerFactory:
             await broker.close()
 
 
-@pytest.fixture(params=["sqlite"])
+class RedisBrokerFactory:
+    """Started Redis brokers sharing one fresh key prefix (like nodes of one hub)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self._server = server
+        self._prefix = f"t{uuid.uuid4().hex[:10]}"
+        self._brokers: list[Any] = []
+
+    async def __call__(
+        self,
+        handler: BrokerHandler,
+        positions: Mapping[str, Position] | None = None,
+        *,
+        idempotency_window_s: float = 300,
+    ) -> Any:
+        from wagerwire.brokers.redis import RedisBroker
+
+        broker = RedisBroker(
+            self._server.url, prefix=self._prefix, idempotency_window_s=idempotency_window_s
+        )
+        self._brokers.append(broker)
+        await broker.start(handler, positions or {})
+        return broker
+
+    async def aclose(self) -> None:
+        for broker in self._brokers:
+            await broker.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SqliteStoreFactory]:
-    factories = {"sqlite": SqliteStoreFactory}
-    factory = factories[request.param](tmp_path)
+) -> AsyncIterator[SqliteStoreFactory | PostgresStoreFactory]:
+    factory: SqliteStoreFactory | PostgresStoreFactory
+    if request.param == "postgres":
+        factory = PostgresStoreFactory(request.getfixturevalue("postgres_server"))
+    else:
+        factory = SqliteStoreFactory(tmp_path)
     yield factory
     await factory.aclose()
 
 
-@pytest.fixture(params=["memory"])
-async def broker_factory(request: pytest.FixtureRequest) -> AsyncIterator[MemoryBrokerFactory]:
-    factories = {"memory": MemoryBrokerFactory}
-    factory = factories[request.param]()
+@pytest.fixture(params=["memory", "redis"])
+async def broker_factory(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[MemoryBrokerFactory | RedisBrokerFactory]:
+    factory: MemoryBrokerFactory | RedisBrokerFactory
+    if request.param == "redis":
+        factory = RedisBrokerFactory(request.getfixturevalue("redis_server"))
+    else:
+        factory = MemoryBrokerFactory()
     yield factory
     await factory.aclose()

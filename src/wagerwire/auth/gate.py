@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 
-from wagerwire.auth.identity import NO_LEASE, Gate, Identity, StreamLease
+from wagerwire.auth.identity import (
+    NO_LEASE,
+    Gate,
+    Identity,
+    StreamLease,
+    may_match_private,
+)
 from wagerwire.auth.keys import KeyRecord, KeyStore
 from wagerwire.auth.limits import DailyQuota, StreamCounter, TokenBucket
 from wagerwire.auth.plans import Plan
@@ -117,17 +124,20 @@ class KeyGate(Gate):
             return self.anonymous()
         if cred.startswith(TOKEN_PREFIX + "."):
             claims = self._verify_token(cred)
-            return self._identity(claims.key_id, claims.role, claims.plan, claims.user_id)
+            return self._identity(claims.key_id, claims.role, claims.plan, claims.user_id,
+                                  via_token=True)
         record = self._record(cred)
         return self._identity(record.id, record.role, record.plan, record.user_id)
 
     def _verify_token(self, token: str) -> TokenClaims:
-        try:
-            claims = verify_token(token, self._signing, self.clock())
-        except Unauthorized:
+        parts = token.split(".")
+        if len(parts) == 4 and parts[1] not in self._signing:
             self._signing = self.keystore.signing_keys()  # maybe rotated by another process
-            claims = verify_token(token, self._signing, self.clock())
-        if claims.key_id in self._revoked:
+        claims = verify_token(token, self._signing, self.clock())
+        # The store, not only the polled set, so a revocation made by the CLI refuses the
+        # key's tokens at once (like the key itself), not at the next poll.
+        record = self.keystore.get(claims.key_id)
+        if record is None or record.revoked_at is not None or claims.key_id in self._revoked:
             raise Unauthorized("the key this token was issued for is revoked")
         return claims
 
@@ -143,8 +153,13 @@ class KeyGate(Gate):
             self.keystore.touch(record.id, now)
         return record
 
-    def _identity(self, key_id: str, role: str, plan: str, user_id: str | None) -> Identity:
-        return Identity(key_id, role, plan, user_id, self.plan(plan).channels)
+    def _identity(
+        self, key_id: str, role: str, plan: str, user_id: str | None, via_token: bool = False
+    ) -> Identity:
+        known = self.plans.get(plan)
+        if known is None:  # never fall back to the anonymous plan's (unlimited) limits
+            raise Forbidden(f"plan {plan!r} of this key is not configured on this server")
+        return Identity(key_id, role, plan, user_id, known.channels, via_token)
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -159,9 +174,18 @@ class KeyGate(Gate):
             return f"user:{identity.user_id}:{suffix}"
         if identity.role == "admin":
             return channel
+        if is_pattern(channel) and may_match_private(channel):
+            # A pattern matches live messages and replays resume positions of every channel
+            # it covers: only one that stays inside the holder's own user:{id}: is allowed.
+            own = f"user:{identity.user_id}:"
+            if identity.user_id is None or not channel.split("*", 1)[0].startswith(own):
+                raise Forbidden(f"pattern {channel} could match other users' private "
+                                "channels; use a narrower pattern such as game:* or "
+                                "user:me:*")
+            return channel
         if is_private(channel):
             owner = channel.split(":")[1] if channel.count(":") >= 1 else ""
-            if is_pattern(channel) or identity.user_id is None or owner != identity.user_id:
+            if identity.user_id is None or owner != identity.user_id:
                 raise Forbidden(f"{channel} is another user's private channel")
             return channel
         if not any(pattern_matcher(p).fullmatch(channel) for p in identity.channels):
@@ -205,6 +229,8 @@ class KeyGate(Gate):
         """A stream token for a key holder; counts against the daily token quota."""
         if identity.key_id is None:
             raise Unauthorized("a stream token needs an API key (Authorization: Bearer)")
+        if identity.via_token:
+            raise Forbidden("a stream token cannot be exchanged for another; send the API key")
         plan = self.plan(identity.plan)
         quota = self._quotas.get(identity.key_id)
         if quota is None:
@@ -217,7 +243,7 @@ class KeyGate(Gate):
         kid = self.keystore.current_signing_kid()
         if kid not in self._signing:
             self._signing = self.keystore.signing_keys()
-        expires = int(now) + self.token_ttl
+        expires = math.ceil(now) + self.token_ttl  # valid for at least token_ttl seconds
         claims = TokenClaims(identity.key_id, identity.role, identity.plan, identity.user_id,
                              int(now), expires)
         return sign_token(claims, kid, self._signing[kid]), expires

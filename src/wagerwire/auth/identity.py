@@ -12,10 +12,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wagerwire.core.channels import is_private
+from wagerwire.core.channels import is_pattern, is_private
 from wagerwire.errors import Forbidden
 
-__all__ = ["ANONYMOUS", "NO_LEASE", "Gate", "Identity", "StreamLease"]
+__all__ = ["ANONYMOUS", "NO_LEASE", "Gate", "Identity", "StreamLease", "may_match_private"]
+
+
+def may_match_private(pattern: str) -> bool:
+    """Whether the ``*`` pattern could match some private ``user:…`` channel.
+
+    Only the literal head before the first ``*`` constrains what a pattern matches, so
+    ``*``, ``u*`` or ``*:balances`` may match ``user:42:balances`` and ``game:*`` may not.
+    """
+    head = pattern.split("*", 1)[0]
+    return head.startswith("user:") or "user:".startswith(head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,7 @@ class Identity:
     plan: str
     user_id: str | None = None
     channels: tuple[str, ...] = field(default=("*",))  # patterns the plan may read
+    via_token: bool = False  # authenticated by a stream token rather than the key itself
 
     @property
     def can_publish(self) -> bool:
@@ -72,7 +83,17 @@ class Gate:
         holder's own ``user:{id}:balances``); raise ``Forbidden`` otherwise."""
         if is_private(channel) and identity.user_id is None:
             raise Forbidden(f"{channel} is a private channel: connect with a user's key")
+        if is_pattern(channel) and may_match_private(channel):
+            raise Forbidden(f"pattern {channel} could match private user channels; use a "
+                            "narrower pattern such as game:*")
         return channel
+
+    def may_read(self, identity: Identity, channel: str) -> bool:
+        """Whether ``identity`` may read ``channel`` under its own name (listings)."""
+        try:
+            return self.resolve_channel(identity, channel) == channel
+        except Forbidden:
+            return False
 
     def open_stream(self, identity: Identity, transport: str) -> StreamLease:
         """Count one more stream for ``identity``; raise ``Forbidden`` (plan has no

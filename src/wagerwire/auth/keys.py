@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import sqlite3
 import threading
@@ -19,10 +20,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wagerwire.errors import BadParameter
+
 __all__ = ["KEY_PREFIX", "ROLES", "KeyRecord", "KeyStore", "hash_key", "parse_key_id"]
 
 KEY_PREFIX = "ww_"
 ROLES = ("reader", "publisher", "admin")
+# A user id is one segment of ``user:{id}:…``: no ':' (or user "a" would own "a:b"'s
+# channels), no '*', and not "me" (``user:me:…`` means the holder's own channels).
+USER_ID = re.compile(r"[a-z0-9_.-]{1,64}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -105,7 +111,10 @@ class KeyStore:
     ) -> tuple[KeyRecord, str]:
         """Create a key; returns the record and the key, which is not stored anywhere."""
         if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+            raise BadParameter(f"role must be one of {', '.join(ROLES)}")
+        if user_id is not None and (USER_ID.fullmatch(user_id) is None or user_id == "me"):
+            raise BadParameter(f"invalid user id {user_id!r}: use 1-64 characters of "
+                               "[a-z0-9_.-] (and not 'me')")
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
         record = KeyRecord(key_id, hash_key(key), role, plan, user_id, name, time.time(),

@@ -20,10 +20,13 @@ from wagerwire.client.backoff import Backoff
 from wagerwire.client.connection import StreamDriver, WebSocketDriver
 from wagerwire.client.errors import ClosedError
 from wagerwire.client.protocol import ClientProtocol, Counters
-from wagerwire.client.rest import HistoryPage, PublishResult, RestApi
+from wagerwire.client.rest import ChannelInfo, HistoryPage, PublishResult, RestApi
 from wagerwire.client.sse import SseDriver
 from wagerwire.client.states import State
 from wagerwire.client.subscription import Subscription
+from wagerwire.core.channels import is_pattern, pattern_matcher
+from wagerwire.core.messages import Position
+from wagerwire.core.tokens import encode_positions
 from wagerwire.types import Json
 
 __all__ = ["Client", "Transport", "split_url"]
@@ -62,10 +65,15 @@ class Client:
 
     Args:
         url: the server address (``http://``, ``https://``, ``ws://`` or ``wss://``).
-        key: API key or stream token; sent as ``Authorization: Bearer`` (``?token=`` on SSE).
+        key: API key or stream token, sent as ``Authorization: Bearer``. An API key is
+            exchanged for a short-lived stream token (``POST /v1/tokens``) for each stream
+            connection and sent as it is on REST calls; a key the server refuses ends the
+            stream with :class:`AuthError` at once.
         transport: ``"ws"`` (default) or ``"sse"``; :meth:`subscribe` may override it.
-        refresh_key: async callable returning fresh credentials; when given, one
-            ``unauthorized`` after a working connection refreshes and retries instead of failing.
+        refresh_key: async callable returning fresh credentials (a key or token); when given,
+            one ``unauthorized`` after a working connection refreshes and retries instead of
+            failing. Not needed with an API key: its stream tokens are renewed by themselves.
+        stream_tokens: ``False`` sends the API key itself on stream connections too.
         backoff: reconnect delays (1 s doubling to 30 s, full jitter, by default).
         heartbeat_interval: expected interval between signs of life (20 s on WebSocket, 15 s
             on SSE by default); two silent intervals mean a dead link.
@@ -84,6 +92,7 @@ class Client:
         key: str | None = None,
         transport: Transport = "ws",
         refresh_key: KeyRefresher | None = None,
+        stream_tokens: bool = True,
         backoff: Backoff | None = None,
         heartbeat_interval: float | None = None,
         open_timeout: float = 10.0,
@@ -97,7 +106,7 @@ class Client:
             raise ValueError(f"transport must be 'ws' or 'sse', not {transport!r}")
         self.http_base, self.ws_url = split_url(url)
         self.transport: Transport = transport
-        self.auth = Auth(key, refresh_key)
+        self.auth = Auth(key, refresh_key, stream_tokens=stream_tokens)
         self.backoff = backoff or Backoff()
         self.heartbeat_interval = heartbeat_interval
         self.open_timeout = open_timeout
@@ -242,3 +251,24 @@ class Client:
     async def history(self, channel: str, since: int = 0, limit: int = 100) -> HistoryPage:
         """One page of ``channel``'s stored messages with offset > ``since``."""
         return await self._rest_api().history(channel, since, limit)
+
+    async def channels(self) -> list[ChannelInfo]:
+        """Every channel the caller may read, with its epoch and offsets."""
+        return await self._rest_api().channels()
+
+    async def start_token(self, channels: Sequence[str]) -> str | None:
+        """A resume token at offset 0 of each of ``channels`` that has history.
+
+        Patterns cover every existing channel they match. Pass it as ``since=`` to replay
+        everything the server still keeps, then go live (what ``wagerwire tail --from-start``
+        does); ``None`` when none of the channels has history yet. A channel first written
+        after this call is read from its first message anyway.
+        """
+        exact = {c for c in channels if not is_pattern(c)}
+        patterns = [pattern_matcher(c) for c in channels if is_pattern(c)]
+        positions = {
+            info.name: Position(info.epoch, 0)
+            for info in await self.channels()
+            if info.epoch and (info.name in exact or any(p.fullmatch(info.name) for p in patterns))
+        }
+        return encode_positions(positions) if positions else None

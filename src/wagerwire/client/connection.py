@@ -90,6 +90,7 @@ class StreamDriver:
         self._backfill_tasks: set[asyncio.Task[None]] = set()
         self._refresh_auth = False
         self._wake = asyncio.Event()
+        self.credential: str | None = None  # what the current connection authenticates with
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -116,13 +117,17 @@ class StreamDriver:
                 await asyncio.gather(*self._backfill_tasks, return_exceptions=True)
 
     async def _attempt(self) -> None:
-        if self._refresh_auth:
-            self._refresh_auth = False
-            try:
-                await self.auth.refresh()
-            except ClientError as exc:
-                self.dispatch(self.protocol.connection_failed(exc, self.now()))
-                return
+        """Credentials first (a stream token, refreshed if the last one was refused), then
+        one connection."""
+        try:
+            if self._refresh_auth:
+                self._refresh_auth = False
+                await self.auth.refresh(self.credential)
+            self.credential = await self.auth.stream_credential(self.rest)
+            self.protocol.can_refresh_auth = self.auth.can_refresh
+        except ClientError as exc:
+            self.dispatch(self.protocol.auth_failed(exc, self.now()))
+            return
         await self.session()
 
     async def session(self) -> None:
@@ -261,7 +266,7 @@ class WebSocketDriver(StreamDriver):
         try:
             ws = await connect(
                 self.url,
-                additional_headers=self.auth.bearer(),
+                additional_headers=self.auth.header_for(self.credential),
                 open_timeout=self.open_timeout,
                 ping_interval=None,  # the protocol's own ping op and watchdog keep time
                 close_timeout=2.0,

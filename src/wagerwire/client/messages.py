@@ -21,7 +21,8 @@ class ClientMessage:
     """One message as the application sees it.
 
     ``source`` says how it arrived: ``live``, ``replay`` (re-sent by the server after a resume)
-    or ``backfill`` (fetched over REST because the server could not replay it).
+    or ``backfill`` (fetched over REST because the server could not replay it). ``attrs`` are
+    the filterable attributes given at publish, when the server sends them (``None``: not sent).
     """
 
     channel: str
@@ -30,6 +31,7 @@ class ClientMessage:
     ts: int
     data: Json
     source: MessageSource = "live"
+    attrs: Mapping[str, str] | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, object], source: MessageSource = "live") -> ClientMessage:
@@ -44,7 +46,13 @@ class ClientMessage:
             or isinstance(ts, bool)
         ):
             raise ProtocolError(f"malformed message: {dict(obj)!r:.120}")
-        return cls(channel, offset, epoch, int(ts), obj.get("data"), source)
+        raw_attrs = obj.get("attrs")
+        attrs: dict[str, str] | None = None
+        if isinstance(raw_attrs, Mapping):
+            attrs = {str(k): str(v) for k, v in raw_attrs.items()}
+        elif "attrs" in obj:
+            attrs = {}  # sent, and empty
+        return cls(channel, offset, epoch, int(ts), obj.get("data"), source, attrs)
 
     def with_source(self, source: MessageSource) -> ClientMessage:
         """The same message, marked as arriving by another path."""

@@ -52,6 +52,7 @@ from wagerwire.client.errors import (
     InvalidChannelError,
     ProtocolError,
     RateLimitedError,
+    RequestError,
     TransportError,
     error_for_close,
     error_for_code,
@@ -68,10 +69,16 @@ from wagerwire.client.states import (
     Recovering,
     State,
 )
-from wagerwire.core.channels import is_pattern, pattern_matcher, validate_pattern
+from wagerwire.core.channels import (
+    Filter,
+    channel_attributes,
+    is_pattern,
+    pattern_matcher,
+    validate_pattern,
+)
 from wagerwire.core.messages import Position
 from wagerwire.core.tokens import decode_token, encode_positions
-from wagerwire.errors import BadResumeToken, InvalidChannel
+from wagerwire.errors import BadParameter, BadResumeToken, InvalidChannel
 from wagerwire.types import Json
 
 __all__ = ["Backfill", "ClientProtocol", "Counters", "Wire"]
@@ -160,6 +167,10 @@ class ClientProtocol:
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
         self.filter: dict[str, Json] | None = dict(filter) if filter else None
+        try:
+            self._filter = Filter.parse(self.filter)
+        except BadParameter as exc:
+            raise RequestError(exc.message, code=exc.code) from None
         self.wire: Wire = wire
         self.backoff = backoff or Backoff()
         self.heartbeat_interval = heartbeat_interval
@@ -272,6 +283,18 @@ class ClientProtocol:
         if not isinstance(self._state, _LIVE):
             return []
         return self._disconnect(error, now)
+
+    def auth_failed(self, error: ClientError, now: float) -> list[Action]:
+        """Getting credentials failed before connecting (token exchange or refresh hook).
+
+        A retryable error (server down, 429, 5xx) backs off like a failed connection; any
+        other (the key itself was refused) is final: refreshing again could not help.
+        """
+        if not isinstance(self._state, _LIVE):
+            return []
+        if error.retryable:
+            return self._disconnect(error, now)
+        return self._fail(error)
 
     def connection_lost(self, code: int | None, reason: str, now: float) -> list[Action]:
         """The transport closed: ``code`` is the WS close code, ``None`` if there was none.
@@ -386,6 +409,10 @@ class ClientProtocol:
                 # History is contiguous, so a hole here was pruned before we could fetch it.
                 self.counters.gaps_unrecovered += 1
                 actions.append(GapDetected(bf.channel, bf.epoch, reached, msg.offset))
+            if msg.offset > reached and not self._passes_filter(msg):
+                # REST history is unfiltered: skip what the live stream would not have sent.
+                self._positions[bf.channel] = Position(msg.epoch, msg.offset)
+                continue
             actions += self._accept(msg.with_source("backfill"), from_backfill=True)
         return actions
 
@@ -594,6 +621,21 @@ class ClientProtocol:
         if after == 0:
             self._positions[channel] = Position(epoch, 0)
         return [BackfillNeeded(request_id, channel, epoch, after, until)]
+
+    def _passes_filter(self, msg: ClientMessage) -> bool:
+        """Whether the subscription's filter lets ``msg`` through.
+
+        A term on an attribute that neither the channel name implies nor the message carries
+        (a server whose history does not include ``attrs``) cannot be decided: such a message
+        is delivered rather than silently lost.
+        """
+        flt = self._filter
+        if flt is None or flt.matches(msg.channel, msg.attrs):
+            return True
+        if msg.attrs is not None:
+            return False
+        implied = channel_attributes(msg.channel)
+        return all(implied[key] in allowed for key, allowed in flt.terms if key in implied)
 
     def _reached(self, bf: Backfill) -> int:
         """The last offset delivered in the backfill's epoch."""

@@ -14,13 +14,20 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from wagerwire.client.auth import Auth
+from wagerwire.client.auth import Auth, StreamToken
 from wagerwire.client.backoff import Backoff
 from wagerwire.client.errors import ClientError, ProtocolError, TransportError, error_for_status
 from wagerwire.client.messages import ClientMessage
 from wagerwire.types import Json
 
-__all__ = ["HistoryPage", "PublishResult", "RestApi", "error_from_response", "parse_retry_after"]
+__all__ = [
+    "ChannelInfo",
+    "HistoryPage",
+    "PublishResult",
+    "RestApi",
+    "error_from_response",
+    "parse_retry_after",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,16 @@ class PublishResult:
     epoch: str
     offset: int
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """One row of ``GET /v1/channels``."""
+
+    name: str
+    epoch: str
+    first_offset: int | None
+    last_offset: int
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -93,8 +110,9 @@ class RestApi:
         *,
         params: dict[str, int] | None = None,
         content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Json:
-        headers = self.auth.bearer()
+        headers = dict(headers) if headers is not None else self.auth.bearer()
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -111,6 +129,44 @@ class RestApi:
             return orjson.loads(resp.content)
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(f"{method} {path}: response is not JSON") from exc
+
+    async def create_token(self, key: str) -> StreamToken:
+        """``POST /v1/tokens`` with ``key``: a stream token and its lifetime."""
+        obj = await self._request("POST", "/v1/tokens", headers={"Authorization": f"Bearer {key}"})
+        if not isinstance(obj, dict):
+            raise ProtocolError("POST /v1/tokens: unexpected body")
+        token, expires_at, expires_in = (
+            obj.get("token"),
+            obj.get("expires_at"),
+            obj.get("expires_in"),
+        )
+        if (
+            not isinstance(token, str)
+            or not token
+            or not isinstance(expires_at, int)
+            or not isinstance(expires_in, int | float)
+        ):
+            raise ProtocolError("POST /v1/tokens: response lacks token/expires_at/expires_in")
+        return StreamToken(token, expires_at, float(expires_in))
+
+    async def channels(self) -> list[ChannelInfo]:
+        """``GET /v1/channels``: every channel the caller may read, with its positions."""
+        obj = await self._request("GET", "/v1/channels")
+        rows = obj.get("channels") if isinstance(obj, dict) else None
+        if not isinstance(rows, list):
+            raise ProtocolError("GET /v1/channels: unexpected body")
+        out: list[ChannelInfo] = []
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            name, epoch, first, last = (
+                row.get(k) for k in ("name", "epoch", "first_offset", "last_offset")
+            )
+            if isinstance(name, str) and isinstance(epoch, str) and isinstance(last, int):
+                out.append(
+                    ChannelInfo(name, epoch, first if isinstance(first, int) else None, last)
+                )
+        return out
 
     async def history(self, channel: str, since: int = 0, limit: int = 1000) -> HistoryPage:
         """``GET /v1/channels/{channel}/messages?since=&limit=``."""

@@ -4,7 +4,8 @@ SSE has no upstream channel, so the subscription (channels, filter, resume token
 the query string of every (re)connection and the protocol never pings: the server's comment
 heartbeats, which the parser swallows, count as signs of life through
 :meth:`ClientProtocol.activity`. The ``since`` query parameter carries the same token that
-``Last-Event-ID`` would, computed from what was actually delivered.
+``Last-Event-ID`` would, computed from what was actually delivered. The credential (a stream
+token when the client holds an API key) travels as ``Authorization: Bearer``, not in the URL.
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ class SseDriver(StreamDriver):
             params["filter"] = orjson.dumps(filter).decode()
         if since:
             params["since"] = since
-        if self.auth.key:
-            params["token"] = self.auth.key
         return params
 
     async def session(self) -> None:
@@ -69,7 +68,11 @@ class SseDriver(StreamDriver):
             "GET",
             self.path,
             params=self._params(),
-            headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
+            headers={
+                "Accept": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **self.auth.header_for(self.credential),
+            },
             timeout=httpx.Timeout(self.open_timeout, read=None),
         )
         try:

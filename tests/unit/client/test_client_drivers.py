@@ -26,6 +26,7 @@ from wagerwire.client import (
     stream,
 )
 from wagerwire.client.client import split_url
+from wagerwire.core.messages import Position
 from wagerwire.core.tokens import decode_token
 
 FAST = Backoff(initial=0.01, maximum=0.05)
@@ -354,7 +355,8 @@ async def test_sse_subscribe_resume_and_heartbeats(hub: FakeHub, http: httpx.Asy
         msgs = await take(sub, 1)
     assert offsets(msgs) == [3]
     first, last = hub.sse_requests[0].url.params, hub.sse_requests[-1].url.params
-    assert first["channels"] == "game:crash" and first["token"] == "tok"
+    assert first["channels"] == "game:crash" and "token" not in first  # never in the URL
+    assert hub.sse_requests[0].headers["authorization"] == "Bearer tok"
     assert orjson.loads(first["filter"]) == {"game": "crash"}
     assert "since" not in first
     assert decode_token(last["since"])["game:crash"].offset == 2
@@ -438,3 +440,134 @@ async def test_messages_missed_on_a_channel_that_was_empty_are_backfilled(
         (2, "backfill"),
         (3, "backfill"),
     ]
+
+
+# -- stream tokens (issue 4) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_an_api_key_streams_with_a_stream_token(
+    hub: FakeHub, http: httpx.AsyncClient, transport: str
+) -> None:
+    hub.tokens, hub.keys, hub.accept = "issue", {"ww_k_secret"}, set()
+    async with make_client(hub, http, key="ww_k_secret", transport=transport) as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        await client.publish("game:crash", 1)
+        assert offsets(await take(sub, 1)) == [1]
+        await hub.kick()  # a reconnect soon after reuses the token: no second exchange
+        await client.publish("game:crash", 2)
+        assert offsets(await take(sub, 1)) == [2]
+        assert client.auth.tokens_fetched == 1 and hub.tokens_issued == ["wwt1.fake.1"]
+    used = (
+        hub.ws_auth if transport == "ws" else [r.headers["authorization"] for r in hub.sse_requests]
+    )
+    assert used == ["Bearer wwt1.fake.1"] * 2
+    publishes = [r for r in hub.rest_requests if r.url.path == "/v1/publish"]
+    assert all(r.headers["authorization"] == "Bearer ww_k_secret" for r in publishes)
+
+
+async def test_an_old_token_is_replaced_before_connecting(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    hub.tokens, hub.keys, hub.accept, hub.token_ttl = "issue", {"ww_k"}, set(), 1
+    async with make_client(hub, http, key="ww_k") as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        await asyncio.sleep(0.8)  # past 3/4 of the 1 s lifetime
+        hub.accept.discard("wwt1.fake.1")  # and the server no longer takes it
+        await hub.kick()
+        await hub.wait_for_subscribers()
+        await until_connected(sub)
+    assert hub.ws_auth == ["Bearer wwt1.fake.1", "Bearer wwt1.fake.2"]  # no refused attempt
+
+
+async def test_a_refused_token_is_refreshed_once(hub: FakeHub, http: httpx.AsyncClient) -> None:
+    hub.tokens, hub.keys, hub.accept = "issue", {"ww_k"}, set()
+    async with make_client(hub, http, key="ww_k") as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        hub.accept.clear()  # e.g. the server lost its signing keys: every token is refused
+        await hub.kick()
+        await hub.wait_for_subscribers()
+        await until_connected(sub)
+        assert client.counters.reconnects == 2  # refused once (401), then a fresh token
+    assert hub.ws_auth == ["Bearer wwt1.fake.1", "Bearer wwt1.fake.1", "Bearer wwt1.fake.2"]
+
+
+async def test_a_bad_key_is_an_auth_error_without_any_connection(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    hub.tokens, hub.keys = "issue", {"ww_good"}
+    async with make_client(hub, http, key="ww_bad") as client:
+        sub = client.subscribe(["game:crash"])
+        with pytest.raises(AuthError):
+            await take(sub, 1)
+        await asyncio.sleep(0.2)  # no retry loop
+    assert hub.ws_handshakes == 0
+    assert [r.url.path for r in hub.rest_requests] == ["/v1/tokens"]
+
+
+async def test_a_revoked_key_ends_the_stream_after_one_refresh(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    hub.tokens, hub.keys, hub.accept = "issue", {"ww_k"}, set()
+    async with make_client(hub, http, key="ww_k") as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        hub.keys.clear()
+        await hub.kick(4001, "API key revoked")
+        with pytest.raises(AuthError):
+            await take(sub, 1)
+        await asyncio.sleep(0.2)
+    assert hub.ws_handshakes == 1
+    assert [r.url.path for r in hub.rest_requests] == ["/v1/tokens"] * 2
+
+
+async def test_a_server_without_keys_gets_the_key_itself(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    hub.tokens = "unconfigured"
+    async with make_client(hub, http, key="ww_k") as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        await hub.kick()
+        await hub.wait_for_subscribers()
+        await until_connected(sub)
+    assert hub.ws_auth == ["Bearer ww_k"] * 2
+    assert [r.url.path for r in hub.rest_requests] == ["/v1/tokens"]  # asked once only
+
+
+async def test_a_forbidden_channel_is_a_forbidden_error_without_retry(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    hub.forbidden = {"game:slot"}
+    async with make_client(hub, http) as client:
+        sub = client.subscribe(["game:crash", "game:slot"])
+        with pytest.raises(ForbiddenError, match="game:slot"):
+            await take(sub, 1)
+        await asyncio.sleep(0.2)
+    assert hub.ws_handshakes == 1 and len(hub.subscribe_ops) == 1
+
+
+async def test_start_token_points_at_offset_zero_of_existing_channels(
+    hub: FakeHub, http: httpx.AsyncClient
+) -> None:
+    async def channels(request: httpx.Request) -> httpx.Response:
+        rows = [
+            {"name": n, "epoch": c.epoch, "first_offset": 1, "last_offset": c.last}
+            for n, c in hub.channels.items()
+        ]
+        return httpx.Response(200, json={"channels": rows})
+
+    for name in ("game:crash", "odds:football:epl", "odds:tennis:atp"):
+        await hub.publish(name, 1)
+    mock = httpx.AsyncClient(transport=httpx.MockTransport(channels), base_url=hub.url)
+    async with Client(hub.url, http=mock) as client:
+        token = await client.start_token(["game:crash", "odds:football:*", "game:none"])
+    await mock.aclose()
+    assert token is not None
+    assert decode_token(token) == {
+        "game:crash": Position("e1", 0),
+        "odds:football:epl": Position("e1", 0),
+    }

@@ -725,3 +725,69 @@ def test_history_lost_on_the_server_side_then_new_epoch_from_one() -> None:
     out = proto.frame_received(msg("game:crash", 1, "e2"), 1)
     assert delivered(out) == [("game:crash", 1)]
     assert proto.positions["game:crash"] == Position("e2", 1)
+
+
+# -- credentials and filters (issue 4) ----------------------------------------------------------
+
+
+def test_a_refused_key_is_final_but_an_unreachable_token_service_is_retried() -> None:
+    proto = make(can_refresh_auth=True)
+    proto.connect_started(0)
+    out = proto.auth_failed(TransportError("connection refused"), 0)
+    (retry,) = of_type(out, Reconnect)
+    assert not retry.refresh_auth and isinstance(proto.state, Disconnected)
+    proto.connect_started(retry.at)
+    out = proto.auth_failed(RateLimitedError("quota", retry_after=7.0), retry.at)
+    (retry,) = of_type(out, Reconnect)
+    assert retry.at >= 7.0
+    proto.connect_started(retry.at)
+    (fail,) = of_type(proto.auth_failed(AuthError("invalid API key"), retry.at), Fail)
+    assert isinstance(fail.error, AuthError) and isinstance(proto.state, Closed)
+    assert proto.auth_failed(AuthError("again"), retry.at + 1) == []  # already closed
+
+
+def test_forbidden_channel_fails_at_once_even_when_auth_can_be_refreshed() -> None:
+    proto = make(["game:slot"], can_refresh_auth=True)
+    connect(proto)
+    out = proto.frame_received({"op": "error", "code": "forbidden", "message": "plan"}, 1)
+    (fail,) = of_type(out, Fail)
+    assert isinstance(fail.error, ForbiddenError) and not of_type(out, Reconnect)
+
+
+def test_backfill_applies_the_filter_when_the_history_carries_attrs() -> None:
+    since = encode_positions({"odds:football:epl": Position("e1", 0)})
+    proto = make(["odds:football:epl"], filter={"bookmaker": "pinnacle"}, since=since)
+    (need,) = of_type(
+        connect(proto, 0, ack("odds:football:epl", "e1", 4, recovered=False)), BackfillNeeded
+    )
+    books = ["pinnacle", "bet365", "pinnacle", "bet365"]
+    frames = [
+        {**msg("odds:football:epl", n + 1), "attrs": {"bookmaker": b}} for n, b in enumerate(books)
+    ]
+    out = proto.backfill_page(need.request_id, "e1", page(*frames), 1)
+    assert delivered(out) == [("odds:football:epl", 1), ("odds:football:epl", 3)]
+    assert proto.positions["odds:football:epl"] == Position("e1", 4)  # skipped ones count
+    assert proto.backfill_next(need.request_id) is None
+
+
+def test_backfill_without_attrs_filters_on_what_the_channel_name_implies() -> None:
+    proto = make(["odds:*"], filter={"sport": "football", "bookmaker": "x"})
+    proto._positions = {
+        "odds:tennis:atp": Position("e1", 0),
+        "odds:football:epl": Position("e1", 0),
+    }
+    out = connect(proto, 0, {**pattern_ack("odds:*", recovered=False)})
+    needs = {n.channel: n for n in of_type(out, BackfillNeeded)}
+    tennis = proto.backfill_page(
+        needs["odds:tennis:atp"].request_id, "e1", page(msg("odds:tennis:atp", 1)), 1
+    )
+    football = proto.backfill_page(
+        needs["odds:football:epl"].request_id, "e1", page(msg("odds:football:epl", 1)), 1
+    )
+    assert delivered(tennis) == []  # sport=tennis: decided by the name alone
+    assert delivered(football) == [("odds:football:epl", 1)]  # bookmaker unknown: delivered
+
+
+def test_an_invalid_filter_is_refused_locally() -> None:
+    with pytest.raises(RequestError):
+        make(filter={"bookmaker": {"nested": 1}})

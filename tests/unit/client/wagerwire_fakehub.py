@@ -70,6 +70,16 @@ class FakeHub:
         self.port = 0
         self._sse_streams: set[asyncio.Queue[bytes | None]] = set()
         self.idempotency: dict[str, dict[str, Any]] = {}
+        # Auth knobs: POST /v1/tokens is 404 unless `tokens` is "issue" (hand out tokens for
+        # the keys in `keys`, 401 for others) or "unconfigured" (403, like a keyless server).
+        # With `accept` set, stream handshakes need `Authorization: Bearer <one of them>`.
+        self.tokens: str | None = None
+        self.keys: set[str] = set()
+        self.token_ttl = 300
+        self.tokens_issued: list[str] = []
+        self.accept: set[str] | None = None
+        self.ws_auth: list[str | None] = []  # Authorization header of each WS handshake
+        self.forbidden: set[str] = set()  # a subscribe naming one gets a `forbidden` error
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -166,8 +176,18 @@ class FakeHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def _authorized(self, header: str | None) -> bool:
+        if self.accept is None:
+            return True
+        return header is not None and header.removeprefix("Bearer ") in self.accept
+
     def _process(self, connection: ServerConnection, request: Any) -> Any:
         self.ws_handshakes += 1
+        header = request.headers.get("Authorization")
+        self.ws_auth.append(header)
+        if self.reject_status is None and not self._authorized(header):
+            body = orjson.dumps({"error": {"code": "unauthorized", "message": "expired"}})
+            return connection.respond(401, body.decode())
         if self.reject_status is not None:
             code = {401: "unauthorized", 403: "forbidden"}.get(self.reject_status, "rate_limited")
             body = orjson.dumps({"error": {"code": code, "message": "no"}})
@@ -186,6 +206,11 @@ class FakeHub:
                         await ws.send(orjson.dumps({"op": "pong"}).decode())
                 elif op["op"] == "subscribe":
                     self.subscribe_ops.append(op)
+                    refused = [c for c in op["channels"] if c in self.forbidden]
+                    if refused:
+                        err = {"op": "error", "code": "forbidden", "message": f"no {refused[0]}"}
+                        await ws.send(orjson.dumps(err).decode())
+                        continue
                     acks, replay = self._subscribe(op["channels"], op.get("since"))
                     for frame in acks + replay:
                         await ws.send(orjson.dumps(frame).decode())
@@ -225,6 +250,8 @@ class FakeHub:
             self.sse_requests.append(request)
             return await self._sse(request)
         self.rest_requests.append(request)
+        if path == "/v1/tokens" and request.method == "POST" and self.tokens is not None:
+            return self._token(request)
         if path.startswith("/v1/channels/") and path.endswith("/messages"):
             if self.history_fails:
                 self.history_fails -= 1
@@ -262,9 +289,35 @@ class FakeHub:
             return httpx.Response(200, json=result)
         return _error(404, "not_found")
 
+    def _token(self, request: httpx.Request) -> httpx.Response:
+        if self.tokens == "unconfigured":
+            return httpx.Response(
+                403,
+                json={
+                    "error": {
+                        "code": "forbidden",
+                        "message": "API keys are not configured on this server",
+                    }
+                },
+            )
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if key not in self.keys:
+            return _error(401, "unauthorized")
+        token = f"wwt1.fake.{len(self.tokens_issued) + 1}"
+        self.tokens_issued.append(token)
+        if self.accept is not None:
+            self.accept.add(token)
+        now = int(time.time())
+        return httpx.Response(
+            200,
+            json={"token": token, "expires_at": now + self.token_ttl, "expires_in": self.token_ttl},
+        )
+
     async def _sse(self, request: httpx.Request) -> httpx.Response:
         if self.reject_status is not None:
             return _error(self.reject_status, "unauthorized")
+        if not self._authorized(request.headers.get("authorization")):
+            return _error(401, "unauthorized")
         names = request.url.params["channels"].split(",")
         since = request.url.params.get("since") or request.headers.get("last-event-id")
         acks, replay = self._subscribe(names, since)

@@ -1,0 +1,229 @@
+"""Store and broker from their URLs: the one place that maps a URL scheme to a backend.
+
+============================================  ============================================
+``--store``                                   backend
+============================================  ============================================
+``sqlite:///path/to/file.db``                 ``SqliteStore`` (embedded default)
+``postgresql://user@host:port/db?schema=s``   ``PostgresStore`` (``schema`` optional)
+============================================  ============================================
+
+============================================  ============================================
+``--broker``                                  backend
+============================================  ============================================
+``memory://``                                 ``MemoryBroker`` (one process)
+``redis://host:port/db?prefix=ww``            ``RedisBroker``; ``&listen=local`` listens
+                                              only to channels with local subscribers
+============================================  ============================================
+
+With the Redis broker the hub's store is wrapped in :class:`HistoryStore`, so replays and
+history reads come from the Redis stream first and from the store when the stream no longer
+reaches back. The backends are imported only when named, so a SQLite + memory hub never
+imports redis or asyncpg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from wagerwire.config import Settings, store_path
+from wagerwire.core.broker import Broker
+from wagerwire.core.messages import Message, Position
+from wagerwire.core.store import ChannelInfo, RetentionRule, Store
+from wagerwire.errors import BadParameter
+
+if TYPE_CHECKING:
+    from wagerwire.api.deps import Services
+    from wagerwire.app import Feature
+    from wagerwire.brokers.redis import RedisBroker
+    from wagerwire.core.hub import Hub
+
+__all__ = [
+    "HistoryStore",
+    "build_backends",
+    "build_broker",
+    "build_store",
+    "check_workers",
+    "with_readiness",
+]
+
+_PG_SCHEMES = ("postgresql", "postgres")
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def _split_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """``url`` without the query parameters ``names``, and their values."""
+    parts = urlsplit(url)
+    taken: dict[str, str] = {}
+    kept: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in names:
+            taken[key] = value
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), taken
+
+
+def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
+    """The store named by ``url`` (not opened yet)."""
+    scheme = urlsplit(url).scheme
+    if scheme in _PG_SCHEMES:
+        from wagerwire.stores.postgres import PostgresStore
+
+        dsn, extra = _split_query(url, ["schema"])
+        try:
+            return PostgresStore(dsn, retention, schema=extra.get("schema") or None)
+        except ValueError as exc:
+            raise BadParameter(f"store URL {url!r}: {exc}") from exc
+    if scheme == "sqlite":
+        from wagerwire.stores.sqlite import SqliteStore
+
+        return SqliteStore(store_path(url), retention=retention)
+    raise BadParameter(
+        f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user@host:port/database"
+    )
+
+
+def build_broker(url: str, store: Store | None, idempotency_window_s: float) -> Broker:
+    """The broker named by ``url`` (not started yet)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from wagerwire.brokers.memory import MemoryBroker
+
+        return MemoryBroker(idempotency_window_s=idempotency_window_s)
+    if scheme in _REDIS_SCHEMES:
+        from wagerwire.brokers.redis import RedisBroker
+
+        clean, extra = _split_query(url, ["prefix", "listen"])
+        listen = extra.get("listen", "all")
+        if listen not in ("all", "local"):
+            raise BadParameter(f"broker URL {url!r}: listen must be 'all' or 'local'")
+        return RedisBroker(
+            clean, store=store, prefix=extra.get("prefix") or "ww",
+            idempotency_window_s=idempotency_window_s, subscribe_all=listen == "all",
+        )
+    raise BadParameter(f"unsupported broker URL {url!r}: use memory:// or redis://host:port/0")
+
+
+def build_backends(settings: Settings) -> tuple[Store, Broker]:
+    """Store and broker for ``settings``; a Redis broker reads history through Redis."""
+    check_workers(settings)
+    store = build_store(settings.store, settings.retention_rules())
+    broker = build_broker(settings.broker, store, settings.idempotency_window)
+    if urlsplit(settings.broker).scheme in _REDIS_SCHEMES:
+        from wagerwire.brokers.redis import RedisBroker
+
+        assert isinstance(broker, RedisBroker)
+        return HistoryStore(store, broker), broker
+    return store, broker
+
+
+def check_workers(settings: Settings) -> None:
+    """Refuse ``workers > 1`` where worker processes could not share offsets or history."""
+    if settings.workers < 1:
+        raise BadParameter("--workers must be at least 1")
+    if settings.workers == 1:
+        return
+    if urlsplit(settings.broker).scheme not in _REDIS_SCHEMES:
+        raise BadParameter(
+            f"--workers {settings.workers} needs --broker redis://…: each worker is its own "
+            "process with its own event loop, and only a Redis broker gives them one set of "
+            "offsets and carries every message to every worker's subscribers (with "
+            "memory:// a subscriber on one worker would never see what another published)"
+        )
+    if urlsplit(settings.store).scheme not in _PG_SCHEMES:
+        raise BadParameter(
+            f"--workers {settings.workers} needs --store postgresql://…: the workers must "
+            "share one durable history that several processes can append to"
+        )
+
+
+class HistoryStore:
+    """A store whose offset reads come from the Redis stream first (see module docstring).
+
+    Everything else, appends included, goes straight to the wrapped store.
+    """
+
+    def __init__(self, store: Store, broker: RedisBroker) -> None:
+        self.inner = store
+        self.broker = broker
+        self.redis_reads = 0  # pages served from Redis
+        self.store_reads = 0  # pages served from the store
+
+    def __getattr__(self, name: str) -> Any:  # commits, appended, path, dsn…
+        return getattr(self.inner, name)
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def append(self, message: Message) -> None:
+        await self.inner.append(message)
+
+    async def positions(self) -> dict[str, Position]:
+        return await self.inner.positions()
+
+    async def read(self, channel: str, after: int, limit: int) -> list[Message]:
+        try:
+            page = await self.broker.history(channel, after, limit)
+        except Exception:  # Redis down: the store has everything committed
+            page = None
+        if page is not None:
+            self.redis_reads += 1
+            return page
+        self.store_reads += 1
+        return await self.inner.read(channel, after, limit)
+
+    async def read_last(self, channel: str, limit: int) -> list[Message]:
+        return await self.inner.read_last(channel, limit)
+
+    async def read_by_time(
+        self, channel: str, since_ms: int, until_ms: int | None, limit: int
+    ) -> list[Message]:
+        return await self.inner.read_by_time(channel, since_ms, until_ms, limit)
+
+    async def channel_info(self, channel: str) -> ChannelInfo | None:
+        return await self.inner.channel_info(channel)
+
+    async def channels(self) -> list[ChannelInfo]:
+        return await self.inner.channels()
+
+    async def find_idempotent(self, channel: str, key: str, since_ms: int) -> Message | None:
+        return await self.inner.find_idempotent(channel, key, since_ms)
+
+    async def prune(self, now_ms: int) -> int:
+        return await self.inner.prune(now_ms)
+
+
+FeaturesFactory = Callable[[Settings, "Hub"], list["Feature"]]
+
+
+def with_readiness(features: FeaturesFactory | None) -> FeaturesFactory:
+    """``features`` plus one hook that ties ``/readyz`` to the broker's connection.
+
+    A broker with a ``ready`` property and an ``on_ready_change`` callback (the Redis broker)
+    sets ``Services.ready``: ``/readyz`` answers 503 while Redis is unreachable.
+    """
+
+    def build(settings: Settings, hub: Hub) -> list[Feature]:
+        from wagerwire.app import Feature
+
+        found = list(features(settings, hub)) if features is not None else []
+        broker = hub.broker
+        if hasattr(broker, "on_ready_change"):
+
+            def hook(_hub: Hub, svc: Services) -> None:
+                def changed(ready: bool) -> None:
+                    svc.ready = ready
+
+                broker.on_ready_change = changed
+                svc.ready = bool(getattr(broker, "ready", True))
+
+            found.append(Feature(on_start=[hook]))
+        return found
+
+    return build

@@ -1,0 +1,123 @@
+"""TrackerSino ``/v1-beta/stream`` (seed 001), sans-I/O: query in, finalised-round frames out.
+
+The stream is ``GET /v1-beta/stream?games=stake-crash,roobet-crash`` (WebSocket, header
+``Authorization: Bearer <key>``); empty or missing ``games`` means every crash game the key's
+plan may read. The client never sends data frames, and the server sends nothing but rounds
+(both seed clients parse every frame as one), so errors are HTTP statuses at the upgrade or
+close codes. Each frame, and each item of the ``/v1-beta/games/{slug}/rounds`` backfill, is::
+
+    {"game_id": "stake-crash", "round_id": "c2caaf8a-…", "round_index": 956100250495943837,
+     "multiplier": "3.1611", "state": "finalized", "finalized_at": "2026-05-28T15:05:15Z",
+     "multiplier_source": "stake", "raw": {…}}
+
+``round_index`` is a bare JSON integer, ``multiplier`` a decimal string, ``finalized_at``
+RFC 3339 UTC with second precision (so it sorts as text).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from wagerwire.dialects.datastream import Catalog, CatalogGame
+from wagerwire.errors import BadParameter
+
+__all__ = [
+    "GAME_TYPE",
+    "UUID_NAMESPACE",
+    "crash_games",
+    "encode_round",
+    "parse_games",
+    "round_frame",
+]
+
+GAME_TYPE = "crash"
+UUID_NAMESPACE = uuid.UUID("5f7c3a52-0d55-4c1e-9a57-7a4e2b9c0f11")
+MAX_GAMES = 50
+
+
+def crash_games(catalog: Catalog) -> list[CatalogGame]:
+    """The games this dialect serves: every crash-type game of the catalog."""
+    return sorted(
+        (g for g in catalog.games.values() if g.game_type == GAME_TYPE), key=lambda g: g.slug
+    )
+
+
+def parse_games(raw: str | None, catalog: Catalog) -> list[CatalogGame] | None:
+    """The ``games`` query value: None when empty or missing (= every game of the plan).
+
+    Raises:
+        NotFound: a slug is not a crash game of this server.
+        BadParameter: more than ``MAX_GAMES`` slugs.
+    """
+    if raw is None:
+        return None
+    slugs = [s.strip() for s in raw.split(",") if s.strip()]
+    if not slugs:
+        return None
+    if len(slugs) > MAX_GAMES:
+        raise BadParameter(f"games lists {len(slugs)} games; at most {MAX_GAMES}")
+    crash = {g.slug: g for g in crash_games(catalog)}
+    games: list[CatalogGame] = []
+    for slug in dict.fromkeys(slugs):
+        game = crash.get(slug)
+        if game is None:
+            catalog.game(slug)  # NotFound for a slug that is no game at all
+            raise BadParameter(f"{slug} is not a crash game; crash games: {', '.join(crash)}")
+        games.append(game)
+    return games
+
+
+def _round_uuid(data: Mapping[str, Any]) -> str:
+    raw = data.get("raw")
+    if isinstance(raw, Mapping):
+        for holder in (raw, raw.get("data")):
+            if isinstance(holder, Mapping) and isinstance(holder.get("id"), str):
+                try:
+                    return str(uuid.UUID(holder["id"]))
+                except ValueError:
+                    pass
+    return str(uuid.uuid5(UUID_NAMESPACE, f"{data.get('game_slug')}:{data.get('index')}"))
+
+
+def _seconds(value: object) -> str:
+    text = str(value or "")
+    return text[:19] + "Z" if len(text) >= 19 and text[10] == "T" else text
+
+
+def round_frame(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The frame object for one canonical crash round; None for anything else."""
+    result = data.get("result")
+    slug = data.get("game_slug")
+    index = data.get("index")
+    if not isinstance(result, Mapping) or not isinstance(slug, str) or not isinstance(index, int):
+        return None
+    multiplier = result.get("multiplier", result.get("crash_point"))
+    if multiplier is None or isinstance(multiplier, bool):
+        return None
+    raw = data.get("raw")
+    return {
+        "game_id": slug,
+        "round_id": _round_uuid(data),
+        "round_index": index,
+        "multiplier": multiplier if isinstance(multiplier, str) else str(multiplier),
+        "state": "finalized",
+        "finalized_at": _seconds(data.get("finished_at")),
+        "multiplier_source": str(data.get("provider") or slug.split("-")[0]),
+        "raw": raw if isinstance(raw, Mapping) else {},
+    }
+
+
+def encode_round(data: bytes) -> bytes:
+    """The frame JSON for a message's data bytes; ``b""`` if it is not a crash round."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return b""
+    if not isinstance(obj, dict):
+        return b""
+    frame = round_frame(obj)
+    return b"" if frame is None else orjson.dumps(frame)

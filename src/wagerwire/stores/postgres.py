@@ -1,0 +1,609 @@
+"""PostgreSQL store (asyncpg): durable history shared by every node of a scale-out hub.
+
+Same contract as the SQLite store (``core/store.py``; the one contract suite runs over both).
+
+Writes: one writer task owns one connection. ``append`` queues the message and awaits a
+future; the writer takes everything queued (up to ``batch_max``) and commits it in one
+transaction of a few round trips, whatever the batch size: the rows go in as arrays
+(``INSERT … SELECT * FROM unnest($1::text[], …)``), the channel positions likewise. Futures
+are settled in queue order, so appends complete in the order they were issued.
+
+Several processes (nodes) may write one database. Each batch first takes a transaction-level
+advisory lock per channel it touches (in a fixed order, so two writers cannot deadlock), then
+reads those channels' positions *under the lock* and refuses any append that would leave a
+hole (offset must be the stored last + 1, or 1 in a new epoch); so the no-hole invariant holds
+across processes, not just within one. The broker normally makes one node the only writer of
+a channel at a time (``brokers/redis.py``), the lock makes it safe when it is not.
+
+Reads use a small connection pool. Offsets are read through the primary key
+``(channel, "offset")`` and time ranges through ``messages_by_time (channel, ts, "offset")``;
+``explain`` returns the plans (``bench/RESULTS-scaleout.md`` shows them, a test checks them).
+
+Retention works as in the SQLite store: ``prune(now_ms)``, plus automatic pruning by the
+writer between batches (channels written since the last prune every ``prune_every`` appends,
+every channel every ``prune_interval_s``).
+
+Schema migrations are ``stores/pg_migrations/NNNN_name.sql``, each applied once in its own
+transaction and recorded in ``schema_migrations``; a session advisory lock serialises nodes
+that start together. ``schema`` puts the tables in their own schema (one database can hold
+several independent stores; the tests use one schema per store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import orjson
+
+from wagerwire.core.channels import pattern_matcher
+from wagerwire.core.messages import Message, Position
+from wagerwire.core.store import ChannelInfo, RetentionRule
+from wagerwire.errors import Unavailable
+
+if TYPE_CHECKING:
+    from wagerwire.core.store import Store
+
+__all__ = ["PostgresStore", "load_pg_migrations"]
+
+log = logging.getLogger("wagerwire.stores.postgres")
+
+_MIGRATION_FILE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+_MIGRATION_LOCK = 0x77616765  # "wage": one node migrates at a time
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+_COLUMNS = 'channel, "offset", epoch, ts, data, attrs, idempotency_key'
+_LOCK = (
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(n, 0) AS h "
+    "FROM unnest($1::text[]) AS n ORDER BY 1) AS s"
+)
+_STATE = "SELECT name, epoch, last_offset FROM channels WHERE name = ANY($1::text[])"
+_INSERT = (
+    f"INSERT INTO messages ({_COLUMNS}) SELECT * FROM unnest($1::text[], $2::bigint[], "
+    "$3::text[], $4::bigint[], $5::bytea[], $6::text[], $7::text[])"
+)
+_UPSERT = (
+    "INSERT INTO channels (name, epoch, last_offset, last_ts, created_ts) "
+    "SELECT n, e, o, t, t FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
+    "AS u(n, e, o, t) ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch, "
+    "last_offset = excluded.last_offset, last_ts = excluded.last_ts"
+)
+_INFO = (
+    "SELECT c.name, c.epoch, c.last_offset, c.last_ts, "
+    '(SELECT min(m."offset") FROM messages m WHERE m.channel = c.name) FROM channels c'
+)
+_READ = (
+    f'SELECT {_COLUMNS} FROM messages WHERE channel = $1 AND "offset" > $2 '
+    'ORDER BY "offset" LIMIT $3'
+)
+_READ_LAST = f'SELECT {_COLUMNS} FROM messages WHERE channel = $1 ORDER BY "offset" DESC LIMIT $2'
+_READ_TIME_OPEN = (
+    f"SELECT {_COLUMNS} FROM messages WHERE channel = $1 AND ts >= $2 "
+    'ORDER BY ts, "offset" LIMIT $3'
+)
+_READ_TIME_CLOSED = (
+    f"SELECT {_COLUMNS} FROM messages WHERE channel = $1 AND ts >= $2 AND ts < $3 "
+    'ORDER BY ts, "offset" LIMIT $4'
+)
+_FIND_KEY = (
+    f"SELECT {_COLUMNS} FROM messages WHERE channel = $1 AND idempotency_key = $2 "
+    'AND ts >= $3 ORDER BY "offset" LIMIT 1'
+)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def load_pg_migrations() -> list[tuple[int, str, str]]:
+    """The packaged migrations ``(version, name, sql)``, ordered by version."""
+    folder = importlib.resources.files("wagerwire.stores").joinpath("pg_migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match is not None:
+            found.append((int(match[1]), entry.name, entry.read_text("utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions in {folder}: {versions}")
+    return found
+
+
+def _message(row: Any) -> Message:
+    channel, offset, epoch, ts, data, attrs, key = row
+    return Message(
+        channel, offset, epoch, ts, bytes(data),
+        orjson.loads(attrs) if attrs is not None else None, key,
+    )
+
+
+def _info(row: Any) -> ChannelInfo:
+    name, epoch, last_offset, last_ts, first = row
+    count = last_offset - first + 1 if first is not None else 0
+    return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
+
+
+class _Append:
+    __slots__ = ("future", "message")
+
+    def __init__(self, message: Message, future: asyncio.Future[None]) -> None:
+        self.message = message
+        self.future = future
+
+
+class _Job:
+    """Work serialised with the appends on the writer connection (prune)."""
+
+    __slots__ = ("future", "run")
+
+    def __init__(
+        self, run: Callable[[asyncpg.Connection], Awaitable[object]], future: asyncio.Future[Any]
+    ) -> None:
+        self.run = run
+        self.future = future
+
+
+class PostgresStore:
+    """Durable history in PostgreSQL; see the module docstring for the design.
+
+    Args:
+        dsn: ``postgresql://user@host:port/database`` (asyncpg syntax).
+        retention: rules applied by ``prune`` and by the writer's periodic pruning.
+        batch_max: most appends committed in one transaction.
+        schema: keep the tables in this schema (created if missing) instead of ``public``.
+        lock_timeout_ms: how long a write waits for a lock held elsewhere before its batch
+            fails with ``Unavailable``.
+        pool_size: connections for reads.
+        prune_every: appended messages between prunes of the channels written meanwhile.
+        prune_interval_s: seconds between prunes of every channel.
+
+    ``commits`` counts committed append batches and ``appended`` the messages they held.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        retention: Sequence[RetentionRule] = (),
+        batch_max: int = 1024,
+        *,
+        schema: str | None = None,
+        lock_timeout_ms: int = 5000,
+        pool_size: int = 4,
+        prune_every: int = 1000,
+        prune_interval_s: float = 60.0,
+    ) -> None:
+        if batch_max < 1 or pool_size < 1 or prune_every < 1 or prune_interval_s <= 0:
+            raise ValueError("batch_max, pool_size, prune_every and prune_interval_s must be > 0")
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema {schema!r} must match {_SCHEMA_NAME.pattern}")
+        self.dsn = dsn
+        self.schema = schema
+        self.retention = tuple(retention)
+        self.batch_max = batch_max
+        self.commits = 0
+        self.appended = 0
+        self._lock_timeout_ms = lock_timeout_ms
+        self._pool_size = pool_size
+        self._prune_every = prune_every
+        self._prune_interval_s = prune_interval_s
+        self._queue: deque[_Append | _Job | None] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._wconn: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._closed = False
+        self._opened = False
+        self._rules: dict[str, RetentionRule | None] = {}
+        self._dirty: set[str] = set()
+        self._since_prune = 0
+        self._next_sweep = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, str]:
+        settings = {"lock_timeout": str(self._lock_timeout_ms), "application_name": "wagerwire"}
+        if self.schema is not None:
+            settings["search_path"] = self.schema
+        return settings
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn, server_settings=self._settings(), timeout=10)
+
+    async def open(self) -> None:
+        """Create or migrate the schema, then start the writer and the read pool."""
+        if self._closed:
+            raise Unavailable("the store is closed; create a new one to reopen the database")
+        if self._opened:
+            return
+        try:
+            conn = await self._connect()
+            try:
+                await self._migrate(conn)
+            except BaseException:
+                await conn.close()
+                raise
+            self._wconn = conn
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size,
+                server_settings=self._settings(), timeout=10,
+            )
+        except _DB_ERRORS as exc:
+            if self._wconn is not None:
+                await self._wconn.close()
+                self._wconn = None
+            raise Unavailable(f"cannot open PostgreSQL store: {exc}") from exc
+        self._opened = True
+        self._next_sweep = time.monotonic() + self._prune_interval_s
+        self._writer = asyncio.get_running_loop().create_task(self._run_writer())
+
+    async def _migrate(self, conn: asyncpg.Connection) -> list[int]:
+        """Apply the migrations not yet recorded; one at a time across nodes."""
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            if self.schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+            )
+            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, sql in load_pg_migrations():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_ms) "
+                        "VALUES ($1, $2, $3)", version, name, _now_ms(),
+                    )
+                applied.append(version)
+            return applied
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+    async def close(self) -> None:
+        """Commit every append queued so far, then close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.append(None)
+            self._wake.set()
+            await asyncio.shield(self._writer)
+        if self._wconn is not None:
+            await self._wconn.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed or not self._opened:
+            raise Unavailable("the store is closed" if self._closed else "the store is not open")
+
+    async def append(self, message: Message) -> None:
+        """Queue ``message`` for the next group commit; returns once it is committed.
+
+        Raises:
+            Unavailable: the store is closed, the offset would leave a hole (it must be the
+                channel's last offset + 1, or 1 in a new epoch), or the batch failed.
+        """
+        self._check_open()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Append(message, future))
+        self._wake.set()
+        await future
+
+    async def prune(self, now_ms: int) -> int:
+        """Apply the retention rules to every channel; returns how many messages went."""
+        self._check_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Job(lambda conn: self._prune(conn, now_ms, None), future))
+        self._wake.set()
+        removed = await future
+        assert isinstance(removed, int)
+        return removed
+
+    async def _run_writer(self) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wake.clear()
+                wait = self._sweep_wait()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    await self._auto_prune(sweep=True)
+                    continue
+            batch: list[_Append] = []
+            stop = False
+            while queue and len(batch) < self.batch_max:
+                item = queue[0]
+                if item is None:
+                    queue.popleft()
+                    stop = True
+                    break
+                if isinstance(item, _Job):
+                    if batch:
+                        break
+                    queue.popleft()
+                    await self._run_job(item)
+                    continue
+                queue.popleft()
+                batch.append(item)
+            if batch:
+                await self._write_batch(batch)
+                await self._maybe_auto_prune()
+            if stop:
+                for left in queue:  # only possible if something was queued after close
+                    if left is not None and not left.future.done():
+                        left.future.set_exception(Unavailable("the store is closed"))
+                queue.clear()
+                return
+
+    async def _writer_conn(self) -> asyncpg.Connection:
+        conn = self._wconn
+        if conn is None or conn.is_closed():
+            self._wconn = conn = await self._connect()
+        return conn
+
+    async def _write_batch(self, batch: list[_Append]) -> None:
+        """Insert one batch in one transaction, then settle its futures in queue order."""
+        errors: list[BaseException | None] = []
+        tip: dict[str, tuple[str, int, int]] = {}
+        try:
+            conn = await self._writer_conn()
+            names = sorted({item.message.channel for item in batch})
+            async with conn.transaction():
+                await conn.execute(_LOCK, names)
+                known = {r[0]: (r[1], r[2]) for r in await conn.fetch(_STATE, names)}
+                rows: list[list[object]] = [[], [], [], [], [], [], []]
+                for item in batch:
+                    m = item.message
+                    state = tip.get(m.channel)
+                    current = (state[0], state[1]) if state else known.get(m.channel)
+                    new_epoch = current is not None and current[0] != m.epoch
+                    expected = 1 if current is None or new_epoch else current[1] + 1
+                    if m.offset != expected:
+                        errors.append(_hole(m, current))
+                        continue
+                    if new_epoch:  # the channel restarts: its old history is gone for good
+                        await self._insert(conn, rows)
+                        await conn.execute("DELETE FROM messages WHERE channel = $1", m.channel)
+                    tip[m.channel] = (m.epoch, m.offset, m.ts)
+                    for column, value in zip(rows, _row(m), strict=True):
+                        column.append(value)
+                    errors.append(None)
+                await self._insert(conn, rows)
+                if tip:
+                    await conn.execute(
+                        _UPSERT, list(tip), [t[0] for t in tip.values()],
+                        [t[1] for t in tip.values()], [t[2] for t in tip.values()],
+                    )
+        except _DB_ERRORS as exc:  # any failure fails the whole batch, nothing is kept
+            log.warning("PostgreSQL batch of %d appends failed: %s", len(batch), exc)
+            errors = [Unavailable(f"the store failed to commit: {exc}") for _ in batch]
+            await self._drop_broken_conn()
+        else:
+            self._dirty.update(tip)
+            appended = sum(1 for e in errors if e is None)
+            self._since_prune += appended
+            self.appended += appended
+            self.commits += 1
+        for item, error in zip(batch, errors, strict=True):
+            if item.future.done():  # the caller was cancelled; the write happened regardless
+                continue
+            if error is None:
+                item.future.set_result(None)
+            else:
+                item.future.set_exception(error)
+
+    @staticmethod
+    async def _insert(conn: asyncpg.Connection, rows: list[list[object]]) -> None:
+        if rows[0]:
+            await conn.execute(_INSERT, *rows)
+            for column in rows:
+                column.clear()
+
+    async def _drop_broken_conn(self) -> None:
+        conn = self._wconn
+        if conn is not None and conn.is_closed():
+            self._wconn = None
+
+    async def _run_job(self, job: _Job) -> None:
+        try:
+            conn = await self._writer_conn()
+            result = await job.run(conn)
+        except _DB_ERRORS as exc:
+            await self._drop_broken_conn()
+            if not job.future.done():
+                job.future.set_exception(Unavailable(f"the store failed: {exc}"))
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+        else:
+            if not job.future.done():
+                job.future.set_result(result)
+
+    # -- retention (writer) ----------------------------------------------------------------
+
+    def _sweep_wait(self) -> float | None:
+        if not self.retention:
+            return None
+        return max(0.0, self._next_sweep - time.monotonic())
+
+    async def _maybe_auto_prune(self) -> None:
+        if not self.retention:
+            return
+        if time.monotonic() >= self._next_sweep:
+            await self._auto_prune(sweep=True)
+        elif self._since_prune >= self._prune_every:
+            await self._auto_prune(sweep=False)
+
+    async def _auto_prune(self, *, sweep: bool) -> None:
+        try:
+            conn = await self._writer_conn()
+            await self._prune(conn, _now_ms(), None if sweep else list(self._dirty))
+        except Exception:
+            log.exception("automatic PostgreSQL prune failed")
+            await self._drop_broken_conn()
+        self._dirty.clear()
+        self._since_prune = 0
+        if sweep:
+            self._next_sweep = time.monotonic() + self._prune_interval_s
+
+    def _rule(self, channel: str) -> RetentionRule | None:
+        try:
+            return self._rules[channel]
+        except KeyError:
+            rule = next(
+                (r for r in self.retention if pattern_matcher(r.pattern).fullmatch(channel)),
+                None,
+            )
+            self._rules[channel] = rule
+            return rule
+
+    async def _prune(
+        self, conn: asyncpg.Connection, now_ms: int, channels: Iterable[str] | None
+    ) -> int:
+        """Delete, per channel, the prefix its rule no longer keeps; one transaction."""
+        if channels is None:
+            rows = await conn.fetch("SELECT name, last_offset FROM channels")
+        else:
+            rows = await conn.fetch(
+                "SELECT name, last_offset FROM channels WHERE name = ANY($1::text[])",
+                list(channels),
+            )
+        removed = 0
+        async with conn.transaction():
+            for name, last_offset in rows:
+                rule = self._rule(name)
+                if rule is None:
+                    continue
+                cut = 0
+                if rule.max_count is not None:
+                    cut = last_offset - rule.max_count
+                if rule.max_age_s is not None:
+                    oldest_kept = now_ms - int(rule.max_age_s * 1000)
+                    aged = await conn.fetchval(
+                        'SELECT max("offset") FROM messages WHERE channel = $1 AND ts < $2',
+                        name, oldest_kept,
+                    )
+                    if aged is not None:
+                        cut = max(cut, aged)
+                if cut > 0:
+                    status = await conn.execute(
+                        'DELETE FROM messages WHERE channel = $1 AND "offset" <= $2', name, cut
+                    )
+                    removed += int(status.rsplit(" ", 1)[-1])
+        if removed:
+            log.debug("pruned %d messages from %d channels", removed, len(rows))
+        return removed
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        self._check_open()
+        pool = self._pool
+        assert pool is not None
+        try:
+            return list(await pool.fetch(sql, *args))
+        except _DB_ERRORS as exc:
+            if self._closed:
+                raise Unavailable("the store is closed") from exc
+            raise Unavailable(f"the store failed to read: {exc}") from exc
+
+    async def positions(self) -> dict[str, Position]:
+        """The last position of every channel ever written (retention never lowers it)."""
+        rows = await self._fetch("SELECT name, epoch, last_offset FROM channels")
+        return {name: Position(epoch, last) for name, epoch, last in rows}
+
+    async def read(self, channel: str, after: int, limit: int) -> list[Message]:
+        """Messages with offset > ``after``, ascending, at most ``limit``."""
+        if limit <= 0:
+            return []
+        return [_message(r) for r in await self._fetch(_READ, channel, after, limit)]
+
+    async def read_last(self, channel: str, limit: int) -> list[Message]:
+        """The newest ``limit`` messages, ascending."""
+        if limit <= 0:
+            return []
+        newest = [_message(r) for r in await self._fetch(_READ_LAST, channel, limit)]
+        newest.reverse()
+        return newest
+
+    async def read_by_time(
+        self, channel: str, since_ms: int, until_ms: int | None, limit: int
+    ) -> list[Message]:
+        """Messages with ``since_ms <= ts < until_ms``, ascending by ts then offset."""
+        if limit <= 0:
+            return []
+        if until_ms is None:
+            rows = await self._fetch(_READ_TIME_OPEN, channel, since_ms, limit)
+        else:
+            rows = await self._fetch(_READ_TIME_CLOSED, channel, since_ms, until_ms, limit)
+        return [_message(r) for r in rows]
+
+    async def channel_info(self, channel: str) -> ChannelInfo | None:
+        """Positions and retained range of one channel, ``None`` if never written."""
+        rows = await self._fetch(f"{_INFO} WHERE c.name = $1", channel)
+        return _info(rows[0]) if rows else None
+
+    async def channels(self) -> list[ChannelInfo]:
+        """Every channel ever written, sorted by name."""
+        return [_info(r) for r in await self._fetch(f"{_INFO} ORDER BY c.name")]
+
+    async def find_idempotent(self, channel: str, key: str, since_ms: int) -> Message | None:
+        """The first message published with ``key`` on ``channel`` at or after ``since_ms``."""
+        rows = await self._fetch(_FIND_KEY, channel, key, since_ms)
+        return _message(rows[0]) if rows else None
+
+    async def explain(self) -> dict[str, str]:
+        """The query plans of the history reads (for docs and the index test)."""
+        queries = {
+            "read": (_READ, "game:crash", 100, 500),
+            "read_last": (_READ_LAST, "game:crash", 100),
+            "read_by_time": (_READ_TIME_CLOSED, "game:crash", 1_000, 2_000, 500),
+            "find_idempotent": (_FIND_KEY, "game:crash", "k", 0),
+        }
+        plans = {}
+        for name, (sql, *args) in queries.items():
+            rows = await self._fetch(f"EXPLAIN {sql}", *args)
+            plans[name] = "\n".join(r[0] for r in rows)
+        return plans
+
+
+def _row(m: Message) -> tuple[object, ...]:
+    attrs = m.attrs
+    return (
+        m.channel, m.offset, m.epoch, m.ts, m.data,
+        orjson.dumps(dict(attrs)).decode() if attrs is not None else None,
+        m.idempotency_key,
+    )
+
+
+def _hole(message: Message, state: tuple[str, int] | None) -> Unavailable:
+    if state is None:
+        where = "a new channel starts at offset 1"
+    elif state[0] != message.epoch:
+        where = f"a new epoch starts at offset 1 (stored epoch {state[0]})"
+    else:
+        where = f"the stored last offset is {state[1]} in epoch {state[0]}"
+    return Unavailable(
+        f"refused offset {message.offset} of {message.channel} (epoch {message.epoch}): "
+        f"{where}; offsets must have no holes"
+    )
+
+
+if TYPE_CHECKING:
+    _conforms: Store = PostgresStore("postgresql://")

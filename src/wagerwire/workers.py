@@ -1,0 +1,163 @@
+"""``wagerwire serve --workers N``: N worker processes on one port, each its own event loop.
+
+The supervisor (the process you started) binds the port once to reserve it (and to resolve
+``--port 0``), then forks N workers. Each worker is a complete node (``app.run``) whose
+listening socket has ``SO_REUSEPORT`` set, so the kernel spreads incoming connections over
+the workers. Workers share nothing in memory: offsets, fan-out and history go through the
+Redis broker and the PostgreSQL store, which is why ``--workers`` above 1 without them is
+refused (``backends.check_workers`` explains). Only worker 0 runs the demo simulators (one
+simulated casino, not N).
+
+The supervisor restarts a worker that dies (with a pause if it dies within seconds of its
+start) and, on SIGTERM or SIGINT, passes SIGTERM on to every worker (each shuts down
+gracefully: clients are told to resume) and waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType, ModuleType
+from typing import Any
+
+from wagerwire.backends import FeaturesFactory, check_workers, with_readiness
+from wagerwire.config import Settings
+
+__all__ = ["Supervisor", "serve"]
+
+log = logging.getLogger("wagerwire.workers")
+
+RESTART_PAUSE_S = 1.0
+STOP_TIMEOUT_S = 30.0
+
+
+def serve(settings: Settings, features: FeaturesFactory | None) -> int:
+    """Serve with ``settings.workers`` processes; returns the exit code.
+
+    Raises:
+        BadParameter: ``--workers`` above 1 without a Redis broker and a PostgreSQL store.
+    """
+    check_workers(settings)
+    if settings.workers == 1:
+        from wagerwire.app import install_uvloop, run
+
+        install_uvloop()
+        return asyncio.run(run(settings, with_readiness(features)))
+    return Supervisor(settings, features).run()
+
+
+class _ReusePortSockets:
+    """``socket`` as seen by ``wagerwire.app`` in a worker: new sockets get SO_REUSEPORT.
+
+    Stop-gap until ``Server.start`` sets ``SO_REUSEPORT`` itself when ``workers > 1``.
+    """
+
+    def __init__(self, real: ModuleType) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def socket(self, *args: Any, **kwargs: Any) -> socket.socket:
+        sock: socket.socket = self._real.socket(*args, **kwargs)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        return sock
+
+
+def _worker(settings: Settings, features: FeaturesFactory | None, index: int) -> None:
+    """One worker process: a whole node on the shared port."""
+    from wagerwire import app
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # app.run installs its own on the loop
+    setattr(app, "socket", _ReusePortSockets(socket))  # noqa: B010 - see _ReusePortSockets
+    if index > 0:
+        settings = dataclasses.replace(settings, demo=False)
+    app.install_uvloop()
+    code = asyncio.run(app.run(settings, with_readiness(features)))
+    sys.stdout.flush()
+    os._exit(code)
+
+
+class Supervisor:
+    """Starts, watches and stops the worker processes."""
+
+    def __init__(self, settings: Settings, features: FeaturesFactory | None) -> None:
+        self.settings = settings
+        self.features = features
+        self.procs: dict[int, BaseProcess] = {}
+        self._started_at: dict[int, float] = {}
+        self._stopping = False
+        self._ctx = multiprocessing.get_context("fork")
+
+    def _reserve_port(self) -> socket.socket:
+        s = self.settings
+        sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((s.host, s.port))
+        return sock
+
+    def _start(self, index: int) -> None:
+        proc = self._ctx.Process(
+            target=_worker, args=(self.settings, self.features, index),
+            name=f"wagerwire-worker-{index}",
+        )
+        proc.start()
+        self.procs[index] = proc
+        self._started_at[index] = time.monotonic()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def run(self) -> int:
+        reserved = self._reserve_port()
+        self.settings = dataclasses.replace(self.settings, port=reserved.getsockname()[1])
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for index in range(self.settings.workers):
+                self._start(index)
+            print(f"wagerwire: {self.settings.workers} workers on port {self.settings.port} "
+                  f"(pids {', '.join(str(p.pid) for p in self.procs.values())})", flush=True)
+            self._watch()
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            reserved.close()
+        return 0
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            sentinels = [p.sentinel for p in self.procs.values()]
+            multiprocessing.connection.wait(sentinels, timeout=0.5)
+            for index, proc in list(self.procs.items()):
+                if proc.is_alive() or self._stopping:
+                    continue
+                log.error("worker %d (pid %s) exited with %s; restarting", index, proc.pid,
+                          proc.exitcode)
+                proc.join()
+                if time.monotonic() - self._started_at[index] < 5:
+                    time.sleep(RESTART_PAUSE_S)
+                self._start(index)
+
+    def _stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in self.procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)

@@ -1,0 +1,230 @@
+"""Real Redis and PostgreSQL servers for tests: loopback only, free ports, temporary dirs.
+
+Each server is a child process of the test run, started by these helpers and stopped by PID
+in teardown; nothing else on the machine is touched. Tests that need one skip when the
+binary is missing (``make system-deps`` installs both).
+
+``RedisServer`` restarts on the same port (the Redis-outage tests rely on it); it keeps no
+data across restarts (``--save '' --appendonly no``), like a Redis that lost its memory.
+``PostgresServer`` runs ``initdb`` and ``postgres`` as the ``postgres`` user when the tests
+run as root (PostgreSQL refuses to run as root), with trust auth on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "free_port",
+    "postgres_bin",
+    "redis_bin",
+]
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def redis_bin() -> str | None:
+    return shutil.which("redis-server")
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+class RedisServer:
+    """One ``redis-server`` child on 127.0.0.1; ``restart()`` keeps the port, loses the data."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        binary = redis_bin()
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (make system-deps)")
+        self.binary = binary
+        self.directory = directory
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory), "--daemonize", "no",
+             "--protected-mode", "yes"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        _wait_port(self.port, self.proc, 10, "redis-server")
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+    def kill(self) -> None:
+        _stop(self.proc, signal.SIGKILL)
+        self.proc = None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.kill()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only."""
+
+    def __init__(self, directory: Path, *, fsync: bool = False) -> None:
+        bindir = postgres_bin()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (make system-deps)")
+        self.bindir = bindir
+        self.directory = directory
+        self.port = free_port()
+        self.fsync = fsync
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._user: str | None = None
+        if os.geteuid() == 0:
+            self._user = "postgres"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_user(self, cmd: list[str]) -> list[str]:
+        return ["runuser", "-u", self._user, "--", *cmd] if self._user else cmd
+
+    def start(self) -> PostgresServer:
+        data = self.directory / "data"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+            # The server's user must be able to reach its directory.
+            for parent in self.directory.parents:
+                if parent == Path("/"):
+                    break
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
+        if not data.exists():
+            subprocess.run(
+                self._as_user([str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                               "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+        log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            self._as_user([
+                str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+                "-h", "127.0.0.1", "-k", str(self.directory),
+                "-c", f"fsync={'on' if self.fsync else 'off'}",
+                "-c", "max_connections=200", "-c", "shared_buffers=64MB",
+            ]),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        _wait_port(self.port, self.proc, 30, "postgres")
+        # Accepting TCP is not yet accepting logins: wait for a real query.
+        deadline = time.monotonic() + 30
+        while True:
+            done = subprocess.run(
+                [str(self.bindir / "psql"), self.url(), "-qAtc", "select 1"],
+                capture_output=True,
+            )
+            if done.returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postgres not ready: {done.stderr.decode()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGINT)  # "fast" shutdown
+        self.proc = None
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        done = subprocess.run(
+            [str(self.bindir / "psql"), self.url(database), "-qAtc", sql],
+            capture_output=True, check=True,
+        )
+        return done.stdout.decode()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the session; tests isolate themselves with key prefixes or databases."""
+    if redis_bin() is None:
+        pytest.skip("redis-server is not installed (make system-deps)")
+    directory = Path(tempfile.mkdtemp(prefix="ww-redis-"))
+    server = RedisServer(directory).start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the session; tests isolate themselves with schemas."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make system-deps)")
+    directory = Path(tempfile.mkdtemp(prefix="ww-pg-"))
+    server = PostgresServer(directory).start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis for one test only (for tests that kill or restart it)."""
+    if redis_bin() is None:
+        pytest.skip("redis-server is not installed (make system-deps)")
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
