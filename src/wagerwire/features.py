@@ -53,6 +53,39 @@ class ResumingCasinoSource:
         await simulator.run(publisher)
 
 
+class ClosingSportsSource:
+    """The sports simulator, after closing the events a previous run left open.
+
+    A restarted simulator starts new events; events it left upcoming or live in the store
+    would otherwise stay "live" forever with a frozen clock. They are published once more as
+    finished (``"abandoned": true``) so every snapshot and client sees them end.
+    """
+
+    def __init__(self, simulator: SportsSimulator, hub: Hub) -> None:
+        self.simulator = simulator
+        self.hub = hub
+
+    async def run(self, publisher: Any) -> None:
+        for info in await self.hub.store.channels():
+            if not info.name.startswith("sports:event:"):
+                continue
+            last = await self.hub.store.read_last(info.name, 1)
+            if not last:
+                continue
+            try:
+                event = orjson.loads(last[0].data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict) or event.get("status") == "finished":
+                continue
+            event.update(status="finished", live=False, abandoned=True,
+                         seq=int(event.get("seq") or 0) + 1)
+            attrs = {k: v for k, v in (last[0].attrs or {}).items()}
+            attrs["live"] = "false"
+            await publisher.publish(info.name, event, attrs=attrs)
+        await self.simulator.run(publisher)
+
+
 def demo_feature(settings: Settings, hub: Hub) -> Feature:
     """Every demo game, demo balances and the sports simulator, at ``demo_speed``."""
     scale = 1.0 / max(settings.demo_speed, 1e-3)
@@ -60,9 +93,9 @@ def demo_feature(settings: Settings, hub: Hub) -> Feature:
         ResumingCasinoSource(spec, settings.demo_seed, scale, hub) for spec in demo_games()
     ]
     sources.append(BalanceSimulator(settings.demo_seed, cadence_scale=scale))
-    sources.append(SportsSimulator(SportsConfig(
+    sources.append(ClosingSportsSource(SportsSimulator(SportsConfig(
         seed=settings.demo_seed, interval_ms=max(50, int(1000 * scale))
-    )))
+    )), hub))
     return Feature(sources=sources)
 
 
