@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[test]'
+	# the websockets release the seeds' own Python examples were written for (legacy API)
+	$(PIP) install -q --target $(VENV)/seed-websockets-13 'websockets==13.1'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -188,9 +188,14 @@ async def run_node(source: str) -> Child:
     return Child(proc, path)
 
 
-def seed_python_path(cache: pytest.Cache) -> Path:
-    """A directory holding the websockets version the seeds' Python clients were written for."""
-    target = cache.mkdir("seed-websockets-13")
+SEED_DEPS = Path(sys.prefix) / "seed-websockets-13"  # beside the venv, not in pytest's cache
+
+
+def seed_python_path(_cache: object = None) -> Path:
+    """A directory holding the websockets version the seeds' Python clients were written for
+    (``make install-test`` installs it; installed here on first use otherwise)."""
+    target = SEED_DEPS
+    target.mkdir(parents=True, exist_ok=True)
     if not (target / "websockets" / "legacy").is_dir():
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",

@@ -50,7 +50,7 @@ asyncio.run(main())
 
 @pytest.fixture(scope="session")
 def seed_deps(request: pytest.FixtureRequest) -> Path:
-    return seed_python_path(request.config.cache)
+    return seed_python_path()
 
 
 def as_received(data: Any) -> Any:

@@ -40,7 +40,7 @@ def key_of(server: Live) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def seed_deps(request: pytest.FixtureRequest) -> Path:
-    return seed_python_path(request.config.cache)
+    return seed_python_path()
 
 
 def rocket_lines(rounds: list[dict[str, Any]]) -> list[str]:

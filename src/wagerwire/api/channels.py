@@ -15,7 +15,7 @@ from wagerwire.api.responses import JsonResponse, message_json
 from wagerwire.api.schemas import ErrorResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.core.channels import validate_channel
-from wagerwire.errors import BadParameter, Forbidden, NotFound
+from wagerwire.errors import BadParameter, NotFound
 
 __all__ = ["router"]
 
@@ -137,9 +137,8 @@ async def publish(
     svc: Annotated[Services, Depends(services)],
     who: Annotated[Identity, Depends(caller)],
 ) -> Response:
-    if not svc.gate.can_publish(who):
-        raise Forbidden("this key may not publish: use a publisher key")
     body = await parse_json_body(request, PublishIn)
+    svc.gate.check_publish(who, body.channel)
     result = await svc.hub.publish(
         body.channel, body.data, attrs=body.attrs, idempotency_key=body.idempotency_key
     )

@@ -104,6 +104,14 @@ class Gate:
         """Publisher and admin keys publish; with auth off, everyone does."""
         return True
 
+    def check_publish(self, identity: Identity, channel: object) -> None:
+        """Raise ``Forbidden`` unless ``identity`` may publish on ``channel``: only publisher
+        and admin keys write private ``user:`` channels, even when auth is open."""
+        if not self.can_publish(identity):
+            raise Forbidden("this key may not publish: use a publisher key")
+        if isinstance(channel, str) and is_private(channel) and not identity.can_publish:
+            raise Forbidden(f"{channel} is private: only publisher keys publish there")
+
     def max_subscriptions(self, identity: Identity) -> int | None:
         """The plan's channels-per-connection limit (None: the server's own limit)."""
         return None

@@ -87,6 +87,10 @@ class SseConnection(StreamConnection):
             event="shutdown",
         ))
 
+    def revoke(self) -> None:
+        self.close_transport(sse_event(
+            b'{"code":"unauthorized","message":"API key revoked"}', event="error"))
+
     def send_event(self, data: bytes, event: str | None = None) -> None:
         self.send_now(sse_event(data, event=event))
 
@@ -144,11 +148,7 @@ class NativeSseConnection(SseConnection):
             channels, since, max_channels=gate.max_subscriptions(identity)
         )
         lease = gate.open_stream(identity, "sse")
-        conn = cls(registry, channels, flt, since, lease)
-        if lease is not NO_LEASE:
-            lease.on_revoke = lambda: conn.close_transport(sse_event(
-                b'{"code":"unauthorized","message":"API key revoked"}', event="error"))
-        return conn
+        return cls(registry, channels, flt, since, lease)
 
     def started(self, request: Any) -> None:
         super().started(request)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wagerwire.auth.identity import Gate
+from wagerwire.auth.identity import NO_LEASE, Gate, StreamLease
 from wagerwire.core.messages import Message
 
 if TYPE_CHECKING:
@@ -135,10 +135,17 @@ class StreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def attach(self, transport: asyncio.Transport, loop_time: float) -> None:
-        """Take over ``transport`` after the HTTP layer has handed it to us."""
+        """Take over ``transport`` after the HTTP layer has handed it to us.
+
+        Every stream that holds a key's lease (native or dialect) closes when that key is
+        revoked: the lease's ``on_revoke`` is wired here, once for all connection kinds.
+        """
         self.transport = transport
         self.last_seen = loop_time
         self.registry.connections.add(self)
+        lease = getattr(self, "lease", None)
+        if isinstance(lease, StreamLease) and lease is not NO_LEASE:
+            lease.on_revoke = self.revoke
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()
@@ -257,6 +264,10 @@ class StreamConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Close because the server is stopping (a resume hint is sent where possible)."""
+        self.close_transport()
+
+    def revoke(self) -> None:
+        """Close because the key behind this stream was revoked."""
         self.close_transport()
 
 

@@ -20,7 +20,7 @@ from wagerwire.auth.identity import ANONYMOUS, NO_LEASE, Identity, StreamLease
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message
 from wagerwire.dialects import native
-from wagerwire.errors import CloseCode, Forbidden, InternalError, WagerwireError
+from wagerwire.errors import CloseCode, InternalError, WagerwireError
 from wagerwire.transports.http import HttpRequest
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
 from wagerwire.wire.websocket import (
@@ -123,6 +123,9 @@ class WsConnection(StreamConnection):
     def shutdown(self) -> None:
         self.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
 
+    def revoke(self) -> None:
+        self.close(CloseCode.UNAUTHORIZED, "API key revoked")
+
     # -- op chain --------------------------------------------------------------------------
 
     def run_in_order(self, op: Callable[[], Awaitable[None]]) -> None:
@@ -183,10 +186,7 @@ class NativeWsConnection(WsConnection):
         gate = registry.gate
         identity = gate.authenticate(request.headers, request.query_one("token"))
         lease = gate.open_stream(identity, "ws")
-        conn = cls(registry, identity, lease)
-        if lease is not NO_LEASE:
-            lease.on_revoke = lambda: conn.close(CloseCode.UNAUTHORIZED, "API key revoked")
-        return conn
+        return cls(registry, identity, lease)
 
     def on_closed(self) -> None:
         super().on_closed()
@@ -252,8 +252,10 @@ class NativeWsConnection(WsConnection):
 
     def _publish(self, op: native.Publish) -> None:
         hub = self.registry.hub
-        if not self.registry.gate.can_publish(self.identity):
-            self.send_error(Forbidden("this key may not publish: use a publisher key"))
+        try:
+            self.registry.gate.check_publish(self.identity, op.channel)
+        except WagerwireError as exc:
+            self.send_error(exc)
             return
 
         async def publish() -> None:
