@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,8 +138,14 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _as_user(self, cmd: list[str]) -> list[str]:
-        return ["runuser", "-u", self._user, "--", *cmd] if self._user else cmd
+    def _user_kwargs(self) -> dict[str, Any]:
+        """Run the child as the server's user itself (not under runuser, which would not
+        pass our signals on), so stopping it by PID stops PostgreSQL."""
+        if not self._user:
+            return {}
+        entry = pwd.getpwnam(self._user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [],
+                "env": {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}}
 
     def start(self) -> PostgresServer:
         data = self.directory / "data"
@@ -155,19 +162,18 @@ class PostgresServer:
                     parent.chmod(mode | 0o001)
         if not data.exists():
             subprocess.run(
-                self._as_user([str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                               "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                 "--auth=trust", "-E", "UTF8", "--no-sync"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                cwd=self.directory, **self._user_kwargs(),
             )
         log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            self._as_user([
-                str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-                "-h", "127.0.0.1", "-k", str(self.directory),
-                "-c", f"fsync={'on' if self.fsync else 'off'}",
-                "-c", "max_connections=200", "-c", "shared_buffers=64MB",
-            ]),
-            stdout=log, stderr=subprocess.STDOUT,
+            [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-h", "127.0.0.1", "-k", str(self.directory),
+             "-c", f"fsync={'on' if self.fsync else 'off'}",
+             "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, **self._user_kwargs(),
         )
         log.close()
         _wait_port(self.port, self.proc, 30, "postgres")

@@ -16,6 +16,7 @@ gracefully: clients are told to resume) and waits for them.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
@@ -26,8 +27,7 @@ import socket
 import sys
 import time
 from multiprocessing.process import BaseProcess
-from types import FrameType, ModuleType
-from typing import Any
+from types import FrameType
 
 from wagerwire.backends import FeaturesFactory, check_workers, with_readiness
 from wagerwire.config import Settings
@@ -55,37 +55,28 @@ def serve(settings: Settings, features: FeaturesFactory | None) -> int:
     return Supervisor(settings, features).run()
 
 
-class _ReusePortSockets:
-    """``socket`` as seen by ``wagerwire.app`` in a worker: new sockets get SO_REUSEPORT.
-
-    Stop-gap until ``Server.start`` sets ``SO_REUSEPORT`` itself when ``workers > 1``.
-    """
-
-    def __init__(self, real: ModuleType) -> None:
-        self._real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def socket(self, *args: Any, **kwargs: Any) -> socket.socket:
-        sock: socket.socket = self._real.socket(*args, **kwargs)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        return sock
-
-
 def _worker(settings: Settings, features: FeaturesFactory | None, index: int) -> None:
     """One worker process: a whole node on the shared port."""
     from wagerwire import app
 
+    _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # app.run installs its own on the loop
-    setattr(app, "socket", _ReusePortSockets(socket))  # noqa: B010 - see _ReusePortSockets
     if index > 0:
         settings = dataclasses.replace(settings, demo=False)
     app.install_uvloop()
     code = asyncio.run(app.run(settings, with_readiness(features)))
     sys.stdout.flush()
     os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the supervisor dies, even by SIGKILL (no orphan workers)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class Supervisor:

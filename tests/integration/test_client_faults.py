@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ServerProcess
+from serverproc import ServerProcess
 from wagerwire.client import (
     AuthError,
     Backoff,
@@ -306,6 +306,11 @@ async def test_three_clients_get_every_message_through_kills_restarts_and_cuts(
                 "ws": ws_client.counters.messages_recovered,
                 "sse": sse_client.counters.messages_recovered,
                 "sync": sync.counters.messages_recovered,
+            },
+            live_gaps={  # holes the server left in a live stream, repaired over REST
+                "ws": ws_client.counters.live_gaps,
+                "sse": sse_client.counters.live_gaps,
+                "sync": sync.counters.live_gaps,
             },
             handshakes={"ws": proxy.count("/v1/ws"), "sse": proxy.count("/v1/sse")},
         )

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROOT, ServerProcess
+from serverproc import ROOT, ServerProcess
 from wagerwire.dashboard.routes import ASSETS
 
 BROWSER_DIR = ROOT / "tests" / "browser"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import uuid
 from collections import defaultdict
@@ -17,10 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import PostgresServer, RedisServer, own_redis, postgres_server, redis_server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from wsutil import join_tokens
+
+from servers import PostgresServer, RedisServer, own_redis, postgres_server, redis_server
 
 __all__ = ["own_redis", "postgres_server", "redis_server"]
 
@@ -300,7 +302,9 @@ async def test_two_workers_share_one_port(
     async with httpx.AsyncClient(timeout=5, limits=fresh) as client:
         for _ in range(40):
             metrics = (await client.get(node.url + "/metrics")).text
-            counts.add(int(metrics.split("wagerwire_subscribers ")[1].split("\n")[0]))
+            found = re.search(r"^wagerwire_subscribers (\d+)$", metrics, re.M)
+            assert found is not None, metrics
+            counts.add(int(found[1]))
         for i in range(20):
             resp = await client.post(node.url + "/v1/publish",
                                      json={"channel": "so:w", "data": {"i": i}})

@@ -50,6 +50,9 @@ class MessageOut(BaseModel):
     epoch: str
     ts: int = Field(description="ms since the epoch, when the hub accepted it")
     data: Any
+    attrs: dict[str, str] | None = Field(
+        default=None, description="attributes given at publish (present when any)"
+    )
 
 
 class MessagePage(BaseModel):

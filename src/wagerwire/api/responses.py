@@ -21,10 +21,13 @@ class JsonResponse(Response):
 
 def message_json(message: Message) -> dict[str, Any]:
     """A message as REST returns it; ``data`` is spliced in as the stored JSON bytes."""
-    return {
+    out: dict[str, Any] = {
         "channel": message.channel,
         "offset": message.offset,
         "epoch": message.epoch,
         "ts": message.ts,
         "data": orjson.Fragment(message.data),
     }
+    if message.attrs:
+        out["attrs"] = dict(message.attrs)  # so clients can apply filters to backfills
+    return out

@@ -321,7 +321,7 @@ class RedisBroker:
             self.url, max_connections=64, timeout=10, retry=Retry(NoBackoff(), 0),
             socket_timeout=5, socket_connect_timeout=2, decode_responses=False,
         )
-        self._redis = Redis(connection_pool=pool, auto_close_connection_pool=True)
+        self._redis = Redis.from_pool(pool)  # closing the client closes the pool
         for name in _SCRIPTS:
             self._scripts[name] = self._redis.register_script(_load_script(name))
         loop = asyncio.get_running_loop()

@@ -2,7 +2,7 @@
 
 Async::
 
-    async with Client("http://localhost:8080", key=KEY) as client:
+    async with Client("http://localhost:8080", key=API_KEY) as client:
         async for msg in client.subscribe(["game:crash", "odds:football:*"]):
             print(msg.channel, msg.offset, msg.data)
 
@@ -14,11 +14,15 @@ Blocking::
 
 The subscription resumes after a drop from the last message it delivered (no gap, no
 duplicate), backs off with full jitter, and backfills over REST what the server could no longer
-replay. :mod:`wagerwire.client.protocol` holds that logic without any I/O.
+replay. With an API key, stream connections authenticate with short-lived stream tokens that the
+client fetches and renews itself; what retrying cannot fix (a refused key, a channel outside the
+key's plan) ends the subscription with :class:`AuthError` / :class:`ForbiddenError` at once.
+:mod:`wagerwire.client.protocol` holds that logic without any I/O.
 """
 
 from __future__ import annotations
 
+from wagerwire.client.auth import StreamToken
 from wagerwire.client.backoff import Backoff
 from wagerwire.client.client import Client, Transport
 from wagerwire.client.errors import (
@@ -38,7 +42,7 @@ from wagerwire.client.errors import (
 )
 from wagerwire.client.messages import ClientMessage, MessageSource
 from wagerwire.client.protocol import Counters
-from wagerwire.client.rest import HistoryPage, PublishResult
+from wagerwire.client.rest import ChannelInfo, HistoryPage, PublishResult
 from wagerwire.client.states import (
     Closed,
     Connected,
@@ -55,6 +59,7 @@ __all__ = [
     "AuthError",
     "Backoff",
     "BadResumeTokenError",
+    "ChannelInfo",
     "Client",
     "ClientError",
     "ClientMessage",
@@ -78,6 +83,7 @@ __all__ = [
     "RequestError",
     "ServerError",
     "State",
+    "StreamToken",
     "Subscription",
     "SyncStream",
     "Transport",

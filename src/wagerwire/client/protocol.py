@@ -96,6 +96,7 @@ class Counters:
     duplicates_dropped: int = 0
     gaps_backfilled: int = 0
     gaps_unrecovered: int = 0
+    live_gaps: int = 0  # holes in an unfiltered live stream, each backfilled (a server fault)
 
     @classmethod
     def total(cls, many: Iterable[Counters]) -> Counters:
@@ -108,6 +109,7 @@ class Counters:
             out.duplicates_dropped += c.duplicates_dropped
             out.gaps_backfilled += c.gaps_backfilled
             out.gaps_unrecovered += c.gaps_unrecovered
+            out.live_gaps += c.live_gaps
         return out
 
 
@@ -437,6 +439,10 @@ class ClientProtocol:
         if missing:
             self.counters.gaps_unrecovered += 1
             actions.append(GapDetected(bf.channel, bf.epoch, reached, end))
+            if end is not None and end - 1 > reached:
+                # Reported as lost: the position moves past the hole, so the messages after
+                # it neither look like a new hole nor are asked for again.
+                self._positions[bf.channel] = Position(bf.epoch, end - 1)
         elif error is None:
             self.counters.gaps_backfilled += 1
         for msg in bf.held:
@@ -560,10 +566,16 @@ class ClientProtocol:
                 msg = msg.with_source("replay")
             if msg.offset >= target:
                 del self._catchup[msg.channel]
-        return self._accept(msg)
+        return self._accept(msg, live=True)
 
-    def _accept(self, msg: ClientMessage, *, from_backfill: bool = False) -> list[Action]:
-        """Dedupe, detect an epoch change, hold for a running backfill, or deliver."""
+    def _accept(
+        self, msg: ClientMessage, *, from_backfill: bool = False, live: bool = False
+    ) -> list[Action]:
+        """Dedupe, detect an epoch change or a hole, hold for a running backfill, or deliver.
+
+        ``live``: the message just came off the stream (not a held or backfilled one), so on
+        an unfiltered subscription an offset past the next one means the server skipped some.
+        """
         bf = self._backfills.get(msg.channel)
         if bf is not None and not from_backfill:
             bf.held.append(msg)
@@ -576,6 +588,18 @@ class ClientProtocol:
             # The channel restarted under us: what came before this message is missing.
             self._positions[msg.channel] = Position(msg.epoch, 0)
             actions = self._history_lost(msg.channel, msg.epoch, 0, msg.offset - 1)
+            return actions + self._accept(msg)
+        if (
+            live
+            and self._filter is None
+            and pos is not None
+            and pos.epoch == msg.epoch
+            and msg.offset > pos.offset + 1
+        ):
+            # Offsets have no holes and nothing filters this stream: the server skipped
+            # messages (e.g. a window around its restart). Fetch them before going on.
+            self.counters.live_gaps += 1
+            actions = self._history_lost(msg.channel, msg.epoch, pos.offset, msg.offset - 1)
             return actions + self._accept(msg)
         if pos is None:
             self._empty.discard(msg.channel)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from wagerwire.auth.identity import Identity, StreamLease
-from wagerwire.core.hub import SubscribeReply
+from wagerwire.core.hub import FrameEncoder, SubscribeReply
 from wagerwire.core.messages import Message, Position
 from wagerwire.core.tokens import decode_token, encode_positions
 from wagerwire.dialects import datastream, stake, trackersino
@@ -135,15 +135,23 @@ async def _latest(registry: StreamRegistry, channels: Iterable[str]) -> dict[str
 # -- Data Stream --------------------------------------------------------------------------------
 
 
-class DataStreamWsConnection(WsConnection):
-    """``/ws/{game}`` and ``/ws/type/{type}``: live Rounds, one per text frame."""
+class ReceiveOnlyWsConnection(WsConnection):
+    """A dialect WebSocket whose clients only listen: subscribed at connect to fixed channels.
+
+    Data Stream and TrackerSino clients send no data frames (anything sent is ignored); an
+    error closes the stream with its documented code; the key's lease is held until close.
+    """
 
     __slots__ = ("channels", "lease")
 
     def __init__(
-        self, registry: StreamRegistry, channels: tuple[str, ...], lease: StreamLease
+        self,
+        registry: StreamRegistry,
+        encoder: FrameEncoder,
+        channels: tuple[str, ...],
+        lease: StreamLease,
     ) -> None:
-        super().__init__(registry, DATASTREAM_WS)
+        super().__init__(registry, encoder)
         self.channels = channels
         self.lease = lease
 
@@ -156,11 +164,11 @@ class DataStreamWsConnection(WsConnection):
         self.run_in_order(subscribe)
 
     def deliver(self, frame: bytes, message: Message) -> None:
-        if frame:
+        if frame:  # an encoder answers b"" for messages its dialect does not carry
             super().deliver(frame, message)
 
     def on_text(self, text: str) -> None:
-        """The seed defines no client messages; anything sent is ignored."""
+        """The seeds define no client messages; anything sent is ignored."""
 
     def send_error(self, error: WagerwireError) -> None:
         self.close(_error_close_code(error), error.message[:120])
@@ -168,6 +176,17 @@ class DataStreamWsConnection(WsConnection):
     def on_closed(self) -> None:
         super().on_closed()
         self.lease.release()
+
+
+class DataStreamWsConnection(ReceiveOnlyWsConnection):
+    """``/ws/{game}`` and ``/ws/type/{type}``: live Rounds, one per text frame."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, registry: StreamRegistry, channels: tuple[str, ...], lease: StreamLease
+    ) -> None:
+        super().__init__(registry, DATASTREAM_WS, channels, lease)
 
 
 def _datastream_channels(request: HttpRequest, catalog: Catalog) -> tuple[str, ...]:
@@ -320,37 +339,20 @@ def datastream_sse_factory(catalog: Catalog) -> Factory:
 TRACKERSINO_PING_S = 25.0
 
 
-class TrackerSinoWsConnection(WsConnection):
+class TrackerSinoWsConnection(ReceiveOnlyWsConnection):
     """``/v1-beta/stream``: finalised crash rounds only; a Ping frame every 25 s."""
 
-    __slots__ = ("channels", "lease", "next_ping")
+    __slots__ = ("next_ping",)
 
     def __init__(
         self, registry: StreamRegistry, channels: tuple[str, ...], lease: StreamLease
     ) -> None:
-        super().__init__(registry, TRACKERSINO_WS)
-        self.channels = channels
-        self.lease = lease
+        super().__init__(registry, TRACKERSINO_WS, channels, lease)
         self.next_ping = 0.0
 
     def started(self, request: Any) -> None:
         self.next_ping = self.last_seen + TRACKERSINO_PING_S
-        hub = self.registry.hub
-
-        async def subscribe() -> None:
-            await hub.subscribe(self, self.channels)
-
-        self.run_in_order(subscribe)
-
-    def deliver(self, frame: bytes, message: Message) -> None:
-        if frame:
-            super().deliver(frame, message)
-
-    def on_text(self, text: str) -> None:
-        """Clients send no data frames; anything sent is ignored."""
-
-    def send_error(self, error: WagerwireError) -> None:
-        self.close(_error_close_code(error), error.message[:120])
+        super().started(request)
 
     def tick(self, now: float, ping: bool) -> None:
         timeout = TRACKERSINO_PING_S + self.registry.config.pong_timeout
@@ -359,10 +361,6 @@ class TrackerSinoWsConnection(WsConnection):
         elif now >= self.next_ping:
             self.send_now(ping_frame())
             self.next_ping = now + TRACKERSINO_PING_S
-
-    def on_closed(self) -> None:
-        super().on_closed()
-        self.lease.release()
 
 
 def trackersino_ws_factory(catalog: Catalog) -> Factory:

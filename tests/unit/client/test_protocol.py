@@ -791,3 +791,28 @@ def test_backfill_without_attrs_filters_on_what_the_channel_name_implies() -> No
 def test_an_invalid_filter_is_refused_locally() -> None:
     with pytest.raises(RequestError):
         make(filter={"bookmaker": {"nested": 1}})
+
+
+def test_a_hole_in_an_unfiltered_live_stream_is_backfilled() -> None:
+    proto = make()
+    connect(proto, 0, ack("game:crash", "e1", 3))
+    assert delivered(proto.frame_received(msg("game:crash", 4), 1)) == [("game:crash", 4)]
+    out = proto.frame_received(msg("game:crash", 7), 2)  # 5 and 6 never came
+    (need,) = of_type(out, BackfillNeeded)
+    assert (need.after_offset, need.until_offset) == (4, 6) and delivered(out) == []
+    assert proto.counters.live_gaps == 1
+    out = proto.backfill_page(
+        need.request_id, "e1", page(msg("game:crash", 5), msg("game:crash", 6)), 3
+    )
+    out += proto.backfill_done(need.request_id, 3)
+    assert delivered(out) == [("game:crash", 5), ("game:crash", 6), ("game:crash", 7)]
+
+
+def test_holes_are_expected_on_a_filtered_stream() -> None:
+    proto = make(filter={"bookmaker": "x"})
+    connect(proto, 0, ack("game:crash", "e1", 3))
+    out = proto.frame_received(msg("game:crash", 4), 1) + proto.frame_received(
+        msg("game:crash", 9), 2
+    )
+    assert delivered(out) == [("game:crash", 4), ("game:crash", 9)]
+    assert not of_type(out, BackfillNeeded) and proto.counters.live_gaps == 0

@@ -37,13 +37,37 @@ def test_lines_human_and_json() -> None:
 
 def test_resume_command_repeats_the_options_but_not_the_key_or_the_start() -> None:
     args = build_parser().parse_args(
-        ["tail", "game:crash", "odds:*", "--from-start", "--filter", "bookmaker=x y",
-         "--json", "--key", "secret", "--transport", "sse", "--url", "http://h:1"]
+        [
+            "tail",
+            "game:crash",
+            "odds:*",
+            "--from-start",
+            "--filter",
+            "bookmaker=x y",
+            "--json",
+            "--key",
+            "secret",
+            "--transport",
+            "sse",
+            "--url",
+            "http://h:1",
+        ]
     )
     line = resume_command(args, "TOKEN")
     assert shlex.split(line) == [
-        "wagerwire", "tail", "game:crash", "odds:*", "--filter", "bookmaker=x y", "--json",
-        "--url", "http://h:1", "--transport", "sse", "--since", "TOKEN",
+        "wagerwire",
+        "tail",
+        "game:crash",
+        "odds:*",
+        "--filter",
+        "bookmaker=x y",
+        "--json",
+        "--url",
+        "http://h:1",
+        "--transport",
+        "sse",
+        "--since",
+        "TOKEN",
     ]
 
 

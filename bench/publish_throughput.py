@@ -1,0 +1,103 @@
+"""Acknowledged, durable publishes per second through the hub, per store and broker.
+
+    .venv/bin/python bench/publish_throughput.py                  # starts its own servers
+    .venv/bin/python bench/publish_throughput.py --seconds 5 --concurrency 1,64
+
+Each run builds a hub exactly as ``wagerwire serve`` does (``backends.build_backends``) and
+keeps C publishers busy for S seconds; a publish counts once ``Hub.publish`` returned, i.e.
+the message is committed in the store (SQLite: WAL, synchronous=NORMAL, durable against a
+process crash; PostgreSQL: fsync=on, synchronous_commit=on) and, with Redis, committed there
+and fanned out. Publishes go to 16 channels round-robin. Redis and PostgreSQL are started on
+loopback in temporary directories (``tests/servers.py``) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import PostgresServer, RedisServer  # noqa: E402
+from wagerwire.backends import build_backends  # noqa: E402
+from wagerwire.config import Settings  # noqa: E402
+from wagerwire.core.hub import Hub, HubLimits  # noqa: E402
+
+
+async def run_one(store: str, broker: str, concurrency: int, seconds: float) -> dict[str, object]:
+    settings = Settings(store=store, broker=broker, demo=False)
+    st, br = build_backends(settings)
+    hub = Hub(st, br, HubLimits())
+    await hub.start()
+    done = 0
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def publisher(n: int) -> None:
+        nonlocal done
+        i = 0
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            await hub.publish(f"bench:c{(n + i) % 16}", {"n": n, "i": i, "odds": [2.1, 3.4]})
+            latencies.append(time.perf_counter() - t0)
+            done += 1
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(publisher(n) for n in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    commits = getattr(hub.store, "commits", None)
+    await hub.close()
+    latencies.sort()
+    return {
+        "store": store.split(":", 1)[0], "broker": broker.split(":", 1)[0],
+        "concurrency": concurrency, "publishes_per_s": round(done / elapsed),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        "per_commit": round(done / commits, 1) if commits else None,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", default="1,64")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ww-bench-"))
+    redis = RedisServer(tmp / "redis").start()
+    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="ww-bench-pg-")), fsync=True).start()
+    try:
+        results = []
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            combos = [
+                (f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", "memory://"),
+                (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}", "memory://"),
+                (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}",
+                 f"{redis.url}?prefix=b{uuid.uuid4().hex[:8]}"),
+            ]
+            for store, broker in combos:
+                result = await run_one(store, broker, concurrency, args.seconds)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+        print("\n| store | broker | concurrent publishers | publishes/s | p50 ms | p99 ms "
+              "| publishes per commit |\n|---|---|---:|---:|---:|---:|---:|")
+        for r in results:
+            print(f"| {r['store']} | {r['broker']} | {r['concurrency']} | "
+                  f"{r['publishes_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['per_commit']} |")
+    finally:
+        redis.stop()
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(pg.directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

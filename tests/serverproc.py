@@ -1,0 +1,106 @@
+"""A real wagerwire server process on 127.0.0.1, on a free port (used by the fixtures)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+WAGERWIRE = [sys.executable, "-m", "wagerwire"]
+BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+class ServerProcess:
+    """One ``wagerwire serve`` child process; restartable on the same store file."""
+
+    def __init__(self, workdir: Path, args: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.db = workdir / "hub.db"
+        self.args = args or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, port: int | None = None, timeout: float = 30.0) -> ServerProcess:
+        cmd = [*WAGERWIRE, "serve", "--port", str(port if port is not None else self.port),
+               "--store", f"sqlite:///{self.db}", *self.args]
+        if not any(a.startswith("--demo") or a == "--no-demo" for a in self.args):
+            cmd.append("--no-demo")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # A session of its own, so kill() reaches worker processes too (--workers N).
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env, start_new_session=True,
+        )
+        found = threading.Event()
+        proc = self.proc
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self.output.append(line)
+                m = BANNER.search(line)
+                if m and not found.is_set():
+                    self.port = int(m.group(1))
+                    found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(timeout):
+            self.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server not healthy:\n" + "".join(self.output))
+
+    def signal(self, sig: int) -> int:
+        """Send ``sig`` and wait for the process to exit; returns its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        try:  # workers outliving their supervisor would hold the output pipe open
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._reap()
+        return code
+
+    def _reap(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.stdout is not None:
+            time.sleep(0.05)  # let the pump thread read the last lines
+            proc.stdout.close()
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process of its session (workers included)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+        self._reap()
+
+    def restart(self, timeout: float = 30.0) -> ServerProcess:
+        return self.start(self.port, timeout)
