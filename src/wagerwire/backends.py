@@ -45,6 +45,7 @@ __all__ = [
     "build_broker",
     "build_store",
     "check_workers",
+    "redis_url_and_prefix",
     "with_readiness",
 ]
 
@@ -63,6 +64,12 @@ def _split_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
         else:
             kept.append((key, value))
     return urlunsplit(parts._replace(query=urlencode(kept))), taken
+
+
+def redis_url_and_prefix(url: str) -> tuple[str, str]:
+    """A ``redis://`` broker URL without wagerwire's own options, and its key prefix."""
+    clean, extra = _split_query(url, ["prefix", "listen"])
+    return clean, extra.get("prefix") or "ww"
 
 
 def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-__all__ = ["BucketAnswer", "StreamLeases", "TokenBucket"]
+__all__ = ["BucketAnswer", "SharedLimits", "StreamLeases", "TokenBucket"]
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
@@ -141,3 +141,63 @@ class TokenBucket:
             keys=[f"{self.prefix}:bucket:{subject}"], args=[rate, burst, cost]
         )
         return BucketAnswer(bool(int(allowed)), int(wait_ms) / 1000, float(tokens))
+
+
+_QUOTA_TAKE = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], 172800) end
+if used > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return 1
+"""
+
+
+class SharedLimits:
+    """The auth gate's limits kept in Redis, so they hold across every node and worker.
+
+    Synchronous on purpose: the gate decides at the handshake, before the upgrade, in plain
+    functions; each decision is one Lua script, one loopback round trip (~0.1–0.3 ms) paid
+    only by keyed requests, never by anonymous ones or on the fan-out path. The scripts are
+    the ones :class:`StreamLeases` and :class:`TokenBucket` run.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "ww", lease_ttl_s: float = 30.0) -> None:
+        from redis import Redis as SyncRedis
+
+        self.redis = SyncRedis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.prefix = prefix
+        self.lease_ttl_ms = int(lease_ttl_s * 1000)
+        self._acquire = self.redis.register_script(_LEASE_ACQUIRE)
+        self._renew = self.redis.register_script(_LEASE_RENEW)
+        self._bucket = self.redis.register_script(_BUCKET_TAKE)
+        self._quota = self.redis.register_script(_QUOTA_TAKE)
+
+    def acquire_stream(self, subject: str, limit: int) -> str | None:
+        """A lease id for one more open stream of ``subject``, or None at ``limit``."""
+        lease = secrets.token_hex(8)
+        ok, _ = self._acquire(keys=[f"{self.prefix}:streams:{subject}"],
+                              args=[lease, limit, self.lease_ttl_ms])
+        return lease if int(ok) else None
+
+    def renew_stream(self, subject: str, lease_id: str) -> bool:
+        return bool(int(self._renew(keys=[f"{self.prefix}:streams:{subject}"],
+                                    args=[lease_id, self.lease_ttl_ms])))
+
+    def release_stream(self, subject: str, lease_id: str) -> None:
+        self.redis.zrem(f"{self.prefix}:streams:{subject}", lease_id)
+
+    def take_rate(self, subject: str, per_minute: int) -> float:
+        """0 when a request may go now, else seconds to wait (token bucket, burst = rate)."""
+        allowed, wait_ms, _ = self._bucket(keys=[f"{self.prefix}:bucket:{subject}"],
+                                           args=[per_minute / 60.0, per_minute, 1])
+        return 0.0 if int(allowed) else int(wait_ms) / 1000
+
+    def take_daily(self, subject: str, limit: int, day: int) -> bool:
+        """Count one use of a per-UTC-day quota; False when ``limit`` is reached."""
+        return bool(int(self._quota(keys=[f"{self.prefix}:quota:{subject}:{day}"],
+                                    args=[limit])))
+
+    def close(self) -> None:
+        self.redis.close()

@@ -23,7 +23,7 @@ from wagerwire.auth.identity import (
     may_match_private,
 )
 from wagerwire.auth.keys import KeyRecord, KeyStore
-from wagerwire.auth.limits import DailyQuota, StreamCounter, TokenBucket
+from wagerwire.auth.limits import DAY, DailyQuota, StreamCounter, TokenBucket
 from wagerwire.auth.plans import Plan
 from wagerwire.auth.stream_tokens import (
     TOKEN_PREFIX,
@@ -34,12 +34,14 @@ from wagerwire.auth.stream_tokens import (
 )
 from wagerwire.core.channels import is_pattern, is_private, pattern_matcher
 from wagerwire.errors import BadParameter, Forbidden, RateLimited, Unauthorized
+from wagerwire.limits_redis import SharedLimits
 
 __all__ = ["KeyGate", "credential_from"]
 
 log = logging.getLogger("wagerwire.auth")
 
 REVOCATION_POLL_S = 2.0
+LEASE_RENEW_EVERY = 4  # polls: shared stream leases (30 s TTL) are renewed every 8 s
 TOUCH_EVERY_S = 60.0
 
 
@@ -57,26 +59,35 @@ def credential_from(headers: Mapping[str, str], query_token: str | None) -> str 
 
 
 class _Lease(StreamLease):
-    __slots__ = ("gate", "key_id")
+    __slots__ = ("gate", "key_id", "shared_id")
 
-    def __init__(self, gate: KeyGate, key_id: str | None) -> None:
+    def __init__(self, gate: KeyGate, key_id: str | None, shared_id: str | None = None) -> None:
         super().__init__()
         self.gate = gate
         self.key_id = key_id
+        self.shared_id = shared_id  # the lease in Redis when limits are shared across nodes
 
     def release(self) -> None:
         if self._released:
             return
         self._released = True
         if self.key_id is not None:
-            self.gate.streams.release(self.key_id)
+            shared = self.gate.shared
+            if shared is not None and self.shared_id is not None:
+                try:
+                    shared.release_stream(self.key_id, self.shared_id)
+                except Exception:  # the lease expires by itself after its TTL
+                    log.warning("cannot release a shared stream lease; it will expire")
+            else:
+                self.gate.streams.release(self.key_id)
             leases = self.gate.leases.get(self.key_id)
             if leases is not None:
                 leases.discard(self)
 
 
 class KeyGate(Gate):
-    """Keys from a :class:`KeyStore`, plans from config, limits kept in this process."""
+    """Keys from a :class:`KeyStore`, plans from config; limits kept in this process, or in
+    Redis (``shared``) when the hub runs on a Redis broker, so they hold across nodes."""
 
     def __init__(
         self,
@@ -85,6 +96,7 @@ class KeyGate(Gate):
         mode: str = "open",
         clock: Callable[[], float] = time.time,
         token_ttl: int = TOKEN_TTL_S,
+        shared: SharedLimits | None = None,
     ) -> None:
         if mode not in ("open", "required"):
             raise ValueError("auth mode must be 'open' or 'required'")
@@ -93,6 +105,7 @@ class KeyGate(Gate):
         self.mode = mode
         self.clock = clock
         self.token_ttl = token_ttl
+        self.shared = shared  # Redis-kept limits: they then hold across nodes and workers
         self.streams = StreamCounter()
         self.leases: dict[str, set[_Lease]] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -202,14 +215,19 @@ class KeyGate(Gate):
                             "upgrade the plan")
         if identity.key_id is None:
             return NO_LEASE
-        lease = _Lease(self, identity.key_id)
-        if identity.key_id is not None:
-            if not self.streams.acquire(identity.key_id, plan.max_streams):
-                raise RateLimited(
-                    f"plan {plan.name!r} allows {plan.max_streams} concurrent stream(s) per "
-                    "key; close one first", retry_after=1.0,
-                )
-            self.leases.setdefault(identity.key_id, set()).add(lease)
+        if self.shared is not None:
+            shared_id = self.shared.acquire_stream(identity.key_id, plan.max_streams)
+            admitted = shared_id is not None
+        else:
+            shared_id = None
+            admitted = self.streams.acquire(identity.key_id, plan.max_streams)
+        if not admitted:
+            raise RateLimited(
+                f"plan {plan.name!r} allows {plan.max_streams} concurrent stream(s) per "
+                "key; close one first", retry_after=1.0,
+            )
+        lease = _Lease(self, identity.key_id, shared_id)
+        self.leases.setdefault(identity.key_id, set()).add(lease)
         return lease
 
     def check_rest(self, identity: Identity) -> None:
@@ -217,10 +235,13 @@ class KeyGate(Gate):
         if identity.key_id is None:
             return
         plan = self.plan(identity.plan)
-        bucket = self._buckets.get(identity.key_id)
-        if bucket is None:
-            bucket = self._buckets[identity.key_id] = TokenBucket(plan.rest_per_minute, 60.0)
-        wait = bucket.take(self.clock())
+        if self.shared is not None:
+            wait = self.shared.take_rate(f"rest:{identity.key_id}", plan.rest_per_minute)
+        else:
+            bucket = self._buckets.get(identity.key_id)
+            if bucket is None:
+                bucket = self._buckets[identity.key_id] = TokenBucket(plan.rest_per_minute, 60.0)
+            wait = bucket.take(self.clock())
         if wait:
             raise RateLimited(f"plan {plan.name!r} allows {plan.rest_per_minute} REST "
                               "requests per minute", retry_after=wait)
@@ -232,11 +253,17 @@ class KeyGate(Gate):
         if identity.via_token:
             raise Forbidden("a stream token cannot be exchanged for another; send the API key")
         plan = self.plan(identity.plan)
-        quota = self._quotas.get(identity.key_id)
-        if quota is None:
-            quota = self._quotas[identity.key_id] = DailyQuota(plan.token_requests_per_day)
         now = self.clock()
-        wait = quota.take(now)
+        if self.shared is not None:
+            day = int(now // DAY)
+            ok = self.shared.take_daily(f"tokens:{identity.key_id}", plan.token_requests_per_day,
+                                        day)
+            wait = 0.0 if ok else (day + 1) * DAY - now
+        else:
+            quota = self._quotas.get(identity.key_id)
+            if quota is None:
+                quota = self._quotas[identity.key_id] = DailyQuota(plan.token_requests_per_day)
+            wait = quota.take(now)
         if wait:
             raise RateLimited(f"plan {plan.name!r} allows {plan.token_requests_per_day} "
                               "stream tokens per day", retry_after=wait)
@@ -279,8 +306,12 @@ class KeyGate(Gate):
         self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(REVOCATION_POLL_S)
+            beats += 1
+            if self.shared is not None and beats % LEASE_RENEW_EVERY == 0:
+                self._renew_shared_leases()
             try:
                 revoked = await asyncio.to_thread(self.keystore.revoked_ids)
             except Exception:
@@ -289,6 +320,19 @@ class KeyGate(Gate):
             for key_id in revoked - self._revoked:
                 log.info("key %s revoked; closing its streams", key_id)
                 self._apply_revocation(key_id)
+
+    def _renew_shared_leases(self) -> None:
+        """Keep this node's open streams counted in Redis (a dead node's expire)."""
+        shared = self.shared
+        assert shared is not None
+        for key_id, leases in list(self.leases.items()):
+            for lease in list(leases):
+                if lease.shared_id is not None:
+                    try:
+                        shared.renew_stream(key_id, lease.shared_id)
+                    except Exception:
+                        log.warning("cannot renew shared stream leases (Redis down?)")
+                        return
 
     def stop(self) -> None:
         if self._poller is not None:
