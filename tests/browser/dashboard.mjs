@@ -149,9 +149,11 @@ try {
   }
 
   // -- hub panel ---------------------------------------------------------------------------
+  // Rates and the latency chart fill in from live traffic; on a loaded machine that can
+  // take a while, so wait for the panel's figures rather than sampling it once.
   await page.waitForFunction(() => document.querySelector('#kpi-clients').textContent !== '—'
     && document.querySelectorAll('#channels tbody tr').length > 0
-    && !document.querySelector('#lat-text').textContent.startsWith('—'), null, { timeout: 10000 });
+    && document.querySelector('#lat-text').textContent.includes('p50'), null, { timeout: 30000 });
   const hub = await page.evaluate(() => ({
     clients: document.querySelector('#kpi-clients').textContent,
     published: document.querySelector('#kpi-pub').textContent,

@@ -19,12 +19,14 @@ Contract (checked by ``tests/contract/test_store_contract.py`` for every backend
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from wagerwire.core.channels import pattern_matcher
 from wagerwire.core.messages import Message, Position
 
-__all__ = ["ChannelInfo", "RetentionRule", "Store"]
+__all__ = ["ChannelInfo", "RetentionPolicy", "RetentionRule", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,26 @@ class RetentionRule:
     pattern: str
     max_count: int | None = None
     max_age_s: float | None = None
+
+
+class RetentionPolicy:
+    """The first rule whose pattern matches a channel, cached per channel (every backend)."""
+
+    __slots__ = ("rules", "_cache")
+
+    def __init__(self, rules: Iterable[RetentionRule]) -> None:
+        self.rules = tuple(rules)
+        self._cache: dict[str, RetentionRule | None] = {}
+
+    def rule_for(self, channel: str) -> RetentionRule | None:
+        try:
+            return self._cache[channel]
+        except KeyError:
+            rule = next(
+                (r for r in self.rules if pattern_matcher(r.pattern).fullmatch(channel)), None
+            )
+            self._cache[channel] = rule
+            return rule
 
 
 @dataclass(frozen=True, slots=True)

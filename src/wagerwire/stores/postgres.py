@@ -43,9 +43,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import orjson
 
-from wagerwire.core.channels import pattern_matcher
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionRule
+from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -202,7 +201,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._closed = False
         self._opened = False
-        self._rules: dict[str, RetentionRule | None] = {}
+        self._policy = RetentionPolicy(self.retention)
         self._dirty: set[str] = set()
         self._since_prune = 0
         self._next_sweep = 0.0
@@ -463,15 +462,7 @@ class PostgresStore:
             self._next_sweep = time.monotonic() + self._prune_interval_s
 
     def _rule(self, channel: str) -> RetentionRule | None:
-        try:
-            return self._rules[channel]
-        except KeyError:
-            rule = next(
-                (r for r in self.retention if pattern_matcher(r.pattern).fullmatch(channel)),
-                None,
-            )
-            self._rules[channel] = rule
-            return rule
+        return self._policy.rule_for(channel)
 
     async def _prune(
         self, conn: asyncpg.Connection, now_ms: int, channels: Iterable[str] | None

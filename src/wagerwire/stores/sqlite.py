@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
-from wagerwire.core.channels import pattern_matcher
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionRule
+from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.errors import Unavailable
 from wagerwire.stores.sqlite_schema import apply_migrations, load_migrations
 
@@ -194,7 +193,7 @@ class SqliteStore:
         # Owned by the writer thread once it runs:
         self._wconn: sqlite3.Connection | None = None
         self._known: dict[str, tuple[str, int]] = {}  # channel -> committed (epoch, last offset)
-        self._rules: dict[str, RetentionRule | None] = {}
+        self._policy = RetentionPolicy(self.retention)
         self._dirty: set[str] = set()
         self._since_prune = 0
         self._next_sweep = 0.0
@@ -439,15 +438,7 @@ class SqliteStore:
             self._next_sweep = time.monotonic() + self._prune_interval_s
 
     def _rule(self, channel: str) -> RetentionRule | None:
-        try:
-            return self._rules[channel]
-        except KeyError:
-            rule = next(
-                (r for r in self.retention if pattern_matcher(r.pattern).fullmatch(channel)),
-                None,
-            )
-            self._rules[channel] = rule
-            return rule
+        return self._policy.rule_for(channel)
 
     def _prune(self, now_ms: int, channels: Iterable[str] | None) -> int:
         """Delete, per channel, the prefix its rule no longer keeps; one transaction."""
