@@ -29,8 +29,10 @@ __all__ = ["own_redis", "postgres_server", "redis_server"]
 CHANNELS = [f"so:c{n}" for n in range(6)]
 
 
-def node_args(redis: RedisServer, pg: PostgresServer, schema: str, prefix: str) -> list[str]:
-    return ["--broker", f"{redis.url}?prefix={prefix}",
+def node_args(
+    redis: RedisServer, pg: PostgresServer, schema: str, prefix: str, listen: str = "all"
+) -> list[str]:
+    return ["--broker", f"{redis.url}?prefix={prefix}&listen={listen}",
             "--store", f"{pg.url()}?schema={schema}"]
 
 
@@ -160,12 +162,15 @@ def check_consistent(subs: list[Subscriber], totals: dict[str, int]) -> None:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("listen", ["all", "local"])
 async def test_three_nodes_300_subscribers_and_a_node_killed(
     server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,
-    request: pytest.FixtureRequest,
+    request: pytest.FixtureRequest, listen: str,
 ) -> None:
+    """``listen=all``: one PSUBSCRIBE per node; ``local``: SUBSCRIBE per channel with local
+    subscribers (the hub subscribes the broker before it replays)."""
     args = node_args(redis_server, postgres_server, f"s{uuid.uuid4().hex[:8]}",
-                     f"p{uuid.uuid4().hex[:8]}")
+                     f"p{uuid.uuid4().hex[:8]}", listen)
     nodes = [server_factory(args) for _ in range(3)]
     request.addfinalizer(lambda: dump(nodes))
     urls = [n.ws_url for n in nodes]

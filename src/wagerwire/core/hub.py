@@ -374,6 +374,10 @@ class Hub:
         pos: Position | None,
         announce: Callable[[SubscribeReply], None] | None,
     ) -> SubscribeReply:
+        if channel not in self._exact:
+            # First local subscriber: the broker starts listening (and catches up) before
+            # positions are read and history replayed, so a per-channel broker misses nothing.
+            await self.broker.subscribe(channel)
         top = self.broker.position(channel)
         epoch, offset = (top.epoch, top.offset) if top else ("", 0)
         page, recovered = (None, True) if pos is None else await self._first_page(channel, pos)
@@ -383,8 +387,6 @@ class Hub:
         if page is not None and pos is not None:
             await self._replay(sink, channel, flt, pos, page)
         self._register(self._exact, sink, channel, flt)
-        if len(self._exact[channel]) == 1:
-            await self.broker.subscribe(channel)
         return reply
 
     async def _subscribe_pattern(
