@@ -25,8 +25,9 @@ from typing import Protocol
 
 from wagerwire.core.channels import pattern_matcher
 from wagerwire.core.messages import Message, Position
+from wagerwire.errors import Unavailable
 
-__all__ = ["ChannelInfo", "RetentionPolicy", "RetentionRule", "Store"]
+__all__ = ["ChannelInfo", "RetentionPolicy", "RetentionRule", "Store", "hole_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,23 @@ class RetentionPolicy:
             )
             self._cache[channel] = rule
             return rule
+
+
+def hole_error(message: Message, state: tuple[str, int] | None) -> Unavailable:
+    """The error every backend raises for an append that would leave a hole.
+
+    ``state`` is the stored (epoch, last offset) of the channel, None for a new channel.
+    """
+    if state is None:
+        where = "a new channel starts at offset 1"
+    elif state[0] != message.epoch:
+        where = f"a new epoch starts at offset 1 (stored epoch {state[0]})"
+    else:
+        where = f"the stored last offset is {state[1]} in epoch {state[0]}"
+    return Unavailable(
+        f"refused offset {message.offset} of {message.channel} (epoch {message.epoch}): "
+        f"{where}; offsets must have no holes"
+    )
 
 
 @dataclass(frozen=True, slots=True)

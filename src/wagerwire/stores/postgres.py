@@ -45,6 +45,7 @@ import orjson
 
 from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
+from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -580,19 +581,6 @@ def _row(m: Message) -> tuple[object, ...]:
         m.channel, m.offset, m.epoch, m.ts, m.data,
         orjson.dumps(dict(attrs)).decode() if attrs is not None else None,
         m.idempotency_key,
-    )
-
-
-def _hole(message: Message, state: tuple[str, int] | None) -> Unavailable:
-    if state is None:
-        where = "a new channel starts at offset 1"
-    elif state[0] != message.epoch:
-        where = f"a new epoch starts at offset 1 (stored epoch {state[0]})"
-    else:
-        where = f"the stored last offset is {state[1]} in epoch {state[0]}"
-    return Unavailable(
-        f"refused offset {message.offset} of {message.channel} (epoch {message.epoch}): "
-        f"{where}; offsets must have no holes"
     )
 
 

@@ -41,6 +41,7 @@ import orjson
 
 from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
+from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
 from wagerwire.stores.sqlite_schema import apply_migrations, load_migrations
 
@@ -577,19 +578,6 @@ class SqliteStore:
             return _message(row) if row is not None else None
 
         return await self._read(query)
-
-
-def _hole(message: Message, state: tuple[str, int] | None) -> Unavailable:
-    if state is None:
-        where = "a new channel starts at offset 1"
-    elif state[0] != message.epoch:
-        where = f"a new epoch starts at offset 1 (stored epoch {state[0]})"
-    else:
-        where = f"the stored last offset is {state[1]} in epoch {state[0]}"
-    return Unavailable(
-        f"refused offset {message.offset} of {message.channel} (epoch {message.epoch}): "
-        f"{where}; offsets must have no holes"
-    )
 
 
 if TYPE_CHECKING:
