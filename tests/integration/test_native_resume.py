@@ -131,3 +131,29 @@ async def test_sigterm_closes_with_1001_and_exit_0(server: Any) -> None:
     except ConnectionClosed as exc:
         assert exc.rcvd is not None and exc.rcvd.code == 1001
         assert "resume" in exc.rcvd.reason
+
+
+async def test_pattern_resume_over_three_channels_under_publishing_has_no_gap(
+    server: Any,
+) -> None:
+    """While one channel of a pattern is replayed, the others keep receiving: nothing is lost
+    between a channel's replay and the pattern going live."""
+    chans = ["pr:a", "pr:b", "pr:c"]
+    await publish_many(server.ws_url, [(chans[i % 3], {"i": i}) for i in range(6000)])
+    token = ".".join(_token(c, server, 10) for c in chans)
+
+    async def trickle() -> None:  # live traffic on every channel throughout the replay
+        for n in range(60):
+            await publish_many(server.ws_url, [(c, {"live": n}) for c in chans])
+            await asyncio.sleep(0.01)
+
+    pub = asyncio.create_task(trickle())
+    await asyncio.sleep(0.05)
+    ws, replies = await subscribe(server.ws_url, ["pr:*"], since=token)
+    assert replies[0]["recovered"] is True
+    await pub
+    got = await collect_messages(ws, 3 * (2060 - 10), timeout=60)
+    for channel in chans:
+        offsets = [m["offset"] for m in got if m["channel"] == channel]
+        assert offsets == list(range(11, 2061)), (channel, len(offsets))
+    await ws.close()

@@ -384,9 +384,12 @@ class Hub:
         reply = SubscribeReply(channel, epoch, offset, recovered)
         if announce is not None:
             announce(reply)
+        after = None
         if page is not None and pos is not None:
-            await self._replay(sink, channel, flt, pos, page)
+            after = await self._replay_pages(sink, channel, flt, pos.offset, page)
         self._register(self._exact, sink, channel, flt)
+        if after is not None:
+            self._set_floor(sink, channel, after)
         return reply
 
     async def _subscribe_pattern(
@@ -409,10 +412,22 @@ class Hub:
         reply = SubscribeReply(pattern, "", 0, recovered, pattern=True)
         if announce is not None:
             announce(reply)
+        afters: dict[str, int] = {}
         for channel, pos, page in pages:
-            await self._replay(sink, channel, flt, pos, page)
+            afters[channel] = await self._replay_pages(sink, channel, flt, pos.offset, page)
+        # A channel replayed early moves on while the later ones are replayed: catch every
+        # one up again until all are level with what was delivered live, then go live with
+        # no await in between (the pattern covers them all at once).
+        while behind := [c for c, a in afters.items() if a < self._delivered.get(c, 0)]:
+            for channel in behind:
+                page = await self.store.read(channel, afters[channel], REPLAY_PAGE)
+                afters[channel] = await self._replay_pages(
+                    sink, channel, flt, afters[channel], page
+                )
         self._register(self._patterns, sink, pattern, flt)
         self._pattern_cache.clear()
+        for channel, after in afters.items():
+            self._set_floor(sink, channel, after)
         return reply
 
     def _register(
@@ -440,15 +455,14 @@ class Hub:
                 return None, False  # history no longer reaches back to the position
         return page, True
 
-    async def _replay(
-        self, sink: Sink, channel: str, flt: Filter | None, pos: Position, page: list[Message]
-    ) -> None:
-        """Send what ``sink`` missed after ``pos``, page by page, until caught up.
+    async def _replay_pages(
+        self, sink: Sink, channel: str, flt: Filter | None, after: int, page: list[Message]
+    ) -> int:
+        """Send what ``sink`` missed after ``after``, page by page, until caught up.
 
-        Returns once the replay has caught up with everything delivered live so far; the
-        caller then registers the sink without awaiting, so nothing falls in between.
+        Returns the last offset sent, once it is level with everything delivered live so
+        far; the caller then registers the sink without awaiting, so nothing falls between.
         """
-        after = pos.offset
         while True:
             for message in page:
                 if flt is None or flt.matches(channel, message.attrs):
@@ -458,10 +472,12 @@ class Hub:
             if page:
                 await sink.drain()
             if after >= self._delivered.get(channel, 0) and len(page) < REPLAY_PAGE:
-                break
+                return after
             page = await self.store.read(channel, after, REPLAY_PAGE)
+
+    def _set_floor(self, sink: Sink, channel: str, after: int) -> None:
+        """Committed and replayed, but not yet delivered live: drop those live copies."""
         if after > self._delivered.get(channel, 0):
-            # Committed and replayed, but not yet delivered live: drop those live copies.
             self._floors.setdefault(channel, {})[sink] = after
 
     async def unsubscribe(self, sink: Sink, channels: Iterable[object]) -> list[str]:
