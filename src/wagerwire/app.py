@@ -30,7 +30,7 @@ from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
 from wagerwire.limits_redis import SharedLimits
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
-from wagerwire.transports.sse import NativeSseConnection
+from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
 from wagerwire.transports.websocket import NativeWsConnection
 
@@ -190,7 +190,7 @@ class Server:
         counts: dict[str, int] = {"ws": 0, "sse": 0}
         if self.registry is not None:
             for conn in self.registry.connections:
-                kind = "sse" if type(conn).__name__.endswith("SseConnection") else "ws"
+                kind = "sse" if isinstance(conn, SseConnection) else "ws"
                 counts[kind] += 1
         return counts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,8 @@ __all__ = ["Services", "services"]
 class Services:
     hub: Hub
     started_at: float
-    connection_counts: Any = None  # callable -> dict[str, int], set by the server
-    slow_consumers: Any = None  # callable -> int, set by the server
+    connection_counts: Callable[[], dict[str, int]] | None = None  # set by the server
+    slow_consumers: Callable[[], int] | None = None  # set by the server
     ready: bool = True
     gate: Gate = field(default_factory=Gate)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -95,7 +95,6 @@ class HubStats:
     delivered: int = 0
     replayed: int = 0
     encoded: int = 0
-    per_channel_delivered: dict[str, int] = field(default_factory=dict)
 
 
 def now_ms() -> int:
@@ -118,6 +117,9 @@ class Hub:
         self._pattern_cache: dict[str, list[Entry]] = {}
         self._sink_subs: dict[Sink, set[str]] = {}
         self._floors: dict[str, dict[Sink, int]] = {}
+        # What this hub has handed to its sinks, per channel. Kept here rather than read from
+        # the broker: a broker's position may move by catching up (Redis, listen=local)
+        # without delivering, and replay must be level with what sinks actually saw.
         self._delivered: dict[str, int] = {}
         self._listeners: list[Callable[[Message], None]] = []
         self._closed = False

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, cast
@@ -60,7 +60,6 @@ class HttpRequest:
     client: tuple[str, int] | None
     body: bytes = b""
     keep_alive: bool = True
-    upgrade: bool = False
     params: dict[str, str] = field(default_factory=dict)
 
     def query(self) -> dict[str, list[str]]:
@@ -150,7 +149,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = (
         "state", "transport", "parser", "_url", "_headers", "_body", "_head_size",
-        "_queue", "_busy", "_done", "_too_large",
+        "_queue", "_busy", "_done", "_too_large", "_body_size",
     )
 
     def __init__(self, state: HttpServerState) -> None:
@@ -161,6 +160,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._head_size = 0
+        self._body_size = 0
         self._queue: deque[HttpRequest] = deque()
         self._busy = False
         self._done = False
@@ -197,6 +197,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._body = []
+        self._body_size = 0
         self._head_size = 0
         self._too_large = False
 
@@ -214,7 +215,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._too_large:
             return
         self._body.append(body)
-        if sum(map(len, self._body)) > self.state.registry.config.max_body_bytes:
+        self._body_size += len(body)
+        if self._body_size > self.state.registry.config.max_body_bytes:
             self._too_large = True
             self._body = []
 
@@ -292,12 +294,11 @@ class HttpProtocol(asyncio.Protocol):
             if not self._busy:
                 self._next()
             return
-        request.upgrade = True
         route, request.params = match
         try:
             key = validate_handshake(request.method, request.headers)
         except HandshakeError as exc:
-            self._fail_status(exc.status, exc, exc.headers)
+            self._fail(exc, exc.headers)
             return
         self._start_stream(route, request, rest, key)
 
@@ -330,17 +331,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def _fail(self, error: WagerwireError) -> None:
-        self._fail_status(error.status, error, ())
-
-    def _fail_status(
-        self, status: int, error: WagerwireError, headers: tuple[tuple[str, str], ...] | Any
-    ) -> None:
-        body = orjson.dumps(error.to_json())
-        extra = list(headers)
-        if error.retry_after is not None:
-            extra.append(("Retry-After", str(max(1, round(error.retry_after)))))
-        self._write(_response(status, body, extra, keep_alive=False))
+    def _fail(self, error: WagerwireError, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Answer ``error`` (its own status, plus ``headers``) and close the connection."""
+        self._write(error_response(error, extra_headers=tuple(headers)))
         self._done = True
         if self.transport is not None:
             self.transport.close()

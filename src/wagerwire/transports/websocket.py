@@ -201,22 +201,7 @@ class NativeWsConnection(WsConnection):
         hub = self.registry.hub
         match op:
             case native.Subscribe():
-                sub = op
-                gate = self.registry.gate
-                if sub.since is None and self._chain_task is None and self._subscribe_now(sub):
-                    return
-
-                async def subscribe() -> None:
-                    await hub.subscribe(
-                        self,
-                        gate.resolve_channels(self.identity, sub.channels),
-                        filter=sub.filter,
-                        since=sub.since,
-                        announce=lambda r: self.send_text(native.encode_subscribed(r)),
-                        max_channels=gate.max_subscriptions(self.identity),
-                    )
-
-                self.run_in_order(subscribe)
+                self._subscribe(op)
             case native.Unsubscribe():
                 unsub = op
 
@@ -231,24 +216,36 @@ class NativeWsConnection(WsConnection):
             case native.Publish():
                 self._publish(op)
 
-    def _subscribe_now(self, sub: native.Subscribe) -> bool:
-        """The synchronous path for a plain subscribe; False when it must go async."""
+    def _subscribe(self, sub: native.Subscribe) -> None:
+        """Resolve the channels once (auth), then subscribe: synchronously when nothing needs
+        awaiting (no resume, channels already live here), else on the ordered op chain."""
         gate = self.registry.gate
+        hub = self.registry.hub
         try:
-            replies = self.registry.hub.subscribe_live(
-                self,
-                gate.resolve_channels(self.identity, sub.channels),
-                filter=sub.filter,
-                max_channels=gate.max_subscriptions(self.identity),
-            )
+            channels = gate.resolve_channels(self.identity, sub.channels)
+            limit = gate.max_subscriptions(self.identity)
+            if sub.since is None and self._chain_task is None:
+                replies = hub.subscribe_live(self, channels, filter=sub.filter,
+                                             max_channels=limit)
+                if replies is not None:
+                    for reply in replies:
+                        self.send_text(native.encode_subscribed(reply))
+                    return
         except WagerwireError as exc:
             self.send_error(exc)
-            return True
-        if replies is None:
-            return False
-        for reply in replies:
-            self.send_text(native.encode_subscribed(reply))
-        return True
+            return
+
+        async def subscribe() -> None:
+            await hub.subscribe(
+                self,
+                channels,
+                filter=sub.filter,
+                since=sub.since,
+                announce=lambda r: self.send_text(native.encode_subscribed(r)),
+                max_channels=limit,
+            )
+
+        self.run_in_order(subscribe)
 
     def _publish(self, op: native.Publish) -> None:
         hub = self.registry.hub
