@@ -24,7 +24,7 @@ from wagerwire.auth.identity import (
 )
 from wagerwire.auth.keys import KeyRecord, KeyStore
 from wagerwire.auth.limits import DAY, DailyQuota, StreamCounter, TokenBucket
-from wagerwire.auth.plans import Plan
+from wagerwire.auth.plans import Plan, plan_allows
 from wagerwire.auth.stream_tokens import (
     TOKEN_PREFIX,
     TOKEN_TTL_S,
@@ -32,7 +32,7 @@ from wagerwire.auth.stream_tokens import (
     sign_token,
     verify_token,
 )
-from wagerwire.core.channels import is_pattern, is_private, pattern_matcher
+from wagerwire.core.channels import is_pattern, is_private
 from wagerwire.errors import BadParameter, Forbidden, RateLimited, Unauthorized
 from wagerwire.limits_redis import SharedLimits
 
@@ -115,6 +115,7 @@ class KeyGate(Gate):
         self._touched: dict[str, float] = {}
         self._signing: dict[str, bytes] = keystore.signing_keys()
         self._poller: asyncio.Task[None] | None = None
+        self._anonymous: Identity | None = None
 
     # -- identity --------------------------------------------------------------------------
 
@@ -122,7 +123,11 @@ class KeyGate(Gate):
         return self.plans.get(name) or self.plans["open"]
 
     def anonymous(self) -> Identity:
-        return Identity(None, "anonymous", "open", None, self.plan("open").channels)
+        channels = self.plan("open").channels
+        anon = self._anonymous
+        if anon is None or anon.channels is not channels:  # one frozen object per plan
+            anon = self._anonymous = Identity(None, "anonymous", "open", None, channels)
+        return anon
 
     def authenticate(
         self, headers: Mapping[str, str], query_token: str | None = None
@@ -201,7 +206,7 @@ class KeyGate(Gate):
             if identity.user_id is None or owner != identity.user_id:
                 raise Forbidden(f"{channel} is another user's private channel")
             return channel
-        if not any(pattern_matcher(p).fullmatch(channel) for p in identity.channels):
+        if not plan_allows(identity.channels, channel):
             raise Forbidden(f"plan {identity.plan!r} does not include {channel}")
         return channel
 

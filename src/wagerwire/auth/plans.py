@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from wagerwire.core.channels import pattern_matcher
 from wagerwire.errors import BadParameter
 
-__all__ = ["DEFAULT_PLANS", "Plan", "parse_plans"]
+__all__ = ["DEFAULT_PLANS", "Plan", "parse_plans", "plan_allows"]
 
 UNLIMITED = 1_000_000_000
 
@@ -33,7 +34,13 @@ class Plan:
     max_subscriptions: int = 100
 
     def allows(self, channel: str) -> bool:
-        return any(pattern_matcher(p).fullmatch(channel) for p in self.channels)
+        return plan_allows(self.channels, channel)
+
+
+@lru_cache(maxsize=65536)
+def plan_allows(patterns: tuple[str, ...], channel: str) -> bool:
+    """Whether ``channel`` matches one of a plan's patterns (cached: every subscribe asks)."""
+    return any(pattern_matcher(p).fullmatch(channel) for p in patterns)
 
 
 PUBLIC = ("game:*", "fairness:*", "sports:*", "odds:*", "events:*")

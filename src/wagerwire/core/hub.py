@@ -337,7 +337,7 @@ class Hub:
             InvalidChannel, TooManyChannels, BadParameter.
         """
         names = _validate_names(channels)
-        current = self._sink_subs.get(sink, set()) if sink is not None else set()
+        current = self._sink_subs.get(sink, _NO_NAMES) if sink is not None else _NO_NAMES
         new = [n for n in names if n not in current]
         limit = self.limits.max_channels_per_sink
         if max_channels is not None:
@@ -570,8 +570,11 @@ def _fan_out(
     return sent
 
 
+_NO_NAMES: frozenset[str] = frozenset()
+
+
 def _validate_names(channels: Iterable[object]) -> list[str]:
-    if isinstance(channels, str | bytes) or not isinstance(channels, Iterable):
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Iterable):
         raise InvalidChannel("channels must be a list of channel names or patterns")
     names: list[str] = []
     for raw in channels:

@@ -67,6 +67,13 @@ class Publish(NativeOp):
     idempotency_key: str | None
 
 
+# Subscribe frames without a resume token repeat verbatim across a connect storm (every
+# client of one app sends the same one): their parse is remembered by text.
+_SUBSCRIBES: dict[str | bytes, tuple[tuple[str, ...], Filter | None]] = {}
+_SUBSCRIBES_MAX = 1024
+_SUBSCRIBE_TEXT_MAX = 2048
+
+
 def parse_op(text: str | bytes) -> NativeOp:
     """Decode one client frame into an op.
 
@@ -75,6 +82,9 @@ def parse_op(text: str | bytes) -> NativeOp:
         UnknownOp: ``op`` is not one of subscribe, unsubscribe, ping, publish.
         BadParameter, BadResumeToken: a field has the wrong type or does not decode.
     """
+    known = _SUBSCRIBES.get(text)
+    if known is not None:
+        return Subscribe(list(known[0]), known[1], None)
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -87,9 +97,14 @@ def parse_op(text: str | bytes) -> NativeOp:
         since = obj.get("since")
         if since is not None and not isinstance(since, str):
             raise BadParameter('"since" must be a resume token string')
-        return Subscribe(
-            channels, Filter.parse(obj.get("filter")), decode_token(since) if since else None
-        )
+        flt = Filter.parse(obj.get("filter"))
+        if not since and len(text) <= _SUBSCRIBE_TEXT_MAX and all(
+            isinstance(c, str) for c in channels
+        ):
+            if len(_SUBSCRIBES) >= _SUBSCRIBES_MAX:
+                _SUBSCRIBES.clear()
+            _SUBSCRIBES[text] = (tuple(channels), flt)
+        return Subscribe(channels, flt, decode_token(since) if since else None)
     if op == "unsubscribe":
         return Unsubscribe(_channel_list(obj))
     if op == "ping":

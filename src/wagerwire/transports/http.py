@@ -32,6 +32,7 @@ from wagerwire.errors import (
     WagerwireError,
 )
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
+from wagerwire.wire.http_head import parse_stream_head
 from wagerwire.wire.websocket import HandshakeError, handshake_response, validate_handshake
 
 __all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
@@ -56,8 +57,7 @@ class HttpRequest:
     path: str
     query_string: bytes
     headers: dict[str, str]
-    raw_headers: list[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
+    raw_headers: list[tuple[bytes, bytes]]  # for ASGI; empty on streams opened by the fast path
     body: bytes = b""
     keep_alive: bool = True
     params: dict[str, str] = field(default_factory=dict)
@@ -66,6 +66,8 @@ class HttpRequest:
         return parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
 
     def query_one(self, name: str) -> str | None:
+        if not self.query_string:
+            return None
         values = self.query().get(name)
         return values[-1] if values else None
 
@@ -87,12 +89,20 @@ class StreamRoutes:
 
     def __init__(self) -> None:
         self._routes: list[StreamRoute] = []
+        self._static: dict[str, StreamRoute] = {}  # paths without parameters: one lookup
 
     def add(self, kind: Literal["ws", "sse"], path: str, factory: StreamFactory) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-        self._routes.append(StreamRoute(kind, re.compile(regex + "$"), factory))
+        route = StreamRoute(kind, re.compile(regex + "$"), factory)
+        # A static path is looked up directly unless an earlier route already claims it.
+        if "{" not in path and not any(r.pattern.match(path) for r in self._routes):
+            self._static[path] = route
+        self._routes.append(route)
 
     def match(self, path: str) -> tuple[StreamRoute, dict[str, str]] | None:
+        static = self._static.get(path)
+        if static is not None:
+            return static, {}
         for route in self._routes:
             m = route.pattern.match(path)
             if m:
@@ -155,7 +165,7 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, state: HttpServerState) -> None:
         self.state = state
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser: httptools.HttpRequestParser | None = None  # made on first slow-path use
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -179,8 +189,13 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        parser = self.parser
+        if parser is None:
+            if data[:4] == b"GET " and data[-4:] == b"\r\n\r\n" and self._fast_stream(data):
+                return
+            parser = self.parser = httptools.HttpRequestParser(self)
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._upgrade(data[offset:])
@@ -225,6 +240,7 @@ class HttpProtocol(asyncio.Protocol):
             limit = self.state.registry.config.max_body_bytes
             self._fail(PayloadTooLarge(f"request body over {limit} bytes"))
             return
+        assert self.parser is not None
         if self.parser.should_upgrade():
             return  # handled by _upgrade once the parser raises HttpParserUpgrade
         request = self._request()
@@ -236,22 +252,53 @@ class HttpProtocol(asyncio.Protocol):
     # -- dispatch --------------------------------------------------------------------------
 
     def _request(self) -> HttpRequest:
+        parser = self.parser
+        assert parser is not None
         parsed = httptools.parse_url(self._url)
         headers: dict[str, str] = {}
         for name, value in self._headers:
             key = name.decode("latin-1")
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        peer = self.transport.get_extra_info("peername") if self.transport else None
         return HttpRequest(
-            method=self.parser.get_method().decode("ascii"),
+            method=parser.get_method().decode("ascii"),
             path=unquote(parsed.path.decode("latin-1")),
             query_string=parsed.query or b"",
             headers=headers,
             raw_headers=self._headers,
-            client=(peer[0], peer[1]) if isinstance(peer, tuple) else None,
-            keep_alive=self.parser.should_keep_alive(),
+            keep_alive=parser.should_keep_alive(),
         )
+
+    def _fast_stream(self, data: bytes) -> bool:
+        """Open a stream straight from a one-segment GET head (the connect-storm case).
+
+        Returns False, having changed nothing, whenever the head is not in the strict subset
+        :func:`parse_stream_head` takes or is not for a stream route; httptools then parses
+        the same bytes and answers any error.
+        """
+        head = parse_stream_head(data, self.state.registry.config.max_header_bytes)
+        if head is None:
+            return False
+        match = self.state.routes.match(head.path)
+        if match is None:
+            return False
+        route, params = match
+        headers = head.headers
+        # raw_headers stays empty: only the ASGI bridge reads it, and streams never get there.
+        request = HttpRequest("GET", head.path, head.query_string, headers, [],
+                              keep_alive=False, params=params)
+        if route.kind == "sse":
+            self._start_stream(route, request, b"")
+            return True
+        if "upgrade" not in headers:
+            return False  # the full path answers 426 and keeps the connection
+        try:
+            key = validate_handshake("GET", headers)
+        except HandshakeError as exc:
+            self._fail(exc, exc.headers)
+            return True
+        self._start_stream(route, request, b"", key)
+        return True
 
     def _next(self) -> None:
         while self._queue and not self._done:
@@ -381,6 +428,7 @@ class _AsgiExchange:
 
     def scope(self, server: tuple[str, int]) -> dict[str, Any]:
         request = self.request
+        peer = self.transport.get_extra_info("peername")
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -392,7 +440,7 @@ class _AsgiExchange:
             "query_string": request.query_string,
             "root_path": "",
             "headers": request.raw_headers,
-            "client": request.client,
+            "client": (peer[0], peer[1]) if isinstance(peer, tuple) else None,
             "server": server,
             "state": {},
         }

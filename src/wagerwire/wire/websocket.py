@@ -10,7 +10,6 @@ the decoded events from :meth:`FrameReader.events_received`.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import hashlib
@@ -93,11 +92,14 @@ class WsProtocolError(ClientError):
 def accept_key(sec_websocket_key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value proving we read the client's key (RFC 6455 §4.2.2)."""
     digest = hashlib.sha1(sec_websocket_key.encode("ascii") + _GUID).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def _has_token(value: str, token: str) -> bool:
-    return any(part.strip().lower() == token for part in value.split(","))
+    value = value.lower()
+    if value == token:  # the usual single-token header
+        return True
+    return any(part.strip() == token for part in value.split(","))
 
 
 def validate_handshake(method: str, headers: Mapping[str, str]) -> str:
@@ -127,12 +129,16 @@ def validate_handshake(method: str, headers: Mapping[str, str]) -> str:
         )
     key = headers.get("sec-websocket-key", "").strip()
     try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
+        raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         raw = b""
     if len(raw) != 16:
         raise HandshakeError(400, "invalid Sec-WebSocket-Key")
     return key
+
+
+_101_HEAD = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Accept: ")
 
 
 def _check_header(text: str) -> None:
@@ -146,6 +152,8 @@ def handshake_response(key: str, extra_headers: Sequence[tuple[str, str]] = ()) 
     ``extra_headers`` (e.g. ``Sec-WebSocket-Protocol``) are appended as given; CR, LF or NUL in
     them raises ValueError so a caller cannot inject headers.
     """
+    if not extra_headers:
+        return _101_HEAD + accept_key(key).encode("ascii") + b"\r\n\r\n"
     lines = [
         "HTTP/1.1 101 Switching Protocols",
         "Upgrade: websocket",
@@ -350,10 +358,11 @@ class FrameReader:
         self._events: list[WsEvent] = []
         self._done = False
         self._frag_opcode = 0  # 0: no fragmented message in progress
-        self._frag_parts: list[bytes] = []
-        self._frag_text: list[str] = []
+        # Made when a fragmented message starts: most connections never send one.
+        self._frag_parts: list[bytes] | None = None
+        self._frag_text: list[str] | None = None
         self._frag_size = 0
-        self._frag_decoder = _Utf8Decoder()
+        self._frag_decoder: codecs.IncrementalDecoder | None = None
 
     @property
     def closed(self) -> bool:
@@ -492,7 +501,7 @@ class FrameReader:
         self._frag_opcode = opcode
         self._frag_size = len(payload)
         if opcode == OP_TEXT:
-            self._frag_decoder.reset()
+            self._frag_decoder = _Utf8Decoder()
             self._frag_text = [self._decode_fragment(payload, final=False)]
         else:
             self._frag_parts = [payload]
@@ -500,22 +509,29 @@ class FrameReader:
     def _continue_fragments(self, payload: bytes, fin: int) -> None:
         self._frag_size += len(payload)
         if self._frag_opcode == OP_TEXT:
-            self._frag_text.append(self._decode_fragment(payload, final=bool(fin)))
+            text = self._frag_text
+            assert text is not None
+            text.append(self._decode_fragment(payload, final=bool(fin)))
             if fin:
-                self._events.append(TextMessage("".join(self._frag_text)))
+                self._events.append(TextMessage("".join(text)))
         else:
-            self._frag_parts.append(payload)
+            parts = self._frag_parts
+            assert parts is not None
+            parts.append(payload)
             if fin:
-                self._events.append(BinaryMessage(b"".join(self._frag_parts)))
+                self._events.append(BinaryMessage(b"".join(parts)))
         if fin:
             self._frag_opcode = 0
             self._frag_size = 0
-            self._frag_parts = []
-            self._frag_text = []
+            self._frag_parts = None
+            self._frag_text = None
+            self._frag_decoder = None
 
     def _decode_fragment(self, payload: bytes, *, final: bool) -> str:
         """Decode as fragments arrive so bad UTF-8 fails fast, not after the whole message."""
+        decoder = self._frag_decoder
+        assert decoder is not None
         try:
-            return self._frag_decoder.decode(payload, final)
+            return decoder.decode(payload, final)
         except UnicodeDecodeError:
             raise WsProtocolError(1007, "text message is not valid UTF-8") from None
