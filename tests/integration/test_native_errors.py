@@ -565,6 +565,35 @@ async def test_ws_upgrade_on_unknown_path(limited: Any, neighbour: Neighbour) ->
 
 
 @pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [
+        ("channels=BAD", 400, "invalid_channel"),
+        ("channels=game:t-a,has%20space", 400, "invalid_channel"),
+        ("channels=" + ",".join(f"game:q-{i}" for i in range(MAX_CHANNELS + 1)), 400,
+         "too_many_channels"),
+        ("channels=game:t-a&since=!!!", 400, "bad_resume_token"),
+        ("channels=game:t-a&filter=%7Bnot-json", 400, "malformed_json"),
+        ("channels=game:t-a&filter=%5B1%5D", 422, "bad_parameter"),
+        ("since=abc", 422, "bad_parameter"),
+        ("channels=", 422, "bad_parameter"),
+    ],
+    ids=["invalid", "invalid-second", "too-many", "bad-token", "filter-not-json",
+         "filter-not-object", "since-without-channels", "empty-channels"],
+)
+async def test_ws_bad_url_subscription_is_refused_before_the_upgrade(
+    limited: Any, neighbour: Neighbour, query: str, status: int, code: str
+) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(f"{limited.ws_url}/v1/ws?{query}"):
+            pass
+    assert info.value.response.status_code == status
+    body = json.loads(info.value.response.body)
+    assert body["error"]["code"] == code
+    assert DOCUMENTED[code].status == status
+    await neighbour.assert_alive()
+
+
+@pytest.mark.parametrize(
     ("request_bytes", "status", "code", "header"),
     [
         (upgrade_request(version="8"), 426, "upgrade_required", ("sec-websocket-version", "13")),

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, cast
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 import httptools
 import orjson
@@ -32,7 +32,7 @@ from wagerwire.errors import (
     WagerwireError,
 )
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
-from wagerwire.wire.http_head import parse_stream_head
+from wagerwire.wire.http_head import parse_query, parse_stream_head
 from wagerwire.wire.websocket import HandshakeError, handshake_response, validate_handshake
 
 __all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
@@ -61,9 +61,15 @@ class HttpRequest:
     body: bytes = b""
     keep_alive: bool = True
     params: dict[str, str] = field(default_factory=dict)
+    _query: dict[str, list[str]] | None = field(default=None, init=False, repr=False,
+                                                compare=False)
 
     def query(self) -> dict[str, list[str]]:
-        return parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
+        """The query's parameters, parsed once (do not modify the result)."""
+        parsed = self._query
+        if parsed is None:
+            parsed = self._query = parse_query(self.query_string.decode("latin-1"))
+        return parsed
 
     def query_one(self, name: str) -> str | None:
         if not self.query_string:

@@ -15,14 +15,15 @@ from typing import Any
 import orjson
 
 from wagerwire.auth.identity import NO_LEASE, StreamLease
-from wagerwire.core.channels import Filter, is_pattern, pattern_matcher, validate_pattern
+from wagerwire.core.channels import Filter, is_pattern, pattern_matcher
 from wagerwire.core.hub import FrameEncoder, SubscribeReply
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.tokens import decode_token, encode_position, encode_positions
+from wagerwire.core.tokens import encode_position, encode_positions
 from wagerwire.dialects import native
-from wagerwire.errors import BadParameter, InternalError, MalformedJson, WagerwireError
+from wagerwire.errors import BadParameter, InternalError, WagerwireError
 from wagerwire.transports.http import HttpRequest
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
+from wagerwire.transports.url_subscription import CHANNELS_HINT, url_subscription
 from wagerwire.wire.sse import SSE_HEADERS, parse_last_event_id, sse_comment, sse_event, sse_retry
 
 __all__ = ["NativeSseConnection", "NativeSseEncoder", "SseConnection"]
@@ -127,28 +128,12 @@ class NativeSseConnection(SseConnection):
         """
         gate = registry.gate
         identity = gate.authenticate(request.headers, request.query_one("token"))
-        raw_channels = request.query_one("channels")
-        if not raw_channels:
-            raise BadParameter("channels is required: ?channels=game:crash,odds:football:*")
-        channels = [gate.resolve_channel(identity, validate_pattern(c.strip()))
-                    for c in raw_channels.split(",") if c.strip()]
-        if not channels:
-            raise BadParameter("channels is required: ?channels=game:crash,odds:football:*")
-        token = parse_last_event_id(request.headers.get("last-event-id"))
-        token = token or request.query_one("since")
-        since = decode_token(token) if token else None
-        raw_filter = request.query_one("filter")
-        flt = None
-        if raw_filter:
-            try:
-                flt = Filter.parse(orjson.loads(raw_filter))
-            except orjson.JSONDecodeError as exc:
-                raise MalformedJson(f"filter must be a JSON object: {exc}") from exc
-        registry.hub.validate_subscription(
-            channels, since, max_channels=gate.max_subscriptions(identity)
-        )
+        sub = url_subscription(request, gate, registry.hub, identity,
+                               token=parse_last_event_id(request.headers.get("last-event-id")))
+        if sub is None:
+            raise BadParameter(CHANNELS_HINT)
         lease = gate.open_stream(identity, "sse")
-        return cls(registry, channels, flt, since, lease)
+        return cls(registry, sub.channels, sub.filter, sub.since, lease)
 
     def started(self, request: Any) -> None:
         super().started(request)

@@ -53,12 +53,12 @@ class Flusher:
     idle nothing waits.
     """
 
-    __slots__ = ("_loop", "_pending", "_scheduled", "_busy", "_held")
+    __slots__ = ("loop", "_pending", "_scheduled", "_busy", "_held")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool] | None = None
     ) -> None:
-        self._loop = loop
+        self.loop = loop
         self._pending: list[StreamConnection] = []
         self._scheduled = False
         self._busy = busy
@@ -68,13 +68,13 @@ class Flusher:
         self._pending.append(conn)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            self.loop.call_soon(self._run)
 
     def _run(self) -> None:
         busy = self._busy
         if not self._held and busy is not None and busy():
             self._held = True
-            self._loop.call_later(HOLD_S, self._run)
+            self.loop.call_later(HOLD_S, self._run)
             return
         self._held = False
         self._scheduled = False
@@ -87,7 +87,8 @@ class Flusher:
 class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
-    __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate")
+    __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate",
+                 "loop")
 
     def __init__(
         self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
@@ -95,6 +96,9 @@ class StreamRegistry:
         self.hub = hub
         self.gate = gate or Gate()
         self.flusher = flusher
+        # Per-frame code uses this, not asyncio.get_running_loop(): that one calls getpid()
+        # (a system call) every time, on CPython 3.11.
+        self.loop = flusher.loop
         self.config = config
         self.connections: set[StreamConnection] = set()
         self.closing = False

@@ -23,6 +23,7 @@ from wagerwire.dialects import native
 from wagerwire.errors import CloseCode, InternalError, WagerwireError
 from wagerwire.transports.http import HttpRequest
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
+from wagerwire.transports.url_subscription import UrlSubscription, url_subscription
 from wagerwire.wire.websocket import (
     BinaryMessage,
     CloseReceived,
@@ -70,7 +71,7 @@ class WsConnection(StreamConnection):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.last_seen = asyncio.get_running_loop().time()
+        self.last_seen = self.registry.loop.time()
         reader = self._reader
         try:
             reader.receive_data(data)
@@ -134,7 +135,7 @@ class WsConnection(StreamConnection):
             self._chain = deque()
         self._chain.append(op)
         if self._chain_task is None:
-            self._chain_task = asyncio.get_running_loop().create_task(self._run_chain())
+            self._chain_task = self.registry.loop.create_task(self._run_chain())
 
     async def _run_chain(self) -> None:
         chain = self._chain
@@ -157,7 +158,7 @@ class WsConnection(StreamConnection):
 
     def spawn(self, op: Callable[[], Awaitable[None]]) -> None:
         """Run ``op`` concurrently with the others (publishes)."""
-        asyncio.get_running_loop().create_task(self.guarded(op))
+        self.registry.loop.create_task(self.guarded(op))
 
     def on_closed(self) -> None:
         task = self._chain_task
@@ -166,27 +167,40 @@ class WsConnection(StreamConnection):
 
 
 class NativeWsConnection(WsConnection):
-    """The native protocol v1 on ``/v1/ws``."""
+    """The native protocol v1 on ``/v1/ws`` (optionally subscribed by its URL's query)."""
 
-    __slots__ = ("identity", "lease")
+    __slots__ = ("identity", "lease", "initial")
 
     def __init__(
         self,
         registry: StreamRegistry,
         identity: Identity = ANONYMOUS,
         lease: StreamLease = NO_LEASE,
+        initial: UrlSubscription | None = None,
     ) -> None:
         super().__init__(registry, NATIVE_WS)
         self.identity = identity
         self.lease = lease
+        self.initial = initial
 
     @classmethod
     def from_request(cls, request: HttpRequest, registry: StreamRegistry) -> NativeWsConnection:
-        """Authenticate before the upgrade: bad credentials are a plain 401/403/429."""
+        """Authenticate, and check a ``?channels=…`` subscription, before the upgrade: bad
+        credentials or a bad query are a plain HTTP 4xx."""
         gate = registry.gate
         identity = gate.authenticate(request.headers, request.query_one("token"))
+        initial = url_subscription(request, gate, registry.hub, identity)
         lease = gate.open_stream(identity, "ws")
-        return cls(registry, identity, lease)
+        return cls(registry, identity, lease, initial)
+
+    def started(self, request: object) -> None:
+        """Apply the URL's subscription as if it were the first frame; its ``subscribed``
+        replies go out right behind the 101 when nothing needs awaiting."""
+        initial = self.initial
+        if initial is not None:
+            self.initial = None
+            self._subscribe(native.Subscribe(initial.channels, initial.filter, initial.since))
+            self.flush()
 
     def on_closed(self) -> None:
         super().on_closed()

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
-__all__ = ["StreamHead", "parse_stream_head"]
+__all__ = ["StreamHead", "parse_query", "parse_stream_head"]
 
 # Request target: origin-form, RFC 3986 pchar / "/" / "?" only (no "#", spaces or obs-text).
 # Header field: token ":" OWS visible-ASCII/SP/HTAB; no obs-fold, no obs-text.
@@ -57,3 +57,21 @@ def parse_stream_head(data: bytes, max_bytes: int) -> StreamHead | None:
     if "%" in path:
         path = unquote(path)
     return StreamHead(path, query.encode("ascii"), headers)
+
+
+def parse_query(query: str) -> dict[str, list[str]]:
+    """``urllib.parse.parse_qs(query, keep_blank_values=True)``, without its per-field cost
+    when nothing is escaped (the usual stream URL)."""
+    params: dict[str, list[str]] = {}
+    for field in query.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in field or "+" in field:
+            name = unquote_plus(name)
+            value = unquote_plus(value)
+        if name in params:
+            params[name].append(value)
+        else:
+            params[name] = [value]
+    return params

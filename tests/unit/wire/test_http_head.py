@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
-from wagerwire.wire.http_head import StreamHead, parse_stream_head
+from wagerwire.wire.http_head import StreamHead, parse_query, parse_stream_head
 
 UPGRADE = (
     b"GET /v1/ws?token=abc&x=1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"
@@ -76,3 +78,13 @@ def test_declines_what_it_does_not_take(data: bytes) -> None:
 def test_declines_heads_over_the_limit() -> None:
     assert parse_stream_head(UPGRADE, len(UPGRADE) - 1) is None
     assert parse_stream_head(UPGRADE, len(UPGRADE)) is not None
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "a=1", "a=1&b=2&a=3", "a", "a=&b", "&&a=1&", "k%20x=v+w%2B%3D", "a=%ZZ&b=%E2%82%AC",
+     "=v", "a=b=c", "channels=game:crash,odds:*&filter=%7B%22kind%22%3A%22x%22%7D",
+     "x=%C3%28", "a;b=1"],
+)
+def test_parse_query_matches_the_standard_library(query: str) -> None:
+    assert parse_query(query) == parse_qs(query, keep_blank_values=True)
