@@ -545,6 +545,8 @@ def _fan_out(
     attrs = message.attrs
     offset = message.offset
     verdicts: dict[Filter, bool] = {}
+    last_flt: Filter | None = None
+    last_ok = True
     last_enc: FrameEncoder | None = None
     last_frame = b""
     sent = 0
@@ -552,10 +554,12 @@ def _fan_out(
         if skip is not None and sink in skip:
             continue
         if flt is not None:
-            ok = verdicts.get(flt)
-            if ok is None:
-                ok = verdicts[flt] = flt.matches(channel, attrs)
-            if not ok:
+            if flt is not last_flt:  # subscribers of a channel mostly share one filter
+                ok = verdicts.get(flt)
+                if ok is None:
+                    ok = verdicts[flt] = flt.matches(channel, attrs)
+                last_flt, last_ok = flt, ok
+            if not last_ok:
                 continue
         if floors and floors.get(sink, 0) >= offset:
             continue

@@ -53,22 +53,28 @@ class Flusher:
     idle nothing waits.
     """
 
-    __slots__ = ("loop", "_pending", "_scheduled", "_busy", "_held")
+    __slots__ = ("loop", "pending", "scheduled", "_busy", "_held")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool] | None = None
     ) -> None:
         self.loop = loop
-        self._pending: list[StreamConnection] = []
-        self._scheduled = False
+        # Connections append themselves here and call ``arm`` unless ``scheduled`` (see
+        # StreamConnection.deliver: one method call less per subscriber and message).
+        self.pending: list[StreamConnection] = []
+        self.scheduled = False
         self._busy = busy
         self._held = False
 
     def schedule(self, conn: StreamConnection) -> None:
-        self._pending.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._run)
+        self.pending.append(conn)
+        if not self.scheduled:
+            self.arm()
+
+    def arm(self) -> None:
+        """Run the flush at the end of this loop turn."""
+        self.scheduled = True
+        self.loop.call_soon(self._run)
 
     def _run(self) -> None:
         busy = self._busy
@@ -77,9 +83,9 @@ class Flusher:
             self.loop.call_later(HOLD_S, self._run)
             return
         self._held = False
-        self._scheduled = False
-        pending = self._pending
-        self._pending = []
+        self.scheduled = False
+        pending = self.pending
+        self.pending = []
         for conn in pending:
             conn.flush()
 
@@ -120,6 +126,7 @@ class StreamConnection(asyncio.Protocol):
         "_drain_waiter",
         "_paused",
         "_limit",
+        "_flusher",
         "__weakref__",
     )
 
@@ -135,6 +142,7 @@ class StreamConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._limit = registry.config.outbox_limit
+        self._flusher = registry.flusher
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -171,7 +179,10 @@ class StreamConnection(asyncio.Protocol):
         size = self._out_bytes = self._out_bytes + len(frame)
         if not self._dirty:
             self._dirty = True
-            self.registry.flusher.schedule(self)
+            flusher = self._flusher
+            flusher.pending.append(self)
+            if not flusher.scheduled:
+                flusher.arm()
         if size > self._limit:
             self.slow_consumer()
 
@@ -183,7 +194,7 @@ class StreamConnection(asyncio.Protocol):
         self._out_bytes += len(data)
         if not self._dirty:
             self._dirty = True
-            self.registry.flusher.schedule(self)
+            self._flusher.schedule(self)
 
     def flush(self) -> None:
         self._dirty = False
