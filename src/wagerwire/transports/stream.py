@@ -176,15 +176,39 @@ class StreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self._out.append(frame)
-        size = self._out_bytes = self._out_bytes + len(frame)
+        self._out_bytes += len(frame)
         if not self._dirty:
             self._dirty = True
             flusher = self._flusher
             flusher.pending.append(self)
             if not flusher.scheduled:
                 flusher.arm()
-        if size > self._limit:
-            self.slow_consumer()
+        # Past the limit, the flush (not this call, which runs inside the hub's iteration
+        # over subscribers) cuts the connection: at most one turn's frames later.
+
+    def deliver_many(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> None:
+        """Queue a turn's shared frames at once (the hub joined them for every subscriber).
+
+        The body of :meth:`deliver`, repeated rather than called: this runs once per
+        subscriber per turn on the fan-out path (bench/RESULTS.md).
+        """
+        if self.closed:
+            return
+        self._out.append(joined)
+        self._out_bytes += len(joined)
+        if not self._dirty:
+            self._dirty = True
+            flusher = self._flusher
+            flusher.pending.append(self)
+            if not flusher.scheduled:
+                flusher.arm()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A connection that rewrites frames in ``deliver`` must see each one: unless it also
+        defines ``deliver_many``, it gets them one by one."""
+        super().__init_subclass__(**kwargs)
+        if "deliver" in cls.__dict__ and "deliver_many" not in cls.__dict__:
+            cls.deliver_many = _deliver_each  # type: ignore[method-assign]
 
     def send_now(self, data: bytes) -> None:
         """Queue a control or reply frame in order with the data frames."""
@@ -203,6 +227,9 @@ class StreamConnection(asyncio.Protocol):
             return
         out = self._out
         if not out:
+            return
+        if self._out_bytes > self._limit:
+            self.slow_consumer()
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
@@ -284,6 +311,13 @@ class StreamConnection(asyncio.Protocol):
     def revoke(self) -> None:
         """Close because the key behind this stream was revoked."""
         self.close_transport()
+
+
+def _deliver_each(
+    self: StreamConnection, frames: list[bytes], joined: bytes, messages: list[Message]
+) -> None:
+    for frame, message in zip(frames, messages, strict=True):
+        self.deliver(frame, message)
 
 
 def _abort_if_open(transport: asyncio.Transport) -> None:
