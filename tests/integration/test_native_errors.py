@@ -200,14 +200,15 @@ async def raw_socket(srv: Any) -> AsyncIterator[tuple[asyncio.StreamReader, asyn
 
 
 def upgrade_request(path: str = "/v1/ws", *, method: str = "GET", version: str = "13",
-                    key: str | None = None, content_length: bool = True) -> bytes:
+                    key: str | None = None, content_length: bool = True,
+                    connection: str = "Upgrade") -> bytes:
     """An upgrade request head. With ``Content-Length: 0`` it takes the full HTTP parser;
     without, a GET takes the one-segment fast path (wire/http_head.py)."""
     key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
     body_header = "Content-Length: 0\r\n" if content_length else ""
     return (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Connection: {connection}\r\nSec-WebSocket-Key: {key}\r\n"
         f"Sec-WebSocket-Version: {version}\r\n{body_header}\r\n"
     ).encode()
 
@@ -603,9 +604,13 @@ async def test_ws_bad_url_subscription_is_refused_before_the_upgrade(
          ("sec-websocket-version", "13")),
         (upgrade_request(key="short", content_length=False), 400, "bad_request", None),
         (upgrade_request(key="c2hvcnQ=", content_length=False), 400, "bad_request", None),
+        (upgrade_request(connection="keep-alive"), 426, "upgrade_required",
+         ("upgrade", "websocket")),
+        (upgrade_request(connection="keep-alive", content_length=False), 426,
+         "upgrade_required", ("upgrade", "websocket")),
     ],
     ids=["old-version", "post", "bad-key", "old-version-fast", "bad-key-fast",
-         "short-key-fast"],
+         "short-key-fast", "no-connection-upgrade", "no-connection-upgrade-fast"],
 )
 async def test_ws_bad_handshake_uses_documented_codes(
     limited: Any, neighbour: Neighbour, request_bytes: bytes, status: int, code: str,

@@ -585,16 +585,15 @@ class _Batch:
         return frames
 
     def group(self, flt: Filter | None, enc: FrameEncoder) -> _Group | None:
-        """What a subscriber with ``flt`` in format ``enc`` gets; None when nothing passes."""
+        """:meth:`select` without a floor, once per (filter, format) however many share it."""
         key = (flt, enc)
-        try:
-            return self._groups[key]
-        except KeyError:
-            pass
-        group = self._groups[key] = self._select(flt, enc, 0)
-        return group
+        if key not in self._groups:
+            self._groups[key] = self.select(flt, enc)
+        return self._groups[key]
 
-    def _select(self, flt: Filter | None, enc: FrameEncoder, floor: int) -> _Group | None:
+    def select(self, flt: Filter | None, enc: FrameEncoder, floor: int = 0) -> _Group | None:
+        """What a subscriber with ``flt`` in format ``enc`` gets, past offset ``floor`` (what
+        its replay already sent); None when nothing passes."""
         frames = self.frames(enc)
         messages = self.messages
         if flt is None and floor == 0:
@@ -609,20 +608,12 @@ class _Batch:
         joined = picked_frames[0] if len(picked_frames) == 1 else b"".join(picked_frames)
         return _Group(picked_frames, joined, picked)
 
-    def above(self, flt: Filter | None, enc: FrameEncoder, floor: int) -> _Group | None:
-        """For a subscriber whose replay already covered offsets up to ``floor``."""
-        return self._select(flt, enc, floor)
 
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Group:
     frames: list[bytes]
     joined: bytes
     messages: list[Message]
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        self.count = len(self.messages)
 
 
 def _fan_out(
@@ -645,15 +636,15 @@ def _fan_out(
             continue
         enc = sink.encoder
         if floors and sink in floors:
-            group = batch.above(flt, enc, floors[sink])
+            group = batch.select(flt, enc, floors[sink])
         else:
-            if enc is not last_enc or flt is not last_flt or last_enc is None:
+            if enc is not last_enc or flt is not last_flt:  # enc is never None: set at first
                 last_flt, last_enc = flt, enc
                 last = batch.group(flt, enc)
             group = last
         if group is not None:
             sink.deliver_many(group.frames, group.joined, group.messages)
-            sent += group.count
+            sent += len(group.messages)
     return sent
 
 

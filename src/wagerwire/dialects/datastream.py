@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from wagerwire.dialects.payload import data_object
 from wagerwire.errors import NotFound
 
 __all__ = [
@@ -137,11 +138,8 @@ def round_object(data: Mapping[str, Any], now_ms: int) -> dict[str, Any] | None:
 
 def encode_round(data: bytes, now_ms: int) -> bytes:
     """The Round JSON for a message's data bytes; ``b""`` if it is not a round."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return b""
-    if not isinstance(obj, dict):
+    obj = data_object(data)
+    if obj is None:
         return b""
     rnd = round_object(obj, now_ms)
     return b"" if rnd is None else orjson.dumps(rnd)

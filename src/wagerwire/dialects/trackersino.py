@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from wagerwire.dialects.datastream import Catalog, CatalogGame
+from wagerwire.dialects.payload import data_object
 from wagerwire.errors import BadParameter
 
 __all__ = [
@@ -113,11 +114,8 @@ def round_frame(data: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def encode_round(data: bytes) -> bytes:
     """The frame JSON for a message's data bytes; ``b""`` if it is not a crash round."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return b""
-    if not isinstance(obj, dict):
+    obj = data_object(data)
+    if obj is None:
         return b""
     frame = round_frame(obj)
     return b"" if frame is None else orjson.dumps(frame)

@@ -33,7 +33,12 @@ from wagerwire.errors import (
 )
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
 from wagerwire.wire.http_head import parse_query, parse_stream_head
-from wagerwire.wire.websocket import HandshakeError, handshake_response, validate_handshake
+from wagerwire.wire.websocket import (
+    HandshakeError,
+    handshake_response,
+    has_token,
+    validate_handshake,
+)
 
 __all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
 
@@ -295,15 +300,10 @@ class HttpProtocol(asyncio.Protocol):
                               keep_alive=False, params=params)
         if route.kind == "sse":
             self._start_stream(route, request, b"")
-            return True
-        if "upgrade" not in headers:
-            return False  # the full path answers 426 and keeps the connection
-        try:
-            key = validate_handshake("GET", headers)
-        except HandshakeError as exc:
-            self._fail(exc, exc.headers)
-            return True
-        self._start_stream(route, request, b"", key)
+        elif "upgrade" in headers and has_token(headers.get("connection", ""), "upgrade"):
+            self._start_websocket(route, request, b"")
+        else:
+            return False  # not an upgrade to httptools either: the full path answers 426
         return True
 
     def _next(self) -> None:
@@ -348,6 +348,9 @@ class HttpProtocol(asyncio.Protocol):
                 self._next()
             return
         route, request.params = match
+        self._start_websocket(route, request, rest)
+
+    def _start_websocket(self, route: StreamRoute, request: HttpRequest, rest: bytes) -> None:
         try:
             key = validate_handshake(request.method, request.headers)
         except HandshakeError as exc:

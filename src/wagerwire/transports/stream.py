@@ -172,25 +172,15 @@ class StreamConnection(asyncio.Protocol):
     # -- delivery --------------------------------------------------------------------------
 
     def deliver(self, frame: bytes, message: Message) -> None:
-        """Queue a shared frame; the flusher writes it at the end of this loop turn."""
-        if self.closed:
-            return
-        self._out.append(frame)
-        self._out_bytes += len(frame)
-        if not self._dirty:
-            self._dirty = True
-            flusher = self._flusher
-            flusher.pending.append(self)
-            if not flusher.scheduled:
-                flusher.arm()
-        # Past the limit, the flush (not this call, which runs inside the hub's iteration
-        # over subscribers) cuts the connection: at most one turn's frames later.
+        """Queue a shared frame (replay, and connections that rewrite frames one by one)."""
+        self.send_now(frame)
 
     def deliver_many(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> None:
         """Queue a turn's shared frames at once (the hub joined them for every subscriber).
 
-        The body of :meth:`deliver`, repeated rather than called: this runs once per
-        subscriber per turn on the fan-out path (bench/RESULTS.md).
+        The body of :meth:`send_now` with the flusher's ``schedule`` inlined, repeated rather
+        than called: this runs once per subscriber per turn on the fan-out path
+        (bench/RESULTS.md).
         """
         if self.closed:
             return
@@ -211,7 +201,9 @@ class StreamConnection(asyncio.Protocol):
             cls.deliver_many = _deliver_each  # type: ignore[method-assign]
 
     def send_now(self, data: bytes) -> None:
-        """Queue a control or reply frame in order with the data frames."""
+        """Queue bytes in order with everything queued before; the flusher writes them at the
+        end of this loop turn. Past the outbox limit it is the flush (never this call, which
+        may run inside the hub's iteration over subscribers) that cuts the connection."""
         if self.closed:
             return
         self._out.append(data)

@@ -194,13 +194,11 @@ class NativeWsConnection(WsConnection):
         return cls(registry, identity, lease, initial)
 
     def started(self, request: object) -> None:
-        """Apply the URL's subscription as if it were the first frame; its ``subscribed``
-        replies go out right behind the 101 when nothing needs awaiting."""
+        """Apply the URL's subscription as if it were the first frame."""
         initial = self.initial
         if initial is not None:
             self.initial = None
             self._subscribe(native.Subscribe(initial.channels, initial.filter, initial.since))
-            self.flush()
 
     def on_closed(self) -> None:
         super().on_closed()

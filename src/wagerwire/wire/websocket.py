@@ -33,6 +33,7 @@ __all__ = [
     "binary_frame",
     "close_frame",
     "handshake_response",
+    "has_token",
     "ping_frame",
     "pong_frame",
     "text_frame",
@@ -95,7 +96,8 @@ def accept_key(sec_websocket_key: str) -> str:
     return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
-def _has_token(value: str, token: str) -> bool:
+def has_token(value: str, token: str) -> bool:
+    """Whether a comma-separated header value lists ``token`` (case-insensitive)."""
     value = value.lower()
     if value == token:  # the usual single-token header
         return True
@@ -117,11 +119,11 @@ def validate_handshake(method: str, headers: Mapping[str, str]) -> str:
     """
     if method != "GET":
         raise HandshakeError(405, "WebSocket upgrade requires GET", (("Allow", "GET"),))
-    if not _has_token(headers.get("upgrade", ""), "websocket"):
+    if not has_token(headers.get("upgrade", ""), "websocket"):
         raise HandshakeError(
             426, "missing 'Upgrade: websocket' header", (("Upgrade", "websocket"),)
         )
-    if not _has_token(headers.get("connection", ""), "upgrade"):
+    if not has_token(headers.get("connection", ""), "upgrade"):
         raise HandshakeError(400, "missing 'Connection: Upgrade' header")
     if headers.get("sec-websocket-version", "").strip() != "13":
         raise HandshakeError(
