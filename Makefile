@@ -8,21 +8,36 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := redis-server postgresql chromium
 
-.PHONY: serve test install install-test system-deps node-deps lint types check bench clean
+.PHONY: serve test lock install install-test system-deps node-deps lint types check bench clean
 
+# Every install comes from a hash-pinned lock (requirements/*.txt, made by `make lock`), so a
+# fresh clone installs exactly what was tested, whatever PyPI released since. The venv's own pip
+# (the one Python ships) installs them; wagerwire itself goes in editable, with no resolution.
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e .
+$(VENV)/.installed: requirements/serve.txt pyproject.toml | $(PY)
+	$(PIP) install -q --require-hashes --no-deps -r requirements/serve.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[test]'
-	# the websockets release the seeds' own Python examples were written for (legacy API)
-	$(PIP) install -q --target $(VENV)/seed-websockets-13 'websockets==13.1'
+$(VENV)/.installed-test: requirements/test.txt requirements/seed-websockets.txt pyproject.toml | $(PY)
+	$(PIP) install -q --require-hashes --no-deps -r requirements/test.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PIP) install -q --require-hashes --no-deps --target $(VENV)/seed-websockets-13 \
+	  -r requirements/seed-websockets.txt
 	touch $@ $(VENV)/.installed
+
+# Refresh the locks deliberately (needs the network to PyPI): resolves pyproject.toml's ranges
+# for every platform and Python >= 3.11, with hashes. Review the diff, then commit it.
+LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 -q
+lock: $(VENV)/.installed-test
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra server $(LOCK_FLAGS) \
+	  --upgrade -o requirements/serve.txt
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test $(LOCK_FLAGS) \
+	  --upgrade -o requirements/test.txt
+	$(VENV)/bin/uv pip compile requirements/seed-websockets.in $(LOCK_FLAGS) \
+	  -o requirements/seed-websockets.txt
 
 install: $(VENV)/.installed
 

@@ -186,9 +186,16 @@ def _request(url: str, key: str | None, body: Any = None) -> Any:
         raise SystemExit(f"wagerwire: cannot reach {url}: {exc.reason}") from exc
 
 
+SERVER_EXTRA_HINT = ("wagerwire serve needs the server's dependencies: "
+                     "pip install 'wagerwire[server]' (missing: {})")
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from wagerwire.features import default_features
-    from wagerwire.workers import serve
+    try:
+        from wagerwire.features import default_features
+        from wagerwire.workers import serve
+    except ModuleNotFoundError as exc:  # the SDK-only install has no server extra
+        raise SystemExit(SERVER_EXTRA_HINT.format(exc.name)) from exc
 
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     settings = load_settings(overrides, config_file=args.config)

@@ -1093,7 +1093,7 @@ class RedisBroker:
             finally:
                 self._pubsub = None
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             if not self._closed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)
