@@ -31,10 +31,10 @@ from wagerwire.client import (
     AuthError,
     Backoff,
     Client,
-    ClientError,
     ClientMessage,
     Connected,
     ForbiddenError,
+    SdkError,
     Subscription,
     stream,
 )
@@ -188,7 +188,7 @@ async def publish_all(
                 try:
                     await client.publish(channels[first], {"i": i}, f"{prefix}-{i}")
                     break
-                except ClientError as exc:
+                except SdkError as exc:
                     if not exc.retryable:
                         raise
                     failures += 1

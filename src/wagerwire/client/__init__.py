@@ -28,7 +28,6 @@ from wagerwire.client.client import Client, Transport
 from wagerwire.client.errors import (
     AuthError,
     BadResumeTokenError,
-    ClientError,
     ClosedError,
     ForbiddenError,
     InvalidChannelError,
@@ -37,7 +36,8 @@ from wagerwire.client.errors import (
     ProtocolError,
     RateLimitedError,
     RequestError,
-    ServerError,
+    SdkError,
+    ServerFailureError,
     TransportError,
 )
 from wagerwire.client.messages import ClientMessage, MessageSource
@@ -61,7 +61,6 @@ __all__ = [
     "BadResumeTokenError",
     "ChannelInfo",
     "Client",
-    "ClientError",
     "ClientMessage",
     "Closed",
     "ClosedError",
@@ -81,7 +80,8 @@ __all__ = [
     "RateLimitedError",
     "Recovering",
     "RequestError",
-    "ServerError",
+    "SdkError",
+    "ServerFailureError",
     "State",
     "StreamToken",
     "Subscription",
@@ -90,3 +90,10 @@ __all__ = [
     "TransportError",
     "stream",
 ]
+
+
+def __getattr__(name: str) -> type[SdkError]:
+    """Old SDK error names (``ClientError``, ``ServerError``), with a ``DeprecationWarning``."""
+    from wagerwire.client.errors import deprecated_name
+
+    return deprecated_name(__name__, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wagerwire.client.errors import ClientError
+from wagerwire.client.errors import SdkError
 from wagerwire.client.messages import ClientMessage
 from wagerwire.client.states import State
 from wagerwire.types import Json
@@ -78,7 +78,7 @@ class Reconnect(Action):
     """
 
     at: float
-    reason: ClientError
+    reason: SdkError
     refresh_auth: bool = False
 
 
@@ -93,4 +93,4 @@ class StateChanged(Action):
 class Fail(Action):
     """A fatal error: close everything and raise ``error`` to the application."""
 
-    error: ClientError
+    error: SdkError

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wagerwire.client.errors import AuthError, ClientError, ForbiddenError, NotFoundError
+from wagerwire.client.errors import AuthError, ForbiddenError, NotFoundError, SdkError
 
 if TYPE_CHECKING:
     from wagerwire.client.rest import RestApi
@@ -110,7 +110,7 @@ class Auth:
 
         Raises:
             AuthError, ForbiddenError: the server refused the key (fatal).
-            TransportError, ServerError, RateLimitedError: try again later.
+            TransportError, ServerFailureError, RateLimitedError: try again later.
         """
         if not self.exchanges:
             return self.key
@@ -151,7 +151,7 @@ class Auth:
                 return
             try:
                 self.key = await self._refresh()
-            except ClientError:
+            except SdkError:
                 raise
             except Exception as exc:
                 raise AuthError(f"refreshing credentials failed: {exc!r}") from exc

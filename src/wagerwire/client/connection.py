@@ -29,7 +29,7 @@ from wagerwire.client.actions import (
     StateChanged,
 )
 from wagerwire.client.auth import Auth
-from wagerwire.client.errors import ClientError, RequestError, TransportError
+from wagerwire.client.errors import RequestError, SdkError, TransportError
 from wagerwire.client.messages import ClientMessage
 from wagerwire.client.protocol import ClientProtocol
 from wagerwire.client.rest import RestApi, error_from_response
@@ -52,7 +52,7 @@ class Sink(Protocol):
 
     def gap(self, gap: GapDetected) -> None: ...
 
-    def failed(self, error: ClientError) -> None: ...
+    def failed(self, error: SdkError) -> None: ...
 
     async def writable(self) -> None:
         """Return once the application has room for more messages (backpressure)."""
@@ -125,7 +125,7 @@ class StreamDriver:
                 await self.auth.refresh(self.credential)
             self.credential = await self.auth.stream_credential(self.rest)
             self.protocol.can_refresh_auth = self.auth.can_refresh
-        except ClientError as exc:
+        except SdkError as exc:
             self.dispatch(self.protocol.auth_failed(exc, self.now()))
             return
         await self.session()
@@ -196,7 +196,7 @@ class StreamDriver:
     async def _backfill(self, need: BackfillNeeded) -> None:
         """Fetch history pages for one BackfillNeeded and feed them back into the protocol."""
         proto = self.protocol
-        error: ClientError | None = None
+        error: SdkError | None = None
         probed = False
         try:
             since = proto.backfill_next(need.request_id)
@@ -221,7 +221,7 @@ class StreamDriver:
                     break
                 since = nxt
                 await self.sink.writable()
-        except ClientError as exc:
+        except SdkError as exc:
             error = exc
             logger.warning("backfill of %s failed: %s", need.channel, exc)
         self.dispatch(proto.backfill_done(need.request_id, self.now(), error))

@@ -48,11 +48,11 @@ from wagerwire.client.backoff import Backoff
 from wagerwire.client.errors import (
     AuthError,
     BadResumeTokenError,
-    ClientError,
     InvalidChannelError,
     ProtocolError,
     RateLimitedError,
     RequestError,
+    SdkError,
     TransportError,
     error_for_close,
     error_for_code,
@@ -280,13 +280,13 @@ class ClientProtocol:
             return [SendFrame(self.subscribe_frame())]
         return []
 
-    def connection_failed(self, error: ClientError, now: float) -> list[Action]:
+    def connection_failed(self, error: SdkError, now: float) -> list[Action]:
         """An attempt failed before the transport opened (refused, handshake rejected…)."""
         if not isinstance(self._state, _LIVE):
             return []
         return self._disconnect(error, now)
 
-    def auth_failed(self, error: ClientError, now: float) -> list[Action]:
+    def auth_failed(self, error: SdkError, now: float) -> list[Action]:
         """Getting credentials failed before connecting (token exchange or refresh hook).
 
         A retryable error (server down, 429, 5xx) backs off like a failed connection; any
@@ -419,7 +419,7 @@ class ClientProtocol:
         return actions
 
     def backfill_done(
-        self, request_id: int, now: float, error: ClientError | None = None
+        self, request_id: int, now: float, error: SdkError | None = None
     ) -> list[Action]:
         """Backfill ``request_id`` finished (``error`` if it failed): release held messages."""
         bf = self._backfill_by_id(request_id)
@@ -457,12 +457,12 @@ class ClientProtocol:
         self._state = new
         return [StateChanged(new)]
 
-    def _fail(self, error: ClientError) -> list[Action]:
+    def _fail(self, error: SdkError) -> list[Action]:
         self._opened = False
         self._backfills.clear()
         return [*self._move(Closed(error)), Fail(error)]
 
-    def _disconnect(self, error: ClientError, now: float) -> list[Action]:
+    def _disconnect(self, error: SdkError, now: float) -> list[Action]:
         refresh = False
         if isinstance(error, AuthError) and self.can_refresh_auth and not self._auth_refreshed:
             refresh = self._auth_refreshed = True

@@ -16,7 +16,7 @@ import orjson
 
 from wagerwire.client.auth import Auth, StreamToken
 from wagerwire.client.backoff import Backoff
-from wagerwire.client.errors import ClientError, ProtocolError, TransportError, error_for_status
+from wagerwire.client.errors import ProtocolError, SdkError, TransportError, error_for_status
 from wagerwire.client.messages import ClientMessage
 from wagerwire.types import Json
 
@@ -75,7 +75,7 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def error_from_response(status: int, body: bytes, retry_after: str | None = None) -> ClientError:
+def error_from_response(status: int, body: bytes, retry_after: str | None = None) -> SdkError:
     """The SDK error for a non-2xx response with an optional ``{"error":{code,message}}`` body."""
     code: str | None = None
     message = f"HTTP {status}"
@@ -216,7 +216,7 @@ class RestApi:
             try:
                 obj = await self._request("POST", "/v1/publish", content=content)
                 break
-            except ClientError as exc:
+            except SdkError as exc:
                 if idempotency_key is None or not exc.retryable or attempt >= retries:
                     raise
                 await sleep(max(exc.retry_after or 0.0, policy.ceiling(attempt)))

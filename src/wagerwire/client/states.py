@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from wagerwire.client.errors import ClientError
+from wagerwire.client.errors import SdkError
 
 __all__ = [
     "TRANSITIONS",
@@ -60,7 +60,7 @@ class Connected(State):
 class Disconnected(State):
     """Lost the connection for ``reason``; the next attempt is due at ``next_retry_at``."""
 
-    reason: ClientError
+    reason: SdkError
     next_retry_at: float
 
 
@@ -68,7 +68,7 @@ class Disconnected(State):
 class Closed(State):
     """Terminal: closed by its owner (``error`` is ``None``) or by a fatal error."""
 
-    error: ClientError | None = None
+    error: SdkError | None = None
 
 
 TRANSITIONS: Mapping[type[State], frozenset[type[State]]] = {

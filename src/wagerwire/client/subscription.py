@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from wagerwire.client.actions import GapDetected
 from wagerwire.client.connection import StreamDriver
-from wagerwire.client.errors import ClientError
+from wagerwire.client.errors import SdkError
 from wagerwire.client.messages import ClientMessage
 from wagerwire.client.protocol import ClientProtocol, Counters
 from wagerwire.client.states import Closed, State
@@ -32,7 +32,7 @@ class Subscription:
     """Messages of some channels, in offset order per channel, surviving reconnects.
 
     Iterate with ``async for``; the iteration ends when the subscription is closed and raises
-    the :class:`ClientError` that ended it if one did. Created by
+    the :class:`SdkError` that ended it if one did. Created by
     :meth:`wagerwire.client.Client.subscribe`.
     """
 
@@ -51,7 +51,7 @@ class Subscription:
         self._ready = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
-        self._error: ClientError | None = None
+        self._error: SdkError | None = None
         self._watchers: list[asyncio.Queue[State]] = []
         self._on_state = on_state
         self._driver = make_driver(self)
@@ -73,7 +73,7 @@ class Subscription:
         return self.protocol.counters
 
     @property
-    def error(self) -> ClientError | None:
+    def error(self) -> SdkError | None:
         """The fatal error that ended the subscription, if any."""
         return self._error
 
@@ -178,7 +178,7 @@ class Subscription:
             gap.epoch,
         )
 
-    def failed(self, error: ClientError) -> None:
+    def failed(self, error: SdkError) -> None:
         self._error = error
         self._writable.set()  # nobody will read the rest; do not keep the driver waiting
         self._ready.set()
@@ -190,6 +190,6 @@ class Subscription:
         if not task.cancelled() and task.exception() is not None and self._error is None:
             exc = task.exception()
             logger.error("client driver crashed", exc_info=exc)
-            self._error = ClientError(f"the client driver crashed: {exc!r}")
+            self._error = SdkError(f"the client driver crashed: {exc!r}")
             self._driver.dispatch(self.protocol.close(asyncio.get_running_loop().time()))
         self._ready.set()

@@ -34,7 +34,7 @@ class SyncStream(Iterator[ClientMessage]):
     """An iterator of messages backed by an async :class:`Client` in a daemon thread.
 
     Close it (or use ``with``) to stop the thread; iteration raises the fatal
-    :class:`~wagerwire.client.errors.ClientError` that ended the stream, if any.
+    :class:`~wagerwire.client.errors.SdkError` that ended the stream, if any.
     """
 
     def __init__(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
+
 import wagerwire.client
 
 
@@ -12,7 +16,6 @@ def test_public_names() -> None:
         "BadResumeTokenError",
         "ChannelInfo",
         "Client",
-        "ClientError",
         "ClientMessage",
         "Closed",
         "ClosedError",
@@ -32,7 +35,8 @@ def test_public_names() -> None:
         "RateLimitedError",
         "Recovering",
         "RequestError",
-        "ServerError",
+        "SdkError",
+        "ServerFailureError",
         "State",
         "StreamToken",
         "Subscription",
@@ -45,10 +49,28 @@ def test_public_names() -> None:
         assert getattr(wagerwire.client, name) is not None
 
 
-def test_every_error_descends_from_client_error() -> None:
+def test_every_error_descends_from_sdk_error() -> None:
     from wagerwire.client import errors
 
     for name in errors.__all__:
         obj = getattr(errors, name)
         if isinstance(obj, type):
-            assert issubclass(obj, errors.ClientError)
+            assert issubclass(obj, errors.SdkError)
+
+
+@pytest.mark.parametrize("module", ["wagerwire.client", "wagerwire.client.errors"])
+@pytest.mark.parametrize(("old", "new"), [("ClientError", "SdkError"),
+                                          ("ServerError", "ServerFailureError")])
+def test_old_sdk_error_names_are_deprecated_aliases(module: str, old: str, new: str) -> None:
+    mod = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=new):
+        alias = getattr(mod, old)
+    assert alias is getattr(mod, new)
+
+
+def test_sdk_errors_are_not_the_servers() -> None:
+    import wagerwire
+    from wagerwire.client import SdkError
+
+    assert not issubclass(SdkError, wagerwire.ClientError)
+    assert not issubclass(wagerwire.ClientError, SdkError)

@@ -22,13 +22,13 @@ from wagerwire.client.backoff import Backoff
 from wagerwire.client.errors import (
     AuthError,
     BadResumeTokenError,
-    ClientError,
     ForbiddenError,
     InvalidChannelError,
     ProtocolError,
     RateLimitedError,
     RequestError,
-    ServerError,
+    SdkError,
+    ServerFailureError,
     TransportError,
     error_for_close,
     error_for_code,
@@ -418,7 +418,7 @@ def test_failed_backfill_reports_a_gap_and_releases_held_messages() -> None:
         connect(proto, 0, ack("game:crash", "e1", 20, recovered=False)), BackfillNeeded
     )
     proto.frame_received(msg("game:crash", 21), 1)
-    out = proto.backfill_done(need.request_id, 2, error=ServerError("503"))
+    out = proto.backfill_done(need.request_id, 2, error=ServerFailureError("503"))
     (gap,) = of_type(out, GapDetected)
     assert (gap.channel, gap.after_offset, gap.before_offset) == ("game:crash", 10, 21)
     assert delivered(out) == [("game:crash", 21)]
@@ -521,18 +521,18 @@ def test_sse_watchdog_does_not_ping() -> None:
 @pytest.mark.parametrize(
     ("code", "kind"),
     [
-        (1001, ServerError),
+        (1001, ServerFailureError),
         (4000, TransportError),
         (4002, TransportError),
         (4029, RateLimitedError),
-        (1011, ServerError),
+        (1011, ServerFailureError),
         (1009, TransportError),
         (1000, TransportError),
         (None, TransportError),
         (4999, TransportError),
     ],
 )
-def test_retryable_close_codes_reconnect(code: int | None, kind: type[ClientError]) -> None:
+def test_retryable_close_codes_reconnect(code: int | None, kind: type[SdkError]) -> None:
     proto = make()
     connect(proto, 0, ack("game:crash"))
     r = drop(proto, 1, code)
@@ -544,7 +544,7 @@ def test_retryable_close_codes_reconnect(code: int | None, kind: type[ClientErro
     ("code", "kind"),
     [(4001, AuthError), (4003, ForbiddenError), (1008, ProtocolError), (1002, ProtocolError)],
 )
-def test_fatal_close_codes_fail(code: int, kind: type[ClientError]) -> None:
+def test_fatal_close_codes_fail(code: int, kind: type[SdkError]) -> None:
     proto = make()
     connect(proto, 0, ack("game:crash"))
     actions = proto.connection_lost(code, "no", 1)
@@ -593,11 +593,11 @@ def test_error_mapping_tables() -> None:
     assert isinstance(error_for_status(401, "x"), AuthError)
     assert isinstance(error_for_status(403, "x"), ForbiddenError)
     assert isinstance(error_for_status(429, "x", retry_after=3), RateLimitedError)
-    assert isinstance(error_for_status(502, "x"), ServerError)
+    assert isinstance(error_for_status(502, "x"), ServerFailureError)
     assert isinstance(error_for_status(418, "x"), RequestError)
     assert isinstance(error_for_status(400, "x", code="invalid_channel"), InvalidChannelError)
     assert isinstance(error_for_code("whatever", "x"), RequestError)
-    assert isinstance(error_for_code("whatever", "x", status=503), ServerError)
+    assert isinstance(error_for_code("whatever", "x", status=503), ServerFailureError)
     assert error_for_close(4003, "nope").message == "connection closed (4003): nope"
 
 
