@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := redis-server postgresql chromium
 
-.PHONY: serve test lock install install-test system-deps node-deps lint types check bench clean
+.PHONY: serve test lock soak install install-test system-deps node-deps lint types check bench clean
 
 # Every install comes from a hash-pinned lock (requirements/*.txt, made by `make lock`), so a
 # fresh clone installs exactly what was tested, whatever PyPI released since. The venv's own pip
@@ -78,6 +78,10 @@ test: install-test lint types
 
 bench: install
 	bench/run.sh
+
+# 30 minutes of churn, slow consumers, restarts and Redis blips (bench/soak.py); not in `make test`
+soak: $(VENV)/.installed-test system-deps
+	bench/soak.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

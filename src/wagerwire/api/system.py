@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -50,6 +51,9 @@ async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
         f"wagerwire_frames_encoded_total {stats.encoded}",
         "# TYPE wagerwire_subscribers gauge",
         f"wagerwire_subscribers {svc.hub.subscriber_count}",
+        "# HELP wagerwire_asyncio_tasks asyncio tasks alive in this process (a leak shows here)",
+        "# TYPE wagerwire_asyncio_tasks gauge",
+        f"wagerwire_asyncio_tasks {len(asyncio.all_tasks())}",
         "# TYPE wagerwire_uptime_seconds gauge",
         f"wagerwire_uptime_seconds {time.time() - svc.started_at:.0f}",
     ]
