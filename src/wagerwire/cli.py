@@ -1,6 +1,6 @@
 """Command line: ``wagerwire serve | publish | channels``.
 
-Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.app` or the REST API.
+Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.node` or the REST API.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _client_parser(sub)
     _keys_parser(sub)
-    from wagerwire import tail
+    from wagerwire.client import tail
 
     tail.add_parser(sub)
     return parser
@@ -192,8 +192,8 @@ SERVER_EXTRA_HINT = ("wagerwire serve needs the server's dependencies: "
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from wagerwire.features import default_features
-        from wagerwire.workers import serve
+        from wagerwire.node.features import default_features
+        from wagerwire.node.workers import serve
     except ModuleNotFoundError as exc:  # the SDK-only install has no server extra
         raise SystemExit(SERVER_EXTRA_HINT.format(exc.name)) from exc
 
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return _keys(args)
         if args.command == "tail":
-            from wagerwire import tail
+            from wagerwire.client import tail
 
             return tail.run(args)
         if args.command == "publish":
