@@ -3,7 +3,7 @@
     .venv/bin/python bench/publish_throughput.py                  # starts its own servers
     .venv/bin/python bench/publish_throughput.py --seconds 5 --concurrency 1,64
 
-Each run builds a hub exactly as ``wagerwire serve`` does (``backends.build_backends``) and
+Each run builds a hub exactly as ``wagerwire serve`` does (``node.backends.build_backends``) and
 keeps C publishers busy for S seconds; a publish counts once ``Hub.publish`` returned, i.e.
 the message is committed in the store (SQLite: WAL, synchronous=NORMAL, durable against a
 process crash; PostgreSQL: fsync=on, synchronous_commit=on) and, with Redis, committed there
@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import PostgresServer, RedisServer  # noqa: E402
-from wagerwire.backends import build_backends  # noqa: E402
 from wagerwire.config import Settings  # noqa: E402
 from wagerwire.core.hub import Hub, HubLimits  # noqa: E402
+from wagerwire.node.backends import build_backends  # noqa: E402
 
 
 async def run_one(store: str, broker: str, concurrency: int, seconds: float) -> dict[str, object]:

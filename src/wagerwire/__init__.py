@@ -1,6 +1,6 @@
 """wagerwire: a self-hostable real-time hub for casino-game and sports-betting data.
 
-The server is ``wagerwire serve`` (see :mod:`wagerwire.app`); the Python client SDK is
+The server is ``wagerwire serve`` (see :mod:`wagerwire.node`); the Python client SDK is
 :mod:`wagerwire.client`. This package root only names the version and the error tree, so
 importing it stays cheap for clients.
 """

@@ -1,12 +1,13 @@
 """Command line: ``wagerwire serve | publish | channels``.
 
-Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.app` or the REST API.
+Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.node` or the REST API.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -155,6 +156,34 @@ def _keys(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _tail_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "tail",
+        help="print messages of channels as they arrive",
+        description="Follow channels (exact names or * patterns) of a running hub. Messages go "
+        "to stdout, one per line; reconnects and the resume command (on Ctrl-C) to stderr.",
+    )
+    p.add_argument("channels", nargs="+", metavar="CHANNEL",
+                   help="channel or pattern, e.g. game:crash 'odds:football:*'")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--since", metavar="TOKEN",
+                       help="resume token: continue after the position it names")
+    start.add_argument("--from-start", action="store_true",
+                       help="replay every channel from its oldest kept message, then follow")
+    p.add_argument("--filter", action="append", default=[], metavar="K=V",
+                   help="attribute filter; repeat for more terms, repeat a key for any-of "
+                   "(--filter bookmaker=pinnacle --filter bookmaker=bet365)")
+    p.add_argument("--json", action="store_true",
+                   help="print each message as one JSON object per line")
+    p.add_argument("--url", default=os.environ.get("WAGERWIRE_URL", DEFAULT_URL),
+                   help=f"hub base URL (default $WAGERWIRE_URL or {DEFAULT_URL})")
+    p.add_argument("--key", default=os.environ.get("WAGERWIRE_KEY"),
+                   help="API key or stream token (default $WAGERWIRE_KEY); an API key is "
+                   "exchanged for short-lived stream tokens")
+    p.add_argument("--transport", choices=["ws", "sse"], default="ws",
+                   help="WebSocket (default) or server-sent events")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wagerwire",
@@ -164,9 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _client_parser(sub)
     _keys_parser(sub)
-    from wagerwire import tail
-
-    tail.add_parser(sub)
+    _tail_parser(sub)
     return parser
 
 
@@ -192,8 +219,8 @@ SERVER_EXTRA_HINT = ("wagerwire serve needs the server's dependencies: "
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from wagerwire.features import default_features
-        from wagerwire.workers import serve
+        from wagerwire.node.features import default_features
+        from wagerwire.node.workers import serve
     except ModuleNotFoundError as exc:  # the SDK-only install has no server extra
         raise SystemExit(SERVER_EXTRA_HINT.format(exc.name)) from exc
 
@@ -211,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return _keys(args)
         if args.command == "tail":
-            from wagerwire import tail
+            from wagerwire.client import tail
 
             return tail.run(args)
         if args.command == "publish":

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from wagerwire.app import Server
 from wagerwire.config import Settings
-from wagerwire.features import default_features
+from wagerwire.node.features import default_features
+from wagerwire.node.server import Server
 from wagerwire.sources.casino import CasinoSimulator, GameSpec, demo_games
 
 ROOT = Path(__file__).resolve().parents[2]

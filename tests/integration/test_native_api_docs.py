@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from wagerwire.api.app import create_api
+from wagerwire.api.application import create_api
 from wagerwire.api.deps import Services
-from wagerwire.app import build_hub
 from wagerwire.config import load_settings
-from wagerwire.features import default_features
+from wagerwire.node.features import default_features
+from wagerwire.node.server import build_hub
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Serve the docs and the dashboard page, so not API routes documented themselves.

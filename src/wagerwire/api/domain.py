@@ -23,9 +23,9 @@ from wagerwire.analytics.fairness import verify_round
 from wagerwire.analytics.stats import game_stats
 from wagerwire.api.auth import caller
 from wagerwire.api.deps import services
+from wagerwire.api.feature import Feature
 from wagerwire.api.responses import JsonResponse
 from wagerwire.api.schemas import ErrorResponse
-from wagerwire.app import Feature
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.domain.feed import DomainFeed

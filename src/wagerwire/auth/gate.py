@@ -24,6 +24,7 @@ from wagerwire.auth.identity import (
 )
 from wagerwire.auth.keys import KeyRecord, KeyStore
 from wagerwire.auth.limits import DAY, DailyQuota, StreamCounter, TokenBucket
+from wagerwire.auth.limits_redis import SharedLimits
 from wagerwire.auth.plans import Plan, plan_allows
 from wagerwire.auth.stream_tokens import (
     TOKEN_PREFIX,
@@ -34,7 +35,6 @@ from wagerwire.auth.stream_tokens import (
 )
 from wagerwire.core.channels import is_pattern, is_private
 from wagerwire.errors import BadParameter, Forbidden, RateLimited, Unauthorized
-from wagerwire.limits_redis import SharedLimits
 
 __all__ = ["KeyGate", "credential_from"]
 

@@ -57,7 +57,7 @@ History (``history``)
     The stream holds the newest ``history_size`` messages of each channel, ids = offsets.
     ``history(channel, after, limit)`` returns them, or ``None`` when the stream does not
     reach back to ``after + 1`` (then read the store); ``HistoryStore`` in
-    ``wagerwire.backends`` wraps a store so the hub's replays read Redis first.
+    ``wagerwire.node.backends`` wraps a store so the hub's replays read Redis first.
 
 Idempotency
     Within a node as in ``MemoryBroker`` (a retry gets the first publish's very result);

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path
 from starlette.responses import Response
 
-from wagerwire.app import Feature
+from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.errors import NotFound

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from servers import RedisServer, redis_server
-from wagerwire.limits_redis import StreamLeases, TokenBucket
+from wagerwire.auth.limits_redis import StreamLeases, TokenBucket
 
 __all__ = ["redis_server"]
 

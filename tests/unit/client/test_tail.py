@@ -9,8 +9,8 @@ import pytest
 
 from wagerwire.cli import build_parser
 from wagerwire.client import ClientMessage
+from wagerwire.client.tail import format_line, parse_filter, resume_command
 from wagerwire.core.tokens import decode_token
-from wagerwire.tail import format_line, parse_filter, resume_command
 
 
 def test_filter_flags_become_a_filter_object() -> None:

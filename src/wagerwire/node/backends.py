@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from wagerwire.api.feature import Feature
 from wagerwire.config import Settings, store_path
 from wagerwire.core.broker import Broker
 from wagerwire.core.messages import Message, Position
@@ -35,7 +36,6 @@ from wagerwire.errors import BadParameter
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
-    from wagerwire.app import Feature
     from wagerwire.brokers.redis import RedisBroker
     from wagerwire.core.hub import Hub
 
@@ -206,7 +206,7 @@ class HistoryStore:
         return await self.inner.prune(now_ms)
 
 
-FeaturesFactory = Callable[[Settings, "Hub"], list["Feature"]]
+FeaturesFactory = Callable[[Settings, "Hub"], list[Feature]]
 
 
 def with_readiness(features: FeaturesFactory | None) -> FeaturesFactory:
@@ -217,8 +217,6 @@ def with_readiness(features: FeaturesFactory | None) -> FeaturesFactory:
     """
 
     def build(settings: Settings, hub: Hub) -> list[Feature]:
-        from wagerwire.app import Feature
-
         found = list(features(settings, hub)) if features is not None else []
         broker = hub.broker
         if hasattr(broker, "on_ready_change"):

@@ -16,41 +16,32 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 
-from wagerwire.api.app import create_api
+from wagerwire.api.application import create_api
 from wagerwire.api.deps import Services
+from wagerwire.api.feature import Feature
 from wagerwire.auth.gate import KeyGate
 from wagerwire.auth.keys import KeyStore
+from wagerwire.auth.limits_redis import SharedLimits
 from wagerwire.auth.plans import parse_plans
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
-from wagerwire.limits_redis import SharedLimits
+from wagerwire.node.backends import build_backends, redis_url_and_prefix
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
 from wagerwire.transports.websocket import NativeWsConnection
 
-__all__ = ["Feature", "Server", "build_hub", "install_uvloop", "run"]
+__all__ = ["Server", "build_hub", "install_uvloop", "run"]
 
-log = logging.getLogger("wagerwire.app")
+log = logging.getLogger("wagerwire.node.server")
 
 TICK_SECONDS = 5.0
 SWITCH_INTERVAL_S = 0.0005
-
-
-@dataclass(slots=True)
-class Feature:
-    """An optional part (domain REST, demo sources, dialects) plugged into the server."""
-
-    routers: list[APIRouter] = field(default_factory=list)
-    stream_routes: list[tuple[Literal["ws", "sse"], str, Any]] = field(default_factory=list)
-    sources: list[Any] = field(default_factory=list)
-    on_start: list[Callable[[Hub, Services], None]] = field(default_factory=list)
 
 
 def install_uvloop() -> bool:
@@ -65,8 +56,6 @@ def install_uvloop() -> bool:
 
 def build_hub(settings: Settings) -> Hub:
     """The hub over the store and broker named by the settings' URLs (``backends.py``)."""
-    from wagerwire.backends import build_backends
-
     store, broker = build_backends(settings)
     limits = HubLimits(
         max_channels_per_sink=settings.max_channels,
@@ -80,8 +69,6 @@ def shared_limits(broker_url: str) -> SharedLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
     if not broker_url.startswith(("redis://", "rediss://")):
         return None
-    from wagerwire.backends import redis_url_and_prefix
-
     url, prefix = redis_url_and_prefix(broker_url)
     return SharedLimits(url, prefix=f"{prefix}:limits")
 

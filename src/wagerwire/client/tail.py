@@ -8,7 +8,8 @@ command that continues exactly after the last printed message::
 
 It is the SDK's :class:`~wagerwire.client.Client` underneath, so it reconnects with backoff,
 resumes without gap or duplicate, renews stream tokens and backfills over REST by itself.
-The SDK is imported only when the command runs: ``serve`` does not need its dependencies.
+Its flags are declared in :mod:`wagerwire.cli`, which imports this module (and with it the
+SDK) only when the command runs: ``serve`` does not load the SDK.
 """
 
 from __future__ import annotations
@@ -29,38 +30,9 @@ import orjson
 if TYPE_CHECKING:
     from wagerwire.client import ClientMessage, Subscription
 
-__all__ = ["add_parser", "parse_filter", "run"]
+__all__ = ["parse_filter", "run"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``tail`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "tail",
-        help="print messages of channels as they arrive",
-        description="Follow channels (exact names or * patterns) of a running hub. Messages go "
-        "to stdout, one per line; reconnects and the resume command (on Ctrl-C) to stderr.",
-    )
-    p.add_argument("channels", nargs="+", metavar="CHANNEL",
-                   help="channel or pattern, e.g. game:crash 'odds:football:*'")
-    start = p.add_mutually_exclusive_group()
-    start.add_argument("--since", metavar="TOKEN",
-                       help="resume token: continue after the position it names")
-    start.add_argument("--from-start", action="store_true",
-                       help="replay every channel from its oldest kept message, then follow")
-    p.add_argument("--filter", action="append", default=[], metavar="K=V",
-                   help="attribute filter; repeat for more terms, repeat a key for any-of "
-                   "(--filter bookmaker=pinnacle --filter bookmaker=bet365)")
-    p.add_argument("--json", action="store_true",
-                   help="print each message as one JSON object per line")
-    p.add_argument("--url", default=os.environ.get("WAGERWIRE_URL", DEFAULT_URL),
-                   help=f"hub base URL (default $WAGERWIRE_URL or {DEFAULT_URL})")
-    p.add_argument("--key", default=os.environ.get("WAGERWIRE_KEY"),
-                   help="API key or stream token (default $WAGERWIRE_KEY); an API key is "
-                   "exchanged for short-lived stream tokens")
-    p.add_argument("--transport", choices=["ws", "sse"], default="ws",
-                   help="WebSocket (default) or server-sent events")
 
 
 def parse_filter(terms: Sequence[str]) -> dict[str, str | list[str]] | None:

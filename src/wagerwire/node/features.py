@@ -1,7 +1,8 @@
 """The optional parts a default server runs with, chosen from the settings.
 
-Each is a :class:`~wagerwire.app.Feature`: REST routers, stream routes, sources and start
-hooks. The demo simulators resume where the store says they stopped, so a restarted hub keeps
+Each is a :class:`~wagerwire.api.feature.Feature`: REST routers, stream routes, sources and
+start hooks; :func:`default_features` is the one list of them, in wiring order. The demo
+simulators resume where the store says they stopped, so a restarted hub keeps
 one continuous sequence of rounds per game.
 """
 
@@ -12,9 +13,12 @@ from typing import Any
 
 import orjson
 
-from wagerwire.app import Feature
+from wagerwire.api.domain import domain_feature
+from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
+from wagerwire.dashboard import dashboard_feature
+from wagerwire.node.dialects import dialect_feature
 from wagerwire.sources.casino import (
     DEFAULT_CHAIN_LENGTH,
     BalanceSimulator,
@@ -26,7 +30,7 @@ from wagerwire.sources.sports import SportsConfig, SportsSimulator
 
 __all__ = ["ResumingCasinoSource", "default_features", "demo_feature"]
 
-log = logging.getLogger("wagerwire.features")
+log = logging.getLogger("wagerwire.node.features")
 
 
 class ResumingCasinoSource:
@@ -100,13 +104,17 @@ def demo_feature(settings: Settings, hub: Hub) -> Feature:
 
 
 def default_features(settings: Settings, hub: Hub) -> list[Feature]:
-    """Demo sources (unless ``--no-demo``); domain REST, dialects and auth plug in here."""
-    from wagerwire.api.domain import domain_feature
-    from wagerwire.dashboard import dashboard_feature
-    from wagerwire.dialects_feature import dialect_feature
+    """The optional parts of a default node, in the order the server plugs them in.
 
-    features: list[Feature] = [domain_feature(settings, hub), dashboard_feature(settings, hub)]
-    if settings.demo:
+    The native streams (``/v1/ws``, ``/v1/sse``) and the core REST routers (system,
+    channels, auth: ``api.application.create_api``) are not optional: ``Server`` always
+    mounts them first. ``serve`` adds the readiness hook (``backends.with_readiness``).
+    """
+    features: list[Feature] = [
+        domain_feature(settings, hub),  # REST: games, rounds, stats, verification, sports, odds
+        dashboard_feature(settings, hub),  # the page at / and its /static/ assets
+    ]
+    if settings.demo:  # unless --no-demo: casino games, balances, sports simulator
         features.append(demo_feature(settings, hub))
-    features.append(dialect_feature(settings, hub))
+    features.append(dialect_feature(settings, hub))  # Data Stream, TrackerSino, Stake
     return features

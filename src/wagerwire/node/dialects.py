@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from wagerwire.api.dialects import dialect_router
-from wagerwire.app import Feature
+from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.dialects.datastream import Catalog, CatalogGame

@@ -1,7 +1,7 @@
 """``wagerwire serve --workers N``: N worker processes on one port, each its own event loop.
 
 The supervisor (the process you started) binds the port once to reserve it (and to resolve
-``--port 0``), then forks N workers. Each worker is a complete node (``app.run``) whose
+``--port 0``), then forks N workers. Each worker is a complete node (``server.run``) whose
 listening socket has ``SO_REUSEPORT`` set, so the kernel spreads incoming connections over
 the workers. Workers share nothing in memory: offsets, fan-out and history go through the
 Redis broker and the PostgreSQL store, which is why ``--workers`` above 1 without them is
@@ -29,12 +29,12 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from wagerwire.backends import FeaturesFactory, check_workers, with_readiness
 from wagerwire.config import Settings
+from wagerwire.node.backends import FeaturesFactory, check_workers, with_readiness
 
 __all__ = ["Supervisor", "serve"]
 
-log = logging.getLogger("wagerwire.workers")
+log = logging.getLogger("wagerwire.node.workers")
 
 RESTART_PAUSE_S = 1.0
 STOP_TIMEOUT_S = 30.0
@@ -48,7 +48,7 @@ def serve(settings: Settings, features: FeaturesFactory | None) -> int:
     """
     check_workers(settings)
     if settings.workers == 1:
-        from wagerwire.app import install_uvloop, run
+        from wagerwire.node.server import install_uvloop, run
 
         install_uvloop()
         return asyncio.run(run(settings, with_readiness(features)))
@@ -57,15 +57,15 @@ def serve(settings: Settings, features: FeaturesFactory | None) -> int:
 
 def _worker(settings: Settings, features: FeaturesFactory | None, index: int) -> None:
     """One worker process: a whole node on the shared port."""
-    from wagerwire import app
+    from wagerwire.node import server
 
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)  # app.run installs its own on the loop
+        signal.signal(sig, signal.SIG_DFL)  # server.run installs its own on the loop
     if index > 0:
         settings = dataclasses.replace(settings, demo=False)
-    app.install_uvloop()
-    code = asyncio.run(app.run(settings, with_readiness(features)))
+    server.install_uvloop()
+    code = asyncio.run(server.run(settings, with_readiness(features)))
     sys.stdout.flush()
     os._exit(code)
 
