@@ -72,6 +72,7 @@ def build_hub(settings: Settings) -> Hub:
         max_channels_per_sink=settings.max_channels,
         max_message_bytes=settings.max_message_bytes,
         idempotency_window_s=settings.idempotency_window,
+        parse_cache_bytes=settings.parse_cache_bytes,
     )
     return Hub(store, broker, limits)
 

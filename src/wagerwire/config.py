@@ -46,6 +46,8 @@ class Settings:
     pong_timeout: float = 20.0
     sse_heartbeat: float = 15.0
     idempotency_window: float = 300.0
+    idempotency_window_bytes: int = 16 * 1024 * 1024  # keys remembered, by their messages' size
+    parse_cache_bytes: int = 1024 * 1024  # URL subscription parse caches (channels, filters)
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
@@ -117,6 +119,7 @@ def _retention(raw: Any) -> list[RetentionRule]:
 
 _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
+             "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

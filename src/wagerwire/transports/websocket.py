@@ -218,6 +218,7 @@ class NativeWsConnection(WsConnection):
                 unsub = op
 
                 async def unsubscribe() -> None:
+                    hub.check_channel_count(unsub.channels)
                     channels = self.registry.gate.resolve_channels(self.identity, unsub.channels)
                     removed = await hub.unsubscribe(self, channels)
                     self.send_text(native.encode_unsubscribed(removed))
@@ -234,8 +235,9 @@ class NativeWsConnection(WsConnection):
         gate = self.registry.gate
         hub = self.registry.hub
         try:
-            channels = gate.resolve_channels(self.identity, sub.channels)
             limit = gate.max_subscriptions(self.identity)
+            hub.check_channel_count(sub.channels, limit)  # before any name costs anything
+            channels = gate.resolve_channels(self.identity, sub.channels)
             if sub.since is None and self._chain_task is None:
                 replies = hub.subscribe_live(self, channels, filter=sub.filter,
                                              max_channels=limit)
