@@ -86,3 +86,34 @@ async def test_huge_url_subscriptions_are_refused_cheaply(server: Any) -> None:
         stop.set()
         await pinger
     _assert_no_stall(rtts)
+
+
+def _rss_mib(server: Any) -> float:
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_distinct_huge_filters_do_not_pin_memory(server: Any) -> None:
+    before = _rss_mib(server)
+    codes = []
+    async with connect(server.ws_url + "/v1/ws", max_size=2**20) as hostile:
+        for i in range(150):  # on main: each kept by the intern table, after close too
+            flt = {"x": str(i), "bookmaker": list(range(8000))}  # ~40 KB
+            await hostile.send(json.dumps({"op": "subscribe", "channels": ["game:f"],
+                                           "filter": flt}))
+            codes.append(json.loads(await asyncio.wait_for(hostile.recv(), 30)))
+    async with connect(server.ws_url + "/v1/ws", max_size=2**20) as hostile:
+        # filters within the bounds, each distinct: held while subscribed, not after
+        for i in range(90):
+            flt = {"bookmaker": [f"b{i}-{j:03d}-{'x' * 20}" for j in range(250)]}
+            await hostile.send(json.dumps({"op": "subscribe", "channels": [f"game:g{i}"],
+                                           "filter": flt}))
+            assert json.loads(await asyncio.wait_for(hostile.recv(), 30))["op"] == "subscribed"
+    await asyncio.sleep(0.5)
+    after = _rss_mib(server)
+    print(f"RSS {before:.1f} -> {after:.1f} MiB")
+    assert after - before < 30, (before, after)
+    assert {c.get("code") for c in codes} == {"bad_parameter"}, codes[:1]
