@@ -91,7 +91,8 @@ def build_gate(settings: Settings) -> KeyGate:
     """API keys from the configured database, plans from the config."""
     keystore = KeyStore(settings.keys_path())
     return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
-                   token_ttl=settings.token_ttl, shared=shared_limits(settings.broker))
+                   token_ttl=settings.token_ttl, shared=shared_limits(settings.broker),
+                   anonymous_publish=settings.anonymous_publish)
 
 
 def create_demo_keys(gate: KeyGate) -> list[str]:

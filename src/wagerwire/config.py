@@ -53,6 +53,7 @@ class Settings:
     retention: list[RetentionRule] = field(default_factory=list)
     workers: int = 1  # worker processes on one port (SO_REUSEPORT); > 1 needs Redis
     auth: str = "open"
+    anonymous_publish: bool = False  # open mode: may clients without a key publish?
     keys_db: str = ""
     token_ttl: int = 300
     demo_keys: bool = True

@@ -127,6 +127,9 @@ class WsConnection(StreamConnection):
     def revoke(self) -> None:
         self.close(CloseCode.UNAUTHORIZED, "API key revoked")
 
+    def expire(self) -> None:
+        self.close(CloseCode.UNAUTHORIZED, "stream token expired: get a new one and resume")
+
     # -- op chain --------------------------------------------------------------------------
 
     def run_in_order(self, op: Callable[[], Awaitable[None]]) -> None:
