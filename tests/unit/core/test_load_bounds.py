@@ -128,3 +128,15 @@ def test_url_parse_caches_are_bounded_in_bytes(tmp_path: Path) -> None:
         url_module.url_subscription(_request({"channels": names, "filter": flt}),
                                     Gate(), hub, ANONYMOUS)
     assert url_module.cached_bytes() <= 64 * 1024
+
+
+def test_plan_checks_do_not_cache_overlong_names() -> None:
+    """A subscribe frame's names reach the plan check before the hub validates them."""
+    from wagerwire.auth import plans
+
+    before = plans._plan_allows_cached.cache_info().currsize
+    for i in range(200):
+        assert plans.plan_allows(("*",), f"{i}" + "x" * 60_000)
+    assert plans._plan_allows_cached.cache_info().currsize == before
+    assert plans.plan_allows(("game:*",), "game:crash")
+    assert plans._plan_allows_cached.cache_info().currsize == before + 1
