@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/publish_throughput.py                  # starts its own servers
     .venv/bin/python bench/publish_throughput.py --seconds 5 --concurrency 1,64
+    .venv/bin/python bench/publish_throughput.py --sqlite-only --sqlite-sync NORMAL,FULL
 
 Each run builds a hub exactly as ``wagerwire serve`` does (``node.backends.build_backends``) and
 keeps C publishers busy for S seconds; a publish counts once ``Hub.publish`` returned, i.e.
-the message is committed in the store (SQLite: WAL, synchronous=NORMAL, durable against a
-process crash; PostgreSQL: fsync=on, synchronous_commit=on) and, with Redis, committed there
+the message is committed in the store (SQLite: WAL, synchronous=FULL, the server's default:
+fsynced, durable against power loss; ``--sqlite-sync NORMAL,FULL`` measures both in one run;
+PostgreSQL: fsync=on, synchronous_commit=on) and, with Redis, committed there
 and fanned out. Publishes go to 16 channels round-robin. Redis and PostgreSQL are started on
 loopback in temporary directories (``tests/servers.py``) and stopped at the end.
 """
@@ -30,11 +32,16 @@ from servers import PostgresServer, RedisServer  # noqa: E402
 from wagerwire.config import Settings  # noqa: E402
 from wagerwire.core.hub import Hub, HubLimits  # noqa: E402
 from wagerwire.node.backends import build_backends  # noqa: E402
+from wagerwire.stores.sqlite import SqliteStore  # noqa: E402
 
 
-async def run_one(store: str, broker: str, concurrency: int, seconds: float) -> dict[str, object]:
+async def run_one(
+    store: str, broker: str, concurrency: int, seconds: float, sqlite_sync: str | None = None
+) -> dict[str, object]:
     settings = Settings(store=store, broker=broker, demo=False)
     st, br = build_backends(settings)
+    if sqlite_sync is not None and isinstance(st, SqliteStore):
+        st = SqliteStore(st.path, st.retention, synchronous=sqlite_sync)  # type: ignore[arg-type]
     hub = Hub(st, br, HubLimits())
     await hub.start()
     done = 0
@@ -58,7 +65,8 @@ async def run_one(store: str, broker: str, concurrency: int, seconds: float) -> 
     await hub.close()
     latencies.sort()
     return {
-        "store": store.split(":", 1)[0], "broker": broker.split(":", 1)[0],
+        "store": store.split(":", 1)[0] + (f" ({sqlite_sync})" if sqlite_sync else ""),
+        "broker": broker.split(":", 1)[0],
         "concurrency": concurrency, "publishes_per_s": round(done / elapsed),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
@@ -70,21 +78,31 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--sqlite-sync", default="",
+                        help="comma list of SQLite synchronous modes to compare (NORMAL,FULL)")
+    parser.add_argument("--sqlite-only", action="store_true",
+                        help="skip PostgreSQL and Redis")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ww-bench-"))
-    redis = RedisServer(tmp / "redis").start()
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="ww-bench-pg-")), fsync=True).start()
+    redis = None if args.sqlite_only else RedisServer(tmp / "redis").start()
+    pg = None if args.sqlite_only else PostgresServer(
+        Path(tempfile.mkdtemp(prefix="ww-bench-pg-")), fsync=True).start()
+    syncs: list[str | None] = [m.strip().upper() for m in args.sqlite_sync.split(",")
+                               if m.strip()] or [None]
     try:
         results = []
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            combos = [
-                (f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", "memory://"),
-                (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}", "memory://"),
-                (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}",
-                 f"{redis.url}?prefix=b{uuid.uuid4().hex[:8]}"),
+            combos: list[tuple[str, str, str | None]] = [
+                (f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", "memory://", sync) for sync in syncs
             ]
-            for store, broker in combos:
-                result = await run_one(store, broker, concurrency, args.seconds)
+            if pg is not None and redis is not None:
+                combos += [
+                    (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}", "memory://", None),
+                    (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}",
+                     f"{redis.url}?prefix=b{uuid.uuid4().hex[:8]}", None),
+                ]
+            for store, broker, sync in combos:
+                result = await run_one(store, broker, concurrency, args.seconds, sync)
                 print(json.dumps(result), flush=True)
                 results.append(result)
         print("\n| store | broker | concurrent publishers | publishes/s | p50 ms | p99 ms "
@@ -93,10 +111,12 @@ async def main() -> None:
             print(f"| {r['store']} | {r['broker']} | {r['concurrency']} | "
                   f"{r['publishes_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['per_commit']} |")
     finally:
-        redis.stop()
-        pg.stop()
+        if redis is not None:
+            redis.stop()
+        if pg is not None:
+            pg.stop()
+            shutil.rmtree(pg.directory, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(pg.directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ out="$here/results/$(date +%Y%m%d-%H%M%S)"
 stacks=${BENCH_STACKS:-c_ref,c_coalesce,node_ws}
 cd "$kit"
 ./run_all.sh --stacks "$stacks" --out "$out" \
-  --stack-cmd "wagerwire=$root/.venv/bin/wagerwire serve --no-demo --port {port} --store sqlite:///$db --log-level warning" \
+  --stack-cmd "wagerwire=$root/.venv/bin/wagerwire serve --no-demo --anonymous-publish --port {port} --store sqlite:///$db --log-level warning" \
   --gen-args 'wagerwire=-S /v1/ws -P /v1/ws -M {"op":"subscribe","channels":["bench"],"filter":{"kind":"bench"}} -E {"op":"publish","channel":"bench","data":%PAYLOAD%}' \
   --ready-url 'wagerwire=http://127.0.0.1:{port}/healthz' \
   "$@"

@@ -21,7 +21,7 @@ trap 'kill -TERM $servers; wait $servers; rm -f "$urls"' EXIT
 for _ in $(seq 100); do [ -s "$urls" ] && break; sleep 0.2; done
 read -r redis pg < "$urls"
 out="$here/results/scaleout-$(date +%Y%m%d-%H%M%S)"
-ww="taskset -c 0,1 $root/.venv/bin/wagerwire serve --no-demo --port {port} --log-level warning"
+ww="taskset -c 0,1 $root/.venv/bin/wagerwire serve --no-demo --anonymous-publish --port {port} --log-level warning"
 gen='-S /v1/ws -P /v1/ws -M {"op":"subscribe","channels":["bench"]} -E {"op":"publish","channel":"bench","data":%PAYLOAD%}'
 cd "$kit"
 ./run_all.sh --stacks c_ref --out "$out" --reps 1 --ns 1000 \

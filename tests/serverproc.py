@@ -42,6 +42,8 @@ class ServerProcess:
                "--store", f"sqlite:///{self.db}", *self.args]
         if not any(a.startswith("--demo") or a == "--no-demo" for a in self.args):
             cmd.append("--no-demo")
+        if not any(a.endswith("anonymous-publish") for a in self.args):
+            cmd.append("--anonymous-publish")  # most tests publish without a key
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # A session of its own, so kill() reaches worker processes too (--workers N).
         self.proc = subprocess.Popen(

@@ -73,6 +73,16 @@ def _serve_parser(sub: Any) -> None:
                    help="seconds between SSE comment heartbeats (default 15)")
     p.add_argument("--idempotency-window", type=float,
                    help="seconds an idempotency key is remembered (default 300)")
+    p.add_argument("--idempotency-window-bytes", type=int,
+                   help="bytes the idempotency window may hold; oldest keys go first "
+                   "(default 16 MiB)")
+    p.add_argument("--parse-cache-bytes", type=int,
+                   help="bytes the URL subscription parse caches may hold (default 1 MiB)")
+    p.add_argument("--anonymous-publish", dest="anonymous_publish", action="store_const",
+                   const=True, help="let clients without a key publish when auth is open "
+                   "(off by default: any web page could publish into this hub)")
+    p.add_argument("--no-anonymous-publish", dest="anonymous_publish", action="store_const",
+                   const=False, help="refuse publishing without a publisher key (default)")
     p.add_argument("--retention-count", type=int,
                    help="messages kept per channel (default 100000)")
     p.add_argument("--retention-age", type=float,

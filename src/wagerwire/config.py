@@ -46,11 +46,14 @@ class Settings:
     pong_timeout: float = 20.0
     sse_heartbeat: float = 15.0
     idempotency_window: float = 300.0
+    idempotency_window_bytes: int = 16 * 1024 * 1024  # keys remembered, by their messages' size
+    parse_cache_bytes: int = 1024 * 1024  # URL subscription parse caches (channels, filters)
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
     workers: int = 1  # worker processes on one port (SO_REUSEPORT); > 1 needs Redis
     auth: str = "open"
+    anonymous_publish: bool = False  # open mode: may clients without a key publish?
     keys_db: str = ""
     token_ttl: int = 300
     demo_keys: bool = True
@@ -117,6 +120,7 @@ def _retention(raw: Any) -> list[RetentionRule]:
 
 _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
+             "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

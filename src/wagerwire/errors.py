@@ -9,6 +9,7 @@ Tree::
     │   ├── InvalidChannel         channel name or pattern fails the naming rules
     │   ├── TooManyChannels        subscription larger than the configured limit
     │   ├── PayloadTooLarge        body or frame over the configured limit
+    │   ├── UnsupportedMediaType   a JSON body sent without ``Content-Type: application/json``
     │   ├── BadResumeToken         resume token that does not decode
     │   ├── BadParameter           query/body parameter out of range (e.g. ``since`` in the future)
     │   ├── NotFound               unknown route, channel, game, event or round
@@ -16,6 +17,7 @@ Tree::
     │   ├── UpgradeRequired        WebSocket path requested without an upgrade
     │   ├── HeaderTooLarge         request head over the limit
     │   ├── Unauthorized           missing, invalid or expired credentials
+    │   │   └── KeyInUrl           an API key in ``?token=`` (only stream tokens go in URLs)
     │   ├── Forbidden              credentials valid, action not allowed
     │   └── RateLimited            a limit tripped; ``retry_after`` seconds tells when to retry
     └── ServerError                our fault or our dependency's
@@ -40,6 +42,7 @@ __all__ = [
     "Forbidden",
     "HeaderTooLarge",
     "InternalError",
+    "KeyInUrl",
     "InvalidChannel",
     "MalformedJson",
     "MethodNotAllowed",
@@ -51,6 +54,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnknownOp",
+    "UnsupportedMediaType",
     "UpgradeRequired",
     "WagerwireError",
 ]
@@ -130,6 +134,11 @@ class PayloadTooLarge(ClientError):
     close_code = CloseCode.MESSAGE_TOO_BIG
 
 
+class UnsupportedMediaType(ClientError):
+    code = "unsupported_media_type"
+    status = 415
+
+
 class BadResumeToken(ClientError):
     code = "bad_resume_token"
 
@@ -163,6 +172,10 @@ class Unauthorized(ClientError):
     code = "unauthorized"
     status = 401
     close_code = CloseCode.UNAUTHORIZED
+
+
+class KeyInUrl(Unauthorized):
+    code = "key_in_url"
 
 
 class Forbidden(ClientError):
@@ -200,6 +213,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     InvalidChannel: "channel name or pattern breaks the naming rules",
     TooManyChannels: "more channels in one subscription than allowed",
     PayloadTooLarge: "body or frame larger than the configured maximum",
+    UnsupportedMediaType: "a request body not sent as Content-Type: application/json",
     BadResumeToken: "resume token does not decode",
     BadParameter: "a parameter is out of range or of the wrong type",
     NotFound: "unknown route, channel, game, event or round",
@@ -207,6 +221,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     UpgradeRequired: "a WebSocket path was requested without the Upgrade handshake",
     HeaderTooLarge: "request line and headers larger than allowed (64 KiB)",
     Unauthorized: "credentials missing, invalid or expired",
+    KeyInUrl: "an API key in ?token=: send keys in a header; only stream tokens go in URLs",
     Forbidden: "credentials valid, but the plan or role does not allow this",
     RateLimited: "a rate, quota or concurrency limit tripped; see Retry-After",
     Unavailable: "store or broker unavailable, or the server is shutting down",

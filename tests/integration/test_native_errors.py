@@ -463,7 +463,7 @@ async def test_keep_alive_connection_survives_rest_errors(
         for method, path, status in [
             ("GET", "/nope", 404), ("DELETE", "/v1/channels", 405),
             ("GET", "/v1/channels/game:q-chan/messages?limit=0", 422), ("GET", "/healthz", 200),
-            ("POST", "/v1/publish", 400), ("GET", "/v1/channels", 200),
+            ("POST", "/v1/publish", 415), ("GET", "/v1/channels", 200),
         ]:
             r = await http.request(method, path, content=b"{bad" if method == "POST" else None)
             assert r.status_code == status, (method, path, r.text)

@@ -1,8 +1,10 @@
-"""JSON request bodies parsed whatever the Content-Type says.
+"""JSON request bodies: ``Content-Type: application/json`` required, then decoded and checked.
 
-``curl -d '{…}'`` sends ``application/x-www-form-urlencoded``; a feed server should still read
-the JSON it was given, and answer ``malformed_json`` when it is not JSON, rather than a
-validation error about form fields.
+A body sent as ``text/plain``, a form or without a type is refused with 415
+``unsupported_media_type`` before it is read: those are the types a web page on any origin
+may POST without a CORS preflight (a ``no-cors`` fetch or a form), so a hub on the user's
+machine would otherwise take them. ``curl -d`` needs ``-H 'Content-Type: application/json'``
+(``--json`` sets it). A body that is not JSON is ``malformed_json``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from wagerwire.errors import BadParameter, MalformedJson
+from wagerwire.errors import BadParameter, MalformedJson, UnsupportedMediaType
 
 __all__ = ["json_body", "parse_json_body"]
 
@@ -28,7 +30,13 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def parse_json_body(request: Request, model: type[M]) -> M:
-    """Decode and validate the body; raise MalformedJson or BadParameter with the reason."""
+    """Decode and validate the body; raise UnsupportedMediaType, MalformedJson or BadParameter
+    with the reason."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as Content-Type: application/json, not {media_type or 'no type'!r}"
+        )
     raw = await request.body()
     try:
         obj = orjson.loads(raw)

@@ -1,7 +1,7 @@
 """KeyGate: auth decisions backed by API keys, plans, stream tokens and limits.
 
-Modes: ``open`` (the embedded default: anonymous clients read public channels and may publish;
-keys and tokens are honoured with their plan's limits) and ``required`` (every stream and
+Modes: ``open`` (the embedded default: anonymous clients read public channels, and publish
+only when ``anonymous_publish`` is set; keys and tokens are honoured with their plan's limits) and ``required`` (every stream and
 every REST call but health, metrics and docs needs a key or a token). Every refusal is a
 specific error: 401 for credentials, 403 for what the plan or role forbids, 429 with a retry
 delay for limits.
@@ -34,7 +34,7 @@ from wagerwire.auth.stream_tokens import (
     verify_token,
 )
 from wagerwire.core.channels import is_pattern, is_private
-from wagerwire.errors import BadParameter, Forbidden, RateLimited, Unauthorized
+from wagerwire.errors import BadParameter, Forbidden, KeyInUrl, RateLimited, Unauthorized
 
 __all__ = ["KeyGate", "credential_from"]
 
@@ -47,7 +47,15 @@ TOUCH_EVERY_S = 60.0
 
 def credential_from(headers: Mapping[str, str], query_token: str | None) -> str | None:
     """The key or token a request carries: ``Authorization: Bearer``, ``X-Api-Key``,
-    ``x-access-token`` (Stake) or ``?token=``."""
+    ``x-access-token`` (Stake) or ``?token=``.
+
+    Raises:
+        KeyInUrl: ``?token=`` holds something other than a stream token. URLs end up in
+            logs, histories and Referer headers: only short-lived stream tokens go there.
+    """
+    if query_token and not query_token.startswith(TOKEN_PREFIX + "."):
+        raise KeyInUrl("?token= takes a stream token (POST /v1/tokens), never an API key: "
+                       "send keys as Authorization: Bearer <key>")
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
@@ -97,6 +105,7 @@ class KeyGate(Gate):
         clock: Callable[[], float] = time.time,
         token_ttl: int = TOKEN_TTL_S,
         shared: SharedLimits | None = None,
+        anonymous_publish: bool = False,
     ) -> None:
         if mode not in ("open", "required"):
             raise ValueError("auth mode must be 'open' or 'required'")
@@ -106,6 +115,9 @@ class KeyGate(Gate):
         self.clock = clock
         self.token_ttl = token_ttl
         self.shared = shared  # Redis-kept limits: they then hold across nodes and workers
+        # Off by default: a page on any origin can reach a hub on the user's machine (a
+        # no-cors POST, or a WebSocket, which has no CORS at all) and would publish into it.
+        self.anonymous_publish = anonymous_publish
         self.streams = StreamCounter()
         self.leases: dict[str, set[_Lease]] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -143,7 +155,7 @@ class KeyGate(Gate):
         if cred.startswith(TOKEN_PREFIX + "."):
             claims = self._verify_token(cred)
             return self._identity(claims.key_id, claims.role, claims.plan, claims.user_id,
-                                  via_token=True)
+                                  via_token=True, expires_at=claims.expires_at)
         record = self._record(cred)
         return self._identity(record.id, record.role, record.plan, record.user_id)
 
@@ -172,17 +184,20 @@ class KeyGate(Gate):
         return record
 
     def _identity(
-        self, key_id: str, role: str, plan: str, user_id: str | None, via_token: bool = False
+        self, key_id: str, role: str, plan: str, user_id: str | None, via_token: bool = False,
+        expires_at: int | None = None,
     ) -> Identity:
         known = self.plans.get(plan)
         if known is None:  # never fall back to the anonymous plan's (unlimited) limits
             raise Forbidden(f"plan {plan!r} of this key is not configured on this server")
-        return Identity(key_id, role, plan, user_id, known.channels, via_token)
+        return Identity(key_id, role, plan, user_id, known.channels, via_token, expires_at)
 
     # -- decisions -------------------------------------------------------------------------
 
     def can_publish(self, identity: Identity) -> bool:
-        return identity.can_publish or (identity.role == "anonymous" and self.mode == "open")
+        return identity.can_publish or (
+            identity.role == "anonymous" and self.mode == "open" and self.anonymous_publish
+        )
 
     def resolve_channel(self, identity: Identity, channel: str) -> str:
         if channel == "user:balances" or channel.startswith("user:me:"):
@@ -232,6 +247,7 @@ class KeyGate(Gate):
                 "key; close one first", retry_after=1.0,
             )
         lease = _Lease(self, identity.key_id, shared_id)
+        lease.expires_at = identity.expires_at  # the stream closes when its token expires
         self.leases.setdefault(identity.key_id, set()).add(lease)
         return lease
 

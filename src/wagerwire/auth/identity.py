@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wagerwire.core.channels import is_pattern, is_private
-from wagerwire.errors import Forbidden
+from wagerwire.errors import Forbidden, Unauthorized
 
 __all__ = ["ANONYMOUS", "NO_LEASE", "Gate", "Identity", "StreamLease", "may_match_private"]
 
@@ -38,6 +38,7 @@ class Identity:
     user_id: str | None = None
     channels: tuple[str, ...] = field(default=("*",))  # patterns the plan may read
     via_token: bool = False  # authenticated by a stream token rather than the key itself
+    expires_at: int | None = None  # the stream token's expiry (seconds since the epoch)
 
     @property
     def can_publish(self) -> bool:
@@ -50,14 +51,16 @@ ANONYMOUS = Identity(key_id=None, role="anonymous", plan="open")
 class StreamLease:
     """One open stream counted against its key's concurrent-stream limit; release once.
 
-    The transport sets ``on_revoke`` to close its connection when the key is revoked.
+    The transport sets ``on_revoke`` to close its connection when the key is revoked, and
+    closes it at ``expires_at`` (seconds since the epoch) when a stream token opened it.
     """
 
-    __slots__ = ("_released", "on_revoke")
+    __slots__ = ("_released", "expires_at", "on_revoke")
 
     def __init__(self) -> None:
         self._released = False
         self.on_revoke: Callable[[], None] | None = None
+        self.expires_at: int | None = None
 
     def release(self) -> None:
         self._released = True
@@ -108,6 +111,9 @@ class Gate:
         """Raise ``Forbidden`` unless ``identity`` may publish on ``channel``: only publisher
         and admin keys write private ``user:`` channels, even when auth is open."""
         if not self.can_publish(identity):
+            if identity.role == "anonymous":
+                raise Unauthorized("publishing needs a publisher key (Authorization: Bearer "
+                                   "<key>); this server does not take anonymous publishes")
             raise Forbidden("this key may not publish: use a publisher key")
         if isinstance(channel, str) and is_private(channel) and not identity.can_publish:
             raise Forbidden(f"{channel} is private: only publisher keys publish there")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from wagerwire.core.channels import pattern_matcher
+from wagerwire.core.channels import MAX_CHANNEL_LENGTH, pattern_matcher
 from wagerwire.errors import BadParameter
 
 __all__ = ["DEFAULT_PLANS", "Plan", "parse_plans", "plan_allows"]
@@ -37,10 +37,23 @@ class Plan:
         return plan_allows(self.channels, channel)
 
 
-@lru_cache(maxsize=65536)
 def plan_allows(patterns: tuple[str, ...], channel: str) -> bool:
-    """Whether ``channel`` matches one of a plan's patterns (cached: every subscribe asks)."""
+    """Whether ``channel`` matches one of a plan's patterns (cached: every subscribe asks).
+
+    Only names of a valid length are cached: a subscribe frame's names reach here before the
+    hub validates them, and a 60 KB "name" must not be kept (16,384 entries of at most
+    ~400 bytes: the cache stays under ~7 MiB whatever clients send).
+    """
+    if len(channel) > MAX_CHANNEL_LENGTH:
+        return _plan_allows(patterns, channel)
+    return _plan_allows_cached(patterns, channel)
+
+
+def _plan_allows(patterns: tuple[str, ...], channel: str) -> bool:
     return any(pattern_matcher(p).fullmatch(channel) for p in patterns)
+
+
+_plan_allows_cached = lru_cache(maxsize=16384)(_plan_allows)
 
 
 PUBLIC = ("game:*", "fairness:*", "sports:*", "odds:*", "events:*")

@@ -22,6 +22,11 @@ publishes' ``ts`` (the hub's clock), the same measure the hub uses with
 ``Store.find_idempotent``. A retry within the window returns the first message with
 ``duplicate=True``; a retry that arrives while the first is in flight waits for it, and if
 the first fails the retry publishes afresh (one retry does, the others then match it).
+What the window remembers is bounded in bytes too (``idempotency_window_bytes``: each key
+weighs its message's data, channel and key plus a fixed overhead); past it the oldest keys
+are forgotten first. A retry of a forgotten key is still answered as a duplicate by the hub's
+``Store.find_idempotent`` while the first message is in the store's history and the window;
+only a retry racing a first publish still in flight could then be stored twice.
 """
 
 from __future__ import annotations
@@ -42,7 +47,13 @@ from wagerwire.errors import Unavailable
 if TYPE_CHECKING:
     from wagerwire.core.broker import Broker
 
-__all__ = ["MemoryBroker", "new_epoch"]
+IDEMPOTENCY_WINDOW_BYTES = 16 * 1024 * 1024
+KEY_OVERHEAD_BYTES = 512  # a remembered key's objects beyond its data, channel and key
+
+__all__ = ["IDEMPOTENCY_WINDOW_BYTES", "MemoryBroker", "new_epoch"]
+
+IDEMPOTENCY_WINDOW_BYTES = 16 * 1024 * 1024
+KEY_OVERHEAD_BYTES = 512  # a remembered key's objects beyond its data, channel and key
 
 log = logging.getLogger("wagerwire.brokers.memory")
 
@@ -95,16 +106,22 @@ class _Channel:
 class MemoryBroker:
     """The Broker for one process; see the module docstring for ordering and failures."""
 
-    def __init__(self, idempotency_window_s: float = 300) -> None:
-        if idempotency_window_s < 0:
-            raise ValueError("idempotency_window_s must be >= 0")
+    def __init__(
+        self,
+        idempotency_window_s: float = 300,
+        idempotency_window_bytes: int = IDEMPOTENCY_WINDOW_BYTES,
+    ) -> None:
+        if idempotency_window_s < 0 or idempotency_window_bytes < 0:
+            raise ValueError("idempotency_window_s and idempotency_window_bytes must be >= 0")
         self.idempotency_window_s = idempotency_window_s
+        self.idempotency_window_bytes = idempotency_window_bytes
+        self.idempotency_bytes = 0  # what the remembered keys weigh now
         self._window_ms = int(idempotency_window_s * 1000)
         self._handler: BrokerHandler | None = None
         self._closed = False
         self._channels: dict[str, _Channel] = {}
         self._keys: dict[tuple[str, str], _Publish] = {}
-        self._key_order: deque[tuple[int, tuple[str, str], _Publish]] = deque()
+        self._key_order: deque[tuple[int, tuple[str, str], _Publish, int]] = deque()
         self._tasks: set[asyncio.Future[None]] = set()  # persists in flight (strong refs)
 
     async def start(self, handler: BrokerHandler, positions: Mapping[str, Position]) -> None:
@@ -128,6 +145,7 @@ class MemoryBroker:
             channel.inflight.clear()
         self._keys.clear()
         self._key_order.clear()
+        self.idempotency_bytes = 0
 
     def position(self, channel: str) -> Position | None:
         """The last delivered position of ``channel``, ``None`` before its first delivery."""
@@ -200,14 +218,21 @@ class MemoryBroker:
             await asyncio.shield(first.settled)
 
     def _remember(self, key: tuple[str, str], pub: _Publish) -> None:
-        ts = pub.message.ts
+        message = pub.message
+        ts = message.ts
+        weight = len(message.data) + len(message.channel) + len(key[1]) + KEY_OVERHEAD_BYTES
         order = self._key_order
-        while order and order[0][0] < ts - self._window_ms:
-            _, old_key, old = order.popleft()
+        budget = self.idempotency_window_bytes - weight
+        while order and (order[0][0] < ts - self._window_ms or self.idempotency_bytes > budget):
+            _, old_key, old, old_weight = order.popleft()
+            self.idempotency_bytes -= old_weight
             if self._keys.get(old_key) is old:
                 del self._keys[old_key]
+        if budget < 0:
+            return  # heavier than the whole window: not remembered (the store still is)
         self._keys[key] = pub
-        order.append((ts, key, pub))
+        order.append((ts, key, pub, weight))
+        self.idempotency_bytes += weight
 
     def _persisted(self, state: _Channel, pub: _Publish, task: asyncio.Future[None]) -> None:
         """Persist finished: deliver what is now in order, or fail and roll the offset back."""

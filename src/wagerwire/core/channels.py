@@ -8,6 +8,7 @@ A channel name is 1–200 characters of ``[a-z0-9:_.-]``, starting with a letter
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,8 @@ from wagerwire.errors import BadParameter, InvalidChannel
 
 __all__ = [
     "MAX_CHANNEL_LENGTH",
+    "MAX_FILTER_BYTES",
+    "MAX_FILTER_VALUES",
     "Filter",
     "channel_attributes",
     "is_pattern",
@@ -26,6 +29,10 @@ __all__ = [
 ]
 
 MAX_CHANNEL_LENGTH = 200
+# A filter is at most this many values over all its terms (each key counts as one), and its
+# keys and values at most this many characters in all: one subscription cannot pin more.
+MAX_FILTER_VALUES = 256
+MAX_FILTER_BYTES = 8192
 _NAME = re.compile(r"[a-z0-9][a-z0-9:_.\-]{0,199}")
 _PATTERN = re.compile(r"[a-z0-9*][a-z0-9:_.\-*]{0,199}")
 
@@ -59,13 +66,13 @@ def is_private(name: str) -> bool:
     return name.startswith("user:")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)  # validated patterns, at most 200 characters: ~10 MiB at most
 def pattern_matcher(pattern: str) -> re.Pattern[str]:
     """Compile a ``*`` pattern to a regex (cached: patterns repeat across connections)."""
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)  # names are at most 200 characters: ~13 MiB at most
 def channel_attributes(name: str) -> Mapping[str, str]:
     """Attributes implied by a channel's name, used by filters.
 
@@ -87,17 +94,22 @@ def channel_attributes(name: str) -> Mapping[str, str]:
     return attrs
 
 
-_INTERNED: dict[tuple[tuple[str, frozenset[str]], ...], Filter] = {}
+# Equal filters in use are one object; a filter no subscription (or cache) holds any more
+# leaves the table by itself, so the table never outgrows the subscriptions.
+_INTERNED: weakref.WeakValueDictionary[tuple[tuple[str, frozenset[str]], ...], Filter] = (
+    weakref.WeakValueDictionary()
+)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Filter:
     """A conjunction of ``attribute ∈ {values}`` terms over channel and message attributes.
 
     Built from JSON like ``{"bookmaker": ["bet365", "pinnacle"], "sport": "football"}``. A
     message matches when every term's attribute is present with one of the listed values.
     Equal filters are one interned object (identity equality keeps the fan-out's per-message
-    verdict cache cheap).
+    verdict cache cheap). At most :data:`MAX_FILTER_VALUES` values and :data:`MAX_FILTER_BYTES`
+    characters of keys and values, checked before the filter is built.
     """
 
     terms: tuple[tuple[str, frozenset[str]], ...]
@@ -110,10 +122,19 @@ class Filter:
         if not isinstance(raw, Mapping):
             raise BadParameter("filter must be an object of attribute -> value or [values]")
         terms: list[tuple[str, frozenset[str]]] = []
+        count = size = 0
         for key, value in raw.items():
             if not isinstance(key, str) or not key:
                 raise BadParameter("filter keys must be non-empty strings")
             values: Iterable[object] = value if isinstance(value, list) else [value]
+            count += 1 + (len(value) if isinstance(value, list) else 1)
+            if count > MAX_FILTER_VALUES:
+                raise BadParameter(f"a filter holds at most {MAX_FILTER_VALUES} values")
+            size += len(key) + sum(len(v) if isinstance(v, str) else 8 for v in values)
+            if size > MAX_FILTER_BYTES:
+                raise BadParameter(
+                    f"a filter's keys and values are at most {MAX_FILTER_BYTES} characters"
+                )
             # Same spelling as published attrs: strings as given, other scalars lower-cased
             # (true/false), so a JSON boolean filter matches a JSON boolean attribute.
             clean = frozenset(
@@ -129,8 +150,6 @@ class Filter:
         key = tuple(sorted(terms))
         interned = _INTERNED.get(key)
         if interned is None:
-            if len(_INTERNED) > 10000:
-                _INTERNED.clear()
             interned = _INTERNED[key] = cls(key)
         return interned
 

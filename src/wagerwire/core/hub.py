@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -94,6 +94,7 @@ class HubLimits:
     max_channels_per_sink: int = 100
     max_message_bytes: int = 65536
     idempotency_window_s: float = 300.0
+    parse_cache_bytes: int = 1024 * 1024  # URL subscription parse caches (transports)
 
 
 @dataclass(slots=True)
@@ -367,12 +368,10 @@ class Hub:
         Raises:
             InvalidChannel, TooManyChannels, BadParameter.
         """
+        limit = self.check_channel_count(channels, max_channels)
         names = _validate_names(channels)
         current = self._sink_subs.get(sink, _NO_NAMES) if sink is not None else _NO_NAMES
         new = [n for n in names if n not in current]
-        limit = self.limits.max_channels_per_sink
-        if max_channels is not None:
-            limit = min(limit, max_channels)
         if len(current) + len(new) > limit:
             raise TooManyChannels(
                 f"a connection may hold at most {limit} channels; it has {len(current)} "
@@ -389,6 +388,24 @@ class Hub:
                 if matcher.fullmatch(channel):
                     self._check_not_ahead(channel, pos)
         return names
+
+    def check_channel_count(self, channels: object, max_channels: int | None = None) -> int:
+        """Refuse a list of more names than a connection may hold, before any is read (each
+        name costs a validation; a refusal must cost nothing per name). Returns the limit.
+
+        Raises:
+            TooManyChannels.
+        """
+        limit = self.limits.max_channels_per_sink
+        if max_channels is not None:
+            limit = min(limit, max_channels)
+        if isinstance(channels, Sized) and not isinstance(channels, (str, bytes)):
+            if len(channels) > limit:
+                raise TooManyChannels(
+                    f"a connection may hold at most {limit} channels; {len(channels)} were "
+                    "asked for at once"
+                )
+        return limit
 
     def _check_not_ahead(self, channel: str, pos: Position | None) -> None:
         top = self.broker.position(channel)
@@ -521,6 +538,7 @@ class Hub:
 
     async def unsubscribe(self, sink: Sink, channels: Iterable[object]) -> list[str]:
         """Remove ``sink`` from ``channels``; returns the names it was subscribed to."""
+        self.check_channel_count(channels)
         names = _validate_names(channels)
         removed = [n for n in names if self._drop(sink, n)]
         for name in removed:
@@ -654,11 +672,8 @@ _NO_NAMES: frozenset[str] = frozenset()
 def _validate_names(channels: Iterable[object]) -> list[str]:
     if isinstance(channels, (str, bytes)) or not isinstance(channels, Iterable):
         raise InvalidChannel("channels must be a list of channel names or patterns")
-    names: list[str] = []
-    for raw in channels:
-        name = validate_pattern(raw)
-        if name not in names:
-            names.append(name)
+    # dict.fromkeys: de-duplicated in one pass, order kept (a list's `in` was quadratic)
+    names = list(dict.fromkeys(validate_pattern(raw) for raw in channels))
     if not names:
         raise InvalidChannel("channels must name at least one channel")
     return names

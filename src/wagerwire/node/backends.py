@@ -93,13 +93,18 @@ def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
     )
 
 
-def build_broker(url: str, store: Store | None, idempotency_window_s: float) -> Broker:
+def build_broker(
+    url: str, store: Store | None, idempotency_window_s: float,
+    idempotency_window_bytes: int | None = None,
+) -> Broker:
     """The broker named by ``url`` (not started yet)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        from wagerwire.brokers.memory import MemoryBroker
+        from wagerwire.brokers.memory import IDEMPOTENCY_WINDOW_BYTES, MemoryBroker
 
-        return MemoryBroker(idempotency_window_s=idempotency_window_s)
+        return MemoryBroker(idempotency_window_s=idempotency_window_s,
+                            idempotency_window_bytes=idempotency_window_bytes
+                            or IDEMPOTENCY_WINDOW_BYTES)
     if scheme in _REDIS_SCHEMES:
         from wagerwire.brokers.redis import RedisBroker
 
@@ -118,7 +123,8 @@ def build_backends(settings: Settings) -> tuple[Store, Broker]:
     """Store and broker for ``settings``; a Redis broker reads history through Redis."""
     check_workers(settings)
     store = build_store(settings.store, settings.retention_rules())
-    broker = build_broker(settings.broker, store, settings.idempotency_window)
+    broker = build_broker(settings.broker, store, settings.idempotency_window,
+                          settings.idempotency_window_bytes)
     if urlsplit(settings.broker).scheme in _REDIS_SCHEMES:
         from wagerwire.brokers.redis import RedisBroker
 

@@ -61,6 +61,7 @@ def build_hub(settings: Settings) -> Hub:
         max_channels_per_sink=settings.max_channels,
         max_message_bytes=settings.max_message_bytes,
         idempotency_window_s=settings.idempotency_window,
+        parse_cache_bytes=settings.parse_cache_bytes,
     )
     return Hub(store, broker, limits)
 
@@ -77,7 +78,8 @@ def build_gate(settings: Settings) -> KeyGate:
     """API keys from the configured database, plans from the config."""
     keystore = KeyStore(settings.keys_path())
     return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
-                   token_ttl=settings.token_ttl, shared=shared_limits(settings.broker))
+                   token_ttl=settings.token_ttl, shared=shared_limits(settings.broker),
+                   anonymous_publish=settings.anonymous_publish)
 
 
 def create_demo_keys(gate: KeyGate) -> list[str]:

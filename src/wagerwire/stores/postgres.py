@@ -6,7 +6,9 @@ Writes: one writer task owns one connection. ``append`` queues the message and a
 future; the writer takes everything queued (up to ``batch_max``) and commits it in one
 transaction of a few round trips, whatever the batch size: the rows go in as arrays
 (``INSERT … SELECT * FROM unnest($1::text[], …)``), the channel positions likewise. Futures
-are settled in queue order, so appends complete in the order they were issued.
+are settled in queue order, so appends complete in the order they were issued. Every session
+sets ``synchronous_commit = on``, so a commit returns (and its appends are acknowledged) only
+once its WAL is flushed to disk, even where the server or the database defaults it off.
 
 Several processes (nodes) may write one database. Each batch first takes a transaction-level
 advisory lock per channel it touches (in a fixed order, so two writers cannot deadlock), then
@@ -210,7 +212,10 @@ class PostgresStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def _settings(self) -> dict[str, str]:
-        settings = {"lock_timeout": str(self._lock_timeout_ms), "application_name": "wagerwire"}
+        # synchronous_commit on for every session, whatever the server's or database's
+        # default: a commit (and so an acknowledgement) waits for its WAL flush to disk.
+        settings = {"lock_timeout": str(self._lock_timeout_ms), "application_name": "wagerwire",
+                    "synchronous_commit": "on"}
         if self.schema is not None:
             settings["search_path"] = self.schema
         return settings

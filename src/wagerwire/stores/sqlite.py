@@ -1,10 +1,12 @@
 """SQLite store: the embedded default for durable history, one process per database file.
 
-Durability: WAL journal with ``synchronous=NORMAL``. A commit writes the transaction into the
-WAL file (the OS page cache) before ``append`` returns, so a crashed or SIGKILLed process
-loses nothing it acknowledged; only an OS crash or power loss can lose the last commits,
-because NORMAL fsyncs at checkpoints rather than on every commit. That trade buys several
-times the commit rate; pass ``synchronous="FULL"`` to fsync every commit as well.
+Durability: WAL journal with ``synchronous=FULL``: each commit writes the transaction into
+the WAL file and fsyncs it before ``append`` returns, so what was acknowledged survives a
+process crash, an OS crash and a power loss. The cost is one fsync per group commit (a batch
+of up to ``batch_max`` appends), not per message. ``synchronous="NORMAL"`` skips that fsync
+(the WAL is synced at checkpoints only): it survives a process crash but an OS crash or power
+loss rolls back the commits since the last checkpoint, acknowledged or not; it is for
+benchmarks and tests, never the server's default.
 
 Threads: one writer thread owns the only write connection. ``append`` queues the message and
 awaits a future; the writer takes everything queued (up to ``batch_max``), inserts it in one
@@ -146,7 +148,8 @@ class SqliteStore:
             readers need separate connections to one shared, durable database.
         retention: rules applied by ``prune`` and by the writer's periodic pruning.
         batch_max: most appends committed in one transaction.
-        synchronous: ``"NORMAL"`` (default; see the module docstring) or ``"FULL"``.
+        synchronous: ``"FULL"`` (default: fsync before acknowledging) or ``"NORMAL"`` (see the
+            module docstring).
         busy_timeout_ms: how long a transaction waits for a lock held by another process
             before its batch fails with ``Unavailable``.
         readers: reader threads (each with its own connection).
@@ -162,7 +165,7 @@ class SqliteStore:
         retention: Sequence[RetentionRule] = (),
         batch_max: int = 512,
         *,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        synchronous: Literal["NORMAL", "FULL"] = "FULL",
         busy_timeout_ms: int = 5000,
         readers: int = 2,
         prune_every: int = 1000,

@@ -92,6 +92,11 @@ class SseConnection(StreamConnection):
         self.close_transport(sse_event(
             b'{"code":"unauthorized","message":"API key revoked"}', event="error"))
 
+    def expire(self) -> None:
+        self.close_transport(sse_event(
+            b'{"code":"unauthorized","message":"stream token expired: get a new one and '
+            b'resume with Last-Event-ID"}', event="error"))
+
     def send_event(self, data: bytes, event: str | None = None) -> None:
         self.send_now(sse_event(data, event=event))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,7 @@ class StreamConnection(asyncio.Protocol):
         "_paused",
         "_limit",
         "_flusher",
+        "_expiry",
         "__weakref__",
     )
 
@@ -143,6 +145,7 @@ class StreamConnection(asyncio.Protocol):
         self._paused = False
         self._limit = registry.config.outbox_limit
         self._flusher = registry.flusher
+        self._expiry: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -150,7 +153,8 @@ class StreamConnection(asyncio.Protocol):
         """Take over ``transport`` after the HTTP layer has handed it to us.
 
         Every stream that holds a key's lease (native or dialect) closes when that key is
-        revoked: the lease's ``on_revoke`` is wired here, once for all connection kinds.
+        revoked: the lease's ``on_revoke`` is wired here, once for all connection kinds; and
+        one opened with a stream token closes when the token expires (:meth:`expire`).
         """
         self.transport = transport
         self.last_seen = loop_time
@@ -158,6 +162,10 @@ class StreamConnection(asyncio.Protocol):
         lease = getattr(self, "lease", None)
         if isinstance(lease, StreamLease) and lease is not NO_LEASE:
             lease.on_revoke = self.revoke
+            if lease.expires_at is not None:
+                self._expiry = self.registry.loop.call_later(
+                    max(0.0, lease.expires_at - time.time()), self.expire
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()
@@ -277,6 +285,8 @@ class StreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         self._out.clear()
         self._out_bytes = 0
         self._wake_drain()
@@ -303,6 +313,10 @@ class StreamConnection(asyncio.Protocol):
     def revoke(self) -> None:
         """Close because the key behind this stream was revoked."""
         self.close_transport()
+
+    def expire(self) -> None:
+        """Close because the stream token that opened this stream expired."""
+        self.revoke()
 
 
 def _deliver_each(

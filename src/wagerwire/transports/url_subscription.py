@@ -9,12 +9,12 @@ so a bad query is a plain HTTP 4xx.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import orjson
 
 from wagerwire.auth.identity import Gate, Identity
+from wagerwire.core.bounded import ByteLru
 from wagerwire.core.channels import Filter, validate_pattern
 from wagerwire.core.messages import Position
 from wagerwire.core.tokens import decode_token
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from wagerwire.core.hub import Hub
     from wagerwire.transports.http import HttpRequest
 
-__all__ = ["UrlSubscription", "url_subscription"]
+__all__ = ["UrlSubscription", "cached_bytes", "url_subscription"]
 
 CHANNELS_HINT = "channels is required: ?channels=game:crash,odds:football:*"
 
@@ -57,28 +57,59 @@ def url_subscription(
         if request.query_one("filter") or request.query_one("since"):
             raise BadParameter(f"filter and since need channels; {CHANNELS_HINT}")
         return None
-    channels = [gate.resolve_channel(identity, c) for c in _channel_names(raw_channels)]
+    # Counted before anything is validated: a refusal costs one split, not a regex per name.
+    names = [c for c in (part.strip() for part in raw_channels.split(",")) if c]
+    limit = gate.max_subscriptions(identity)
+    hub.check_channel_count(names, limit)
+    _resize(hub)
+    channels = [gate.resolve_channel(identity, c) for c in _channel_names(raw_channels, names)]
     if not channels:
         raise BadParameter(CHANNELS_HINT)
     token = token or request.query_one("since")
     since = decode_token(token) if token else None
     raw_filter = request.query_one("filter")
     flt = _filter(raw_filter) if raw_filter else None
-    hub.validate_subscription(channels, since, max_channels=gate.max_subscriptions(identity))
+    hub.validate_subscription(channels, since, max_channels=limit)
     return UrlSubscription(channels, flt, since)
 
 
-# Both are pure, and a connect storm repeats the same few queries: parse each text once.
+# Both are pure, and a connect storm repeats the same few queries: parse each text once. The
+# caches are bounded in bytes (``HubLimits.parse_cache_bytes``, from ``parse_cache_bytes``),
+# split evenly; an entry weighs its text twice (text and parse) plus a per-entry overhead.
+
+_ENTRY_OVERHEAD = 200
+_NAMES: ByteLru[str, tuple[str, ...]] = ByteLru(512 * 1024)
+_FILTERS: ByteLru[str, Filter | None] = ByteLru(512 * 1024)
 
 
-@lru_cache(maxsize=1024)
-def _channel_names(raw: str) -> tuple[str, ...]:
-    return tuple(validate_pattern(c.strip()) for c in raw.split(",") if c.strip())
+def cached_bytes() -> int:
+    """What both caches weigh now (for tests and metrics)."""
+    return _NAMES.nbytes + _FILTERS.nbytes
 
 
-@lru_cache(maxsize=1024)
+def _resize(hub: Hub) -> None:
+    half = hub.limits.parse_cache_bytes // 2
+    if _NAMES.budget != half:
+        _NAMES.resize(half)
+        _FILTERS.resize(half)
+
+
+def _channel_names(raw: str, names: list[str]) -> tuple[str, ...]:
+    known = _NAMES.get(raw)
+    if known is None:
+        known = tuple(validate_pattern(c) for c in names)
+        _NAMES.put(raw, known, 2 * len(raw) + _ENTRY_OVERHEAD + 60 * len(known))
+    return known
+
+
 def _filter(raw: str) -> Filter | None:
+    known = _FILTERS.get(raw)
+    if known is not None:
+        return known
     try:
-        return Filter.parse(orjson.loads(raw))
+        flt = Filter.parse(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
         raise MalformedJson(f"filter must be a JSON object: {exc}") from exc
+    if flt is not None:
+        _FILTERS.put(raw, flt, 3 * len(raw) + _ENTRY_OVERHEAD)
+    return flt

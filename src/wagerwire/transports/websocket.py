@@ -127,6 +127,9 @@ class WsConnection(StreamConnection):
     def revoke(self) -> None:
         self.close(CloseCode.UNAUTHORIZED, "API key revoked")
 
+    def expire(self) -> None:
+        self.close(CloseCode.UNAUTHORIZED, "stream token expired: get a new one and resume")
+
     # -- op chain --------------------------------------------------------------------------
 
     def run_in_order(self, op: Callable[[], Awaitable[None]]) -> None:
@@ -218,6 +221,7 @@ class NativeWsConnection(WsConnection):
                 unsub = op
 
                 async def unsubscribe() -> None:
+                    hub.check_channel_count(unsub.channels)
                     channels = self.registry.gate.resolve_channels(self.identity, unsub.channels)
                     removed = await hub.unsubscribe(self, channels)
                     self.send_text(native.encode_unsubscribed(removed))
@@ -234,8 +238,9 @@ class NativeWsConnection(WsConnection):
         gate = self.registry.gate
         hub = self.registry.hub
         try:
-            channels = gate.resolve_channels(self.identity, sub.channels)
             limit = gate.max_subscriptions(self.identity)
+            hub.check_channel_count(sub.channels, limit)  # before any name costs anything
+            channels = gate.resolve_channels(self.identity, sub.channels)
             if sub.since is None and self._chain_task is None:
                 replies = hub.subscribe_live(self, channels, filter=sub.filter,
                                              max_channels=limit)

@@ -23,7 +23,7 @@ from wagerwire.auth.limits import DAY, DailyQuota, StreamCounter, TokenBucket
 from wagerwire.auth.plans import DEFAULT_PLANS, parse_plans
 from wagerwire.auth.stream_tokens import TokenClaims, sign_token, verify_token
 from wagerwire.core.channels import pattern_matcher
-from wagerwire.errors import BadParameter, Forbidden, RateLimited, Unauthorized
+from wagerwire.errors import BadParameter, Forbidden, KeyInUrl, RateLimited, Unauthorized
 
 T0 = 1_780_000_000.25  # a fixed "now", a quarter second into a second
 
@@ -252,12 +252,21 @@ def test_anonymous_callers_get_no_tokens(store: KeyStore) -> None:
 
 
 def test_credentials_from_headers_and_query() -> None:
-    assert credential_from({"authorization": "Bearer abc"}, "q") == "abc"
+    q = "wwt1.kid.payload.sig"  # only stream tokens go in ?token=
+    assert credential_from({"authorization": "Bearer abc"}, q) == "abc"
     assert credential_from({"authorization": "bearer  abc "}, None) == "abc"
-    assert credential_from({"x-api-key": "k"}, "q") == "k"
+    assert credential_from({"x-api-key": "k"}, q) == "k"
     assert credential_from({"x-access-token": "t"}, None) == "t"
-    assert credential_from({"authorization": "Basic Zm9v"}, "q") == "q"
+    assert credential_from({"authorization": "Basic Zm9v"}, q) == q
     assert credential_from({}, None) is None and credential_from({}, "") is None
+
+
+def test_an_api_key_in_the_query_is_refused() -> None:
+    for query in ("ww_abc_secret", "q", "wwt1"):
+        with pytest.raises(KeyInUrl):
+            credential_from({}, query)
+        with pytest.raises(KeyInUrl):  # even beside a header: the key is in a URL already
+            credential_from({"authorization": "Bearer abc"}, query)
 
 
 def test_bad_credentials_and_required_mode(store: KeyStore) -> None:
@@ -410,7 +419,9 @@ def test_publish_rights(store: KeyStore) -> None:
     gate = make_gate(store, Clock())
     assert not gate.can_publish(ident(role="reader"))
     assert gate.can_publish(ident(role="publisher")) and gate.can_publish(ident(role="admin"))
-    assert gate.can_publish(gate.anonymous())  # auth open: the embedded default
+    assert not gate.can_publish(gate.anonymous())  # auth open: reading, not publishing
+    gate.anonymous_publish = True  # anonymous_publish = true (serve --anonymous-publish)
+    assert gate.can_publish(gate.anonymous())
     assert not make_gate(store, Clock(), "required").can_publish(gate.anonymous())
 
 

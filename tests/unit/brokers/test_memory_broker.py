@@ -195,3 +195,37 @@ async def test_with_sqlite_an_outage_leaves_no_hole(tmp_path: Path) -> None:
     assert (await store.positions())["a"] == broker.position("a")
     await broker.close()
     await store.close()
+
+
+async def test_the_idempotency_window_is_bounded_in_bytes_oldest_first() -> None:
+    broker = await started(idempotency_window_bytes=256 * 1024)
+    data = b'"' + b"x" * 8000 + b'"'
+    for i in range(200):  # ~1.7 MB of keyed publishes
+        await broker.publish("idem:b", data, ts=1000 + i, attrs=None,
+                             idempotency_key=f"k{i}", persist=persisted)
+    assert 0 < broker.idempotency_bytes <= 256 * 1024
+    # the newest are remembered, the oldest forgotten
+    newest = await broker.publish("idem:b", data, ts=1300, attrs=None,
+                                  idempotency_key="k199", persist=persisted)
+    assert newest.duplicate and newest.message.offset == 200
+    oldest = await broker.publish("idem:b", data, ts=1300, attrs=None,
+                                  idempotency_key="k0", persist=persisted)
+    assert not oldest.duplicate
+
+
+async def test_a_retry_past_the_byte_window_is_caught_by_the_store(tmp_path: Path) -> None:
+    from wagerwire.core.hub import Hub
+
+    broker = MemoryBroker(idempotency_window_bytes=64 * 1024)
+    hub = Hub(SqliteStore(str(tmp_path / "idem.db")), broker)
+    await hub.start()
+    try:
+        first = await hub.publish("idem:c", "x" * 8000, idempotency_key="first")
+        for i in range(50):
+            await hub.publish("idem:c", "y" * 8000, idempotency_key=f"k{i}")
+        assert broker.idempotency_bytes <= 64 * 1024
+        assert ("idem:c", "first") not in broker._keys  # forgotten by the broker
+        retry = await hub.publish("idem:c", "x" * 8000, idempotency_key="first")
+        assert retry.duplicate and retry.message.offset == first.message.offset
+    finally:
+        await hub.close()

@@ -57,3 +57,31 @@ async def test_history_queries_use_indexes(filled: PostgresStore) -> None:
     by_time = await filled.read_by_time("game:crash", 2_000, 2_050, 10)
     assert [m.offset for m in by_time] == [100, 101, 102, 103, 104]
     assert isinstance(page[0], Message)
+
+
+async def test_every_session_commits_synchronously(postgres_server: PostgresServer) -> None:
+    """synchronous_commit is on for the writer and every pooled reader, even in a database
+    whose default turns it off: an acknowledged append's WAL is flushed to disk."""
+    db = f"sync_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql(f"CREATE DATABASE {db}")
+    postgres_server.psql(f"ALTER DATABASE {db} SET synchronous_commit = off")
+    store = PostgresStore(postgres_server.url(db), schema="s")
+    await store.open()
+    try:
+        await store.append(Message("game:sync", 1, "ep", 1_000, b"{}"))
+        assert store._wconn is not None and store._pool is not None
+        assert await store._wconn.fetchval("SHOW synchronous_commit") == "on"
+        conns = [await store._pool.acquire() for _ in range(2)]
+        try:
+            for conn in conns:
+                assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        finally:
+            for conn in conns:
+                await store._pool.release(conn)
+        other = await asyncpg.connect(postgres_server.url(db))  # the database's own default
+        try:
+            assert await other.fetchval("SHOW synchronous_commit") == "off"
+        finally:
+            await other.close()
+    finally:
+        await store.close()

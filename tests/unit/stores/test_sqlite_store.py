@@ -216,3 +216,56 @@ async def test_committed_appends_survive_sigkill(tmp_path: Path) -> None:
     assert await store.positions() == {"a": Position("ep1", 500)}
     assert len(await store.read("a", 0, 1000)) == 500
     await store.close()
+
+
+class _SyncRecorder:
+    """Stands in for the store's writer connection: records each COMMIT once it returned,
+    with the ``synchronous`` level it ran under (2 = FULL: the WAL is fsynced in the commit)."""
+
+    def __init__(self, conn: sqlite3.Connection, events: list[tuple[str, int]]) -> None:
+        self._conn = conn
+        self._events = events
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self._conn.execute(sql, *args)
+        if sql == "COMMIT":
+            level = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+            self._events.append(("commit", int(level)))
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+async def test_every_acknowledged_append_was_synced_to_disk_first(tmp_path: Path) -> None:
+    """What the server builds (backends.build_store): synchronous=FULL in WAL mode, so each
+    group commit fsyncs the WAL, and no append is acknowledged before its commit returned."""
+    from wagerwire.backends import build_store
+
+    store = build_store(f"sqlite:///{tmp_path / 'sync.db'}", [])
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    events: list[tuple[str, int]] = []
+    try:
+        real = store._wconn
+        assert real is not None
+        assert real.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        store._wconn = _SyncRecorder(real, events)  # type: ignore[assignment]
+
+        async def append(n: int) -> None:
+            await store.append(msg(f"c{n % 4}", n // 4 + 1))
+            events.append(("ack", n))
+
+        for start in range(0, 400, 100):  # waves of concurrent appends: group commits
+            await asyncio.gather(*(append(n) for n in range(start, start + 100)))
+        store._wconn = real
+    finally:
+        await store.close()
+    acks = [i for i, e in enumerate(events) if e[0] == "ack"]
+    commits = [i for i, e in enumerate(events) if e[0] == "commit"]
+    assert len(acks) == 400
+    assert all(level == 2 for kind, level in events if kind == "commit"), events[:5]
+    # each acknowledgement follows a synced commit; fewer commits than appends (grouped)
+    assert commits and commits[0] < acks[0]
+    assert all(any(c < a for c in commits) for a in acks)
+    assert len(commits) < len(acks) / 4, len(commits)
