@@ -240,7 +240,7 @@ class _SyncRecorder:
 async def test_every_acknowledged_append_was_synced_to_disk_first(tmp_path: Path) -> None:
     """What the server builds (backends.build_store): synchronous=FULL in WAL mode, so each
     group commit fsyncs the WAL, and no append is acknowledged before its commit returned."""
-    from wagerwire.backends import build_store
+    from wagerwire.node.backends import build_store
 
     store = build_store(f"sqlite:///{tmp_path / 'sync.db'}", [])
     assert isinstance(store, SqliteStore)
