@@ -29,7 +29,7 @@ from wagerwire.auth.plans import parse_plans
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
-from wagerwire.limits_redis import SharedLimits
+from wagerwire.limits_redis import RedisLimits
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
@@ -76,21 +76,21 @@ def build_hub(settings: Settings) -> Hub:
     return Hub(store, broker, limits)
 
 
-def shared_limits(broker_url: str) -> SharedLimits | None:
+def shared_limits(broker_url: str) -> RedisLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
     if not broker_url.startswith(("redis://", "rediss://")):
         return None
     from wagerwire.backends import redis_url_and_prefix
 
     url, prefix = redis_url_and_prefix(broker_url)
-    return SharedLimits(url, prefix=f"{prefix}:limits")
+    return RedisLimits.from_url(url, prefix=f"{prefix}:limits")
 
 
 def build_gate(settings: Settings) -> KeyGate:
     """API keys from the configured database, plans from the config."""
     keystore = KeyStore(settings.keys_path())
     return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
-                   token_ttl=settings.token_ttl, shared=shared_limits(settings.broker))
+                   token_ttl=settings.token_ttl, limits=shared_limits(settings.broker))
 
 
 def create_demo_keys(gate: KeyGate) -> list[str]:
@@ -230,7 +230,7 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
-        self.gate.stop()
+        await self.gate.aclose()
         await self.hub.close()
         self.gate.keystore.close()
         await asyncio.sleep(0)

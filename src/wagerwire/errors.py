@@ -20,6 +20,7 @@ Tree::
     │   └── RateLimited            a limit tripped; ``retry_after`` seconds tells when to retry
     └── ServerError                our fault or our dependency's
         ├── Unavailable            store/broker down or the server is shutting down
+        │   └── LimitsUnavailable  the plan limits' backend (Redis) cannot answer
         └── InternalError          a bug; logged with a traceback
 
 ``ERROR_CODES`` is the table the README's error section is generated from.
@@ -41,6 +42,7 @@ __all__ = [
     "HeaderTooLarge",
     "InternalError",
     "InvalidChannel",
+    "LimitsUnavailable",
     "MalformedJson",
     "MethodNotAllowed",
     "NotFound",
@@ -187,6 +189,13 @@ class Unavailable(ServerError):
     close_code = CloseCode.GOING_AWAY
 
 
+class LimitsUnavailable(Unavailable):
+    """The backend keeping plan limits (Redis) cannot answer: a keyed stream or request that
+    cannot be counted is refused (HTTP 503 before any upgrade); retry shortly."""
+
+    code = "limits_unavailable"
+
+
 class InternalError(ServerError):
     code = "internal"
     status = 500
@@ -210,6 +219,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     Forbidden: "credentials valid, but the plan or role does not allow this",
     RateLimited: "a rate, quota or concurrency limit tripped; see Retry-After",
     Unavailable: "store or broker unavailable, or the server is shutting down",
+    LimitsUnavailable: "plan limits cannot be checked (their Redis is unreachable); retry",
     InternalError: "unexpected server error (a bug; it is logged)",
 }
 
