@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import httptools
 import orjson
 
-from wagerwire.auth.identity import StreamSlot
+from wagerwire.auth.identity import NO_SLOT, StreamSlot
 from wagerwire.errors import (
     ClientError,
     HeaderTooLarge,
@@ -374,8 +374,8 @@ class HttpProtocol(asyncio.Protocol):
         except WagerwireError as exc:
             self._fail(exc)
             return
-        slot = getattr(conn, "lease", None)
-        if slot is not None and slot.pending:  # a keyed stream: count it before the upgrade
+        slot = getattr(conn, "lease", NO_SLOT)
+        if slot is not NO_SLOT and slot.pending:  # a keyed stream: count it before the upgrade
             transport.pause_reading()
             self.state.loop.create_task(self._admit(conn, slot, request, rest, ws_key))
             return
