@@ -22,6 +22,7 @@ Tree::
     │   └── RateLimited            a limit tripped; ``retry_after`` seconds tells when to retry
     └── ServerError                our fault or our dependency's
         ├── Unavailable            store/broker down or the server is shutting down
+        │   └── LimitsUnavailable  the plan limits' backend (Redis) cannot answer
         └── InternalError          a bug; logged with a traceback
 
 ``ERROR_CODES`` is the table the README's error section is generated from.
@@ -44,6 +45,7 @@ __all__ = [
     "InternalError",
     "KeyInUrl",
     "InvalidChannel",
+    "LimitsUnavailable",
     "MalformedJson",
     "MethodNotAllowed",
     "NotFound",
@@ -200,6 +202,13 @@ class Unavailable(ServerError):
     close_code = CloseCode.GOING_AWAY
 
 
+class LimitsUnavailable(Unavailable):
+    """The backend keeping plan limits (Redis) cannot answer: a keyed stream or request that
+    cannot be counted is refused (HTTP 503 before any upgrade); retry shortly."""
+
+    code = "limits_unavailable"
+
+
 class InternalError(ServerError):
     code = "internal"
     status = 500
@@ -225,6 +234,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     Forbidden: "credentials valid, but the plan or role does not allow this",
     RateLimited: "a rate, quota or concurrency limit tripped; see Retry-After",
     Unavailable: "store or broker unavailable, or the server is shutting down",
+    LimitsUnavailable: "plan limits cannot be checked (their Redis is unreachable); retry",
     InternalError: "unexpected server error (a bug; it is logged)",
 }
 

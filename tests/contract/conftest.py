@@ -2,7 +2,10 @@
 
 A store factory opens a fresh store (``await store_factory()``), reopens the database of the
 last one (``reopen=True``) and can simulate an outage of that database (``outage()``). A broker
-factory returns a started broker. Every store and broker made is closed at teardown.
+factory returns a started broker. A limits factory returns one node's view of one shared set
+of plan limits (``await limits_factory(slot_ttl_s=…)``; every call is another node) and, where
+the backend can fail, limits whose backend is down (``unavailable()``). Every store, broker
+and limits made is closed at teardown.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from servers import PostgresServer, RedisServer, postgres_server, redis_server
+from wagerwire.auth.limits import SLOT_TTL_S, Limits, LocalLimits
 from wagerwire.brokers.memory import MemoryBroker
 from wagerwire.core.broker import BrokerHandler
 from wagerwire.core.messages import Position
@@ -24,9 +28,11 @@ from wagerwire.core.store import RetentionRule
 from wagerwire.stores.sqlite import SqliteStore
 
 __all__ = [
+    "LocalLimitsFactory",
     "MemoryBrokerFactory",
     "PostgresStoreFactory",
     "RedisBrokerFactory",
+    "RedisLimitsFactory",
     "SqliteStoreFactory",
     "postgres_server",
     "redis_server",
@@ -191,5 +197,78 @@ async def broker_factory(
         factory = RedisBrokerFactory(request.getfixturevalue("redis_server"))
     else:
         factory = MemoryBrokerFactory()
+    yield factory
+    await factory.aclose()
+
+
+class LocalLimitsFactory:
+    """In-process limits: one node, so every call answers the same object; never down."""
+
+    can_fail = False
+
+    def __init__(self) -> None:
+        self._limits: LocalLimits | None = None
+
+    async def __call__(self, *, slot_ttl_s: float = SLOT_TTL_S) -> Limits:
+        if self._limits is None:
+            self._limits = LocalLimits(slot_ttl_s=slot_ttl_s)
+        return self._limits
+
+    async def unavailable(self) -> Limits:
+        raise AssertionError("in-process limits cannot fail")
+
+    async def aclose(self) -> None:
+        if self._limits is not None:
+            await self._limits.aclose()
+
+
+class RedisLimitsFactory:
+    """Redis-kept limits sharing one fresh key prefix (like nodes of one hub); down ones are
+    clients of a private redis-server that was stopped."""
+
+    can_fail = True
+
+    def __init__(self, server: RedisServer, directory: Path) -> None:
+        self._server = server
+        self._directory = directory
+        self._prefix = f"t{uuid.uuid4().hex[:10]}"
+        self._made: list[Any] = []
+        self._stopped: list[RedisServer] = []
+
+    async def __call__(self, *, slot_ttl_s: float = SLOT_TTL_S) -> Limits:
+        from wagerwire.brokers.redis_limits import RedisLimits
+
+        limits = RedisLimits.from_url(self._server.url, prefix=self._prefix,
+                                      slot_ttl_s=slot_ttl_s)
+        self._made.append(limits)
+        return limits
+
+    async def unavailable(self) -> Limits:
+        from wagerwire.brokers.redis_limits import RedisLimits
+
+        server = RedisServer(self._directory / f"down-{len(self._stopped)}").start()
+        self._stopped.append(server)
+        limits = RedisLimits.from_url(server.url, prefix=self._prefix)
+        self._made.append(limits)
+        assert await limits.take_rate("warm", 10) == 0  # it worked while Redis was up
+        server.stop()
+        return limits
+
+    async def aclose(self) -> None:
+        for limits in self._made:
+            await limits.aclose()
+        for server in self._stopped:
+            server.stop()
+
+
+@pytest.fixture(params=["local", "redis"])
+async def limits_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LocalLimitsFactory | RedisLimitsFactory]:
+    factory: LocalLimitsFactory | RedisLimitsFactory
+    if request.param == "redis":
+        factory = RedisLimitsFactory(request.getfixturevalue("redis_server"), tmp_path)
+    else:
+        factory = LocalLimitsFactory()
     yield factory
     await factory.aclose()

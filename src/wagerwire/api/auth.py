@@ -32,7 +32,7 @@ async def rest_guard(request: Request) -> None:
         return
     gate = services(request).gate
     identity = gate.authenticate(request.headers, request.query_params.get("token"))
-    gate.check_rest(identity)
+    await gate.check_rest(identity)
     request.state.identity = identity
 
 
@@ -85,6 +85,7 @@ ERRS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "role or plan forbids it"},
     422: {"model": ErrorResponse, "description": "a parameter is invalid"},
     429: {"model": ErrorResponse, "description": "limit reached; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "limits cannot be checked now (Redis down)"},
 }
 
 
@@ -92,7 +93,7 @@ ERRS: dict[int | str, dict[str, Any]] = {
              summary="Exchange an API key for a 5-minute stream token")
 async def create_token(request: Request, svc: Annotated[Services, Depends(services)],
                        who: Annotated[Identity, Depends(caller)]) -> Response:
-    token, expires = svc.gate.issue_token(who)
+    token, expires = await svc.gate.issue_token(who)
     return JsonResponse({"token": token, "expires_at": expires,
                          "expires_in": svc.gate.token_ttl})
 

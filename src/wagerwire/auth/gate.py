@@ -1,30 +1,40 @@
 """KeyGate: auth decisions backed by API keys, plans, stream tokens and limits.
 
 Modes: ``open`` (the embedded default: anonymous clients read public channels, and publish
-only when ``anonymous_publish`` is set; keys and tokens are honoured with their plan's limits) and ``required`` (every stream and
-every REST call but health, metrics and docs needs a key or a token). Every refusal is a
+only when ``anonymous_publish`` is set; keys and tokens are honoured with their plan's limits)
+and ``required`` (every stream and every REST call but health, metrics and docs needs a key
+or a token). Every refusal is a
 specific error: 401 for credentials, 403 for what the plan or role forbids, 429 with a retry
-delay for limits.
+delay for limits, 503 ``limits_unavailable`` when the limits cannot be checked.
+
+Limits go through one :class:`~wagerwire.auth.limits.Limits` (in-process, or Redis-kept when
+the hub runs on a Redis broker). Anonymous clients are never counted: their streams open
+synchronously with :data:`NO_SLOT`. A keyed stream's slot is acquired while the HTTP layer
+awaits :meth:`StreamSlot.admit`, before the upgrade is answered. Every ``SLOT_RENEW_S`` the
+gate renews all of this node's slots in one call; if that fails (Redis unreachable) the open
+streams stay open, the failure is logged once, and the next tick renews them again (slots
+that expired meanwhile are counted again). Releases of closed streams are batched the same
+way, best effort: a slot that could not be released expires after ``SLOT_TTL_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 
 from wagerwire.auth.identity import (
-    NO_LEASE,
+    NO_SLOT,
     Gate,
     Identity,
-    StreamLease,
+    StreamSlot,
     may_match_private,
 )
 from wagerwire.auth.keys import KeyRecord, KeyStore
-from wagerwire.auth.limits import DAY, DailyQuota, StreamCounter, TokenBucket
-from wagerwire.auth.limits_redis import SharedLimits
+from wagerwire.auth.limits import Limits, LocalLimits, SlotRef
 from wagerwire.auth.plans import Plan, plan_allows
 from wagerwire.auth.stream_tokens import (
     TOKEN_PREFIX,
@@ -34,14 +44,21 @@ from wagerwire.auth.stream_tokens import (
     verify_token,
 )
 from wagerwire.core.channels import is_pattern, is_private
-from wagerwire.errors import BadParameter, Forbidden, KeyInUrl, RateLimited, Unauthorized
+from wagerwire.errors import (
+    BadParameter,
+    Forbidden,
+    KeyInUrl,
+    LimitsUnavailable,
+    RateLimited,
+    Unauthorized,
+)
 
 __all__ = ["KeyGate", "credential_from"]
 
 log = logging.getLogger("wagerwire.auth")
 
 REVOCATION_POLL_S = 2.0
-LEASE_RENEW_EVERY = 4  # polls: shared stream leases (30 s TTL) are renewed every 8 s
+SLOT_RENEW_S = 8.0  # all of this node's stream slots (30 s TTL) are renewed this often
 TOUCH_EVERY_S = 60.0
 
 
@@ -66,36 +83,51 @@ def credential_from(headers: Mapping[str, str], query_token: str | None) -> str 
     return query_token or None
 
 
-class _Lease(StreamLease):
-    __slots__ = ("gate", "key_id", "shared_id")
+class _Slot(StreamSlot):
+    """A keyed stream's slot: pending until :meth:`admit` acquired it from the limits."""
 
-    def __init__(self, gate: KeyGate, key_id: str | None, shared_id: str | None = None) -> None:
+    __slots__ = ("gate", "key_id", "plan", "slot_id")
+
+    pending = True
+
+    def __init__(self, gate: KeyGate, key_id: str, plan: Plan) -> None:
         super().__init__()
         self.gate = gate
         self.key_id = key_id
-        self.shared_id = shared_id  # the lease in Redis when limits are shared across nodes
+        self.plan = plan
+        self.slot_id: str | None = None
+
+    async def admit(self) -> None:
+        plan = self.plan
+        slot_id = await self.gate.limits.acquire_stream(self.key_id, plan.max_streams)
+        if slot_id is None:
+            raise RateLimited(
+                f"plan {plan.name!r} allows {plan.max_streams} concurrent stream(s) per "
+                "key; close one first", retry_after=1.0,
+            )
+        self.slot_id = slot_id
+        if self._released:  # the connection went away while the slot was acquired
+            self.gate._free((self.key_id, slot_id))
+            return
+        self.gate.slots.setdefault(self.key_id, set()).add(self)
 
     def release(self) -> None:
         if self._released:
             return
         self._released = True
-        if self.key_id is not None:
-            shared = self.gate.shared
-            if shared is not None and self.shared_id is not None:
-                try:
-                    shared.release_stream(self.key_id, self.shared_id)
-                except Exception:  # the lease expires by itself after its TTL
-                    log.warning("cannot release a shared stream lease; it will expire")
-            else:
-                self.gate.streams.release(self.key_id)
-            leases = self.gate.leases.get(self.key_id)
-            if leases is not None:
-                leases.discard(self)
+        if self.slot_id is None:
+            return  # never admitted: nothing is counted
+        self.gate._free((self.key_id, self.slot_id))
+        slots = self.gate.slots.get(self.key_id)
+        if slots is not None:
+            slots.discard(self)
+            if not slots:
+                del self.gate.slots[self.key_id]
 
 
 class KeyGate(Gate):
-    """Keys from a :class:`KeyStore`, plans from config; limits kept in this process, or in
-    Redis (``shared``) when the hub runs on a Redis broker, so they hold across nodes."""
+    """Keys from a :class:`KeyStore`, plans from config; limits from ``limits`` (kept in
+    this process unless given, e.g. Redis-kept ones that hold across nodes)."""
 
     def __init__(
         self,
@@ -104,7 +136,7 @@ class KeyGate(Gate):
         mode: str = "open",
         clock: Callable[[], float] = time.time,
         token_ttl: int = TOKEN_TTL_S,
-        shared: SharedLimits | None = None,
+        limits: Limits | None = None,
         anonymous_publish: bool = False,
     ) -> None:
         if mode not in ("open", "required"):
@@ -114,14 +146,13 @@ class KeyGate(Gate):
         self.mode = mode
         self.clock = clock
         self.token_ttl = token_ttl
-        self.shared = shared  # Redis-kept limits: they then hold across nodes and workers
         # Off by default: a page on any origin can reach a hub on the user's machine (a
         # no-cors POST, or a WebSocket, which has no CORS at all) and would publish into it.
         self.anonymous_publish = anonymous_publish
-        self.streams = StreamCounter()
-        self.leases: dict[str, set[_Lease]] = {}
-        self._buckets: dict[str, TokenBucket] = {}
-        self._quotas: dict[str, DailyQuota] = {}
+        self.limits: Limits = limits if limits is not None else LocalLimits(clock)
+        self.slots: dict[str, set[_Slot]] = {}  # admitted slots of this node's open streams
+        self._releasing: list[SlotRef] = []  # closed streams' slots, freed in one call
+        self._renewer: asyncio.Task[None] | None = None
         self._records: dict[str, KeyRecord] = {}
         self._revoked: set[str] = set(keystore.revoked_ids())
         self._touched: dict[str, float] = {}
@@ -228,66 +259,39 @@ class KeyGate(Gate):
     def max_subscriptions(self, identity: Identity) -> int | None:
         return self.plan(identity.plan).max_subscriptions
 
-    def open_stream(self, identity: Identity, transport: str) -> StreamLease:
+    def open_stream(self, identity: Identity, transport: str) -> StreamSlot:
         plan = self.plan(identity.plan)
         if not plan.stream:
             raise Forbidden(f"plan {plan.name!r} does not include streaming; use REST or "
                             "upgrade the plan")
         if identity.key_id is None:
-            return NO_LEASE
-        if self.shared is not None:
-            shared_id = self.shared.acquire_stream(identity.key_id, plan.max_streams)
-            admitted = shared_id is not None
-        else:
-            shared_id = None
-            admitted = self.streams.acquire(identity.key_id, plan.max_streams)
-        if not admitted:
-            raise RateLimited(
-                f"plan {plan.name!r} allows {plan.max_streams} concurrent stream(s) per "
-                "key; close one first", retry_after=1.0,
-            )
-        lease = _Lease(self, identity.key_id, shared_id)
-        lease.expires_at = identity.expires_at  # the stream closes when its token expires
-        self.leases.setdefault(identity.key_id, set()).add(lease)
-        return lease
+            return NO_SLOT
+        slot = _Slot(self, identity.key_id, plan)
+        slot.expires_at = identity.expires_at  # the stream closes when its token expires
+        return slot
 
-    def check_rest(self, identity: Identity) -> None:
+    async def check_rest(self, identity: Identity) -> None:
         """Count one REST request against the key's per-minute bucket."""
         if identity.key_id is None:
             return
         plan = self.plan(identity.plan)
-        if self.shared is not None:
-            wait = self.shared.take_rate(f"rest:{identity.key_id}", plan.rest_per_minute)
-        else:
-            bucket = self._buckets.get(identity.key_id)
-            if bucket is None:
-                bucket = self._buckets[identity.key_id] = TokenBucket(plan.rest_per_minute, 60.0)
-            wait = bucket.take(self.clock())
+        wait = await self.limits.take_rate(identity.key_id, plan.rest_per_minute)
         if wait:
             raise RateLimited(f"plan {plan.name!r} allows {plan.rest_per_minute} REST "
                               "requests per minute", retry_after=wait)
 
-    def issue_token(self, identity: Identity) -> tuple[str, int]:
+    async def issue_token(self, identity: Identity) -> tuple[str, int]:
         """A stream token for a key holder; counts against the daily token quota."""
         if identity.key_id is None:
             raise Unauthorized("a stream token needs an API key (Authorization: Bearer)")
         if identity.via_token:
             raise Forbidden("a stream token cannot be exchanged for another; send the API key")
         plan = self.plan(identity.plan)
-        now = self.clock()
-        if self.shared is not None:
-            day = int(now // DAY)
-            ok = self.shared.take_daily(f"tokens:{identity.key_id}", plan.token_requests_per_day,
-                                        day)
-            wait = 0.0 if ok else (day + 1) * DAY - now
-        else:
-            quota = self._quotas.get(identity.key_id)
-            if quota is None:
-                quota = self._quotas[identity.key_id] = DailyQuota(plan.token_requests_per_day)
-            wait = quota.take(now)
+        wait = await self.limits.take_daily(identity.key_id, plan.token_requests_per_day)
         if wait:
             raise RateLimited(f"plan {plan.name!r} allows {plan.token_requests_per_day} "
                               "stream tokens per day", retry_after=wait)
+        now = self.clock()
         kid = self.keystore.current_signing_kid()
         if kid not in self._signing:
             self._signing = self.keystore.signing_keys()
@@ -318,21 +322,20 @@ class KeyGate(Gate):
 
     def _apply_revocation(self, key_id: str) -> None:
         self._revoked.add(key_id)
-        for lease in list(self.leases.pop(key_id, ())):
-            if lease.on_revoke is not None:
-                lease.on_revoke()
+        for slot in list(self.slots.get(key_id, ())):
+            if slot.on_revoke is not None:
+                slot.on_revoke()
 
     def start(self) -> None:
-        """Poll the store for revocations made elsewhere (the CLI, another node)."""
-        self._poller = asyncio.get_running_loop().create_task(self._poll())
+        """Poll the store for revocations made elsewhere (the CLI, another node), and renew
+        this node's stream slots."""
+        loop = asyncio.get_running_loop()
+        self._poller = loop.create_task(self._poll())
+        self._renewer = loop.create_task(self._renew_slots())
 
     async def _poll(self) -> None:
-        beats = 0
         while True:
             await asyncio.sleep(REVOCATION_POLL_S)
-            beats += 1
-            if self.shared is not None and beats % LEASE_RENEW_EVERY == 0:
-                self._renew_shared_leases()
             try:
                 revoked = await asyncio.to_thread(self.keystore.revoked_ids)
             except Exception:
@@ -342,19 +345,58 @@ class KeyGate(Gate):
                 log.info("key %s revoked; closing its streams", key_id)
                 self._apply_revocation(key_id)
 
-    def _renew_shared_leases(self) -> None:
-        """Keep this node's open streams counted in Redis (a dead node's expire)."""
-        shared = self.shared
-        assert shared is not None
-        for key_id, leases in list(self.leases.items()):
-            for lease in list(leases):
-                if lease.shared_id is not None:
-                    try:
-                        shared.renew_stream(key_id, lease.shared_id)
-                    except Exception:
-                        log.warning("cannot renew shared stream leases (Redis down?)")
-                        return
+    async def _renew_slots(self) -> None:
+        """Every ``SLOT_RENEW_S``, renew all admitted slots at once (one Redis round trip)."""
+        failing = False
+        while True:
+            await asyncio.sleep(SLOT_RENEW_S)
+            held = [(key_id, slot.slot_id) for key_id, slots in self.slots.items()
+                    for slot in slots if slot.slot_id is not None]
+            try:
+                await self.limits.renew_streams(held)
+            except LimitsUnavailable as exc:
+                if not failing:
+                    log.warning("cannot renew %d stream slot(s); open streams stay open and "
+                                "are renewed at the next tick: %s", len(held), exc.message)
+                failing = True
+                continue
+            except Exception:
+                log.exception("renewing stream slots failed")
+                continue
+            if failing:
+                log.info("stream slots renewed again")
+                failing = False
+
+    def _free(self, ref: SlotRef) -> None:
+        """Free a closed stream's slot with the others closed in the same loop turn."""
+        if not self._releasing:
+            asyncio.get_running_loop().call_soon(self._flush_releases)
+        self._releasing.append(ref)
+
+    def _flush_releases(self) -> None:
+        batch, self._releasing = self._releasing, []
+        if batch:
+            asyncio.get_running_loop().create_task(self._release(batch))
+
+    async def _release(self, batch: list[SlotRef]) -> None:
+        try:
+            await self.limits.release_streams(batch)
+        except LimitsUnavailable as exc:
+            log.warning("cannot release %d stream slot(s); they expire by themselves: %s",
+                        len(batch), exc.message)
 
     def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
+        for task in (self._poller, self._renewer):
+            if task is not None:
+                task.cancel()
+
+    async def aclose(self) -> None:
+        """Stop, free the slots still held, and close the limits' connections."""
+        self.stop()
+        held = [(key_id, slot.slot_id) for key_id, slots in self.slots.items()
+                for slot in slots if slot.slot_id is not None] + self._releasing
+        self._releasing = []
+        if held:
+            with contextlib.suppress(LimitsUnavailable):
+                await self.limits.release_streams(held)
+        await self.limits.aclose()

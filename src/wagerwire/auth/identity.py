@@ -15,7 +15,16 @@ from typing import Any
 from wagerwire.core.channels import is_pattern, is_private
 from wagerwire.errors import Forbidden, Unauthorized
 
-__all__ = ["ANONYMOUS", "NO_LEASE", "Gate", "Identity", "StreamLease", "may_match_private"]
+__all__ = [
+    "ANONYMOUS",
+    "NO_LEASE",
+    "NO_SLOT",
+    "Gate",
+    "Identity",
+    "StreamLease",
+    "StreamSlot",
+    "may_match_private",
+]
 
 
 def may_match_private(pattern: str) -> bool:
@@ -48,25 +57,37 @@ class Identity:
 ANONYMOUS = Identity(key_id=None, role="anonymous", plan="open")
 
 
-class StreamLease:
+class StreamSlot:
     """One open stream counted against its key's concurrent-stream limit; release once.
 
-    The transport sets ``on_revoke`` to close its connection when the key is revoked, and
+    A slot may still be *pending* when ``open_stream`` returns it: the HTTP layer then awaits
+    :meth:`admit` (which raises ``RateLimited`` at the limit, ``LimitsUnavailable`` when the
+    limits cannot be checked) before it answers the upgrade. Anonymous streams get
+    :data:`NO_SLOT`, never pending, so their set-up stays synchronous. The transport sets
+    ``on_revoke`` to close its connection when the key is revoked, and
     closes it at ``expires_at`` (seconds since the epoch) when a stream token opened it.
     """
 
     __slots__ = ("_released", "expires_at", "on_revoke")
+
+    pending = False  # True on slots whose admit() must be awaited before the stream starts
 
     def __init__(self) -> None:
         self._released = False
         self.on_revoke: Callable[[], None] | None = None
         self.expires_at: int | None = None
 
+    async def admit(self) -> None:
+        """Count the stream (a no-op here); raise the refusal if it may not open."""
+
     def release(self) -> None:
         self._released = True
 
 
-NO_LEASE = StreamLease()  # shared by anonymous streams: nothing to count or revoke
+NO_SLOT = StreamSlot()  # shared by anonymous streams: nothing to count or revoke
+
+StreamLease = StreamSlot  # deprecated names: "lease" is the Redis broker's writer lease
+NO_LEASE = NO_SLOT
 
 
 class Gate:
@@ -98,10 +119,10 @@ class Gate:
         except Forbidden:
             return False
 
-    def open_stream(self, identity: Identity, transport: str) -> StreamLease:
-        """Count one more stream for ``identity``; raise ``Forbidden`` (plan has no
-        streaming) or ``RateLimited`` (concurrent-stream limit)."""
-        return NO_LEASE
+    def open_stream(self, identity: Identity, transport: str) -> StreamSlot:
+        """One more stream for ``identity``: raise ``Forbidden`` (the plan has no streaming),
+        or answer its slot, maybe pending (see :class:`StreamSlot`)."""
+        return NO_SLOT
 
     def can_publish(self, identity: Identity) -> bool:
         """Publisher and admin keys publish; with auth off, everyone does."""
@@ -122,10 +143,10 @@ class Gate:
         """The plan's channels-per-connection limit (None: the server's own limit)."""
         return None
 
-    def check_rest(self, identity: Identity) -> None:
+    async def check_rest(self, identity: Identity) -> None:
         """Count one REST request; raise ``RateLimited`` over the plan's rate."""
 
-    def issue_token(self, identity: Identity) -> tuple[str, int]:
+    async def issue_token(self, identity: Identity) -> tuple[str, int]:
         """A signed stream token and its expiry (seconds since the epoch)."""
         raise Forbidden("API keys are not configured on this server")
 

@@ -25,8 +25,8 @@ from wagerwire.api.deps import Services
 from wagerwire.api.feature import Feature
 from wagerwire.auth.gate import KeyGate
 from wagerwire.auth.keys import KeyStore
-from wagerwire.auth.limits_redis import SharedLimits
 from wagerwire.auth.plans import parse_plans
+from wagerwire.brokers.redis_limits import RedisLimits
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
@@ -66,19 +66,19 @@ def build_hub(settings: Settings) -> Hub:
     return Hub(store, broker, limits)
 
 
-def shared_limits(broker_url: str) -> SharedLimits | None:
+def shared_limits(broker_url: str) -> RedisLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
     if not broker_url.startswith(("redis://", "rediss://")):
         return None
     url, prefix = redis_url_and_prefix(broker_url)
-    return SharedLimits(url, prefix=f"{prefix}:limits")
+    return RedisLimits.from_url(url, prefix=f"{prefix}:limits")
 
 
 def build_gate(settings: Settings) -> KeyGate:
     """API keys from the configured database, plans from the config."""
     keystore = KeyStore(settings.keys_path())
     return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
-                   token_ttl=settings.token_ttl, shared=shared_limits(settings.broker),
+                   token_ttl=settings.token_ttl, limits=shared_limits(settings.broker),
                    anonymous_publish=settings.anonymous_publish)
 
 
@@ -219,7 +219,7 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
-        self.gate.stop()
+        await self.gate.aclose()
         await self.hub.close()
         self.gate.keystore.close()
         await asyncio.sleep(0)

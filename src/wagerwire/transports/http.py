@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import httptools
 import orjson
 
+from wagerwire.auth.identity import NO_SLOT, StreamSlot
 from wagerwire.errors import (
     ClientError,
     HeaderTooLarge,
@@ -373,6 +374,43 @@ class HttpProtocol(asyncio.Protocol):
         except WagerwireError as exc:
             self._fail(exc)
             return
+        slot = getattr(conn, "lease", NO_SLOT)
+        if slot is not NO_SLOT and slot.pending:  # a keyed stream: count it before the upgrade
+            transport.pause_reading()
+            self.state.loop.create_task(self._admit(conn, slot, request, rest, ws_key))
+            return
+        self._open(conn, request, rest, ws_key)
+
+    async def _admit(
+        self, conn: StreamConnection, slot: StreamSlot, request: HttpRequest, rest: bytes,
+        ws_key: str | None,
+    ) -> None:
+        """Await the stream's slot; answer its refusal (429, 503) as a plain HTTP error."""
+        try:
+            await slot.admit()
+        except WagerwireError as exc:
+            self._fail(exc)
+            return
+        except Exception:
+            log.exception("admitting a stream failed")
+            self._fail(InternalError("internal error; the server logged it"))
+            return
+        transport = self.transport
+        if self._done or transport is None or transport.is_closing():
+            slot.release()  # the client left while its slot was acquired
+            return
+        if self.state.registry.closing:
+            slot.release()
+            self._fail(Unavailable("server is shutting down; retry shortly"))
+            return
+        transport.resume_reading()
+        self._open(conn, request, rest, ws_key)
+
+    def _open(
+        self, conn: StreamConnection, request: HttpRequest, rest: bytes, ws_key: str | None
+    ) -> None:
+        transport = self.transport
+        assert transport is not None
         self._done = True
         self.state.connections.discard(self)
         if ws_key is not None:

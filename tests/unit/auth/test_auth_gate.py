@@ -7,6 +7,7 @@ real server.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -17,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wagerwire.auth.gate import KeyGate, credential_from
-from wagerwire.auth.identity import ANONYMOUS, Gate, Identity, may_match_private
+from wagerwire.auth.identity import ANONYMOUS, NO_SLOT, Gate, Identity, may_match_private
 from wagerwire.auth.keys import KeyStore, parse_key_id
-from wagerwire.auth.limits import DAY, DailyQuota, StreamCounter, TokenBucket
+from wagerwire.auth.limits import DAY, DailyQuota, RateBucket
 from wagerwire.auth.plans import DEFAULT_PLANS, parse_plans
 from wagerwire.auth.stream_tokens import TokenClaims, sign_token, verify_token
 from wagerwire.core.channels import pattern_matcher
@@ -55,7 +56,7 @@ def bearer(secret: str) -> dict[str, str]:
 
 
 def test_token_bucket_trips_at_its_number_and_refills() -> None:
-    bucket = TokenBucket(60, 60.0)
+    bucket = RateBucket(60, 60.0)
     assert [bucket.take(T0) for _ in range(60)] == [0.0] * 60
     wait = bucket.take(T0)
     assert wait == pytest.approx(1.0)
@@ -74,19 +75,6 @@ def test_daily_quota_trips_at_its_number_and_recovers_next_utc_day() -> None:
     assert quota.take(midnight - 0.001) > 0
     assert [quota.take(midnight) for _ in range(30)] == [0.0] * 30
     assert quota.take(midnight + 5) == pytest.approx(DAY - 5)
-
-
-def test_stream_counter_trips_at_its_number_and_recovers_on_release() -> None:
-    counter = StreamCounter()
-    assert counter.acquire("k", 2) and counter.acquire("k", 2)
-    assert not counter.acquire("k", 2)
-    assert counter.acquire("other", 2)  # per key
-    counter.release("k")
-    assert counter.count("k") == 1 and counter.acquire("k", 2)
-    counter.release("k")
-    counter.release("k")
-    counter.release("k")  # never below zero
-    assert counter.count("k") == 0
 
 
 # --------------------------------------------------------------------------- keys
@@ -161,14 +149,14 @@ def test_token_signature_expiry_and_tampering() -> None:
             verify_token(bad, {"kid1": secret}, T0)
 
 
-def test_gate_issues_tokens_bound_to_key_plan_and_user(store: KeyStore) -> None:
+async def test_gate_issues_tokens_bound_to_key_plan_and_user(store: KeyStore) -> None:
     clock = Clock()
     gate = make_gate(store, clock)
     record, key = store.create("reader", "free", "alice")
     who = gate.authenticate(bearer(key))
     assert (who.key_id, who.plan, who.user_id, who.via_token) == (record.id, "free", "alice",
                                                                   False)
-    token, expires = gate.issue_token(who)
+    token, expires = await gate.issue_token(who)
     assert expires - T0 >= gate.token_ttl  # the full TTL, never a truncated one
     via = gate.authenticate({}, token)
     assert (via.key_id, via.role, via.plan, via.user_id) == (record.id, "reader", "free",
@@ -180,36 +168,36 @@ def test_gate_issues_tokens_bound_to_key_plan_and_user(store: KeyStore) -> None:
         gate.authenticate({}, token)
 
 
-def test_a_token_cannot_mint_tokens(store: KeyStore) -> None:
+async def test_a_token_cannot_mint_tokens(store: KeyStore) -> None:
     gate = make_gate(store, Clock())
     _, key = store.create("reader", "allstar", "alice")
-    token, _ = gate.issue_token(gate.authenticate(bearer(key)))
+    token, _ = await gate.issue_token(gate.authenticate(bearer(key)))
     with pytest.raises(Forbidden, match="API key"):
-        gate.issue_token(gate.authenticate({}, token))
+        await gate.issue_token(gate.authenticate({}, token))
 
 
-def test_signing_key_rotation_keeps_valid_tokens(store: KeyStore, tmp_path: Path) -> None:
+async def test_signing_key_rotation_keeps_valid_tokens(store: KeyStore, tmp_path: Path) -> None:
     gate = make_gate(store, Clock())
     _, key = store.create("reader", "allstar")
     who = gate.authenticate(bearer(key))
-    old, _ = gate.issue_token(who)
+    old, _ = await gate.issue_token(who)
     # rotated by another process on the same database (the gate has it cached)
     other = KeyStore(str(tmp_path / "keys.db"))
     try:
         new_kid = other.rotate_signing_key()
     finally:
         other.close()
-    new, _ = gate.issue_token(who)
+    new, _ = await gate.issue_token(who)
     assert new.split(".")[1] == new_kid != old.split(".")[1]
     assert gate.authenticate({}, old).key_id == gate.authenticate({}, new).key_id
     fresh = make_gate(store, Clock())  # a restarted server knows both as well
     assert fresh.authenticate({}, old).key_id == fresh.authenticate({}, new).key_id
 
 
-def test_tokens_of_revoked_keys_are_refused_at_once(store: KeyStore, tmp_path: Path) -> None:
+async def test_tokens_of_revoked_keys_are_refused_at_once(store: KeyStore, tmp_path: Path) -> None:
     gate = make_gate(store, Clock())
     record, key = store.create("reader", "allstar")
-    token, _ = gate.issue_token(gate.authenticate(bearer(key)))
+    token, _ = await gate.issue_token(gate.authenticate(bearer(key)))
     cli = KeyStore(str(tmp_path / "keys.db"))  # the CLI, before the server's poll
     try:
         cli.revoke(record.id)
@@ -221,31 +209,31 @@ def test_tokens_of_revoked_keys_are_refused_at_once(store: KeyStore, tmp_path: P
         gate.authenticate({}, token)
 
 
-def test_token_quota_trips_at_its_number_and_recovers_next_day(store: KeyStore) -> None:
+async def test_token_quota_trips_at_its_number_and_recovers_next_day(store: KeyStore) -> None:
     clock = Clock()
     gate = make_gate(store, clock)
     _, key = store.create("reader", "free")
     who = gate.authenticate(bearer(key))
     for _ in range(30):
-        gate.issue_token(who)
+        await gate.issue_token(who)
     with pytest.raises(RateLimited) as info:
-        gate.issue_token(who)
+        await gate.issue_token(who)
     midnight = (T0 // DAY + 1) * DAY
     assert info.value.retry_after == pytest.approx(midnight - T0)
     clock.now = midnight - 1
     with pytest.raises(RateLimited):
-        gate.issue_token(who)
+        await gate.issue_token(who)
     clock.now = midnight
     for _ in range(30):
-        gate.issue_token(who)
+        await gate.issue_token(who)
     with pytest.raises(RateLimited):
-        gate.issue_token(who)
+        await gate.issue_token(who)
 
 
-def test_anonymous_callers_get_no_tokens(store: KeyStore) -> None:
+async def test_anonymous_callers_get_no_tokens(store: KeyStore) -> None:
     gate = make_gate(store, Clock())
     with pytest.raises(Unauthorized):
-        gate.issue_token(gate.authenticate({}))
+        await gate.issue_token(gate.authenticate({}))
 
 
 # --------------------------------------------------------------------------- credentials
@@ -364,21 +352,29 @@ def test_patterns_said_not_to_match_private_channels_never_do(pattern: str, tail
 # --------------------------------------------------------------------------- streams, REST
 
 
-def test_concurrent_streams_trip_at_the_plan_number_and_revocation_closes(
+async def test_concurrent_streams_trip_at_the_plan_number_and_revocation_closes(
     store: KeyStore,
 ) -> None:
     gate = make_gate(store, Clock(), two={"max_streams": 2})
     record, key = store.create("reader", "two")
     who = gate.authenticate(bearer(key))
+    assert gate.open_stream(gate.anonymous(), "ws") is NO_SLOT  # anonymous: not counted
     first, second = gate.open_stream(who, "ws"), gate.open_stream(who, "sse")
+    assert first.pending and second.pending  # counted when the HTTP layer admits them
+    await first.admit()
+    await second.admit()
+    refused = gate.open_stream(who, "ws")
     with pytest.raises(RateLimited) as info:
-        gate.open_stream(who, "ws")
+        await refused.admit()
     assert info.value.retry_after
+    refused.release()  # never admitted: frees nothing
     first.release()
     first.release()  # twice is once
+    await asyncio.sleep(0.01)  # releases are batched per loop turn
     third = gate.open_stream(who, "ws")
+    await third.admit()
     with pytest.raises(RateLimited):
-        gate.open_stream(who, "ws")
+        await gate.open_stream(who, "ws").admit()
     closed: list[str] = []
     second.on_revoke = lambda: closed.append("second")
     third.on_revoke = lambda: closed.append("third")
@@ -389,30 +385,30 @@ def test_concurrent_streams_trip_at_the_plan_number_and_revocation_closes(
     assert not gate.revoke(record.id)
 
 
-def test_plan_without_streaming_is_forbidden(store: KeyStore) -> None:
+async def test_plan_without_streaming_is_forbidden(store: KeyStore) -> None:
     gate = make_gate(store, Clock())
     _, key = store.create("reader", "pro")
     who = gate.authenticate(bearer(key))
     with pytest.raises(Forbidden, match="streaming"):
         gate.open_stream(who, "ws")
-    gate.check_rest(who)  # REST is what pro is for
+    await gate.check_rest(who)  # REST is what pro is for
 
 
-def test_rest_rate_trips_at_60_and_one_passes_a_second_later(store: KeyStore) -> None:
+async def test_rest_rate_trips_at_60_and_one_passes_a_second_later(store: KeyStore) -> None:
     clock = Clock()
     gate = make_gate(store, clock, rest60={"rest_per_minute": 60})
     _, key = store.create("reader", "rest60")
     who = gate.authenticate(bearer(key))
     for _ in range(60):
-        gate.check_rest(who)
+        await gate.check_rest(who)
     with pytest.raises(RateLimited) as info:
-        gate.check_rest(who)
+        await gate.check_rest(who)
     assert info.value.retry_after == pytest.approx(1.0)
     clock.now += 1.0
-    gate.check_rest(who)
+    await gate.check_rest(who)
     with pytest.raises(RateLimited):
-        gate.check_rest(who)
-    gate.check_rest(gate.anonymous())  # anonymous REST is not counted
+        await gate.check_rest(who)
+    await gate.check_rest(gate.anonymous())  # anonymous REST is not counted
 
 
 def test_publish_rights(store: KeyStore) -> None:
