@@ -206,8 +206,18 @@ class DialectWsConnection(WsConnection):
             self.send_now(frame)
 
     def deliver_many(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> None:
-        if joined:
-            StreamConnection.deliver_many(self, frames, joined, messages)
+        """:meth:`StreamConnection.deliver_many`'s body, inlined (once per subscriber per
+        turn on the fan-out path), plus the skip of an empty turn."""
+        if self.closed or not joined:
+            return
+        self._out.append(joined)
+        self._out_bytes += len(joined)
+        if not self._dirty:
+            self._dirty = True
+            flusher = self._flusher
+            flusher.pending.append(self)
+            if not flusher.scheduled:
+                flusher.arm()
 
     def on_text(self, text: str) -> None:
         self.session.receive_text(text)
