@@ -27,7 +27,9 @@ from dialect_harness import (
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from wagerwire.transports.dialects import TRACKERSINO_PING_S, TrackerSinoWsConnection
+from wagerwire.dialects.trackersino import PING_INTERVAL_S as TRACKERSINO_PING_S
+from wagerwire.dialects.trackersino import TrackerSinoSession
+from wagerwire.transports.dialects import DialectWsConnection
 
 FRAME_KEYS = ["game_id", "round_id", "round_index", "multiplier", "state", "finalized_at",
               "multiplier_source", "raw"]
@@ -175,17 +177,20 @@ async def test_server_pings_every_25_seconds(tmp_path: Path) -> None:
             await subscribed(server, "game:stake-crash")
             assert server.registry is not None
             conn = next(c for c in server.registry.connections
-                        if isinstance(c, TrackerSinoWsConnection))
+                        if isinstance(c, DialectWsConnection)
+                        and isinstance(c.session, TrackerSinoSession))
+            session = conn.session
+            assert isinstance(session, TrackerSinoSession)
             loop = asyncio.get_running_loop()
             seen = conn.last_seen
-            assert conn.next_ping - seen == pytest.approx(TRACKERSINO_PING_S)
+            assert session.next_ping - seen == pytest.approx(TRACKERSINO_PING_S)
             conn.tick(loop.time() + 1, ping=True)  # the server-wide ping tick does not apply
             await asyncio.sleep(0.2)
             assert conn.last_seen == seen
-            conn.tick(conn.next_ping, ping=False)  # 25 s later: a Ping frame, answered
+            conn.tick(session.next_ping, ping=False)  # 25 s later: a Ping frame, answered
             await asyncio.sleep(0.3)
             assert conn.last_seen > seen
-            assert conn.next_ping > seen + TRACKERSINO_PING_S
+            assert session.next_ping > seen + TRACKERSINO_PING_S
 
 
 async def test_backfill_route(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from wagerwire.api.schemas import ErrorResponse
 from wagerwire.core.messages import Message
 from wagerwire.core.store import Store
 from wagerwire.dialects import stake, trackersino
-from wagerwire.dialects.datastream import Catalog
+from wagerwire.dialects.catalog import Catalog
 from wagerwire.errors import BadParameter, WagerwireError
 
 __all__ = ["dialect_router"]

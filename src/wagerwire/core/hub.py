@@ -34,7 +34,7 @@ from wagerwire.core.channels import (
     validate_channel,
     validate_pattern,
 )
-from wagerwire.core.messages import Message, Position, PublishResult
+from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
 from wagerwire.core.store import Store
 from wagerwire.errors import (
     BadParameter,
@@ -46,6 +46,7 @@ from wagerwire.errors import (
 )
 from wagerwire.types import Json
 
+# SubscribeReply lives in core/messages.py; re-exported here for existing importers.
 __all__ = ["FrameEncoder", "Hub", "HubLimits", "HubStats", "Sink", "SubscribeReply"]
 
 log = logging.getLogger("wagerwire.core.hub")
@@ -74,17 +75,6 @@ class Sink(Protocol):
 
     async def drain(self) -> None:
         """Wait until the connection's queue is written (used between replay pages)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SubscribeReply:
-    """One ``subscribed`` answer: a channel (or pattern) and whether its resume held."""
-
-    channel: str
-    epoch: str
-    offset: int
-    recovered: bool
-    pattern: bool = False
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Message", "Position", "PublishResult"]
+__all__ = ["Message", "Position", "PublishResult", "SubscribeReply"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +45,14 @@ class PublishResult:
 
     message: Message
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeReply:
+    """One ``subscribed`` answer: a channel (or pattern) and whether its resume held."""
+
+    channel: str
+    epoch: str
+    offset: int
+    recovered: bool
+    pattern: bool = False

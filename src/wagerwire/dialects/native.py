@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from wagerwire.core.channels import Filter
-from wagerwire.core.hub import SubscribeReply
-from wagerwire.core.messages import Message, Position, PublishResult
+from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
 from wagerwire.core.tokens import decode_token, encode_position
 from wagerwire.errors import BadParameter, MalformedJson, UnknownOp, WagerwireError
 from wagerwire.types import Json

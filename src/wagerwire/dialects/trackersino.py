@@ -12,23 +12,35 @@ close codes. Each frame, and each item of the ``/v1-beta/games/{slug}/rounds`` b
 
 ``round_index`` is a bare JSON integer, ``multiplier`` a decimal string, ``finalized_at``
 RFC 3339 UTC with second precision (so it sorts as text).
+
+Keep-alive: a WebSocket Ping frame every :data:`PING_INTERVAL_S` (the seed: "we send a
+heartbeat ping every 25 s"), on the session's own cadence rather than the server's.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
-from wagerwire.dialects.datastream import Catalog, CatalogGame
+from wagerwire.auth.identity import Identity
+from wagerwire.core.messages import Message
+from wagerwire.dialects.base import Directory, Session, StreamRequest, Subscribe
+from wagerwire.dialects.catalog import Catalog, CatalogGame
 from wagerwire.dialects.payload import data_object
-from wagerwire.errors import BadParameter
+from wagerwire.errors import BadParameter, Forbidden
+from wagerwire.wire.websocket import ping_frame, text_frame
 
 __all__ = [
+    "ENCODER",
     "GAME_TYPE",
+    "PING_INTERVAL_S",
     "UUID_NAMESPACE",
+    "RoundEncoder",
+    "TrackerSino",
+    "TrackerSinoSession",
     "crash_games",
     "encode_round",
     "parse_games",
@@ -38,6 +50,7 @@ __all__ = [
 GAME_TYPE = "crash"
 UUID_NAMESPACE = uuid.UUID("5f7c3a52-0d55-4c1e-9a57-7a4e2b9c0f11")
 MAX_GAMES = 50
+PING_INTERVAL_S = 25.0
 
 
 def crash_games(catalog: Catalog) -> list[CatalogGame]:
@@ -119,3 +132,67 @@ def encode_round(data: bytes) -> bytes:
         return b""
     frame = round_frame(obj)
     return b"" if frame is None else orjson.dumps(frame)
+
+
+class RoundEncoder:
+    """A finalised-round frame as a complete WebSocket text frame (``b""`` for others)."""
+
+    __slots__ = ()
+
+    def encode(self, message: Message) -> bytes:
+        payload = encode_round(message.data)
+        return text_frame(payload) if payload else b""
+
+
+ENCODER = RoundEncoder()
+
+
+class TrackerSino:
+    """``/v1-beta/stream?games=``: 404/422 bad games, 401 bad key, 403 no game on the plan.
+
+    Only the ``Authorization: Bearer`` header authenticates (no ``?token=``).
+    """
+
+    __slots__ = ("catalog", "encoder")
+    transport: Literal["ws", "sse"] = "ws"
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.encoder = ENCODER
+
+    def accept(self, request: StreamRequest, directory: Directory) -> TrackerSinoSession:
+        games = parse_games(request.query_one("games"), self.catalog)
+        identity = directory.authenticate(request.headers, None)
+        channels: list[str] = []
+        if games is None:
+            for game in crash_games(self.catalog):
+                try:
+                    channels.append(directory.resolve_channel(identity, game.channel))
+                except Forbidden:
+                    continue  # "every game on your tier": the others are left out
+            if not channels:
+                raise Forbidden("your plan includes no crash game")
+        else:
+            channels = [directory.resolve_channel(identity, g.channel) for g in games]
+        return TrackerSinoSession(identity, tuple(channels))
+
+
+class TrackerSinoSession(Session):
+    """Subscribed at connect; a Ping frame every 25 s; client frames are ignored."""
+
+    __slots__ = ("channels", "next_ping")
+    ping_interval = PING_INTERVAL_S
+
+    def __init__(self, identity: Identity, channels: tuple[str, ...]) -> None:
+        super().__init__(identity, ENCODER)
+        self.channels = channels
+        self.next_ping = 0.0
+
+    def start(self, now: float) -> None:
+        self.next_ping = now + PING_INTERVAL_S
+        self.emit(Subscribe(self.channels))
+
+    def tick(self, now: float) -> None:
+        if now >= self.next_ping:
+            self.send(ping_frame())
+            self.next_ping = now + PING_INTERVAL_S

@@ -17,16 +17,14 @@ from collections.abc import Iterable
 from wagerwire.api.dialects import dialect_router
 from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
-from wagerwire.core.hub import Hub
-from wagerwire.dialects.datastream import Catalog, CatalogGame
+from wagerwire.core.hub import Hub, now_ms
+from wagerwire.dialects.catalog import Catalog, CatalogGame
+from wagerwire.dialects.datastream import DataStreamSse, DataStreamWs
+from wagerwire.dialects.stake import DEFAULT_ORIGINS as DEFAULT_STAKE_ORIGINS
+from wagerwire.dialects.stake import Stake
+from wagerwire.dialects.trackersino import TrackerSino
 from wagerwire.sources.casino import GameSpec, demo_games
-from wagerwire.transports.dialects import (
-    DEFAULT_STAKE_ORIGINS,
-    datastream_sse_factory,
-    datastream_ws_factory,
-    stake_ws_factory,
-    trackersino_ws_factory,
-)
+from wagerwire.transports.dialects import dialect_stream
 
 __all__ = ["catalog_of", "dialect_feature"]
 
@@ -44,14 +42,16 @@ def dialect_feature(settings: Settings, hub: Hub) -> Feature:
     """
     catalog = catalog_of(demo_games())
     origins = getattr(settings, "stake_origins", None) or DEFAULT_STAKE_ORIGINS
+    ds_ws = dialect_stream(DataStreamWs(catalog, now_ms))  # one encoder for both paths
+    ds_sse = dialect_stream(DataStreamSse(catalog, now_ms))
     return Feature(
         routers=[dialect_router(catalog)],
         stream_routes=[
-            ("ws", "/ws/type/{type}", datastream_ws_factory(catalog)),
-            ("ws", "/ws/{game}", datastream_ws_factory(catalog)),
-            ("sse", "/sse/type/{type}", datastream_sse_factory(catalog)),
-            ("sse", "/sse/{game}", datastream_sse_factory(catalog)),
-            ("ws", "/v1-beta/stream", trackersino_ws_factory(catalog)),
-            ("ws", "/_api/websocket", stake_ws_factory(catalog, origins)),
+            ("ws", "/ws/type/{type}", ds_ws),
+            ("ws", "/ws/{game}", ds_ws),
+            ("sse", "/sse/type/{type}", ds_sse),
+            ("sse", "/sse/{game}", ds_sse),
+            ("ws", "/v1-beta/stream", dialect_stream(TrackerSino(catalog))),
+            ("ws", "/_api/websocket", dialect_stream(Stake(catalog, origins))),
         ],
     )

@@ -1,52 +1,55 @@
-"""WebSocket and SSE connections that speak the seed dialects (Data Stream, TrackerSino, Stake).
+"""The connections that drive any dialect session: one WebSocket class, one SSE class.
 
-Each connection drives its sans-I/O codec from :mod:`wagerwire.dialects` over the shared
-transport bases; each dialect has one encoder instance shared by all its connections, so the
-fan-out encodes a message once per dialect. Factories validate the request (path, query,
-credentials, Origin) before any byte of the stream is written, so refusals are plain HTTP
-errors at the upgrade.
+A route-table row names a :class:`~wagerwire.dialects.base.Dialect`; :func:`dialect_stream`
+turns it into the route's factory. The factory feeds the request to ``dialect.accept`` before
+any byte of the stream is written (so refusals are plain HTTP errors at the upgrade), counts
+the stream against the key's plan, and opens a connection around the session. From then on
+the connection only feeds the session (client text, hub results, the timer) and writes what it
+drains; every wire rule stays in the dialect module.
+
+The hot path is the shared transport's: the hub hands every subscriber of a dialect the
+frames its one encoder made, and :class:`DialectWsConnection` queues them as they are
+(``deliver_many``, batched). Only :class:`DialectSseConnection` rewrites each frame
+(``Session.rewrite``: the SSE ``id:`` line carries the connection's own resume token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from wagerwire.auth.identity import Identity, StreamLease
-from wagerwire.core.hub import FrameEncoder, SubscribeReply
-from wagerwire.core.messages import Message, Position
-from wagerwire.core.tokens import decode_token, encode_positions
-from wagerwire.dialects import datastream, stake, trackersino
-from wagerwire.dialects.datastream import Catalog
-from wagerwire.errors import (
-    CloseCode,
-    Forbidden,
-    InternalError,
-    WagerwireError,
+from wagerwire.core.messages import Message, Position, SubscribeReply
+from wagerwire.dialects.base import (
+    Close,
+    Dialect,
+    DialectOp,
+    HubEvent,
+    LatestRead,
+    OpFailed,
+    ReadLatest,
+    Session,
+    StreamRequest,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
 )
+from wagerwire.errors import CloseCode, InternalError, WagerwireError
 from wagerwire.transports.http import HttpRequest
-from wagerwire.transports.sse import RETRY_MS, SseConnection
+from wagerwire.transports.sse import SseConnection
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
 from wagerwire.transports.websocket import WsConnection
-from wagerwire.wire.sse import parse_last_event_id, sse_retry
-from wagerwire.wire.websocket import ping_frame, text_frame
 
 __all__ = [
-    "DEFAULT_STAKE_ORIGINS",
-    "DataStreamSseConnection",
-    "DataStreamWsConnection",
-    "StakeWsConnection",
-    "TrackerSinoWsConnection",
-    "datastream_sse_factory",
-    "datastream_ws_factory",
-    "stake_ws_factory",
-    "trackersino_ws_factory",
+    "DialectSseConnection",
+    "DialectWsConnection",
+    "SessionDriver",
+    "dialect_stream",
+    "stream_request",
 ]
 
 log = logging.getLogger("wagerwire.transports.dialects")
@@ -54,452 +57,217 @@ log = logging.getLogger("wagerwire.transports.dialects")
 Factory = Callable[[HttpRequest, StreamRegistry], StreamConnection]
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def stream_request(request: HttpRequest) -> StreamRequest:
+    """The dialect's view of an HTTP request head."""
+    query = {k: v[-1] for k, v in request.query().items() if v} if request.query_string else {}
+    return StreamRequest(request.params, query, request.headers)
 
 
-def _error_close_code(error: WagerwireError) -> int:
-    return int(error.close_code or CloseCode.POLICY_VIOLATION)
+class _Directory:
+    """:class:`~wagerwire.dialects.base.Directory` over a server's gate and hub."""
 
+    __slots__ = ("registry",)
 
-# -- encoders (one instance per dialect and transport) ------------------------------------------
+    def __init__(self, registry: StreamRegistry) -> None:
+        self.registry = registry
 
+    def authenticate(self, headers: Mapping[str, str], query_token: str | None) -> Identity:
+        return self.registry.gate.authenticate(headers, query_token)
 
-class DataStreamWsEncoder:
-    """A Round as a complete WebSocket text frame; ``timestamp`` is the encode (send) time."""
+    def resolve_channel(self, identity: Identity, channel: str) -> str:
+        return self.registry.gate.resolve_channel(identity, channel)
 
-    __slots__ = ()
+    def channel_exists(self, channel: str) -> bool:
+        return self.registry.hub.broker.position(channel) is not None
 
-    def encode(self, message: Message) -> bytes:
-        payload = datastream.encode_round(message.data, now_ms())
-        return text_frame(payload) if payload else b""
-
-
-class DataStreamSseEncoder:
-    """``event: message`` + ``data: <Round>``; the ``id:`` line is added per connection."""
-
-    __slots__ = ()
-
-    def encode(self, message: Message) -> bytes:
-        payload = datastream.encode_round(message.data, now_ms())
-        return datastream.sse_event("message", payload) if payload else b""
-
-
-class TrackerSinoEncoder:
-    """A finalised-round frame as a complete WebSocket text frame."""
-
-    __slots__ = ()
-
-    def encode(self, message: Message) -> bytes:
-        payload = trackersino.encode_round(message.data)
-        return text_frame(payload) if payload else b""
-
-
-class StakeEncoder:
-    """``{"channel", "payload"}`` as a complete WebSocket text frame."""
-
-    __slots__ = ()
-
-    def encode(self, message: Message) -> bytes:
-        return text_frame(stake.encode_frame(message.channel, message.data))
-
-
-DATASTREAM_WS = DataStreamWsEncoder()
-DATASTREAM_SSE = DataStreamSseEncoder()
-TRACKERSINO_WS = TrackerSinoEncoder()
-STAKE_WS = StakeEncoder()
-
-
-# -- shared helpers -----------------------------------------------------------------------------
-
-
-def _identity(request: HttpRequest, registry: StreamRegistry, kind: str) -> tuple[
-    Identity, StreamLease
-]:
-    """Authenticate the request and count one stream (raises Unauthorized/Forbidden/...)."""
-    gate = registry.gate
-    identity = gate.authenticate(request.headers, request.query_one("token"))
-    return identity, gate.open_stream(identity, kind)
-
-
-async def _latest(registry: StreamRegistry, channels: Iterable[str]) -> dict[str, Message]:
-    """The newest stored message of each channel that has one."""
-    out: dict[str, Message] = {}
-    for channel in channels:
-        last = await registry.hub.store.read_last(channel, 1)
-        if last:
-            out[channel] = last[-1]
-    return out
-
-
-# -- Data Stream --------------------------------------------------------------------------------
-
-
-class ReceiveOnlyWsConnection(WsConnection):
-    """A dialect WebSocket whose clients only listen: subscribed at connect to fixed channels.
-
-    Data Stream and TrackerSino clients send no data frames (anything sent is ignored); an
-    error closes the stream with its documented code; the key's lease is held until close.
-    """
-
-    __slots__ = ("channels", "lease")
-
-    def __init__(
-        self,
-        registry: StreamRegistry,
-        encoder: FrameEncoder,
-        channels: tuple[str, ...],
-        lease: StreamLease,
+    def validate_subscription(
+        self, channels: Sequence[str], since: Mapping[str, Position] | None
     ) -> None:
-        super().__init__(registry, encoder)
-        self.channels = channels
-        self.lease = lease
-
-    def started(self, request: Any) -> None:
-        hub = self.registry.hub
-
-        async def subscribe() -> None:
-            await hub.subscribe(self, self.channels)
-
-        self.run_in_order(subscribe)
-
-    def deliver(self, frame: bytes, message: Message) -> None:
-        if frame:  # an encoder answers b"" for messages its dialect does not carry
-            super().deliver(frame, message)
-
-    def on_text(self, text: str) -> None:
-        """The seeds define no client messages; anything sent is ignored."""
-
-    def send_error(self, error: WagerwireError) -> None:
-        self.close(_error_close_code(error), error.message[:120])
-
-    def on_closed(self) -> None:
-        super().on_closed()
-        self.lease.release()
+        self.registry.hub.validate_subscription(
+            list(channels), dict(since) if since is not None else None
+        )
 
 
-class DataStreamWsConnection(ReceiveOnlyWsConnection):
-    """``/ws/{game}`` and ``/ws/type/{type}``: live Rounds, one per text frame."""
-
-    __slots__ = ()
-
-    def __init__(
-        self, registry: StreamRegistry, channels: tuple[str, ...], lease: StreamLease
-    ) -> None:
-        super().__init__(registry, DATASTREAM_WS, channels, lease)
-
-
-def _datastream_channels(request: HttpRequest, catalog: Catalog) -> tuple[str, ...]:
-    params = request.params
-    target = datastream.Target.parse(catalog, params.get("game"), params.get("type"))
-    return target.channels
-
-
-def datastream_ws_factory(catalog: Catalog) -> Factory:
-    """Factory for ``/ws/{game}`` and ``/ws/type/{type}`` (unknown ones answer 404)."""
+def dialect_stream(dialect: Dialect) -> Factory:
+    """The stream factory of one route-table row: accept, count the stream, connect."""
+    cls: type[DialectWsConnection | DialectSseConnection] = (
+        DialectWsConnection if dialect.transport == "ws" else DialectSseConnection
+    )
 
     def factory(request: HttpRequest, registry: StreamRegistry) -> StreamConnection:
-        channels = _datastream_channels(request, catalog)
-        identity, lease = _identity(request, registry, "ws")
-        try:
-            channels = tuple(registry.gate.resolve_channel(identity, c) for c in channels)
-        except WagerwireError:
-            lease.release()
-            raise
-        return DataStreamWsConnection(registry, channels, lease)
+        session = dialect.accept(stream_request(request), _Directory(registry))
+        lease = registry.gate.open_stream(session.identity, dialect.transport)
+        return cls(registry, session, lease)
 
     return factory
 
 
-_SSE_HEAD = (
-    b"HTTP/1.1 200 OK\r\n"
-    b"Content-Type: text/event-stream\r\n"
-    b"Cache-Control: no-cache\r\n"
-    b"Connection: keep-alive\r\n"
-    b"X-Accel-Buffering: no\r\n"
-    b"\r\n"
-)
+class SessionDriver:
+    """Runs a session's ops against the hub, in order, and feeds each result back.
 
-
-class DataStreamSseConnection(SseConnection):
-    """``/sse/{game}``, ``/sse/type/{type}``: ``initial`` (latest round), then ``message``.
-
-    Every event carries ``id: <resume token>``; an EventSource that reconnects sends it back
-    as ``Last-Event-ID`` and gets exactly the rounds it missed (no ``initial`` then, unless
-    the history no longer reaches back).
+    ``conn`` is the connection the hub delivers to; ``end`` closes it with a code and reason.
     """
 
-    __slots__ = ("channels", "lease", "positions", "_since", "_task", "_latest")
+    __slots__ = ("conn", "session", "end", "_queue", "_task")
 
     def __init__(
-        self,
-        registry: StreamRegistry,
-        channels: tuple[str, ...],
-        since: dict[str, Position] | None,
-        lease: StreamLease,
+        self, conn: StreamConnection, session: Session, end: Callable[[int, str], None]
     ) -> None:
-        super().__init__(registry, DATASTREAM_SSE)
-        self.channels = channels
-        self.lease = lease
-        self._since = since
-        self.positions: dict[str, Position] = {
-            ch: pos for ch, pos in (since or {}).items() if ch in channels
-        }
+        self.conn = conn
+        self.session = session
+        self.end = end
+        self._queue: deque[DialectOp] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._latest: dict[str, Message] = {}
 
-    def started(self, request: Any) -> None:
-        if self.transport is not None:
-            self.transport.write(_SSE_HEAD + sse_retry(RETRY_MS))
-        self.next_beat = self.last_seen + self.registry.config.sse_heartbeat
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    def pump(self) -> None:
+        """Write what the session has to send, then start or queue the ops it emitted."""
+        session = self.session
+        conn = self.conn
+        for data in session.data_to_send():
+            conn.send_now(data)
+        for op in session.ops_received():
+            if isinstance(op, Close):
+                self.end(op.code, op.reason)
+                return
+            self._queue.append(op)
+        if self._queue and self._task is None and not conn.closed:
+            self._task = conn.registry.loop.create_task(self._run())
 
     async def _run(self) -> None:
+        queue = self._queue
         try:
-            await self._subscribe()
+            while queue and not self.conn.closed:
+                event = await self._execute(queue.popleft())
+                if self.conn.closed:
+                    return
+                self.session.receive_event(event)
+                self.pump()
+        finally:
+            self._task = None
+
+    async def _execute(self, op: DialectOp) -> HubEvent:
+        conn = self.conn
+        hub = conn.registry.hub
+        try:
+            match op:
+                case Subscribe(channels=channels, since=since, announce=announce):
+                    replies = await hub.subscribe(
+                        conn, list(channels),
+                        since=dict(since) if since is not None else None,
+                        announce=self._announce if announce else None,
+                    )
+                    return Subscribed(op, tuple(replies))
+                case Unsubscribe(channels=channels):
+                    return Unsubscribed(op, tuple(await hub.unsubscribe(conn, channels)))
+                case ReadLatest(channels=channels, limit=limit):
+                    latest: dict[str, Sequence[Message]] = {}
+                    for channel in channels:
+                        latest[channel] = await hub.store.read_last(channel, limit)
+                    return LatestRead(op, latest)
         except WagerwireError as exc:
-            self._fail(exc)
+            return OpFailed(op, exc)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("Data Stream SSE subscribe failed")
-            self._fail(InternalError("internal error; the server logged it"))
-
-    def _fail(self, error: WagerwireError) -> None:
-        body = orjson.dumps(error.to_json()["error"])
-        self.close_transport(datastream.sse_event("error", body))
-
-    async def _subscribe(self) -> None:
-        hub = self.registry.hub
-        self._latest = latest = await _latest(self.registry, self.channels)
-        if self.closed:
-            return
-        if self._since:
-            await hub.subscribe(self, self.channels, since=self._since, announce=self._announce)
-            return
-        since = {ch: m.position for ch, m in latest.items()}
-        self.positions.update(since)
-        if latest:
-            newest = max(latest.values(), key=lambda m: (m.ts, m.channel))
-            self._send_initial(newest)
-        await hub.subscribe(self, self.channels, since=since)
-
-    def _send_initial(self, message: Message) -> None:
-        payload = datastream.encode_round(message.data, now_ms())
-        if payload:
-            token = encode_positions(self.positions) if self.positions else None
-            self.send_now(datastream.sse_event("initial", payload, token))
+            log.exception("dialect op %r failed on connection %s", op, id(conn))
+            return OpFailed(op, InternalError("internal error; the server logged it"))
+        raise TypeError(f"no transport for op {op!r}")
 
     def _announce(self, reply: SubscribeReply) -> None:
-        """A resume that history cannot serve falls back to ``initial`` for that channel."""
-        if reply.recovered:
-            return
-        message = self._latest.get(reply.channel)
-        if message is not None:
-            self.positions[reply.channel] = message.position
-            self._send_initial(message)
+        self.session.receive_reply(reply)
+        self.pump()
 
-    def deliver(self, frame: bytes, message: Message) -> None:
-        if not frame:
-            return
-        self.positions[message.channel] = Position(message.epoch, message.offset)
-        super().deliver(b"id: " + encode_positions(self.positions).encode() + b"\n" + frame,
-                        message)
-
-    def on_closed(self) -> None:
+    def cancel(self) -> None:
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-        self.lease.release()
 
 
-def datastream_sse_factory(catalog: Catalog) -> Factory:
-    """Factory for ``/sse/{game}`` and ``/sse/type/{type}``; ``Last-Event-ID`` resumes."""
+class DialectWsConnection(WsConnection):
+    """A WebSocket that drives one dialect session (frames shared, never rewritten)."""
 
-    def factory(request: HttpRequest, registry: StreamRegistry) -> StreamConnection:
-        channels = _datastream_channels(request, catalog)
-        token = parse_last_event_id(request.headers.get("last-event-id"))
-        since = decode_token(token) if token else None
-        if since is not None:
-            since = {ch: pos for ch, pos in since.items() if ch in channels} or None
-        registry.hub.validate_subscription(channels, since)
-        identity, lease = _identity(request, registry, "sse")
-        try:
-            channels = tuple(registry.gate.resolve_channel(identity, c) for c in channels)
-        except WagerwireError:
-            lease.release()
-            raise
-        return DataStreamSseConnection(registry, channels, since, lease)
+    __slots__ = ("session", "lease", "driver")
 
-    return factory
-
-
-# -- TrackerSino --------------------------------------------------------------------------------
-
-TRACKERSINO_PING_S = 25.0
-
-
-class TrackerSinoWsConnection(ReceiveOnlyWsConnection):
-    """``/v1-beta/stream``: finalised crash rounds only; a Ping frame every 25 s."""
-
-    __slots__ = ("next_ping",)
-
-    def __init__(
-        self, registry: StreamRegistry, channels: tuple[str, ...], lease: StreamLease
-    ) -> None:
-        super().__init__(registry, TRACKERSINO_WS, channels, lease)
-        self.next_ping = 0.0
+    def __init__(self, registry: StreamRegistry, session: Session, lease: StreamLease) -> None:
+        super().__init__(registry, session.encoder)
+        self.session = session
+        self.lease = lease
+        self.driver = SessionDriver(self, session, self.close)
 
     def started(self, request: Any) -> None:
-        self.next_ping = self.last_seen + TRACKERSINO_PING_S
-        super().started(request)
+        self.session.start(self.last_seen)
+        self.driver.pump()
 
-    def tick(self, now: float, ping: bool) -> None:
-        timeout = TRACKERSINO_PING_S + self.registry.config.pong_timeout
-        if now - self.last_seen > timeout:
-            self.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong or data within the timeout")
-        elif now >= self.next_ping:
-            self.send_now(ping_frame())
-            self.next_ping = now + TRACKERSINO_PING_S
+    # A dialect's encoder answers b"" for a message its wire does not carry: skip those
+    # without waking the flusher. Both are defined, so frames still arrive batched.
 
+    def deliver(self, frame: bytes, message: Message) -> None:
+        if frame:
+            self.send_now(frame)
 
-def trackersino_ws_factory(catalog: Catalog) -> Factory:
-    """Factory for ``/v1-beta/stream?games=``: 401 bad key, 404/422 bad games, 403 plan."""
-
-    def factory(request: HttpRequest, registry: StreamRegistry) -> StreamConnection:
-        games = trackersino.parse_games(request.query_one("games"), catalog)
-        gate = registry.gate
-        identity = gate.authenticate(request.headers, None)
-        channels: list[str] = []
-        if games is None:
-            for game in trackersino.crash_games(catalog):
-                try:
-                    channels.append(gate.resolve_channel(identity, game.channel))
-                except Forbidden:
-                    continue  # "every game on your tier": the others are left out
-            if not channels:
-                raise Forbidden("your plan includes no crash game")
-        else:
-            channels = [gate.resolve_channel(identity, g.channel) for g in games]
-        lease = gate.open_stream(identity, "ws")
-        return TrackerSinoWsConnection(registry, tuple(channels), lease)
-
-    return factory
-
-
-# -- Stake --------------------------------------------------------------------------------------
-
-DEFAULT_STAKE_ORIGINS: tuple[str, ...] = (
-    "https://stake.com",
-    r"re:https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?",
-)
-
-
-def _origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
-    if origin is None:
-        return True  # not a browser: the access token is the credential
-    for rule in allowed:
-        if rule == "*" or rule == origin:
-            return True
-        if rule.startswith("re:") and re.fullmatch(rule[3:], origin):
-            return True
-    return False
-
-
-class StakeWsConnection(WsConnection):
-    """``/_api/websocket``: ``subscribe``/``unsubscribe`` messages, ``{channel, payload}`` frames."""
-
-    __slots__ = ("identity", "lease", "catalog", "_hub_names")
-
-    def __init__(
-        self,
-        registry: StreamRegistry,
-        identity: Identity,
-        lease: StreamLease,
-        catalog: Catalog,
-    ) -> None:
-        super().__init__(registry, STAKE_WS)
-        self.identity = identity
-        self.lease = lease
-        self.catalog = catalog
-        self._hub_names: dict[str, str] = {}  # the client's name -> hub channel
+    def deliver_many(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> None:
+        """:meth:`StreamConnection.deliver_many`'s body, inlined (once per subscriber per
+        turn on the fan-out path), plus the skip of an empty turn."""
+        if self.closed or not joined:
+            return
+        self._out.append(joined)
+        self._out_bytes += len(joined)
+        if not self._dirty:
+            self._dirty = True
+            flusher = self._flusher
+            flusher.pending.append(self)
+            if not flusher.scheduled:
+                flusher.arm()
 
     def on_text(self, text: str) -> None:
-        try:
-            op = stake.parse_message(text)
-        except WagerwireError as exc:
-            self.send_error(exc)
+        self.session.receive_text(text)
+        self.driver.pump()
+
+    def tick(self, now: float, ping: bool) -> None:
+        """The server's WS ping, unless the session keeps its own keep-alive cadence."""
+        session = self.session
+        interval = session.ping_interval
+        if interval is None:
+            super().tick(now, ping)
             return
-        match op:
-            case stake.Subscribe(channel=name):
-                self.run_in_order(lambda: self._subscribe(name))
-            case stake.Unsubscribe(channel=name):
-                self.run_in_order(lambda: self._unsubscribe(name))
-
-    def _resolve(self, name: str) -> str:
-        hub = self.registry.hub
-        known = (name,) if hub.broker.position(name) is not None else ()
-        stake.validate_name(name, self.catalog, known)
-        gate = self.registry.gate
-        return stake.user_channel(gate.resolve_channel(self.identity, name),
-                                  self.identity.user_id)
-
-    async def _subscribe(self, name: str) -> None:
-        try:
-            channel = self._resolve(name)
-        except WagerwireError as exc:
-            self.send_error(exc, name)
+        if now - self.last_seen > interval + self.registry.config.pong_timeout:
+            self.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong or data within the timeout")
             return
-        hub = self.registry.hub
-        since: dict[str, Position] | None = None
-        if name == stake.BALANCES and channel not in hub.subscriptions(self):
-            since = await self._balance_snapshot(channel)
-        self._hub_names[name] = channel
-        try:
-            await hub.subscribe(self, [channel], since=since)
-        except WagerwireError as exc:
-            self._hub_names.pop(name, None)
-            self.send_error(exc, name)
-
-    async def _balance_snapshot(self, channel: str) -> dict[str, Position] | None:
-        """Send the current balance of each currency; returns where live delivery resumes."""
-        recent = await self.registry.hub.store.read_last(channel, 1000)
-        if not recent:
-            return None
-        latest: dict[str, Message] = {}
-        for message in recent:
-            try:
-                data = orjson.loads(message.data)
-            except orjson.JSONDecodeError:
-                continue
-            currency = data.get("currency") if isinstance(data, dict) else None
-            latest[str(currency)] = message
-        for message in sorted(latest.values(), key=lambda m: m.offset):
-            self.send_now(STAKE_WS.encode(message))
-        return {channel: recent[-1].position}
-
-    async def _unsubscribe(self, name: str) -> None:
-        channel = self._hub_names.pop(name, None)
-        if channel is not None and channel not in self._hub_names.values():
-            await self.registry.hub.unsubscribe(self, [channel])
-
-    def send_error(self, error: WagerwireError, channel: str | None = None) -> None:
-        self.send_text(stake.encode_error(error, channel))
+        session.tick(now)
+        self.driver.pump()
 
     def on_closed(self) -> None:
         super().on_closed()
+        self.driver.cancel()
         self.lease.release()
 
 
-def stake_ws_factory(catalog: Catalog, origins: Iterable[str] = DEFAULT_STAKE_ORIGINS) -> Factory:
-    """Factory for ``/_api/websocket``: 403 for an Origin not allowed, 401 for a bad token."""
-    allowed = tuple(origins)
+class DialectSseConnection(SseConnection):
+    """An event stream that drives one dialect session; each frame goes through
+    ``Session.rewrite`` (the per-connection ``id:`` line)."""
 
-    def factory(request: HttpRequest, registry: StreamRegistry) -> StreamConnection:
-        origin = request.headers.get("origin")
-        if not _origin_allowed(origin, allowed):
-            raise Forbidden(f"Origin {str(origin)[:80]!r} is not allowed on this server")
-        identity, lease = _identity(request, registry, "ws")
-        return StakeWsConnection(registry, identity, lease, catalog)
+    __slots__ = ("session", "lease", "driver")
 
-    return factory
+    def __init__(self, registry: StreamRegistry, session: Session, lease: StreamLease) -> None:
+        super().__init__(registry, session.encoder)
+        self.session = session
+        self.lease = lease
+        self.driver = SessionDriver(self, session, self._end)
+
+    def started(self, request: Any) -> None:
+        """The session writes its own response head (the dialect's headers)."""
+        self.next_beat = self.last_seen + self.registry.config.sse_heartbeat
+        self.session.start(self.last_seen)
+        self.driver.pump()
+
+    def _end(self, code: int, reason: str) -> None:
+        self.close_transport()
+
+    def deliver(self, frame: bytes, message: Message) -> None:
+        data = self.session.rewrite(frame, message)
+        if data:
+            self.send_now(data)
+
+    def on_closed(self) -> None:
+        self.driver.cancel()
+        self.lease.release()

@@ -16,8 +16,8 @@ import orjson
 
 from wagerwire.auth.identity import NO_LEASE, StreamLease
 from wagerwire.core.channels import Filter, is_pattern, pattern_matcher
-from wagerwire.core.hub import FrameEncoder, SubscribeReply
-from wagerwire.core.messages import Message, Position
+from wagerwire.core.hub import FrameEncoder
+from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.core.tokens import encode_position, encode_positions
 from wagerwire.dialects import native
 from wagerwire.errors import BadParameter, InternalError, WagerwireError
