@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wagerwire.app import Server
+from wagerwire.node.server import Server
 
 from wagerwire.auth.limits import LocalLimits, SlotRef
 from wagerwire.config import Settings
