@@ -60,6 +60,9 @@ def _serve_parser(sub: Any) -> None:
                    help="open: anonymous clients read public channels (default); "
                    "required: every stream and REST call needs a key or token")
     p.add_argument("--token-ttl", type=int, help="stream token lifetime in seconds (300)")
+    p.add_argument("--stake-origins",
+                   help="comma-separated Origin values the Stake WebSocket accepts "
+                   "(exact, re:<regex> or *; default: the Stake dialect's own list)")
     p.add_argument("--keys-db", help="SQLite file for API keys when the store is not SQLite "
                    "(default: the store's own file)")
     p.add_argument("--no-demo-keys", dest="demo_keys", action="store_const", const=False,

@@ -58,6 +58,7 @@ class Settings:
     token_ttl: int = 300
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
+    stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -104,6 +105,15 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     except ValueError as exc:
         raise BadParameter(f"setting {name}: {value!r} is not a valid {kind}") from exc
     return text
+
+
+def _string_list(name: str, raw: Any) -> list[str]:
+    """A TOML list of strings, or one comma-separated string (environment, flags)."""
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise BadParameter(f"setting {name} must be a list of strings or a comma-separated string")
 
 
 def _retention(raw: Any) -> list[RetentionRule]:
@@ -174,6 +184,8 @@ def load_settings(
             if not isinstance(value, Mapping):
                 raise BadParameter("plans must be a table of [plans.NAME] tables")
             settings.plans = dict(value)
+        elif key == "stake_origins":
+            settings.stake_origins = _string_list(key, value)
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
     _check_ranges(settings)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,7 +43,7 @@ from wagerwire.errors import (
     TooManyChannels,
     Unavailable,
 )
-from wagerwire.types import Json
+from wagerwire.types import Json, now_ms
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
 __all__ = ["FrameEncoder", "Hub", "HubLimits", "HubStats", "Sink", "SubscribeReply"]
@@ -96,10 +95,6 @@ class HubStats:
     delivered: int = 0
     replayed: int = 0
     encoded: int = 0
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 Entry = tuple[Sink, Filter | None]
