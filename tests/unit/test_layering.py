@@ -1,7 +1,7 @@
 """The layering of the package, checked on its imports (STYLE.md conventions 1 and 4).
 
 - core/ imports, of wagerwire, only core/, errors and types, and no adapter library;
-- the sans-I/O layers (core/ but hub.py, wire/, dialects/, the SDK's protocol modules) import
+- the sans-I/O layers (core/ but hub.py, which the rest of core/ does not import, wire/, dialects/, the SDK's protocol modules) import
   no asyncio, socket or clock: time comes in as ``now``;
 - wire/ and dialects/ import neither the asyncio hub nor transports/ nor the composition root;
 - api/ and dashboard/ never import the composition root (node/);
@@ -53,8 +53,8 @@ class Rule:
 RULES = (
     Rule("core imports only core, errors and types", ("core/",), ADAPTER_LIBRARIES,
          allowed_wagerwire=("wagerwire.core", "wagerwire.errors", "wagerwire.types")),
-    Rule("sans-I/O core reads no clock and does no I/O", ("core/",), IO_AND_CLOCK,
-         except_in=("core/hub.py",)),
+    Rule("sans-I/O core reads no clock and does no I/O", ("core/",),
+         IO_AND_CLOCK | {"wagerwire.core.hub"}, except_in=("core/hub.py",)),
     Rule("wire/ is sans-I/O", ("wire/",), IO_AND_CLOCK | ADAPTER_LIBRARIES),
     Rule("dialects/ are sans-I/O sessions", ("dialects/",),
          IO_AND_CLOCK | ADAPTER_LIBRARIES
