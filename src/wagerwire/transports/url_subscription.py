@@ -73,7 +73,8 @@ def url_subscription(
 
 @lru_cache(maxsize=1024)
 def _channel_names(raw: str) -> tuple[str, ...]:
-    return tuple(validate_pattern(c.strip()) for c in raw.split(",") if c.strip())
+    # Spaces around commas are allowed; any other whitespace is part of a (bad) name.
+    return tuple(validate_pattern(c.strip(" ")) for c in raw.split(",") if c.strip(" "))
 
 
 @lru_cache(maxsize=1024)

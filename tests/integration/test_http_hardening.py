@@ -1,0 +1,204 @@
+"""Hostile-client hardening of the HTTP front door, the streams and the REST parameters (issue 13).
+
+Every test talks to a real ``wagerwire serve`` process over real sockets; the framing tests
+send exact bytes with raw ``asyncio`` streams, so pipelining and half-sent requests are really
+on the wire. One module-wide server takes the cases that harm nothing; the timeout and
+slow-consumer cases start their own with short settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from serverproc import ServerProcess
+from wagerwire.errors import ERROR_CODES
+
+DOCUMENTED = {spec.code: spec.status for spec in ERROR_CODES}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server (with the demo games, for the dialect and domain routes) for the module."""
+    srv = ServerProcess(tmp_path_factory.mktemp("hardening"), ["--demo-speed", "20"])
+    srv.start(0)
+    yield srv
+    srv.kill()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.asynccontextmanager
+async def raw(srv: ServerProcess) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def read_response(
+    reader: asyncio.StreamReader, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response: status, lower-cased headers, body (Content-Length/chunked)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])),
+                                      timeout)
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size = int((await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout))[:-2], 16)
+            chunk = await asyncio.wait_for(reader.readexactly(size + 2), timeout)
+            if not size:
+                break
+            body += chunk[:-2]
+    else:
+        body = await asyncio.wait_for(reader.read(), timeout)
+    return status, headers, body
+
+
+def error_code(status: int, headers: dict[str, str], body: bytes) -> str:
+    """The documented JSON error's code (its status checked against ERROR_CODES)."""
+    assert headers["content-type"].startswith("application/json"), (status, headers, body)
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message"} and error["message"], error
+    assert DOCUMENTED.get(error["code"]) == status, (status, error)
+    return str(error["code"])
+
+
+async def get(srv: ServerProcess, target: str) -> tuple[int, dict[str, str], bytes]:
+    async with raw(srv) as (reader, writer):
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return await read_response(reader)
+
+
+def token(channel: str, epoch: str, offset_text: str) -> str:
+    """A resume token whose offset is the given text (valid or not)."""
+    raw_segment = f"{channel},{epoch},{offset_text}".encode()
+    return base64.urlsafe_b64encode(raw_segment).rstrip(b"=").decode()
+
+
+async def ws_first_error(srv: ServerProcess, op: dict[str, Any]) -> dict[str, Any]:
+    async with connect(srv.ws_url + "/v1/ws") as ws:
+        await ws.send(json.dumps(op))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame["op"] == "error":
+                return frame  # type: ignore[no-any-return]
+            assert frame["op"] != "subscribed", frame
+
+
+# --------------------------------------------------------------------------- 500s: since=
+
+
+@pytest.mark.parametrize("since", [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:30:00+00:31",
+])
+async def test_rounds_since_out_of_range_is_bad_parameter(hub: ServerProcess, since: str) -> None:
+    target = "/v1-beta/games/crash/rounds?since=" + since.replace("+", "%2B")
+    status, headers, body = await get(hub, target)
+    assert error_code(status, headers, body) == "bad_parameter"
+    # The extremes that stay in range still work.
+    status, _, body = await get(hub, "/v1-beta/games/crash/rounds?since=0001-01-01T00:00:00Z")
+    assert status == 200, body
+    status, _, body = await get(hub, "/v1-beta/games/crash/rounds?since=9999-12-31T23:59:59Z")
+    assert status == 200, body
+
+
+# --------------------------------------------------------------------------- channel names
+
+
+@pytest.mark.parametrize("name", ["user:1\n", "game:crash\n", "game:*\n", "user:me:x\n",
+                                  "user:1:x\r"])
+async def test_ws_channel_with_newline_is_invalid_channel(hub: ServerProcess, name: str) -> None:
+    error = await ws_first_error(hub, {"op": "subscribe", "channels": [name]})
+    assert error["code"] == "invalid_channel", error
+    error = await ws_first_error(hub, {"op": "unsubscribe", "channels": [name]})
+    assert error["code"] == "invalid_channel", error
+    error = await ws_first_error(hub, {"op": "publish", "channel": name, "data": 1})
+    assert error["code"] == "invalid_channel", error
+
+
+@pytest.mark.parametrize("name", ["user:1\n", "game:crash\n", "user:1:x\t"])
+async def test_rest_and_sse_channel_with_newline_is_invalid_channel(
+    hub: ServerProcess, name: str
+) -> None:
+    async with httpx.AsyncClient(base_url=hub.url, timeout=10) as http:
+        r = await http.post("/v1/publish", json={"channel": name, "data": 1})
+        assert error_code(r.status_code, dict(r.headers), r.content) == "invalid_channel"
+    quoted = name.replace("\n", "%0A").replace("\t", "%09").replace("\r", "%0D")
+    status, headers, body = await get(hub, "/v1/sse?channels=" + quoted)
+    assert error_code(status, headers, body) == "invalid_channel"
+    status, headers, body = await get(hub, "/v1/ws?channels=" + quoted)
+    assert status in (400, 426), body  # no upgrade asked: either answer is an error
+
+
+# --------------------------------------------------------------------------- offsets
+
+
+BAD_OFFSETS = ["1_0", " 5", "5 ", "+5", "\u0663", "0x1", "5.0", "9" * 40, ""]
+
+
+@pytest.mark.parametrize("offset", BAD_OFFSETS)
+async def test_resume_token_offsets_are_ascii_digits(hub: ServerProcess, offset: str) -> None:
+    bad = token("game:crash", "abc", offset)
+    status, headers, body = await get(hub, "/v1/sse?channels=game:crash&since=" + bad)
+    assert error_code(status, headers, body) == "bad_resume_token"
+    async with raw(hub) as (reader, writer):
+        writer.write(f"GET /v1/sse?channels=game:crash HTTP/1.1\r\nHost: x\r\n"
+                     f"Last-Event-ID: {bad}\r\n\r\n".encode())
+        assert error_code(*await read_response(reader)) == "bad_resume_token"
+    error = await ws_first_error(hub, {"op": "subscribe", "channels": ["game:crash"],
+                                       "since": bad})
+    assert error["code"] == "bad_resume_token", error
+
+
+async def test_resume_token_segments_are_strict_base64url(hub: ServerProcess) -> None:
+    good = token("game:crash", "abc", "5")
+    for bad in (good[:4] + "!" + good[4:], good[:4] + "%20" + good[4:], good + "=="):
+        status, headers, body = await get(hub, "/v1/sse?channels=game:crash&since=" + bad)
+        assert error_code(status, headers, body) == "bad_resume_token", bad
+
+
+@pytest.mark.parametrize("value", ["1_0", "%205", "5%20", "%2B5", "5.0", "9" * 40, "-0"])
+async def test_rest_offsets_and_limits_are_ascii_digits(hub: ServerProcess, value: str) -> None:
+    async with httpx.AsyncClient(base_url=hub.url, timeout=10) as http:
+        r = await http.post("/v1/publish", json={"channel": "test:offsets", "data": 1})
+        assert r.status_code == 200, r.text
+    for target in (
+        f"/v1/channels/test:offsets/messages?since={value}",
+        f"/v1/channels/test:offsets/messages?limit={value}",
+        f"/v1/games/crash/rounds?since={value}",
+        f"/v1/games/crash/rounds?until={value}",
+        f"/v1/games/crash/rounds?since_index={value}",
+        f"/v1/games/crash/rounds?limit={value}",
+        f"/v1-beta/games/crash/rounds?limit={value}",
+    ):
+        status, headers, body = await get(hub, target)
+        assert error_code(status, headers, body) == "bad_parameter", (target, body)
+    # Plain digits still work.
+    status, _, body = await get(hub, "/v1/channels/test:offsets/messages?since=0&limit=10")
+    assert status == 200, body
+    status, _, body = await get(hub, "/v1/games/crash/rounds?since=0&limit=10")
+    assert status == 200, body
