@@ -202,3 +202,96 @@ async def test_rest_offsets_and_limits_are_ascii_digits(hub: ServerProcess, valu
     assert status == 200, body
     status, _, body = await get(hub, "/v1/games/crash/rounds?since=0&limit=10")
     assert status == 200, body
+
+
+# --------------------------------------------------------------------------- HTTP framing
+
+
+def publish_request(channel: str, data: Any) -> bytes:
+    body = json.dumps({"channel": channel, "data": data}).encode()
+    return (f"POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def read_eof(reader: asyncio.StreamReader, timeout: float = 10) -> bytes:
+    """Whatever is left until the server closes (b"" when it closed cleanly)."""
+    return await asyncio.wait_for(reader.read(), timeout)
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+])
+async def test_pipelined_valid_then_malformed_answers_both_in_order(
+    hub: ServerProcess, garbage: bytes
+) -> None:
+    """The publish is answered (200, with its offset) before the 400, then the close."""
+    channel = f"test:pipelined-{len(garbage)}"
+    async with raw(hub) as (reader, writer):
+        writer.write(publish_request(channel, {"n": 1}) + b"GET /healthz HTTP/1.1\r\n"
+                     b"Host: x\r\n\r\n" + garbage)
+        status, _, body = await read_response(reader)
+        assert status == 200, body
+        offset = json.loads(body)["offset"]
+        status, _, body = await read_response(reader)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        status, headers, body = await read_response(reader)
+        code = error_code(status, headers, body)
+        assert code in ("bad_request", "header_too_large"), body
+        assert headers["connection"] == "close"
+        assert await read_eof(reader) == b""
+    status, _, body = await get(hub, f"/v1/channels/{channel}/messages")
+    assert [m["offset"] for m in json.loads(body)["messages"]] == [offset]
+    assert not [line for line in hub.output if "RuntimeError" in line or "Traceback" in line]
+
+
+async def test_get_pipelined_before_upgrade_is_answered_before_the_101(
+    hub: ServerProcess
+) -> None:
+    """Responses keep request order: the GET's 200 is complete before the 101, and the
+    WebSocket stream then carries only WebSocket frames."""
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    upgrade = (f"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    ping = b'{"op":"ping"}'
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes((0x81, 0x80 | len(ping))) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(ping))
+    async with raw(hub) as (reader, writer):
+        # Two REST requests (one slow enough to still be running when the upgrade is parsed),
+        # the upgrade and a first WebSocket frame, all in one segment.
+        writer.write(b"GET /v1/channels HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + upgrade + frame)
+        status, _, body = await read_response(reader)
+        assert status == 200 and "channels" in json.loads(body), body
+        status, _, body = await read_response(reader)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        first = await asyncio.wait_for(reader.readexactly(2), 10)
+        assert first[0] == 0x81, first  # a text frame, not leftover HTTP
+        payload = await asyncio.wait_for(reader.readexactly(first[1] & 0x7F), 10)
+        assert json.loads(payload)["op"] == "pong", payload
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET /\r\n\r\n",
+    b"GET /healthz\r\n\r\n",
+    b"GET /healthz HTTP/0.9\r\n\r\n",
+    b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
+])
+async def test_request_without_http_1_version_is_refused(
+    hub: ServerProcess, request_line: bytes
+) -> None:
+    async with raw(hub) as (reader, writer):
+        writer.write(request_line)
+        status, headers, body = await read_response(reader)
+        assert error_code(status, headers, body) == "bad_request", body
+        assert b"HTTP/1.1" in body  # the message says what to send instead
+        assert await read_eof(reader) == b""
+    # HTTP/1.0 is still served.
+    async with raw(hub) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+        status, _, body = await read_response(reader)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})

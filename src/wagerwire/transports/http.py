@@ -165,12 +165,36 @@ class HttpServerState:
         self.server_addr = server_addr
 
 
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """An error answered, and the connection closed, once earlier requests are answered."""
+
+    error: WagerwireError
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Upgrade:
+    """A WebSocket upgrade started once earlier requests are answered."""
+
+    route: StreamRoute
+    request: HttpRequest
+
+
 class HttpProtocol(asyncio.Protocol):
-    """Parses HTTP/1.1; upgrades to a stream or runs REST through ASGI."""
+    """Parses HTTP/1.1; upgrades to a stream or runs REST through ASGI.
+
+    Pipelined requests are answered strictly in order. Whatever ends the HTTP conversation
+    (a malformed request, a WebSocket upgrade) is queued behind the requests before it, so
+    their responses are written first: a 400 never overtakes an earlier request's 200, and
+    no earlier response lands inside a WebSocket stream. Once such an item is queued the
+    parser gets no more bytes (after an upgrade they are kept for the WebSocket).
+    """
 
     __slots__ = (
         "state", "transport", "parser", "_url", "_headers", "_body", "_head_size",
-        "_queue", "_busy", "_done", "_too_large", "_body_size",
+        "_queue", "_busy", "_done", "_too_large", "_body_size", "_stopped", "_tail",
+        "_reject",
     )
 
     def __init__(self, state: HttpServerState) -> None:
@@ -182,10 +206,13 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._head_size = 0
         self._body_size = 0
-        self._queue: deque[HttpRequest] = deque()
+        self._queue: deque[HttpRequest | _Refusal | _Upgrade] = deque()
         self._busy = False
         self._done = False
         self._too_large = False
+        self._stopped = False  # a refusal or an upgrade is queued: parse nothing more
+        self._tail = bytearray()  # bytes received after a queued upgrade (for the stream)
+        self._reject: WagerwireError | None = None  # why a callback stopped the parser
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -200,6 +227,10 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        if self._stopped:
+            if self._queue and isinstance(self._queue[-1], _Upgrade):
+                self._tail += data
+            return
         parser = self.parser
         if parser is None:
             if data[:4] == b"GET " and data[-4:] == b"\r\n\r\n" and self._fast_stream(data):
@@ -211,11 +242,13 @@ class HttpProtocol(asyncio.Protocol):
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._upgrade(data[offset:])
         except httptools.HttpParserError as exc:
-            if self._head_size > self.state.registry.config.max_header_bytes:
+            if self._reject is not None:
+                self._refuse(self._reject)
+            elif self._head_size > self.state.registry.config.max_header_bytes:
                 limit = self.state.registry.config.max_header_bytes
-                self._fail(HeaderTooLarge(f"request line and headers over {limit} bytes"))
+                self._refuse(HeaderTooLarge(f"request line and headers over {limit} bytes"))
             else:
-                self._fail(ClientError(f"malformed HTTP request: {exc}"))
+                self._refuse(ClientError(f"malformed HTTP request: {exc}"))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -237,6 +270,15 @@ class HttpProtocol(asyncio.Protocol):
             raise httptools.HttpParserError("request head too large")
         self._headers.append((name.lower(), value))
 
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            # llhttp reads a request line without a version as HTTP/0.9, and takes 2.0.
+            spelled = "no HTTP version" if version == "0.9" else f"HTTP/{version}"
+            self._reject = ClientError(f"request line has {spelled}; send HTTP/1.1")
+            raise httptools.HttpParserError(spelled)
+
     def on_body(self, body: bytes) -> None:
         if self._too_large:
             return
@@ -249,7 +291,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._too_large:
             limit = self.state.registry.config.max_body_bytes
-            self._fail(PayloadTooLarge(f"request body over {limit} bytes"))
+            self._refuse(PayloadTooLarge(f"request body over {limit} bytes"))
             return
         assert self.parser is not None
         if self.parser.should_upgrade():
@@ -309,6 +351,14 @@ class HttpProtocol(asyncio.Protocol):
     def _next(self) -> None:
         while self._queue and not self._done:
             request = self._queue.popleft()
+            if isinstance(request, _Refusal):
+                self._fail(request.error, request.headers)
+                return
+            if isinstance(request, _Upgrade):
+                rest = bytes(self._tail)
+                self._tail.clear()
+                self._start_websocket(request.route, request.request, rest)
+                return
             match = self.state.routes.match(request.path)
             if match is not None:
                 route, params = match
@@ -343,12 +393,18 @@ class HttpProtocol(asyncio.Protocol):
             # Not a WebSocket endpoint (e.g. curl's "Upgrade: h2c"): ignore the upgrade and
             # answer the request itself; the parser stops here, so the connection closes.
             request.keep_alive = False
+            self._stopped = True
             self._queue.append(request)
             if not self._busy:
                 self._next()
             return
         route, request.params = match
-        self._start_websocket(route, request, rest)
+        # Started in order: after the responses of every request pipelined before it.
+        self._stopped = True
+        self._tail += rest
+        self._queue.append(_Upgrade(route, request))
+        if not self._busy:
+            self._next()
 
     def _start_websocket(self, route: StreamRoute, request: HttpRequest, rest: bytes) -> None:
         try:
@@ -387,8 +443,16 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _refuse(self, error: WagerwireError) -> None:
+        """Answer ``error`` and close, after the responses of the requests before it."""
+        self._stopped = True
+        self._queue.append(_Refusal(error))
+        if not self._busy:
+            self._next()
+
     def _fail(self, error: WagerwireError, headers: Sequence[tuple[str, str]] = ()) -> None:
-        """Answer ``error`` (its own status, plus ``headers``) and close the connection."""
+        """Answer ``error`` (its own status, plus ``headers``) and close the connection now
+        (only when nothing before it is still unanswered: see :meth:`_refuse`)."""
         self._write(error_response(error, extra_headers=tuple(headers)))
         self._done = True
         if self.transport is not None:
@@ -405,7 +469,7 @@ class HttpProtocol(asyncio.Protocol):
                                  exchange.send)
         except Exception:
             log.exception("REST handler failed for %s %s", request.method, request.path)
-            if not exchange.started:
+            if not exchange.started and not transport.is_closing():
                 transport.write(error_response(InternalError("internal error; logged")))
             exchange.finished = False
         finally:
@@ -462,6 +526,8 @@ class _AsgiExchange:
         return {"type": "http.disconnect"}
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
+        if self.transport.is_closing():  # the peer left: nothing to write to (and the
+            return  # exchange never counts as finished, so the connection is closed)
         if message["type"] == "http.response.start":
             self._start(int(message["status"]), message.get("headers", []))
         elif message["type"] == "http.response.body":
