@@ -15,6 +15,7 @@ Tree::
     │   ├── MethodNotAllowed       known route, wrong method
     │   ├── UpgradeRequired        WebSocket path requested without an upgrade
     │   ├── HeaderTooLarge         request head over the limit
+    │   ├── RequestTimeout         request head or body not received in time
     │   ├── Unauthorized           missing, invalid or expired credentials
     │   ├── Forbidden              credentials valid, action not allowed
     │   └── RateLimited            a limit tripped; ``retry_after`` seconds tells when to retry
@@ -46,6 +47,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "ServerError",
     "TooManyChannels",
     "Unauthorized",
@@ -154,6 +156,11 @@ class HeaderTooLarge(ClientError):
     status = 431
 
 
+class RequestTimeout(ClientError):
+    code = "request_timeout"
+    status = 408
+
+
 class UpgradeRequired(ClientError):
     code = "upgrade_required"
     status = 426
@@ -206,6 +213,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     MethodNotAllowed: "the route exists but not for this method",
     UpgradeRequired: "a WebSocket path was requested without the Upgrade handshake",
     HeaderTooLarge: "request line and headers larger than allowed (64 KiB)",
+    RequestTimeout: "request head or body not complete within header_timeout / body_timeout",
     Unauthorized: "credentials missing, invalid or expired",
     Forbidden: "credentials valid, but the plan or role does not allow this",
     RateLimited: "a rate, quota or concurrency limit tripped; see Retry-After",

@@ -295,3 +295,95 @@ async def test_request_without_http_1_version_is_refused(
         writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
         status, _, body = await read_response(reader)
         assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+# --------------------------------------------------------------------------- timeouts
+
+HEAD_TIMEOUT = 1.0
+BODY_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with one-second header and body timeouts."""
+    srv = ServerProcess(tmp_path_factory.mktemp("timeouts"),
+                        ["--header-timeout", str(HEAD_TIMEOUT),
+                         "--body-timeout", str(BODY_TIMEOUT)])
+    srv.start(0)
+    yield srv
+    srv.kill()
+
+
+async def _slowloris(srv: ServerProcess, interval: float, lines: int) -> tuple[float, bytes]:
+    """Trickle header lines every ``interval`` s; return when and what the server answered."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with raw(srv) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        read = asyncio.ensure_future(reader.read())
+        for i in range(lines):
+            done, _ = await asyncio.wait({read}, timeout=interval)
+            if done:
+                break
+            with contextlib.suppress(OSError):
+                writer.write(b"X-Slow-%d: 1\r\n" % i)
+        answer = await asyncio.wait_for(read, 10)
+        # read() returns at EOF: everything the server sent before closing.
+        return loop.time() - started, answer
+
+
+async def test_slowloris_heads_get_408_within_the_header_timeout(timed: ServerProcess) -> None:
+    """200 connections trickling a header line every 0.3 s are answered 408 and closed once
+    the whole head has taken longer than the header timeout."""
+    results = await asyncio.gather(*(_slowloris(timed, 0.3, 40) for _ in range(200)))
+    for elapsed, answer in results:
+        assert HEAD_TIMEOUT * 0.9 <= elapsed < HEAD_TIMEOUT + 2.5, elapsed
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert DOCUMENTED["request_timeout"] == 408
+    # The server is fine, and a head that arrives in time is served.
+    async with raw(timed) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+        await asyncio.sleep(HEAD_TIMEOUT / 3)
+        writer.write(b"Host: x\r\n\r\n")
+        status, _, body = await read_response(reader)
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+async def test_short_body_gets_408_within_the_body_timeout(timed: ServerProcess) -> None:
+    loop = asyncio.get_running_loop()
+    async with raw(timed) as (reader, writer):
+        writer.write(b"POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"channel\":")
+        started = loop.time()
+        status, headers, body = await read_response(reader, timeout=BODY_TIMEOUT + 5)
+        assert error_code(status, headers, body) == "request_timeout"
+        assert BODY_TIMEOUT * 0.9 <= loop.time() - started < BODY_TIMEOUT + 2.5
+        assert headers["connection"] == "close"
+        assert await read_eof(reader) == b""
+
+
+async def test_idle_connections_are_closed_after_the_header_timeout(timed: ServerProcess) -> None:
+    """A connection that never sends a byte, and a keep-alive one idle after its response,
+    are closed quietly (no 408: no request was started)."""
+    async with raw(timed) as (reader, writer):
+        assert await read_eof(reader, HEAD_TIMEOUT + 5) == b""
+    async with raw(timed) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = await read_response(reader)
+        assert status == 200
+        assert await read_eof(reader, HEAD_TIMEOUT + 5) == b""
+
+
+async def test_streams_are_not_cut_by_the_http_timeouts(timed: ServerProcess) -> None:
+    async with connect(timed.ws_url + "/v1/ws") as ws:
+        await asyncio.sleep(HEAD_TIMEOUT * 2.5)
+        await ws.send('{"op":"ping"}')
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["op"] == "pong"
+    async with raw(timed) as (reader, writer):
+        writer.write(b"GET /v1/sse?channels=game:crash HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        await asyncio.sleep(HEAD_TIMEOUT * 2.5)
+        assert not reader.at_eof()

@@ -27,6 +27,7 @@ from wagerwire.errors import (
     InternalError,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     Unavailable,
     UpgradeRequired,
     WagerwireError,
@@ -149,9 +150,13 @@ def _response(
 
 
 class HttpServerState:
-    """What every HTTP connection of one server shares."""
+    """What every HTTP connection of one server shares.
 
-    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr")
+    One timer sweeps the connections still speaking HTTP (streams have left ``connections``)
+    for request heads and bodies past their deadline; it runs only while there are any.
+    """
+
+    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr", "_sweeping")
 
     def __init__(
         self, app: ASGIApp, routes: StreamRoutes, registry: StreamRegistry,
@@ -163,6 +168,26 @@ class HttpServerState:
         self.loop = loop
         self.connections: set[HttpProtocol] = set()
         self.server_addr = server_addr
+        self._sweeping = False
+
+    def watch(self) -> None:
+        """Make sure the deadline sweep runs (called for each new connection)."""
+        if not self._sweeping:
+            self._sweeping = True
+            self.loop.call_later(self._interval(), self._sweep)
+
+    def _interval(self) -> float:
+        config = self.registry.config
+        return min(1.0, max(0.05, min(config.header_timeout, config.body_timeout) / 4))
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline and now >= c.deadline]:
+            conn.timed_out()
+        if self.connections:
+            self.loop.call_later(self._interval(), self._sweep)
+        else:
+            self._sweeping = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +219,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "transport", "parser", "_url", "_headers", "_body", "_head_size",
         "_queue", "_busy", "_done", "_too_large", "_body_size", "_stopped", "_tail",
-        "_reject",
+        "_reject", "deadline", "_in_head", "_in_body",
     )
 
     def __init__(self, state: HttpServerState) -> None:
@@ -213,12 +238,20 @@ class HttpProtocol(asyncio.Protocol):
         self._stopped = False  # a refusal or an upgrade is queued: parse nothing more
         self._tail = bytearray()  # bytes received after a queued upgrade (for the stream)
         self._reject: WagerwireError | None = None  # why a callback stopped the parser
+        # Loop time by which the client must have sent what we wait for (0: not waiting):
+        # a whole head (``_in_head``), a body, or the first byte of the next request.
+        self.deadline = 0.0
+        self._in_head = False
+        self._in_body = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.state.connections.add(self)
+        state = self.state
+        state.connections.add(self)
+        self.deadline = state.loop.time() + state.registry.config.header_timeout
+        state.watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._done = True
@@ -253,6 +286,9 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_head = True
+        if not self.deadline:  # pipelined behind a request: its head is timed from now
+            self.deadline = self.state.loop.time() + self.state.registry.config.header_timeout
         self._url = b""
         self._headers = []
         self._body = []
@@ -271,6 +307,9 @@ class HttpProtocol(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._in_body = True
+        self.deadline = self.state.loop.time() + self.state.registry.config.body_timeout
         assert self.parser is not None
         version = self.parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -289,6 +328,8 @@ class HttpProtocol(asyncio.Protocol):
             self._body = []
 
     def on_message_complete(self) -> None:
+        self.deadline = 0.0
+        self._in_body = False
         if self._too_large:
             limit = self.state.registry.config.max_body_bytes
             self._refuse(PayloadTooLarge(f"request body over {limit} bytes"))
@@ -443,6 +484,23 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def timed_out(self) -> None:
+        """The deadline passed: 408 for a request begun (head or body), else a quiet close."""
+        self.deadline = 0.0
+        if self._done or self._busy or self._stopped:
+            return  # answering, upgrading or closing already: not waiting for the client
+        config = self.state.registry.config
+        if self._in_head:
+            self._refuse(RequestTimeout(
+                f"request head not complete within {config.header_timeout:g} s"))
+        elif self._in_body:
+            self._refuse(RequestTimeout(
+                f"request body not complete within {config.body_timeout:g} s"))
+        else:
+            self._done = True  # idle: no request started, so nothing to answer
+            if self.transport is not None:
+                self.transport.close()
+
     def _refuse(self, error: WagerwireError) -> None:
         """Answer ``error`` and close, after the responses of the requests before it."""
         self._stopped = True
@@ -481,6 +539,8 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False
         if not transport.is_closing():
             transport.resume_reading()
+            # Waiting again: for the rest of a pipelined head, or an idle keep-alive's next.
+            self.deadline = self.state.loop.time() + self.state.registry.config.header_timeout
         self._next()
 
 

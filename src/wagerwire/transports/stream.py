@@ -38,6 +38,8 @@ class StreamConfig:
     max_frame_bytes: int = 65536 + 4096
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 65536
+    header_timeout: float = 10.0  # HTTP: whole request head, and idle keep-alive (408/close)
+    body_timeout: float = 30.0  # HTTP: request body after its head (408)
     abort_after: float = 5.0
 
 
