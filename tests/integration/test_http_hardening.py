@@ -387,3 +387,87 @@ async def test_streams_are_not_cut_by_the_http_timeouts(timed: ServerProcess) ->
         assert head.startswith(b"HTTP/1.1 200 "), head
         await asyncio.sleep(HEAD_TIMEOUT * 2.5)
         assert not reader.at_eof()
+
+
+# --------------------------------------------------------------------------- slow consumers
+
+
+def _ws_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each complete unmasked server frame in ``data``."""
+    frames = []
+    pos = 0
+    while pos + 2 <= len(data):
+        op, ln = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        pos += 2
+        if ln == 126:
+            ln = int.from_bytes(data[pos:pos + 2], "big")
+            pos += 2
+        elif ln == 127:
+            ln = int.from_bytes(data[pos:pos + 8], "big")
+            pos += 8
+        if pos + ln > len(data):
+            break
+        frames.append((op, data[pos:pos + ln]))
+        pos += ln
+    return frames
+
+
+async def _paused_reader(srv: ServerProcess, request: bytes) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Open a stream, read its response head, then stop reading (a tiny receive buffer)."""
+    import socket  # noqa: PLC0415 - only this helper needs it
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+    # The StreamReader stops reading from the socket past 2 x limit (128 KiB) unread.
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    return reader, writer, head
+
+
+async def test_paused_slow_consumer_gets_its_close_when_it_reads_late(
+    server_factory: Any,
+) -> None:
+    """A client that stops reading is cut as a slow consumer; when it reads again, seconds
+    after the cut (longer than the 5 s a plain close waits for), it still finds the 4000
+    Close frame (WebSocket) or the slow_consumer error event (SSE) at the end of its stream."""
+    srv = server_factory(["--outbox-limit", "262144"])
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    ws_reader, ws_writer, head = await _paused_reader(srv, (
+        f"GET /v1/ws?channels=slow:late HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    sse_reader, sse_writer, head = await _paused_reader(
+        srv, b"GET /v1/sse?channels=slow:late HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    await asyncio.sleep(0.3)  # both subscribed
+    pad = "x" * 8000
+    # One message per loop turn, so the outbox never holds much: the socket buffers fill
+    # (the kernel's grow to 4 MiB on loopback), the transport pauses writing and its own
+    # buffer passes the limit. 8 MB in all.
+    async with connect(srv.ws_url + "/v1/ws") as pub:
+        for i in range(1000):
+            await pub.send(json.dumps({"op": "publish", "channel": "slow:late",
+                                       "data": {"i": i, "pad": pad}}))
+            assert json.loads(await asyncio.wait_for(pub.recv(), 10))["op"] == "published"
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        for _ in range(100):
+            if "wagerwire_slow_consumer_disconnects_total 2" in (await http.get("/metrics")).text:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("both clients were not cut")
+    await asyncio.sleep(7)  # read late: after the 5 s a plain close waits before aborting
+    ws_data = await asyncio.wait_for(ws_reader.read(), 10)
+    sse_data = await asyncio.wait_for(sse_reader.read(), 10)
+    for writer in (ws_writer, sse_writer):
+        writer.close()
+    frames = _ws_frames(ws_data)
+    assert frames and frames[-1][0] == 0x8, (len(ws_data), frames[-1:])
+    assert int.from_bytes(frames[-1][1][:2], "big") == 4000
+    events = sse_data.split(b"\n\n")
+    assert b"event: error" in sse_data and b"slow_consumer" in events[-2], sse_data[-300:]
