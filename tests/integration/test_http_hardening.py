@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -30,6 +31,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server (with the demo games, for the dialect and domain routes) for the module."""
     srv = ServerProcess(tmp_path_factory.mktemp("hardening"), ["--demo-speed", "20"])
     srv.start(0)
+    deadline = time.monotonic() + 30
+    while httpx.get(srv.url + "/v1/games/crash", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "the demo never played a crash round"
+        time.sleep(0.1)
     yield srv
     srv.kill()
 
@@ -124,6 +129,17 @@ async def test_rounds_since_out_of_range_is_bad_parameter(hub: ServerProcess, si
     assert status == 200, body
     status, _, body = await get(hub, "/v1-beta/games/crash/rounds?since=9999-12-31T23:59:59Z")
     assert status == 200, body
+
+
+@pytest.mark.parametrize("query", [
+    "since=999999999999999999", "until=999999999999999999", "since=0&until=999999999999999999",
+    "since_index=999999999999999999", "until_index=999999999999999999", "cursor=t999999999999999999",
+    "cursor=i999999999999999999",
+])
+async def test_domain_windows_at_the_extremes_are_not_500s(hub: ServerProcess, query: str) -> None:
+    for route in ("rounds", "stats"):
+        status, _, body = await get(hub, f"/v1/games/crash/{route}?{query}")
+        assert status in (200, 422), (route, query, status, body)
 
 
 # --------------------------------------------------------------------------- channel names
