@@ -69,6 +69,11 @@ def _serve_parser(sub: Any) -> None:
                    help="do not create the demo reader/publisher keys on first start")
     p.add_argument("--max-body-bytes", type=int,
                    help="largest REST request body, in bytes (default 1 MiB)")
+    p.add_argument("--header-timeout", type=float,
+                   help="seconds for a whole request head, and for an idle keep-alive "
+                   "connection's next one (default 10; 408 past it)")
+    p.add_argument("--body-timeout", type=float,
+                   help="seconds for a request body once its head is in (default 30; 408)")
     p.add_argument("--pong-timeout", type=float,
                    help="extra seconds without traffic after a ping before close 4002 "
                    "(default 20)")

@@ -41,6 +41,8 @@ class Settings:
     max_channels: int = 100
     max_message_bytes: int = 65536
     max_body_bytes: int = 1024 * 1024
+    header_timeout: float = 10.0  # seconds for a whole request head (and idle keep-alive)
+    body_timeout: float = 30.0  # seconds for a request body, from the end of its head
     outbox_limit: int = 4 * 1024 * 1024
     ping_interval: float = 20.0
     pong_timeout: float = 20.0
@@ -128,7 +130,8 @@ def _retention(raw: Any) -> list[RetentionRule]:
     return rules
 
 
-_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
+_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_timeout",
+             "body_timeout", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed")
