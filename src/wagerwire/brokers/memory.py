@@ -35,6 +35,13 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
+from wagerwire.brokers.inflight import (
+    IdempotencyWindow,
+    Publish,
+    abandoned_error,
+    cut_from,
+    persist_error,
+)
 from wagerwire.core.broker import BrokerHandler, Persist
 from wagerwire.core.messages import Message, Position, PublishResult
 from wagerwire.errors import Unavailable
@@ -54,32 +61,6 @@ def new_epoch() -> str:
     return "".join(secrets.choice(_EPOCH_ALPHABET) for _ in range(8))
 
 
-class _Publish:
-    """One publish between offset assignment and its outcome."""
-
-    __slots__ = ("abandoned", "delivered", "done", "message", "persisted", "settled")
-
-    def __init__(self, message: Message, done: asyncio.Future[None]) -> None:
-        self.message = message
-        self.done = done  # the publisher's: result at delivery, exception on failure
-        self.settled: asyncio.Future[None] | None = None  # for retries, made on demand
-        self.persisted = False
-        self.delivered = False
-        self.abandoned = False
-
-    def settle(self, error: BaseException | None) -> None:
-        """Tell the publisher (if still waiting) and any waiting retries the outcome."""
-        done = self.done
-        if not done.done():  # it is cancelled when the publisher stopped waiting
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-                done.exception()  # retrieved here, in case nobody awaits it any more
-        if self.settled is not None and not self.settled.done():
-            self.settled.set_result(None)
-
-
 class _Channel:
     """Offsets of one channel; ``inflight`` holds its undelivered publishes in offset order."""
 
@@ -89,7 +70,7 @@ class _Channel:
         self.epoch = epoch
         self.next_offset = last_offset + 1
         self.delivered = last_offset
-        self.inflight: deque[_Publish] = deque()
+        self.inflight: deque[Publish] = deque()
 
 
 class MemoryBroker:
@@ -103,8 +84,7 @@ class MemoryBroker:
         self._handler: BrokerHandler | None = None
         self._closed = False
         self._channels: dict[str, _Channel] = {}
-        self._keys: dict[tuple[str, str], _Publish] = {}
-        self._key_order: deque[tuple[int, tuple[str, str], _Publish]] = deque()
+        self._window = IdempotencyWindow(self._window_ms)
         self._tasks: set[asyncio.Future[None]] = set()  # persists in flight (strong refs)
 
     async def start(self, handler: BrokerHandler, positions: Mapping[str, Position]) -> None:
@@ -126,8 +106,7 @@ class MemoryBroker:
                 pub.abandoned = True
                 self._finish(pub, Unavailable("the broker closed before delivery"))
             channel.inflight.clear()
-        self._keys.clear()
-        self._key_order.clear()
+        self._window.clear()
 
     def position(self, channel: str) -> Position | None:
         """The last delivered position of ``channel``, ``None`` before its first delivery."""
@@ -159,8 +138,9 @@ class MemoryBroker:
                 channel failed while this one was in flight (its offset is reused).
             Exception: whatever ``persist`` raised; nothing was delivered.
         """
-        if idempotency_key is not None:
-            first = await self._first_with_key(channel, idempotency_key, ts)
+        key = (channel, idempotency_key) if idempotency_key is not None else None
+        if key is not None:
+            first = await self._window.first(key, ts)
             if first is not None:
                 return PublishResult(first, duplicate=True)
         if self._closed or self._handler is None:
@@ -171,10 +151,11 @@ class MemoryBroker:
         offset = state.next_offset
         state.next_offset = offset + 1
         message = Message(channel, offset, state.epoch, ts, data, attrs, idempotency_key)
-        pub = _Publish(message, asyncio.get_running_loop().create_future())
+        pub = Publish(ts, asyncio.get_running_loop().create_future(), key)
+        pub.message = message
         state.inflight.append(pub)
-        if idempotency_key is not None:
-            self._remember((channel, idempotency_key), pub)
+        if key is not None:
+            self._window.remember(pub)
         try:
             task = asyncio.ensure_future(persist(message))
         except Exception as exc:  # persist raised before returning an awaitable
@@ -185,34 +166,10 @@ class MemoryBroker:
         await pub.done
         return PublishResult(message)
 
-    async def _first_with_key(self, channel: str, key: str, ts: int) -> Message | None:
-        """The first message published with ``key`` within the window, waiting if in flight."""
-        while True:
-            first = self._keys.get((channel, key))
-            if first is None or ts - first.message.ts > self._window_ms:
-                return None
-            if first.delivered:
-                return first.message
-            if first.settled is None:
-                first.settled = asyncio.get_running_loop().create_future()
-            # Shielded: one retry giving up must not cancel the wait of the others. Once
-            # settled, look again: delivered, or failed and forgotten (then publish).
-            await asyncio.shield(first.settled)
-
-    def _remember(self, key: tuple[str, str], pub: _Publish) -> None:
-        ts = pub.message.ts
-        order = self._key_order
-        while order and order[0][0] < ts - self._window_ms:
-            _, old_key, old = order.popleft()
-            if self._keys.get(old_key) is old:
-                del self._keys[old_key]
-        self._keys[key] = pub
-        order.append((ts, key, pub))
-
-    def _persisted(self, state: _Channel, pub: _Publish, task: asyncio.Future[None]) -> None:
+    def _persisted(self, state: _Channel, pub: Publish, task: asyncio.Future[None]) -> None:
         """Persist finished: deliver what is now in order, or fail and roll the offset back."""
         self._tasks.discard(task)
-        error = Unavailable("persist was cancelled") if task.cancelled() else task.exception()
+        error = persist_error(task)
         if self._closed or pub.abandoned:
             return
         if error is None:
@@ -228,6 +185,7 @@ class MemoryBroker:
         while inflight and inflight[0].persisted:
             pub = inflight.popleft()
             message = pub.message
+            assert message is not None
             state.delivered = message.offset
             pub.delivered = True
             try:
@@ -236,27 +194,18 @@ class MemoryBroker:
                 log.exception("handler failed on %s #%d", message.channel, message.offset)
             pub.settle(None)
 
-    def _fail(self, state: _Channel, pub: _Publish, error: BaseException) -> None:
+    def _fail(self, state: _Channel, pub: Publish, error: BaseException) -> None:
         """Fail ``pub``, abandon the later in-flight publishes, reuse their offsets."""
-        inflight = state.inflight
-        index = inflight.index(pub)
-        later = [inflight.pop() for _ in range(len(inflight) - index - 1)]
-        inflight.pop()
+        later = cut_from(state.inflight, pub)
+        assert pub.message is not None
         state.next_offset = pub.message.offset
         self._finish(pub, error)
-        for other in reversed(later):
+        for other in later:
             other.abandoned = True
-            abandoned = Unavailable(
-                f"publish #{other.message.offset} on {other.message.channel} abandoned: "
-                f"#{pub.message.offset} failed to persist and its offset is reused"
-            )
-            abandoned.__cause__ = error
-            self._finish(other, abandoned)
+            self._finish(other, abandoned_error(other, pub, error))
 
-    def _finish(self, pub: _Publish, error: BaseException) -> None:
-        key = pub.message.idempotency_key
-        if key is not None and self._keys.get((pub.message.channel, key)) is pub:
-            del self._keys[(pub.message.channel, key)]
+    def _finish(self, pub: Publish, error: BaseException) -> None:
+        self._window.forget(pub)
         pub.settle(error)
 
 

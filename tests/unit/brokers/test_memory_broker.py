@@ -122,7 +122,7 @@ async def test_idempotency_keys_are_forgotten_after_the_window() -> None:
         await broker.publish(
             "a", b"{}", ts=n * 100, attrs=None, idempotency_key=f"k{n}", persist=persisted
         )
-    assert len(broker._keys) <= 12  # only keys of the last second are kept
+    assert len(broker._window) <= 12  # only keys of the last second are kept
 
 
 async def test_attrs_and_key_travel_with_the_message() -> None:
