@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from wagerwire.core.broker import Persist
 from wagerwire.core.messages import Message
 from wagerwire.errors import Unavailable
 
-__all__ = ["IdempotencyWindow", "Publish", "abandoned_error", "cut_from", "persist_error"]
+__all__ = ["IdempotencyWindow", "Publish", "abandoned_error", "cut_from", "start_persist"]
 
 Key = tuple[str, str]  # (channel, idempotency key)
 P = TypeVar("P", bound="Publish")
@@ -115,9 +117,27 @@ class IdempotencyWindow:
         self._order.clear()
 
 
-def persist_error(task: asyncio.Future[None]) -> BaseException | None:
-    """The outcome of a finished persist task (a cancelled persist is ``Unavailable``)."""
-    return Unavailable("persist was cancelled") if task.cancelled() else task.exception()
+def start_persist(
+    persist: Persist, message: Message, tasks: set[asyncio.Future[Any]],
+    done: Callable[[BaseException | None], None],
+) -> None:
+    """Run ``persist(message)`` as a task kept in ``tasks``; ``done`` gets its outcome.
+
+    ``done(None)`` once persisted, ``done(error)`` if it failed (also when ``persist`` raised
+    before returning an awaitable); a cancelled persist is ``Unavailable``.
+    """
+    try:
+        task = asyncio.ensure_future(persist(message))
+    except Exception as exc:  # persist raised before returning an awaitable
+        done(exc)
+        return
+
+    def finished(task: asyncio.Future[None]) -> None:
+        tasks.discard(task)
+        done(Unavailable("persist was cancelled") if task.cancelled() else task.exception())
+
+    tasks.add(task)
+    task.add_done_callback(finished)
 
 
 def cut_from(inflight: deque[P], pub: P) -> list[P]:

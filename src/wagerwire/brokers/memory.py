@@ -40,7 +40,7 @@ from wagerwire.brokers.inflight import (
     Publish,
     abandoned_error,
     cut_from,
-    persist_error,
+    start_persist,
 )
 from wagerwire.core.broker import BrokerHandler, Persist
 from wagerwire.core.messages import Message, Position, PublishResult
@@ -156,27 +156,20 @@ class MemoryBroker:
         state.inflight.append(pub)
         if key is not None:
             self._window.remember(pub)
-        try:
-            task = asyncio.ensure_future(persist(message))
-        except Exception as exc:  # persist raised before returning an awaitable
-            self._fail(state, pub, exc)
-        else:
-            self._tasks.add(task)
-            task.add_done_callback(partial(self._persisted, state, pub))
+        start_persist(persist, message, self._tasks, partial(self._persisted, state, pub))
         await pub.done
         return PublishResult(message)
 
-    def _persisted(self, state: _Channel, pub: Publish, task: asyncio.Future[None]) -> None:
+    def _persisted(self, state: _Channel, pub: Publish, error: BaseException | None
+                   ) -> None:
         """Persist finished: deliver what is now in order, or fail and roll the offset back."""
-        self._tasks.discard(task)
-        error = persist_error(task)
         if self._closed or pub.abandoned:
             return
-        if error is None:
-            pub.persisted = True
-            self._deliver(state)
-        else:
+        if error is not None:
             self._fail(state, pub, error)
+            return
+        pub.persisted = True
+        self._deliver(state)
 
     def _deliver(self, state: _Channel) -> None:
         inflight = state.inflight

@@ -20,15 +20,18 @@ Rules
     * A message of another epoch restarts the channel: what was held is dropped, and the new
       epoch is expected from 1 (or, for a channel seen for the first time, from that message).
 
-Each method returns an iterator that the caller must consume in full, performing each action
-as it comes: the state advances with each action, so :attr:`ChannelOrder.position` read while
-a :class:`Deliver` is performed is that delivery's position.
+Each method decides at once and returns an iterator of actions, which the caller consumes in
+full, performing each action as it comes. Deliveries that follow from the decision (what was
+held behind a message, the messages of a fetched page) are taken one by one as the iterator
+advances, so :attr:`ChannelOrder.position` read while a :class:`Deliver` is performed is
+that delivery's position, and the state is consistent whenever the caller stops.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Generic, TypeVar
 
 __all__ = [
@@ -42,6 +45,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRange:
+    """Fetch up to ``limit`` messages of ``epoch`` after offset ``after``."""
+
+    epoch: str | None
+    after: int
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +82,6 @@ class Skip:
 
     first: int
     last: int
-
-
-@dataclass(frozen=True, slots=True)
-class FetchRange:
-    """Fetch up to ``limit`` messages of ``epoch`` after offset ``after``."""
-
-    epoch: str | None
-    after: int
-    limit: int
 
 
 Action = Deliver[T] | Duplicate[T] | StartFill | Skip
@@ -122,29 +125,25 @@ class ChannelOrder(Generic[T]):
             # An unknown channel starts here; a new epoch starts at 1 (fill what is missing).
             self.delivered = 0 if known else offset - 1
         if offset <= self.delivered:
-            yield Duplicate(item)
-            return
+            return iter((Duplicate(item),))
         if offset == self.delivered + 1 and not self.filling:
             self.delivered = offset
-            yield Deliver(offset, item)
-            if self.pending:
-                yield from self._drain()
-            return
+            first: tuple[Action[T]] = (Deliver(offset, item),)
+            return chain(first, self._drain()) if self.pending else iter(first)
         self.pending[offset] = item
-        yield from self._start_fill(offset - 1)
+        return iter(self._start_fill(offset - 1))
 
     def sync(self, epoch: str, top: int) -> Iterator[Action[T]]:
         """The channel's top in Redis is (``epoch``, ``top``): fill up to it."""
         if self.epoch is None:
             self.epoch = epoch
             self.delivered = top
-            return
+            return iter(())
         if self.epoch != epoch:
             self.epoch = epoch
             self.delivered = 0
             self.pending.clear()
-        if top > self.delivered:
-            yield from self._start_fill(top)
+        return iter(self._start_fill(top) if top > self.delivered else ())
 
     def fetch_range(self) -> FetchRange | None:
         """What the running fill should fetch next; ``None`` when the hole is filled."""
@@ -156,21 +155,23 @@ class ChannelOrder(Generic[T]):
     def fetched(self, asked: FetchRange, page: Sequence[tuple[int, T]]) -> Iterator[Action[T]]:
         """The contiguous ``page`` of (offset, item) fetched for ``asked``."""
         if asked.epoch != self.epoch:
-            return  # the channel restarted meanwhile: ask again
+            return iter(())  # the channel restarted meanwhile: ask again
         if not page:
-            first, self.delivered = self.delivered + 1, self.fill_to
-            yield Skip(first, self.fill_to)
-            return
-        for offset, item in page:
-            if offset == self.delivered + 1:
-                self.delivered = offset
-                yield Deliver(offset, self.pending.pop(offset, item))  # the held copy first
+            first = self.delivered + 1
+            self.delivered = self.fill_to
+            return iter((Skip(first, self.fill_to),))
+        return self._deliver_page(page)
 
     def fill_ended(self) -> Iterator[Action[T]]:
         """The fill stopped (done, or the caller closed): deliver what is now in order."""
         self.filling = False
-        if self.pending:
-            yield from self._drain()
+        return self._drain()
+
+    def _deliver_page(self, page: Sequence[tuple[int, T]]) -> Iterator[Action[T]]:
+        for offset, item in page:
+            if offset == self.delivered + 1:
+                self.delivered = offset
+                yield Deliver(offset, self.pending.pop(offset, item))  # the held copy first
 
     def _drain(self) -> Iterator[Action[T]]:
         pending = self.pending
@@ -186,8 +187,9 @@ class ChannelOrder(Generic[T]):
             self.delivered = offset
             yield Deliver(offset, item)
 
-    def _start_fill(self, upto: int) -> Iterator[Action[T]]:
+    def _start_fill(self, upto: int) -> tuple[StartFill, ...]:
         self.fill_to = max(self.fill_to, upto)
         if not self.filling and self.fill_to > self.delivered:
             self.filling = True
-            yield StartFill()
+            return (StartFill(),)
+        return ()

@@ -109,7 +109,7 @@ async def test_a_dead_holders_persisted_message_is_reconciled(
     first = await publish(a, "x", 1)
     # A node took the lease, made offset 2 durable, and died before its commit.
     keys = f"{prefix}:{{x}}"
-    redis = a[0]._redis
+    redis = a[0].link.redis
     assert redis is not None
     await redis.set(f"{keys}:l", "dead-node", px=300)
     await redis.hset(f"{keys}:m", "dirty", 1)
