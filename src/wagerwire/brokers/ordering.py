@@ -20,7 +20,7 @@ Rules
     * A message of another epoch restarts the channel: what was held is dropped, and the new
       epoch is expected from 1 (or, for a channel seen for the first time, from that message).
 
-Each method decides at once and returns an iterator of actions, which the caller consumes in
+Each method decides at once and returns the actions (an iterable), which the caller consumes in
 full, performing each action as it comes. Deliveries that follow from the decision (what was
 held behind a message, the messages of a fetched page) are taken one by one as the iterator
 advances, so :attr:`ChannelOrder.position` read while a :class:`Deliver` is performed is
@@ -29,7 +29,7 @@ that delivery's position, and the state is consistent whenever the caller stops.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Generic, TypeVar
@@ -56,7 +56,9 @@ class FetchRange:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
+# Deliver and Duplicate are made once per message on a hot path: slotted but not frozen (a
+# frozen dataclass's __init__ costs about three times as much); treat them as immutable.
+@dataclass(slots=True)
 class Deliver(Generic[T]):
     """Hand ``item`` (at ``offset``) to the handler now."""
 
@@ -64,7 +66,7 @@ class Deliver(Generic[T]):
     item: T
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Duplicate(Generic[T]):
     """``item`` was delivered already (through another copy): do not deliver it again."""
 
@@ -116,7 +118,7 @@ class ChannelOrder(Generic[T]):
         self.epoch = epoch
         self.delivered = offset
 
-    def offer(self, epoch: str, offset: int, item: T) -> Iterator[Action[T]]:
+    def offer(self, epoch: str, offset: int, item: T) -> Iterable[Action[T]]:
         """A message arrived: deliver it (and what it unblocks), hold it, or drop it."""
         if self.epoch != epoch:
             known = self.epoch is not None
@@ -125,25 +127,26 @@ class ChannelOrder(Generic[T]):
             # An unknown channel starts here; a new epoch starts at 1 (fill what is missing).
             self.delivered = 0 if known else offset - 1
         if offset <= self.delivered:
-            return iter((Duplicate(item),))
+            return (Duplicate(item),)
         if offset == self.delivered + 1 and not self.filling:
             self.delivered = offset
-            first: tuple[Action[T]] = (Deliver(offset, item),)
-            return chain(first, self._drain()) if self.pending else iter(first)
+            if self.pending:
+                return chain((Deliver(offset, item),), self._drain())
+            return (Deliver(offset, item),)
         self.pending[offset] = item
-        return iter(self._start_fill(offset - 1))
+        return self._start_fill(offset - 1)
 
-    def sync(self, epoch: str, top: int) -> Iterator[Action[T]]:
+    def sync(self, epoch: str, top: int) -> Iterable[Action[T]]:
         """The channel's top in Redis is (``epoch``, ``top``): fill up to it."""
         if self.epoch is None:
             self.epoch = epoch
             self.delivered = top
-            return iter(())
+            return ()
         if self.epoch != epoch:
             self.epoch = epoch
             self.delivered = 0
             self.pending.clear()
-        return iter(self._start_fill(top) if top > self.delivered else ())
+        return self._start_fill(top) if top > self.delivered else ()
 
     def fetch_range(self) -> FetchRange | None:
         """What the running fill should fetch next; ``None`` when the hole is filled."""
@@ -152,17 +155,17 @@ class ChannelOrder(Generic[T]):
         return FetchRange(self.epoch, self.delivered,
                           min(self.fill_to - self.delivered, self.page_size))
 
-    def fetched(self, asked: FetchRange, page: Sequence[tuple[int, T]]) -> Iterator[Action[T]]:
+    def fetched(self, asked: FetchRange, page: Sequence[tuple[int, T]]) -> Iterable[Action[T]]:
         """The contiguous ``page`` of (offset, item) fetched for ``asked``."""
         if asked.epoch != self.epoch:
-            return iter(())  # the channel restarted meanwhile: ask again
+            return ()  # the channel restarted meanwhile: ask again
         if not page:
             first = self.delivered + 1
             self.delivered = self.fill_to
-            return iter((Skip(first, self.fill_to),))
+            return (Skip(first, self.fill_to),)
         return self._deliver_page(page)
 
-    def fill_ended(self) -> Iterator[Action[T]]:
+    def fill_ended(self) -> Iterable[Action[T]]:
         """The fill stopped (done, or the caller closed): deliver what is now in order."""
         self.filling = False
         return self._drain()

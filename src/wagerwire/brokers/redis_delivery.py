@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from wagerwire.brokers.inflight import Publish
-from wagerwire.brokers.ordering import Action, ChannelOrder, Deliver, Duplicate, Skip, StartFill
+from wagerwire.brokers.ordering import Action, ChannelOrder, Deliver, Duplicate, StartFill
 from wagerwire.brokers.redis_link import REDIS_ERRORS, RedisLink
 from wagerwire.brokers.redis_records import ChannelKeys, decode_record
 from wagerwire.core.broker import BrokerHandler
@@ -104,9 +104,9 @@ class OrderedDelivery:
         order = self.order(channel)
         self._run(channel, order, order.sync(epoch, top))
 
-    def _run(self, channel: str, order: ChannelOrder[Held], actions: Iterator[Action[Held]]
+    def _run(self, channel: str, order: ChannelOrder[Held], actions: Iterable[Action[Held]]
              ) -> None:
-        for action in actions:
+        for action in actions:  # isinstance, most frequent first: once per message
             if isinstance(action, Deliver):
                 self._deliver(*action.item)
             elif isinstance(action, Duplicate):
@@ -115,7 +115,7 @@ class OrderedDelivery:
                     pub.delivered_now()
             elif isinstance(action, StartFill):
                 self.link.spawn(self._fill(channel, order))
-            elif isinstance(action, Skip):
+            else:
                 self._skip(channel, action.first, action.last)
 
     def _deliver(self, message: Message, pub: Publish | None) -> None:
