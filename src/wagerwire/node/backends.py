@@ -3,7 +3,9 @@
 ============================================  ============================================
 ``--store``                                   backend
 ============================================  ============================================
-``sqlite:///path/to/file.db``                 ``SqliteStore`` (embedded default)
+``sqlite:///path/to/file.db``                 ``SqliteStore`` (embedded default); a trailing
+                                              ``?synchronous=normal`` trades the fsync before
+                                              each acknowledgement for throughput
 ``postgresql://user@host:port/db?schema=s``   ``PostgresStore`` (``schema`` optional)
 ============================================  ============================================
 
@@ -83,7 +85,16 @@ def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
     if scheme == "sqlite":
         from wagerwire.stores.sqlite import SqliteStore
 
-        return SqliteStore(store_path(url), retention=retention)
+        path, _, query = url.partition("?")  # urlunsplit would drop a slash of sqlite:////abs
+        extra = dict(parse_qsl(query))
+        unknown = set(extra) - {"synchronous"}
+        if unknown:
+            raise BadParameter(f"store URL {url!r}: unknown parameter(s) {sorted(unknown)}")
+        synchronous = extra.get("synchronous", "full").upper()
+        if synchronous not in ("FULL", "NORMAL"):
+            raise BadParameter(f"store URL {url!r}: synchronous must be 'full' or 'normal'")
+        return SqliteStore(store_path(path), retention=retention,
+                           synchronous="FULL" if synchronous == "FULL" else "NORMAL")
     raise BadParameter(
         f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:port/database"
