@@ -25,8 +25,13 @@ from pathlib import Path
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
-_DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 _STATS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+).*?exec/s: (\d+)")
+
+
+def _final(text: str, name: str) -> int:
+    """A number from libFuzzer's closing ``stat::<name>: N`` lines (-print_final_stats=1)."""
+    found = re.search(rf"stat::{name}:\s+(\d+)", text)
+    return int(found[1]) if found else 0
 
 
 def _child(target: str, argv: list[str]) -> None:
@@ -56,11 +61,10 @@ def _run(target: str, seconds: int, out: Path) -> tuple[bool, str]:
     elapsed = time.monotonic() - started
     text = log.read_text("utf-8", "replace")
     stats = _STATS.findall(text)
-    done = _DONE.search(text)
-    runs = int(done[1]) if done else (int(stats[-1][0]) if stats else 0)
+    runs = _final(text, "number_of_executed_units") or (int(stats[-1][0]) if stats else 0)
+    rate = _final(text, "average_exec_per_sec")
     cov = f"cov {stats[-1][1]} ft {stats[-1][2]}" if stats else "cov ?"
-    rate = runs / elapsed if elapsed else 0.0
-    line = f"{target:12} {runs:>9} execs  {rate:>8.0f}/s  {cov}  ({elapsed:.0f} s)"
+    line = f"{target:12} {runs:>9} execs  {rate:>6}/s  {cov}  ({elapsed:.0f} s)"
     if rc != 0:
         found = sorted(p.name for p in crashes.iterdir())
         line += f"  CRASH rc={rc} {found[-1:] or ''} (see {log})"

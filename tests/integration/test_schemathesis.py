@@ -125,8 +125,18 @@ def test_window_bounds_past_64_bits_are_refused_not_a_500(
     assert ok.status_code in {200, 422}, ok.text  # 422 only for since > until style checks
 
 
-def test_window_bounds_document_their_maximum(demo_server: ServerProcess) -> None:
-    spec = httpx.get(demo_server.url + "/openapi.json", timeout=10).json()
-    params = spec["paths"]["/v1/games/{slug}/stats"]["get"]["parameters"]
-    since = next(p for p in params if p["name"] == "since")
-    assert {"type": "integer", "minimum": 0, "maximum": 2**63 - 1} in since["schema"]["anyOf"]
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("OPTIONS", "/v1/keys", {"GET", "POST"}), ("PUT", "/v1/keys", {"GET", "POST"}),
+     ("DELETE", "/v1/channels", {"GET"}), ("GET", "/v1/publish", {"POST"})],
+)
+def test_405_allow_lists_every_method_of_the_path(
+    demo_server: ServerProcess, method: str, path: str, allowed: set[str]
+) -> None:
+    """Found by schemathesis (unsupported-method check): ``OPTIONS /v1/keys`` answered
+    ``Allow: POST`` although GET is served there too (RFC 9110 §15.5.6)."""
+    response = httpx.request(method, demo_server.url + path, timeout=10)
+    assert response.status_code == 405, response.text
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    listed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert listed - {"HEAD"} == allowed, response.headers["allow"]
