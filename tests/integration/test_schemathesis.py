@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -27,6 +27,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from serverproc import ServerProcess
+from wagerwire.auth.keys import KeyStore
 
 MAX_EXAMPLES = 20
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -35,6 +36,12 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("schemathesis"), ["--demo", "--demo-speed", "20"])
+    store = KeyStore(str(srv.db))
+    try:
+        srv.keys = {role: store.create(role, "internal", user)[1]
+                    for role, user in (("admin", None), ("reader", "demo-1"))}
+    finally:
+        store.close()
     srv.start(0)
     deadline = time.monotonic() + 30
     while httpx.get(srv.url + "/v1/games/crash/rounds", timeout=5).status_code != 200:
@@ -51,7 +58,9 @@ def _operations(url: str) -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def _fuzz_operation(operation: Any, base_url: str, session: requests.Session) -> None:
+def _fuzz_operation(
+    operation: Any, base_url: str, session: requests.Session, headers: dict[str, str] | None = None
+) -> None:
     strategy = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE),
         operation.as_strategy(GenerationMode.NEGATIVE),
@@ -67,16 +76,16 @@ def _fuzz_operation(operation: Any, base_url: str, session: requests.Session) ->
     )
     @given(case=strategy)
     def run(case: Any) -> None:
-        case.call_and_validate(base_url=base_url, session=session, checks=CHECKS, timeout=10)
+        case.call_and_validate(base_url=base_url, session=session, headers=headers,
+                               checks=CHECKS, timeout=10)
 
     run()
 
 
-@pytest.mark.timeout(300)
-def test_every_operation_answers_within_its_schema(demo_server: ServerProcess) -> None:
-    """Valid and invalid generated requests to every operation: no 5xx, documented bodies."""
-    operations = _operations(demo_server.url)
-    assert len(operations) >= 20, [op.label for op in operations]
+def _fuzz_all(
+    operations: list[Any], base_url: str, headers: Callable[[Any], dict[str, str] | None]
+) -> Counter[int]:
+    """Run every operation; fail with every finding at once; return the statuses seen."""
     failures: list[str] = []
     statuses: Counter[int] = Counter()
 
@@ -87,14 +96,47 @@ def test_every_operation_answers_within_its_schema(demo_server: ServerProcess) -
         session.hooks["response"].append(count)
         for operation in operations:
             try:
-                _fuzz_operation(operation, demo_server.url, session)
+                _fuzz_operation(operation, base_url, session, headers(operation))
             except Exception as exc:  # every finding is reported below
                 failures.append(f"{operation.label}: {type(exc).__name__}: {exc}"[:2000])
     assert not failures, "\n\n".join(failures)
+    # Operations without parameters have few distinct requests; hypothesis stops early there.
+    assert sum(statuses.values()) >= len(operations) * 2, statuses
+    return statuses
+
+
+def _successes(statuses: Counter[int]) -> int:
+    return sum(n for code, n in statuses.items() if code < 300)
+
+
+@pytest.mark.timeout(300)
+def test_every_operation_answers_within_its_schema(demo_server: ServerProcess) -> None:
+    """Valid and invalid generated requests to every operation: no 5xx, documented bodies."""
+    operations = _operations(demo_server.url)
+    assert len(operations) >= 20, [op.label for op in operations]
+    statuses = _fuzz_all(operations, demo_server.url, lambda op: None)
     # Both kinds of request reached the handlers: successes and refusals.
-    assert sum(statuses.values()) >= len(operations) * MAX_EXAMPLES // 2, statuses
-    assert sum(n for code, n in statuses.items() if code < 300) > len(operations), statuses
+    assert _successes(statuses) > len(operations), statuses
     assert sum(n for code, n in statuses.items() if 400 <= code < 500) > len(operations), statuses
+
+
+# Anonymous callers only get 401/403 here; with keys, the handlers themselves are reached.
+KEYED = {"/v1/keys": "admin", "/v1/tokens": "admin", "/_api/graphql": "reader"}
+
+
+def _key_for(operation: Any, keys: dict[str, str]) -> dict[str, str]:
+    role = next(r for prefix, r in KEYED.items() if operation.path.startswith(prefix))
+    return {"Authorization": f"Bearer {keys[role]}", "x-access-token": keys[role]}
+
+
+@pytest.mark.timeout(120)
+def test_key_operations_answer_within_their_schema_with_keys(demo_server: ServerProcess) -> None:
+    keys: dict[str, str] = demo_server.keys
+    keyed = [op for op in _operations(demo_server.url)
+             if any(op.path.startswith(prefix) for prefix in KEYED)]
+    assert len(keyed) >= 5, [op.label for op in keyed]
+    statuses = _fuzz_all(keyed, demo_server.url, lambda op: _key_for(op, keys))
+    assert _successes(statuses) >= 2, statuses  # at least the listing and one token
 
 
 def test_schema_lists_every_operation(demo_server: ServerProcess) -> None:
