@@ -23,6 +23,8 @@ from typing import Any, cast
 import httptools
 import orjson
 
+from wagerwire.client.actions import Action, BackfillNeeded, Deliver, Reconnect
+from wagerwire.client.protocol import ClientProtocol
 from wagerwire.core.channels import Filter, channel_attributes, validate_channel, validate_pattern
 from wagerwire.core.tokens import decode_token, encode_positions
 from wagerwire.dialects import datastream, native, stake, trackersino
@@ -249,6 +251,50 @@ def fuzz_trackersino(data: bytes) -> None:
         assert isinstance(orjson.loads(frame), dict)
 
 
+# --------------------------------------------------------------------------- client SDK
+
+
+def fuzz_client(data: bytes) -> None:
+    """The SDK's subscription state machine fed server frames (one per line) by a hostile or
+    broken server. It must answer with actions, never raise, and never deliver a message twice
+    or out of order within an epoch. ``!`` drops the link (the client reconnects), ``~`` lets
+    two heartbeat intervals pass, ``#`` finishes the pending backfills with no pages. (A server
+    that goes back to an epoch it left can be replayed: the client keeps one position per
+    channel, as documented.)"""
+    protocol = ClientProtocol(["game:crash", "odds:*"], rand=lambda: 0.5, heartbeat_interval=1.0)
+    now = 0.0
+    actions: list[Action] = [*protocol.connect_started(now), *protocol.connection_opened(now)]
+    backfills: list[int] = []
+    for line in data.split(b"\n"):
+        now += 0.01
+        # Where the client stands before this input: its dedupe rule is relative to that.
+        last = {ch: (pos.epoch, pos.offset) for ch, pos in protocol.positions.items()}
+        if line == b"!":
+            actions = protocol.connection_lost(1006, "", now)
+            for action in actions:
+                if isinstance(action, Reconnect):
+                    now = max(now, action.at)
+                    actions += protocol.connect_started(now) + protocol.connection_opened(now)
+        elif line == b"~":
+            now += 2.5
+            actions = protocol.tick(now)
+        elif line == b"#":
+            actions = []
+            while backfills:
+                actions += protocol.backfill_done(backfills.pop(), now)
+        else:
+            actions = protocol.text_received(line, now)
+        for action in actions:
+            if isinstance(action, BackfillNeeded):
+                backfills.append(action.request_id)
+            elif isinstance(action, Deliver):
+                message = action.message
+                before = last.get(message.channel)
+                if before is not None and before[0] == message.epoch:
+                    assert message.offset > before[1], (before, message)
+                last[message.channel] = (message.epoch, message.offset)
+
+
 # --------------------------------------------------------------------------- HTTP front door
 
 
@@ -358,6 +404,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "stake": fuzz_stake,
     "datastream": fuzz_datastream,
     "trackersino": fuzz_trackersino,
+    "client": fuzz_client,
 }
 
 
