@@ -36,6 +36,7 @@ lock: $(VENV)/.installed-test
 	  --upgrade -o requirements/serve.txt
 	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test $(LOCK_FLAGS) \
 	  --upgrade -o requirements/test.txt
+	cp requirements/test.txt requirements/fuzz.txt  # fuzz.txt = test.txt's pins + atheris
 	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra fuzz $(LOCK_FLAGS) \
 	  -o requirements/fuzz.txt
 	$(VENV)/bin/uv pip compile requirements/seed-websockets.in $(LOCK_FLAGS) \
