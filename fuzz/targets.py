@@ -7,7 +7,7 @@ Targets also check what they can cheaply: chunked input parses as one-shot input
 token re-encodes to the same positions, an accepted head agrees with httptools.
 
 No atheris here: ``fuzz/run.py`` instruments and drives these, and
-``tests/unit/fuzz/test_corpus.py`` replays the committed corpus through them in ``make test``.
+``tests/unit/fuzzing/test_fuzz_corpus.py`` replays the committed corpus through them in ``make test``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from wagerwire.wire.http_head import parse_query, parse_stream_head
 from wagerwire.wire.sse_parser import SseMessage, SseParser
 from wagerwire.wire.websocket import FrameReader, WsEvent, WsProtocolError
 
-__all__ = ["CORPUS", "TARGETS", "chunks", "corpus_files"]
+__all__ = ["CORPUS", "TARGETS", "chunks", "corpus_files", "fuzz_client"]
 
 
 def chunks(data: bytes) -> tuple[bytes, list[bytes]]:
