@@ -5,7 +5,8 @@
 Each target runs in its own process (libFuzzer exits the process when it stops) with the
 committed seeds ``fuzz/corpus/<target>/`` read-only and ``<out>/corpus/<target>/`` as the
 growing working corpus; a crash is written to ``<out>/crashes/<target>/`` and fails the run.
-A crash becomes a regression test under tests/unit/ (replayed by tests/unit/fuzzing/) (and its input, once fixed, a seed).
+A crash becomes a regression test under tests/unit/ and, once fixed, its input a seed (which
+tests/unit/fuzzing/ replays).
 The last line per target gives total executions and executions per second.
 
     python -m fuzz.run --one <target> [libFuzzer flags and corpus dirs]

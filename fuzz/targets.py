@@ -7,7 +7,8 @@ Targets also check what they can cheaply: chunked input parses as one-shot input
 token re-encodes to the same positions, an accepted head agrees with httptools.
 
 No atheris here: ``fuzz/run.py`` instruments and drives these, and
-``tests/unit/fuzzing/test_fuzz_corpus.py`` replays the committed corpus through them in ``make test``.
+``tests/unit/fuzzing/test_fuzz_corpus.py`` replays the committed corpus through them in
+``make test``.
 """
 
 from __future__ import annotations
