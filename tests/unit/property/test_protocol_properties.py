@@ -40,7 +40,8 @@ epochs = st.text("abz019", min_size=1, max_size=8)
 positions = st.builds(Position, epochs, st.integers(0, 2**63))
 states = st.dictionaries(channels, positions, min_size=1, max_size=6)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),
