@@ -29,6 +29,7 @@ from wagerwire.client.protocol import ClientProtocol
 from wagerwire.core.channels import Filter, channel_attributes, validate_channel, validate_pattern
 from wagerwire.core.tokens import decode_token, encode_positions
 from wagerwire.dialects import datastream, native, stake, trackersino
+from wagerwire.dialects.catalog import Catalog, CatalogGame
 from wagerwire.errors import (
     BadParameter,
     BadResumeToken,
@@ -39,6 +40,7 @@ from wagerwire.errors import (
     UnknownOp,
 )
 from wagerwire.transports.http import HttpProtocol, HttpRequest, HttpServerState, StreamRoutes
+from wagerwire.transports.stream import StreamConfig
 from wagerwire.wire.http_head import parse_query, parse_stream_head
 from wagerwire.wire.sse_parser import SseMessage, SseParser
 from wagerwire.wire.websocket import FrameReader, WsEvent, WsProtocolError
@@ -204,10 +206,10 @@ def fuzz_channels(data: bytes) -> None:
 
 # --------------------------------------------------------------------------- dialects
 
-_CATALOG = datastream.Catalog([
-    datastream.CatalogGame("crash", "crash", "multiplier", "hypetech"),
-    datastream.CatalogGame("stake-crash", "crash", "multiplier", "stake"),
-    datastream.CatalogGame("double", "double", "color", "hypetech"),
+_CATALOG = Catalog([
+    CatalogGame("crash", "crash", "multiplier", "hypetech"),
+    CatalogGame("stake-crash", "crash", "multiplier", "stake"),
+    CatalogGame("double", "double", "color", "hypetech"),
 ])
 
 
@@ -344,10 +346,20 @@ class _Stream:
 
 
 class _Loop:
-    """Tasks are dropped: the ASGI exchange itself is schemathesis's to test, not ours."""
+    """Tasks are dropped (the ASGI exchange itself is schemathesis's to test, not ours), so a
+    REST request here never gets its response."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self.transport = transport
+        self.written_before = -1  # what the transport held when the first REST request left
 
     def create_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self.written_before < 0:
+            self.written_before = len(self.transport.out)
         coro.close()
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> None:
+        pass  # the header/body deadline sweep: time does not pass here
 
     def time(self) -> float:
         return 0.0
@@ -363,6 +375,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:  # never awaited (s
     raise AssertionError("unreachable")
 
 
+_CONFIG = StreamConfig(max_header_bytes=512, max_body_bytes=1024)
 _ROUTES = StreamRoutes()
 _ROUTES.add("ws", "/ws", _stream_factory)
 _ROUTES.add("sse", "/sse/{game}", _stream_factory)
@@ -373,22 +386,27 @@ def fuzz_http(data: bytes) -> None:
 
     ``data_received`` must never raise: every malformed request is answered with an HTTP error
     by the protocol itself. Anything it writes must be an HTTP/1.1 response (a WebSocket
-    handshake included).
+    handshake included), and a request pipelined behind a REST request still waiting for its
+    response must wait too: no stream may start, no error may be written ahead of it.
     """
     _, pieces = chunks(data)
-    config = SimpleNamespace(max_header_bytes=512, max_body_bytes=1024)
-    registry = SimpleNamespace(config=config, closing=False)
+    registry = SimpleNamespace(config=_CONFIG, closing=False)
+    transport = _Transport()
+    loop = _Loop(transport)
     state = HttpServerState(
-        _app, _ROUTES, cast(Any, registry), cast(asyncio.AbstractEventLoop, _Loop()),
+        _app, _ROUTES, cast(Any, registry), cast(asyncio.AbstractEventLoop, loop),
         ("127.0.0.1", 8080),
     )
     protocol = HttpProtocol(state)
-    transport = _Transport()
     protocol.connection_made(cast(asyncio.Transport, transport))
     for piece in pieces:
         if transport.protocol is not None:
             break  # handed to a stream: the front door reads no more
         protocol.data_received(piece)
+        if loop.written_before >= 0:
+            assert transport.protocol is None, "a stream started before a REST response"
+            ahead = transport.out[loop.written_before:]
+            assert not ahead, f"written ahead of a REST response: {ahead!r:.200}"
     protocol.connection_lost(None)
     for out in transport.out:
         assert out.startswith(b"HTTP/1.1 "), out[:80]

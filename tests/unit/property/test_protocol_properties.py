@@ -19,6 +19,7 @@ from wagerwire.core.channels import Filter, validate_channel, validate_pattern
 from wagerwire.core.messages import Position
 from wagerwire.core.tokens import decode_token, encode_position, encode_positions
 from wagerwire.dialects import datastream, native, stake, trackersino
+from wagerwire.dialects.catalog import Catalog, CatalogGame
 from wagerwire.errors import (
     BadParameter,
     BadResumeToken,
@@ -149,10 +150,10 @@ def test_parse_op_raises_only_documented_errors_and_remembers_faithfully(
 
 # --------------------------------------------------------------------------- dialects
 
-CATALOG = datastream.Catalog([
-    datastream.CatalogGame("crash", "crash", "multiplier", "hypetech"),
-    datastream.CatalogGame("stake-crash", "crash", "multiplier", "stake"),
-    datastream.CatalogGame("double", "double", "color", "hypetech"),
+CATALOG = Catalog([
+    CatalogGame("crash", "crash", "multiplier", "hypetech"),
+    CatalogGame("stake-crash", "crash", "multiplier", "stake"),
+    CatalogGame("double", "double", "color", "hypetech"),
 ])
 
 
