@@ -636,7 +636,7 @@ async def test_limits_hold_across_a_reconnect_storm(hub: Any) -> None:
     attempts = iter(range(100))
     done = asyncio.Event()
 
-    # Counted open from the moment the server accepted (it holds the lease before it
+    # Counted open from the moment the server accepted (it holds the slot before it
     # answers) until just before the client starts closing (the server cannot release it
     # earlier): so this count never exceeds the server's, and over 2 would be its fault.
     def opened() -> None:
@@ -692,7 +692,7 @@ async def test_limits_hold_across_a_reconnect_storm(hub: Any) -> None:
     assert state["ok"] + state["refused"] == 100
     assert state["max_open"] <= 2 and state["gauge_max"] <= 2, state
     assert state["ok"] >= 10 and state["refused"] >= 10, state  # it cycled, and it tripped
-    await wait_gauge(hub, 0)  # every lease came back: two new streams, not three
+    await wait_gauge(hub, 0)  # every stream slot came back: two new streams, not three
     first, second = await ws_open(hub, key=key), await ws_open(hub, key=key)
     assert (await ws_refused(hub, key=key))[0] == 429
     await first.close()
