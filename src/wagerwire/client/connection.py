@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, Required, TypedDict, Unpack
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,7 +36,7 @@ from wagerwire.client.rest import RestApi, error_from_response
 from wagerwire.client.states import Closed, Connected, Connecting, Disconnected, Recovering, State
 from wagerwire.types import Json
 
-__all__ = ["Sink", "StreamDriver", "WebSocketDriver"]
+__all__ = ["DriverOptions", "Sink", "StreamDriver", "WebSocketDriver"]
 
 logger = logging.getLogger("wagerwire.client")
 
@@ -56,6 +56,16 @@ class Sink(Protocol):
 
     async def writable(self) -> None:
         """Return once the application has room for more messages (backpressure)."""
+
+
+class DriverOptions(TypedDict, total=False):
+    """What every driver takes besides its protocol; see :class:`StreamDriver` for each."""
+
+    rest: Required[RestApi]
+    sink: Required[Sink]
+    auth: Required[Auth]
+    open_timeout: float
+    page_size: int
 
 
 class StreamDriver:
@@ -235,21 +245,10 @@ class WebSocketDriver(StreamDriver):
         url: str,
         protocol: ClientProtocol,
         *,
-        rest: RestApi,
-        sink: Sink,
-        auth: Auth,
-        open_timeout: float = 10.0,
-        page_size: int = 1000,
         max_size: int | None = 16 * 1024 * 1024,
+        **options: Unpack[DriverOptions],
     ) -> None:
-        super().__init__(
-            protocol,
-            rest=rest,
-            sink=sink,
-            auth=auth,
-            open_timeout=open_timeout,
-            page_size=page_size,
-        )
+        super().__init__(protocol, **options)
         self.url = url
         self.max_size = max_size
         self._ws: ClientConnection | None = None
