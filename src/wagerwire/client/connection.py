@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
-from typing import Protocol, Required, TypedDict, Unpack
+from collections.abc import Awaitable, Iterable
+from typing import Protocol, Required, TypedDict, TypeVar, Unpack
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,6 +41,8 @@ __all__ = ["DriverOptions", "Sink", "StreamDriver", "WebSocketDriver"]
 logger = logging.getLogger("wagerwire.client")
 
 _LIVE = (Connecting, Recovering, Connected)
+
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -166,6 +168,18 @@ class StreamDriver:
         """
         deadline = self.protocol.next_deadline()
         return None if deadline is None else max(deadline, self.now() + 0.01)
+
+    async def receive(self, read: Awaitable[T]) -> T | None:
+        """What ``read`` gives, or ``None`` when the protocol's deadline came first.
+
+        A passed deadline is reported to the protocol (``tick``) before returning.
+        """
+        try:
+            async with asyncio.timeout_at(self.deadline()):
+                return await read
+        except TimeoutError:
+            self.dispatch(self.protocol.tick(self.now()))
+            return None
 
     def dispatch(self, actions: Iterable[Action]) -> None:
         """Carry out actions in order; frames to send are queued for :meth:`flush`."""
@@ -293,20 +307,18 @@ class WebSocketDriver(StreamDriver):
             await self.flush()
             while self.live():
                 try:
-                    async with asyncio.timeout_at(self.deadline()):
-                        text = await ws.recv()
-                except TimeoutError:
-                    self.dispatch(proto.tick(self.now()))
+                    text = await self.receive(ws.recv())
                 except ConnectionClosed as exc:
                     code = exc.rcvd.code if exc.rcvd is not None else None
                     reason = exc.rcvd.reason if exc.rcvd is not None else ""
                     self.dispatch(proto.connection_lost(code, reason, self.now()))
                 else:
-                    self.dispatch(proto.text_received(text, self.now()))
-                    await self.flush()
-                    await self.sink.writable()
-                    continue
-                await self.flush()
+                    if text is not None:
+                        self.dispatch(proto.text_received(text, self.now()))
+                        await self.flush()
+                        await self.sink.writable()
+                        continue
+                await self.flush()  # after a tick (it may have queued a ping) or a close
         finally:
             self._ws = None
             self._outgoing.clear()

@@ -90,11 +90,8 @@ class SseDriver(StreamDriver):
             self.dispatch(proto.connection_opened(self.now()))
             parser = SseParser()
             while self.live():
-                try:
-                    async with asyncio.timeout_at(self.deadline()):
-                        item = await chunks.get()
-                except TimeoutError:
-                    self.dispatch(proto.tick(self.now()))
+                item = await self.receive(chunks.get())
+                if item is None:
                     continue
                 if isinstance(item, bytes):
                     proto.activity(self.now())
