@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["collect_messages", "join_tokens", "publish_many", "subscribe"]
+from wagerwire.client import ClientMessage, Connected, Subscription
+
+__all__ = [
+    "collect_messages",
+    "join_tokens",
+    "publish_many",
+    "raw_socket",
+    "subscribe",
+    "take",
+    "until_connected",
+]
 
 
 async def subscribe(
@@ -69,3 +81,43 @@ def join_tokens(messages: list[dict[str, Any]]) -> str:
     for m in messages:
         latest[m["channel"]] = m["token"]
     return ".".join(latest[c] for c in sorted(latest))
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(srv: Any) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A plain TCP connection to ``srv`` (anything with a ``port``), closed on exit."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+# -- the Python SDK ----------------------------------------------------------------------------
+
+
+async def take(sub: Subscription, n: int, timeout: float = 20.0) -> list[ClientMessage]:
+    """The next ``n`` messages of an SDK subscription, within ``timeout`` seconds."""
+    out: list[ClientMessage] = []
+
+    async def run() -> None:
+        async for msg in sub:
+            out.append(msg)
+            if len(out) == n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+async def until_connected(sub: Subscription, timeout: float = 20.0) -> None:
+    """Return once an SDK subscription reports ``Connected`` (fail after ``timeout`` seconds)."""
+
+    async def run() -> None:
+        async for state in sub.states():
+            if isinstance(state, Connected):
+                return
+
+    await asyncio.wait_for(run(), timeout)
