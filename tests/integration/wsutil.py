@@ -17,6 +17,7 @@ __all__ = [
     "join_tokens",
     "publish_many",
     "raw_socket",
+    "split_server_frames",
     "subscribe",
     "take",
     "until_connected",
@@ -93,6 +94,29 @@ async def raw_socket(srv: Any) -> AsyncIterator[tuple[asyncio.StreamReader, asyn
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+def split_server_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """(opcode, payload) of each complete server frame in ``data``, and what is left after them.
+
+    Server frames are never masked (asserted).
+    """
+    frames = []
+    pos = 0
+    while pos + 2 <= len(data):
+        b0, b1 = data[pos], data[pos + 1]
+        assert not b1 & 0x80, "server frames must not be masked"
+        n = b1 & 0x7F
+        start = pos + 2
+        if n == 126:
+            n, start = int.from_bytes(data[start : start + 2], "big"), start + 2
+        elif n == 127:
+            n, start = int.from_bytes(data[start : start + 8], "big"), start + 8
+        if start + n > len(data):
+            break
+        frames.append((b0 & 0x0F, data[start : start + n]))
+        pos = start + n
+    return frames, data[pos:]
 
 
 # -- the Python SDK ----------------------------------------------------------------------------
