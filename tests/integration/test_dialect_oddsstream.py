@@ -345,6 +345,8 @@ async def test_rest_routes_and_their_errors(tmp_path: Path) -> None:
         bets = (await http.get("/api/value-bets", headers=h)).json()
         assert bets and bets[0]["selection"] == "Arsenal" and bets[0]["bookmaker"] == "OddsFox"
         assert all(b["edge_pct"] > 2.0 for b in bets)
+        assert (await http.get("/api/value-bets?min_edge=0.5", headers=h)).json() == []
+        assert (await http.get("/api/value-bets?min_edge=2", headers=h)).status_code == 422
         res = await http.get("/api/odds?sport=Curling", headers=h)
         assert res.status_code == 422 and "GET /api/sports" in res.json()["error"]["message"]
         assert (await http.get("/api/odds", headers={"X-Api-Key": "os_live_bad_bad"})

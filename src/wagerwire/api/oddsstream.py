@@ -6,8 +6,8 @@
 * ``GET /api/sports``: sports with their competitions' codes; ``GET /api/bookmakers``.
 * ``GET /api/odds?sport=&competition=&bookmaker=``: every current takeable price as the
   stream's frame object (same filters, same names and codes).
-* ``GET /api/value-bets?sport=&competition=&bookmaker=``: best prices above the consensus
-  fair price (see :mod:`wagerwire.dialects.oddsstream_rest`).
+* ``GET /api/value-bets?sport=&competition=&bookmaker=&min_edge=``: best prices above the
+  consensus fair price by more than ``min_edge`` (default 0.02; see :mod:`wagerwire.dialects.oddsstream_rest`).
 
 Errors are the server's JSON errors: 401 missing or bad key, 403 a plan that excludes the
 odds channels or streaming, 422 an unknown or over-long filter value, 429 a quota or rate.
@@ -29,6 +29,7 @@ from wagerwire.api.schemas import ErrorResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.dialects.oddsstream import OddsCatalog, OddsFilters
 from wagerwire.dialects.oddsstream_rest import (
+    VALUE_EDGE,
     bookmaker_list,
     current_prices,
     sport_list,
@@ -113,8 +114,12 @@ def oddsstream_router(catalog: OddsCatalog) -> APIRouter:
     async def value_bets(
         request: Request, feed: Annotated[DomainFeed, Depends(domain)],
         sport: Filter = None, competition: Filter = None, bookmaker: Filter = None,
-    ) -> Response:
+        min_edge: Annotated[float, Query(
+            ge=0, le=1, allow_inf_nan=False,
+            description="edge threshold, fair_probability × odds − 1 (0.02 = 2 %)")
+        ] = VALUE_EDGE,
+    ) -> Response:  # fmt: skip
         _readable(request)
-        return JsonResponse(value_bet_frames(feed.state, filters(request), catalog))
+        return JsonResponse(value_bet_frames(feed.state, filters(request), catalog, min_edge))
 
     return router
