@@ -308,6 +308,11 @@ async def test_plans_free_pro_and_pro_plus(tmp_path: Path) -> None:
         assert res.status_code == 401
         res = await http.post(post)
         assert res.status_code == 401
+        # A Pro token from the native endpoint is refused at the OddsStream upgrade too.
+        res = await http.post("/v1/tokens", headers={"X-Api-Key": live.key("pro")})
+        assert res.status_code == 200
+        status, body = await upgrade_status(live, f"?token={res.json()['token']}")
+        assert (status, body["error"]["code"]) == (403, "forbidden")
         # Pro still reads the REST odds.
         assert (await http.get("/api/sports", headers={"X-Api-Key": live.key("pro")})
                 ).status_code == 200
