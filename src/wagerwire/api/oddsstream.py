@@ -110,7 +110,7 @@ def oddsstream_router(catalog: OddsCatalog) -> APIRouter:
         return JsonResponse(current_prices(feed.state, filters(request), catalog))
 
     @router.get("/value-bets", responses=ERRORS,
-                summary="OddsStream: best prices above the consensus fair price (edge > 2%)")
+                summary="OddsStream: best prices above the consensus fair price (edge over 2 %)")
     async def value_bets(
         request: Request, feed: Annotated[DomainFeed, Depends(domain)],
         sport: Filter = None, competition: Filter = None, bookmaker: Filter = None,
