@@ -97,6 +97,8 @@ def dialect_stream(dialect: Dialect) -> Factory:
     def factory(request: HttpRequest, registry: StreamRegistry) -> StreamConnection:
         session = dialect.accept(stream_request(request), _Directory(registry))
         slot = registry.gate.open_stream(session.identity, dialect.transport)
+        if session.once is not None:
+            slot.spend(session.once)
         return cls(registry, session, slot)
 
     return factory
@@ -150,9 +152,9 @@ class SessionDriver:
         hub = conn.registry.hub
         try:
             match op:
-                case Subscribe(channels=channels, since=since, announce=announce):
+                case Subscribe(channels=channels, since=since, announce=announce, filter=flt):
                     replies = await hub.subscribe(
-                        conn, list(channels),
+                        conn, list(channels), filter=flt,
                         since=dict(since) if since is not None else None,
                         announce=self._announce if announce else None,
                     )
