@@ -46,7 +46,7 @@ from wagerwire.core.messages import Message
 from wagerwire.dialects.base import Directory, Session, StreamRequest, Subscribe
 from wagerwire.dialects.payload import data_object
 from wagerwire.errors import BadParameter, Unauthorized
-from wagerwire.sources.sports import BOOKMAKERS, SPORTS, Bookmaker, SportSpec
+from wagerwire.sources.sports_catalog import BOOKMAKERS, SPORTS, Bookmaker, SportSpec
 from wagerwire.wire.websocket import text_frame
 
 __all__ = [
