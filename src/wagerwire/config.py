@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from wagerwire.core.store import RetentionRule
 from wagerwire.errors import BadParameter
 
@@ -58,6 +60,7 @@ class Settings:
     token_ttl: int = 300
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
+    pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -118,6 +121,17 @@ def _retention(raw: Any) -> list[RetentionRule]:
     return rules
 
 
+def _pusher_apps(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):  # WAGERWIRE_PUSHER_APPS='{"42": {"key": …, "secret": …}}'
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadParameter(f"pusher_apps is not JSON: {exc}") from exc
+    if not isinstance(value, Mapping):
+        raise BadParameter("pusher_apps must be a table of [pusher_apps.ID] tables")
+    return dict(value)
+
+
 _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
@@ -174,6 +188,8 @@ def load_settings(
             if not isinstance(value, Mapping):
                 raise BadParameter("plans must be a table of [plans.NAME] tables")
             settings.plans = dict(value)
+        elif key == "pusher_apps":
+            settings.pusher_apps = _pusher_apps(value)
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
     _check_ranges(settings)

@@ -36,6 +36,7 @@ from typing import Literal, Protocol
 from wagerwire.auth.identity import Identity
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.errors import CloseCode, WagerwireError
+from wagerwire.types import Json
 
 __all__ = [
     "Clock",
@@ -47,6 +48,8 @@ __all__ = [
     "LatestRead",
     "MessageEncoder",
     "OpFailed",
+    "Publish",
+    "Published",
     "ReadLatest",
     "Session",
     "StreamRequest",
@@ -96,6 +99,15 @@ class ReadLatest(DialectOp):
 
 
 @dataclass(frozen=True, slots=True)
+class Publish(DialectOp):
+    """Publish ``data`` (JSON) on hub ``channel`` (a client event, a presence change)."""
+
+    channel: str
+    data: Json
+    attrs: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Close(DialectOp):
     """Close the stream after what is queued (a WebSocket with ``code``/``reason``)."""
 
@@ -128,6 +140,12 @@ class Unsubscribed(HubEvent):
 class LatestRead(HubEvent):
     op: ReadLatest
     messages: Mapping[str, Sequence[Message]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Published(HubEvent):
+    op: Publish
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +211,9 @@ class Session:
 
     #: Seconds between the session's own keep-alives; None keeps the server's WS ping.
     ping_interval: float | None = None
+    #: Whether :meth:`select` must see every batch of shared frames (per-connection
+    #: exclusions); False keeps the shared bytes untouched on the hot path.
+    selects: bool = False
 
     def __init__(self, identity: Identity, encoder: MessageEncoder) -> None:
         self.identity = identity
@@ -224,9 +245,23 @@ class Session:
         ``b""`` skips the message."""
         return frame
 
+    def select(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> bytes:
+        """The bytes of a batch of shared frames this connection writes (WebSocket
+        transports, only when :attr:`selects` is set); ``b""`` skips them all."""
+        return joined
+
     def fail(self, error: WagerwireError) -> None:
         """End the stream because of ``error`` (default: a WebSocket close code)."""
         self.emit(Close(close_code(error), error.message[:120]))
+
+    def shutdown(self) -> bool:
+        """The server is stopping: emit what to send and a :class:`Close`, and answer True;
+        False (the default) lets the transport close as it does for every stream."""
+        return False
+
+    def stop(self) -> None:
+        """The stream has closed; :class:`Publish` ops emitted now still run (a presence
+        member leaving), everything else is dropped."""
 
     # -- drain -------------------------------------------------------------------------------
 
