@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from dialect_harness import Live, run_node, running_server
 from websockets.asyncio.client import connect
 
@@ -116,3 +117,74 @@ async def test_raw_handshake_ping_and_protocol_errors(tmp_path: Any) -> None:
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{server.port}/app/{KEY}")).status_code \
                 == 426
+
+
+# -- the HTTP API with the official server library --------------------------------------------
+
+
+def server_lib(port: int, secret: str = SECRET) -> Any:
+    import pusher  # the official Pusher Channels server library (PyPI "pusher")
+
+    return pusher.Pusher(app_id=APP_ID, key=KEY, secret=secret, host="127.0.0.1", port=port,
+                         ssl=False)
+
+
+async def test_official_server_library_publishes_to_pusher_js(tmp_path: Any) -> None:
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        child = await run_node(client_js(server.port, """
+for (const name of ["scores", "Odds-NFL"]) {
+  const ch = pusher.subscribe(name);
+  ch.bind("pusher:subscription_succeeded", () => out({subscribed: name}));
+  ch.bind("goal", (data) => out({channel: name, goal: data}));
+}
+pusher.connection.bind("connected", () => out({socket: pusher.connection.socket_id}));
+"""))
+        try:
+            lines = await child.wait_lines(
+                lambda ls: sum('"subscribed"' in x for x in ls) == 2, what="2 subscriptions")
+            lib = server_lib(server.port)
+            assert await asyncio.to_thread(
+                lib.trigger, ["scores", "Odds-NFL"], "goal", {"team": "home", "n": 1}) == {}
+            lines = await child.wait_lines(lambda ls: sum('"goal"' in x for x in ls) == 2,
+                                           what="2 goals")
+            got = lines_json(lines)
+            assert {"channel": "scores", "goal": {"team": "home", "n": 1}} in got
+            assert {"channel": "Odds-NFL", "goal": {"team": "home", "n": 1}} in got
+            # the events are hub messages: durable, with offsets, on the native API
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+                page = (await http.get("/v1/channels/pusher:42:scores/messages")).json()
+            assert [m["data"] for m in page["messages"]] == [
+                {"event": "goal", "data": '{"team": "home", "n": 1}'}]  # the string as sent
+            # socket_id exclusion: the excluded connection does not get it
+            socket = next(x["socket"] for x in got if "socket" in x)
+            await asyncio.to_thread(lib.trigger, "scores", "goal", "mine", socket)
+            await asyncio.to_thread(lib.trigger_batch, [
+                {"channel": "scores", "name": "goal", "data": "batched"}])
+            await child.wait_lines(lambda ls: any("batched" in x for x in ls), what="batch")
+            assert not any('"mine"' in x for x in child.lines)
+            info = await asyncio.to_thread(lib.channels_info)
+            assert info == {"channels": {"Odds-NFL": {}, "scores": {}}}
+            one = await asyncio.to_thread(lib.channel_info, "scores")
+            assert one == {"occupied": True, "subscription_count": 1}
+        finally:
+            await child.stop()
+
+
+async def test_http_api_refusals(tmp_path: Any) -> None:
+    import pusher.errors
+
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        with pytest.raises(pusher.errors.PusherBadAuth, match="invalid signature"):
+            await asyncio.to_thread(server_lib(server.port, "wrong").trigger, "a", "e", "d")
+        with pytest.raises(pusher.errors.PusherBadStatus, match="413"):
+            await asyncio.to_thread(server_lib(server.port).trigger, "a", "e", "x" * 10241)
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            r = await http.post("/apps/42/events?auth_key=" + KEY +
+                                "&auth_timestamp=1000&auth_version=1.0&auth_signature=00",
+                                content=b"{}")
+            assert r.status_code == 401 and "auth_timestamp" in r.json()["error"]["message"]
+            r = await http.post("/apps/9/events", content=b"{}")
+            assert r.status_code == 404
+        # nothing was published
+        assert not [c for c in server.hub.local_subscriber_counts() if c.startswith("pusher")]
