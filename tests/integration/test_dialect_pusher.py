@@ -188,3 +188,84 @@ async def test_http_api_refusals(tmp_path: Any) -> None:
             assert r.status_code == 404
         # nothing was published
         assert not [c for c in server.hub.local_subscriber_counts() if c.startswith("pusher")]
+
+
+# -- private, presence, client events, cache ----------------------------------------------------
+
+
+def two_clients_js(port: int, key_a: str, key_b: str, body: str) -> str:
+    """Two pusher-js connections ``a`` and ``b``, authorised with two wagerwire keys."""
+    def opts(key: str) -> str:
+        return f"""{{ cluster: "local", wsHost: "127.0.0.1", wsPort: {port}, forceTLS: false,
+  enabledTransports: ["ws"], disableStats: true,
+  channelAuthorization: {{ endpoint: "http://127.0.0.1:{port}/pusher/auth",
+                           transport: "ajax", headers: {{ "x-api-key": "{key}" }} }} }}"""
+    return f"""
+import Pusher from "pusher-js";
+const out = (obj) => console.log(JSON.stringify(obj));
+const a = new Pusher({json.dumps(KEY)}, {opts(key_a)});
+const b = new Pusher({json.dumps(KEY)}, {opts(key_b)});
+{body}
+"""
+
+
+async def test_private_and_presence_through_the_auth_endpoint(tmp_path: Any) -> None:
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        child = await run_node(two_clients_js(
+            server.port, server.key("key-demo-1"), server.key("key-demo-2"), """
+const pa = a.subscribe("presence-room");
+pa.bind("pusher:subscription_succeeded", (m) => {
+  out({a_members: Object.keys(m.members).sort(), me: m.me.id});
+  const pb = b.subscribe("presence-room");
+  pb.bind("pusher:subscription_succeeded", (m2) => {
+    out({b_members: Object.keys(m2.members).sort()});
+    pb.trigger("client-hello", {from: "b"});
+  });
+  pb.bind("client-hello", (d) => out({b_got_own: d}));
+});
+pa.bind("pusher:member_added", (m) => out({added: m.id}));
+pa.bind("pusher:member_removed", (m) => { out({removed: m.id}); });
+pa.bind("client-hello", (d, meta) => { out({a_got: d, user: meta?.user_id}); b.disconnect(); });
+const priv = a.subscribe("private-desk");
+priv.bind("pusher:subscription_succeeded", () => out({private_ok: true}));
+const anon = new Pusher(KEY, { cluster: "local", wsHost: "127.0.0.1", wsPort: PORT,
+  forceTLS: false, enabledTransports: ["ws"],
+  channelAuthorization: { endpoint: "http://127.0.0.1:PORT/pusher/auth", transport: "ajax" } });
+anon.subscribe("private-desk").bind("pusher:subscription_error", (e) => out({anon: e.status}));
+""".replace("KEY", json.dumps(KEY)).replace("PORT", str(server.port))))
+        try:
+            lines = await child.wait_lines(
+                lambda ls: any('"removed"' in x for x in ls) and any('"anon"' in x for x in ls)
+                and any("private_ok" in x for x in ls), what="presence flow")
+            got = lines_json(lines)
+            assert {"a_members": ["demo-1"], "me": "demo-1"} in got
+            assert {"b_members": ["demo-1", "demo-2"]} in got
+            assert {"added": "demo-2"} in got
+            assert {"a_got": {"from": "b"}, "user": "demo-2"} in got
+            assert {"removed": "demo-2"} in got
+            assert {"private_ok": True} in got
+            assert {"anon": 401} in got
+            assert not any("b_got_own" in x for x in lines)  # not echoed to the sender
+        finally:
+            await child.stop()
+
+
+async def test_cache_channel_gets_the_last_event_or_a_miss(tmp_path: Any) -> None:
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        await publish(server, "cache-odds", "price", {"v": 1})
+        await publish(server, "cache-odds", "price", {"v": 2})
+        child = await run_node(client_js(server.port, """
+const c = pusher.subscribe("cache-odds");
+c.bind("price", (d) => out({price: d}));
+const m = pusher.subscribe("cache-empty");
+m.bind("pusher:cache_miss", () => out({miss: true}));
+"""))
+        try:
+            lines = await child.wait_lines(
+                lambda ls: any("miss" in x for x in ls) and any("price" in x for x in ls),
+                what="cache hit and miss")
+            assert [x for x in lines_json(lines) if "price" in x] == [{"price": {"v": 2}}]
+            await publish(server, "cache-odds", "price", {"v": 3})
+            await child.wait_lines(lambda ls: any('"v":3' in x for x in ls), what="live")
+        finally:
+            await child.stop()
