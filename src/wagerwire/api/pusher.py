@@ -12,8 +12,10 @@ verify_api_request`), so the official server libraries work unchanged but for ho
 * ``GET /apps/{app_id}/channels`` (``filter_by_prefix``), ``/channels/{name}``
   (``occupied``, ``subscription_count``), ``/channels/{name}/users`` (presence): this node's
   subscribers.
+Malformed requests are 400 ``bad_request`` (as Pusher answers them).
+
 * ``POST /pusher/auth`` (form ``socket_id``, ``channel_name``, ``channel_data``? and
-  ``app_id``? when the server has several apps; a wagerwire key in ``X-Api-Key`` or
+  ``app_id``? unless the server has one configured app; a wagerwire key in ``X-Api-Key`` or
   ``Authorization: Bearer`` whose plan reads the channel's hub name) → ``{"auth"}`` (presence:
   ``{"auth", "channel_data"}``, the user being the key's user or the key's id). CORS allowed
   from any origin: the key, sent in a header, is the credential.
@@ -37,7 +39,7 @@ from wagerwire.dialects.pusher import EXCLUDE, Presence, envelope
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, channel_auth, verify_api_request
 from wagerwire.dialects.pusher_names import hub_channel, pusher_name, valid_name
 from wagerwire.errors import (
-    BadParameter,
+    ClientError,
     Forbidden,
     MalformedJson,
     PayloadTooLarge,
@@ -67,7 +69,7 @@ def _event(obj: object, *, batch: bool) -> tuple[str, str, list[str], str | None
         raise MalformedJson("an event is a JSON object with name, data and channels")
     name, data = obj.get("name"), obj.get("data")
     if not isinstance(name, str) or not 0 < len(name) <= 200:
-        raise BadParameter("name must be a string of 1-200 characters")
+        raise ClientError("name must be a string of 1-200 characters")
     if not isinstance(data, str):
         data = orjson.dumps(data).decode()
     if len(data.encode()) > MAX_DATA_BYTES:
@@ -77,13 +79,13 @@ def _event(obj: object, *, batch: bool) -> tuple[str, str, list[str], str | None
     else:
         channels = obj.get("channels")  # type: ignore[assignment]
     if not isinstance(channels, list) or not 0 < len(channels) <= MAX_CHANNELS:
-        raise BadParameter(f"channels must be a list of 1-{MAX_CHANNELS} channel names")
+        raise ClientError(f"channels must be a list of 1-{MAX_CHANNELS} channel names")
     for channel in channels:
         if not valid_name(channel):
-            raise BadParameter(f"invalid channel name {str(channel)[:80]!r}")
+            raise ClientError(f"invalid channel name {str(channel)[:80]!r}")
     socket_id = obj.get("socket_id")
     if socket_id is not None and not isinstance(socket_id, str):
-        raise BadParameter("socket_id must be a string")
+        raise ClientError("socket_id must be a string")
     return name, data, channels, socket_id
 
 
@@ -128,7 +130,7 @@ def pusher_router(apps: PusherApps, presence: Presence,
         obj = json_of(body)
         items = obj.get("batch") if isinstance(obj, dict) else None
         if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
-            raise BadParameter(f"batch must be a list of 1-{MAX_BATCH} events")
+            raise ClientError(f"batch must be a list of 1-{MAX_BATCH} events")
         events = [_event(item, batch=True) for item in items]  # all checked before any
         hub = services(request).hub
         for event in events:
@@ -170,7 +172,7 @@ def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
     async def channel(app_id: str, channel_name: str, request: Request) -> Response:
         app, _ = await signed(request, app_id)
         if not valid_name(channel_name):
-            raise BadParameter(f"invalid channel name {channel_name[:80]!r}")
+            raise ClientError(f"invalid channel name {channel_name[:80]!r}")
         hub = services(request).hub
         count = hub.local_subscriber_counts().get(hub_channel(app.app_id, channel_name), 0)
         info: dict[str, Any] = {"occupied": count > 0, "subscription_count": count}
@@ -183,7 +185,7 @@ def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
     async def users(app_id: str, channel_name: str, request: Request) -> Response:
         app, _ = await signed(request, app_id)
         if not channel_name.startswith("presence-") or not valid_name(channel_name):
-            raise BadParameter("users are listed for presence- channels only")
+            raise ClientError("users are listed for presence- channels only")
         members = presence.members(hub_channel(app.app_id, channel_name))
         return JsonResponse({"users": [{"id": uid} for uid in members]})
 
@@ -197,14 +199,14 @@ def _auth_routes(router: APIRouter, apps: PusherApps) -> None:
     async def auth(request: Request) -> Response:
         try:
             return JsonResponse(await _authorize(request, apps), headers=CORS_HEADERS)
-        except (Unauthorized, Forbidden, BadParameter) as exc:
+        except (Unauthorized, Forbidden, ClientError) as exc:
             return JsonResponse(exc.to_json(), status_code=exc.status, headers=CORS_HEADERS)
 
 
 async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
     body = await request.body()
     if len(body) > 16384:
-        raise BadParameter("auth request body over 16384 bytes")
+        raise ClientError("auth request body over 16384 bytes")
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     form: dict[str, Any]
     if media == "application/json":
@@ -219,16 +221,17 @@ async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
     form = {**_query(request), **form}
     socket_id, channel = form.get("socket_id"), form.get("channel_name")
     if not isinstance(socket_id, str) or not socket_id or not isinstance(channel, str):
-        raise BadParameter("socket_id and channel_name are required")
+        raise ClientError("socket_id and channel_name are required")
     if not valid_name(channel) or not channel.startswith(("private-", "presence-")):
-        raise BadParameter(f"{channel[:80]!r} is not a private- or presence- channel")
+        raise ClientError(f"{channel[:80]!r} is not a private- or presence- channel")
     app_id = form.get("app_id")
+    configured = [a for a in apps.by_id.values() if not a.builtin]
     if isinstance(app_id, str) and app_id:
         app = apps.get(app_id)
-    elif len(apps.by_id) == 1:
-        app = next(iter(apps.by_id.values()))
+    elif len(configured) == 1:
+        app = configured[0]
     else:
-        raise BadParameter("this server has several Pusher apps: send app_id")
+        raise ClientError("this server has several Pusher apps (or none): send app_id")
     svc: Services = services(request)
     identity = svc.gate.authenticate(dict(request.headers), None)
     if identity.key_id is None:

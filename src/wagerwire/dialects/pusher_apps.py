@@ -56,6 +56,7 @@ class PusherApp:
     plan: str = "open"
     client_events: bool = True
     max_client_events: int = 10
+    builtin: bool = False  # made by the server (SportsGameOdds'), not configured
 
 
 class PusherApps:
