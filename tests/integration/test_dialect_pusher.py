@@ -269,3 +269,32 @@ m.bind("pusher:cache_miss", () => out({miss: true}));
             await child.wait_lines(lambda ls: any('"v":3' in x for x in ls), what="live")
         finally:
             await child.stop()
+
+
+async def test_encrypted_channel_end_to_end(tmp_path: Any) -> None:
+    import base64
+
+    import pusher
+
+    master = base64.b64encode(bytes(range(32))).decode()
+    apps = {APP_ID: {"key": KEY, "secret": SECRET, "encryption_master_key_base64": master}}
+    async with running_server(tmp_path, pusher_apps=apps) as server:
+        child = await run_node(client_js(server.port, """
+const ch = pusher.subscribe("private-encrypted-bets");
+ch.bind("pusher:subscription_succeeded", () => out({subscribed: true}));
+ch.bind("bet", (data) => out({bet: data}));
+""", auth_headers=json.dumps({"x-api-key": server.key("key-reader")})))
+        try:
+            await child.wait_lines(lambda ls: any("subscribed" in x for x in ls),
+                                   what="encrypted subscription")
+            lib = pusher.Pusher(app_id=APP_ID, key=KEY, secret=SECRET, host="127.0.0.1",
+                                port=server.port, ssl=False, encryption_master_key_base64=master)
+            await asyncio.to_thread(lib.trigger, "private-encrypted-bets", "bet", {"stake": 5})
+            lines = await child.wait_lines(lambda ls: any('"bet"' in x for x in ls),
+                                           what="decrypted event")
+            assert {"bet": {"stake": 5}} in lines_json(lines)
+            # the hub only ever held ciphertext
+            stored = await server.hub.store.read_last("pusher:42:private-encrypted-bets", 1)
+            assert b"stake" not in stored[0].data and b"ciphertext" in stored[0].data
+        finally:
+            await child.stop()

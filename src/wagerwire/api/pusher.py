@@ -17,7 +17,8 @@ Malformed requests are 400 ``bad_request`` (as Pusher answers them).
 * ``POST /pusher/auth`` (form ``socket_id``, ``channel_name``, ``channel_data``? and
   ``app_id``? unless the server has one configured app; a wagerwire key in ``X-Api-Key`` or
   ``Authorization: Bearer`` whose plan reads the channel's hub name) → ``{"auth"}`` (presence:
-  ``{"auth", "channel_data"}``, the user being the key's user or the key's id). CORS allowed
+  ``{"auth", "channel_data"}``, the user being the key's user or the key's id;
+  ``private-encrypted-``: ``{"auth", "shared_secret"}``, the server only relays ciphertext). CORS allowed
   from any origin: the key, sent in a header, is the credential.
 """
 
@@ -36,7 +37,13 @@ from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse
 from wagerwire.core.hub import Hub
 from wagerwire.dialects.pusher import EXCLUDE, Presence, envelope
-from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, channel_auth, verify_api_request
+from wagerwire.dialects.pusher_apps import (
+    PusherApp,
+    PusherApps,
+    channel_auth,
+    shared_secret,
+    verify_api_request,
+)
 from wagerwire.dialects.pusher_names import hub_channel, pusher_name, valid_name
 from wagerwire.errors import (
     ClientError,
@@ -237,6 +244,9 @@ async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
     if identity.key_id is None:
         raise Unauthorized("channel authorization needs an API key (X-Api-Key)")
     svc.gate.resolve_channel(identity, hub_channel(app.app_id, channel))
+    if channel.startswith("private-encrypted-"):
+        return {"auth": channel_auth(app, socket_id, channel),
+                "shared_secret": shared_secret(app, channel)}
     if not channel.startswith("presence-"):
         return {"auth": channel_auth(app, socket_id, channel)}
     # The member is the key's user (or the key): a client may add user_info, never pick

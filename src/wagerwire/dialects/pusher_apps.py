@@ -8,6 +8,7 @@ Apps come from the ``pusher_apps`` setting, a table of tables keyed by app id::
     # plan = "open"            wagerwire plan of the app's WebSocket connections
     # client_events = true     allow client-* events on private and presence channels
     # max_client_events = 10   per connection per second; more is pusher:error 4301
+    # encryption_master_key_base64 = "…"   32 bytes: private-encrypted- channels
 
 Signatures, all lower-case hex HMAC-SHA256 with the app's secret:
 
@@ -21,6 +22,8 @@ Signatures, all lower-case hex HMAC-SHA256 with the app's secret:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -39,6 +42,7 @@ __all__ = [
     "channel_auth",
     "check_channel_auth",
     "new_app",
+    "shared_secret",
     "sign",
     "verify_api_request",
 ]
@@ -57,6 +61,7 @@ class PusherApp:
     client_events: bool = True
     max_client_events: int = 10
     builtin: bool = False  # made by the server (SportsGameOdds'), not configured
+    encryption_master_key: bytes | None = None  # 32 bytes: private-encrypted- channels
 
 
 class PusherApps:
@@ -103,8 +108,36 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
         apps.append(PusherApp(
             app_id, key, secret, str(table.get("plan", "open")),
             bool(table.get("client_events", True)), int(table.get("max_client_events", 10)),
+            encryption_master_key=_master_key(app_id, table.get("encryption_master_key_base64")),
         ))
     return apps
+
+
+def _master_key(app_id: str, text: object) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        key = base64.b64decode(str(text), validate=True)
+    except (ValueError, binascii.Error):
+        key = b""
+    if len(key) != 32:
+        raise BadParameter(f"pusher_apps.{app_id}.encryption_master_key_base64 must be 32 "
+                           "bytes in base64 (openssl rand -base64 32)")
+    return key
+
+
+def shared_secret(app: PusherApp, channel: str) -> str:
+    """The base64 key of one ``private-encrypted-`` channel: SHA-256 of the channel name
+    followed by the app's master key (what the client decrypts with).
+
+    Raises:
+        BadParameter: the app has no ``encryption_master_key_base64``.
+    """
+    if app.encryption_master_key is None:
+        raise BadParameter(f"app {app.app_id} has no encryption_master_key_base64; encrypted "
+                           "channels need one")
+    digest = hashlib.sha256(channel.encode() + app.encryption_master_key).digest()
+    return base64.b64encode(digest).decode()
 
 
 def new_app(app_id: str) -> PusherApp:
