@@ -298,3 +298,39 @@ ch.bind("bet", (data) => out({bet: data}));
             assert b"stake" not in stored[0].data and b"ciphertext" in stored[0].data
         finally:
             await child.stop()
+
+
+async def test_restart_pusher_js_reconnects_and_resubscribes(tmp_path: Any) -> None:
+    from wagerwire.config import Settings
+    from wagerwire.node.features import default_features
+    from wagerwire.node.server import Server
+
+    def settings(port: int) -> Settings:
+        return Settings(port=port, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False,
+                        pusher_apps=APPS)
+
+    first = Server(settings(0), default_features)
+    await first.start()
+    port = first.port
+    child = await run_node(client_js(port, """
+const ch = pusher.subscribe("scores");
+ch.bind("pusher:subscription_succeeded", () => out({subscribed: true}));
+ch.bind("goal", (data) => out({goal: data}));
+"""))
+    second = None
+    try:
+        await child.wait_lines(lambda ls: any("subscribed" in x for x in ls), what="first")
+        await first.stop()  # pusher:error 4200, close 4200
+        lines = await child.wait_lines(lambda ls: any("4200" in x for x in ls), what="4200")
+        second = Server(settings(port), default_features)
+        await second.start()
+        await child.wait_lines(lambda ls: sum("subscribed" in x for x in ls) == 2,
+                               timeout=30, what="resubscribed after the restart")
+        hub = hub_channel(APP_ID, "scores")
+        await second.hub.publish(hub, envelope("goal", {"n": 2}, channel="scores", hub=hub))
+        lines = await child.wait_lines(lambda ls: any('"goal"' in x for x in ls), what="goal")
+        assert {"goal": {"n": 2}} in lines_json(lines)
+    finally:
+        await child.stop()
+        if second is not None:
+            await second.stop()
