@@ -334,3 +334,54 @@ ch.bind("goal", (data) => out({goal: data}));
         await child.stop()
         if second is not None:
             await second.stop()
+
+
+PYSHER_CLIENT = '''
+import json, sys, time
+import pysher
+
+port, key, api_key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+client = pysher.Pusher(key, custom_host="127.0.0.1", port=port, secure=False,
+                       auth_endpoint=f"http://127.0.0.1:{port}/pusher/auth",
+                       auth_endpoint_headers={"x-api-key": api_key})
+
+def connected(data):
+    for name in ("scores", "private-desk"):
+        channel = client.subscribe(name)
+        channel.bind("pusher_internal:subscription_succeeded",
+                     lambda d, name=name: print(json.dumps({"subscribed": name}), flush=True))
+        channel.bind("goal", lambda d, name=name: print(json.dumps({name: d}), flush=True))
+
+client.connection.bind("pusher:connection_established", connected)
+client.connect()
+while True:
+    time.sleep(1)
+'''
+
+
+async def test_pysher_public_and_private(tmp_path: Any) -> None:
+    import os
+    import sys
+
+    from dialect_harness import Child
+
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        script = tmp_path / "pysher_client.py"
+        script.write_text(PYSHER_CLIENT)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), str(server.port), KEY, server.key("key-reader"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        child = Child(proc)
+        try:
+            await child.wait_lines(lambda ls: sum('"subscribed"' in x for x in ls) == 2,
+                                   what="pysher subscribed to both")
+            lib = server_lib(server.port)
+            await asyncio.to_thread(lib.trigger, ["scores", "private-desk"], "goal", {"n": 1})
+            lines = await child.wait_lines(lambda ls: sum('n' in x and 'goal' not in x and 'subscribed' not in x for x in ls) == 2,
+                                           what="both events")
+            # the Python clients get data as the JSON string itself
+            assert {"scores": '{"n": 1}'} in lines_json(lines)
+            assert {"private-desk": '{"n": 1}'} in lines_json(lines)
+        finally:
+            await child.stop()

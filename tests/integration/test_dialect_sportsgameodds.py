@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 import httpx
-from dialect_harness import Live, run_node, running_server, seed_text, subscribed
+from dialect_harness import Live, run_node, run_python, running_server, seed_text, subscribed
 
 LIVE_HUB = "pusher:sportsgameodds:events-live"
 NFL_HUB = "pusher:sportsgameodds:events-upcoming-_n_f_l"
@@ -131,3 +131,23 @@ async def test_rest_errors_and_events(tmp_path: Any) -> None:
             assert ev["status"]["started"] is True and ev["status"]["live"] is True
             assert ev["leagueID"] == "NFL"
             assert r.headers["access-control-allow-origin"] == "*"
+
+
+async def test_seed_python_example_with_pusherclient(tmp_path: Any) -> None:
+    async with running_server(tmp_path) as server:
+        await publish_event(server, event("e1", "live"))
+        key = server.key("key-reader")
+        source = seed_text("sgo_pusherclient.py", server.port,
+                           {"YOUR_API_KEY": key, "port=8000": f"port={server.port}"})
+        child = await run_python(source, tmp_path, tmp_path)
+        try:
+            await child.wait_lines(lambda ls: any("Connected to stream" in x for x in ls),
+                                   what="connected")
+            lines = child.lines
+            assert any("Connected with 1 initial events" in x for x in lines), lines
+            await subscribed(server, LIVE_HUB)
+            await publish_event(server, event("e1", "live"))
+            await child.wait_lines(lambda ls: any("Updated: e1" in x for x in ls),
+                                   what="the handler refetched e1")
+        finally:
+            await child.stop()
