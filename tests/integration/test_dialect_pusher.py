@@ -385,3 +385,34 @@ async def test_pysher_public_and_private(tmp_path: Any) -> None:
             assert {"private-desk": '{"n": 1}'} in lines_json(lines)
         finally:
             await child.stop()
+
+
+async def test_pusher_js_browser_build_in_headless_chromium(tmp_path: Any) -> None:
+    import os
+
+    from dialect_harness import NODE_DIR, Child, node_available
+    from test_dashboard import BROWSER_DIR, CHROMIUM, browser_ready
+
+    browser_ready()
+    node_available()
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        env = dict(os.environ, WW_PORT=str(server.port), WW_KEY=KEY,
+                   WW_API_KEY=server.key("key-reader"), CHROMIUM=CHROMIUM,
+                   PUSHER_JS=str(NODE_DIR / "node_modules/pusher-js/dist/web/pusher.js"))
+        proc = await asyncio.create_subprocess_exec(
+            "node", "pusher.mjs", cwd=BROWSER_DIR, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        child = Child(proc)
+        try:
+            await child.wait_lines(lambda ls: sum('"subscribed"' in x for x in ls) == 2,
+                                   timeout=60, what="the page subscribed to both channels")
+            await asyncio.to_thread(server_lib(server.port).trigger, ["scores", "private-desk"],
+                                    "goal", {"n": 1})
+            lines = await child.wait_lines(lambda ls: sum('"goal"' in x for x in ls) == 2,
+                                           what="both events in the page")
+            got = lines_json(lines)
+            assert {"channel": "private-desk", "goal": {"n": 1}} in got
+            assert {"channel": "scores", "goal": {"n": 1}} in got
+            assert not [x for x in got if "pageerror" in x or "error" in x]
+        finally:
+            await child.stop()
