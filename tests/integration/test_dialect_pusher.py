@@ -416,3 +416,28 @@ async def test_pusher_js_browser_build_in_headless_chromium(tmp_path: Any) -> No
             assert not [x for x in got if "pageerror" in x or "error" in x]
         finally:
             await child.stop()
+
+
+async def test_bad_input_never_disturbs_other_connections(tmp_path: Any) -> None:
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        url = f"ws://127.0.0.1:{server.port}/app/{KEY}?protocol=7"
+        async with connect(url) as good, connect(url) as bad:
+            await good.recv()
+            await bad.recv()
+            await good.send('{"event":"pusher:subscribe","data":{"channel":"scores"}}')
+            assert "subscription_succeeded" in await good.recv()
+            for frame in ("not json", "[1]", '{"event":7}', '{"event":"pusher:subscribe"}',
+                          '{"event":"pusher:subscribe","data":{"channel":"a b"}}',
+                          '{"event":"pusher:subscribe","data":{"channel":"private-x",'
+                          '"auth":"k:00"}}',
+                          '{"event":"client-x","channel":"scores","data":{}}',
+                          '{"event":"pusher:nope"}', '{"event":"pusher:subscribe","data":'
+                          '{"channel":"' + "x" * 200 + '"}}'):
+                await bad.send(frame)
+                reply = json.loads(await bad.recv())
+                assert reply["event"] in ("pusher:error", "pusher:subscription_error"), frame
+            await bad.send('{"event":"pusher:ping"}')
+            assert json.loads(await bad.recv())["event"] == "pusher:pong"  # still served
+            await publish(server, "scores", "goal", "1")
+            assert json.loads(await good.recv()) == {"event": "goal", "channel": "scores",
+                                                     "data": "1"}
