@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dialect_harness import Live, run_node, running_server
+from dialect_harness import Live, run_node, running_server, subscribed
 from websockets.asyncio.client import connect
 
 from wagerwire.dialects.pusher import envelope
@@ -441,3 +441,37 @@ async def test_bad_input_never_disturbs_other_connections(tmp_path: Any) -> None
             await publish(server, "scores", "goal", "1")
             assert json.loads(await good.recv()) == {"event": "goal", "channel": "scores",
                                                      "data": "1"}
+
+
+async def test_user_signin_send_to_user_and_terminate(tmp_path: Any) -> None:
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        api_key = server.key("key-demo-1")
+        child = await run_node(f"""
+import Pusher from "pusher-js";
+const out = (obj) => console.log(JSON.stringify(obj));
+const pusher = new Pusher({json.dumps(KEY)}, {{
+  cluster: "local", wsHost: "127.0.0.1", wsPort: {server.port}, forceTLS: false,
+  enabledTransports: ["ws"], disableStats: true,
+  userAuthentication: {{ endpoint: "http://127.0.0.1:{server.port}/pusher/user-auth",
+                         transport: "ajax", headers: {{ "x-api-key": "{api_key}" }} }},
+}});
+pusher.connection.bind("state_change", (s) => out({{state: s.current}}));
+pusher.connection.bind("error", (e) => out({{error: e?.data ?? null}}));
+pusher.bind("pusher:signin_success", (d) => out({{signed_in: JSON.parse(d.user_data).id}}));
+pusher.user.bind("note", (d) => out({{note: d}}));
+pusher.user.watchlist.bind("online", () => {{}});
+pusher.signin();
+""")
+        try:
+            await child.wait_lines(lambda ls: any("signed_in" in x for x in ls), what="signin")
+            await subscribed(server, hub_channel(APP_ID, "#server-to-user-demo-1"))
+            lib = server_lib(server.port)
+            await asyncio.to_thread(lib.send_to_user, "demo-1", "note", {"hi": 1})
+            await child.wait_lines(lambda ls: any('"note"' in x for x in ls), what="note")
+            await asyncio.to_thread(lib.terminate_user_connections, "demo-1")
+            lines = await child.wait_lines(lambda ls: any("4009" in x for x in ls),
+                                           what="terminated")
+            got = lines_json(lines)
+            assert {"signed_in": "demo-1"} in got and {"note": {"hi": 1}} in got
+        finally:
+            await child.stop()

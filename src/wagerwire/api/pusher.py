@@ -12,6 +12,13 @@ verify_api_request`), so the official server libraries work unchanged but for ho
 * ``GET /apps/{app_id}/channels`` (``filter_by_prefix``), ``/channels/{name}``
   (``occupied``, ``subscription_count``), ``/channels/{name}/users`` (presence): this node's
   subscribers.
+* ``POST /apps/{app_id}/users/{user_id}/terminate_connections`` → ``{}``: this node's
+  connections signed in as the user get ``pusher:error`` 4009 and close with 4009. Also
+  served as ``POST /users/{user_id}/terminate_connections`` (the app found by ``auth_key``):
+  the path the PyPI ``pusher`` 3.3 library sends.
+* ``POST /pusher/user-auth`` (form ``socket_id``; ``pusher:signin``) → ``{"auth",
+  "user_data"}``, the user being the key's user (or the key's id).
+
 Malformed requests are 400 ``bad_request`` (as Pusher answers them).
 
 * ``POST /pusher/auth`` (form ``socket_id``, ``channel_name``, ``channel_data``? and
@@ -35,13 +42,15 @@ from starlette.responses import Response
 
 from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse
+from wagerwire.auth.identity import Identity
 from wagerwire.core.hub import Hub
-from wagerwire.dialects.pusher import EXCLUDE, Presence, envelope
+from wagerwire.dialects.pusher import EXCLUDE, Presence, Users, envelope
 from wagerwire.dialects.pusher_apps import (
     PusherApp,
     PusherApps,
     channel_auth,
     shared_secret,
+    user_auth,
     verify_api_request,
 )
 from wagerwire.dialects.pusher_names import hub_channel, pusher_name, valid_name
@@ -106,7 +115,7 @@ async def _publish(hub: Hub, app: PusherApp, event: tuple[str, str, list[str], s
                           attrs=attrs)
 
 
-def pusher_router(apps: PusherApps, presence: Presence,
+def pusher_router(apps: PusherApps, presence: Presence, users: Users | None = None,
                   clock: Callable[[], float] = time.time) -> APIRouter:
     """The HTTP API of ``apps`` and ``/pusher/auth``."""
     router = APIRouter(tags=["pusher"])
@@ -146,6 +155,25 @@ def pusher_router(apps: PusherApps, presence: Presence,
 
     _query_routes(router, apps, presence, signed)
     _auth_routes(router, apps)
+    signed_in = users if users is not None else Users()
+
+    @router.post("/apps/{app_id}/users/{user_id}/terminate_connections",
+                 summary="Pusher HTTP API: end a signed-in user's connections")
+    async def terminate(app_id: str, user_id: str, request: Request) -> Response:
+        app, _ = await signed(request, app_id)
+        signed_in.terminate(app.app_id, user_id)
+        return JsonResponse({})
+
+    @router.post("/users/{user_id}/terminate_connections",
+                 summary="Pusher HTTP API: terminate_connections as pusher 3.3 sends it")
+    async def terminate_by_key(user_id: str, request: Request) -> Response:
+        app = apps.by_key.get(_query(request).get("auth_key", ""))
+        if app is None:
+            raise Unauthorized("auth_key is not the key of an app of this server")
+        await signed(request, app.app_id)
+        signed_in.terminate(app.app_id, user_id)
+        return JsonResponse({})
+
     return router
 
 
@@ -199,8 +227,16 @@ def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
 
 def _auth_routes(router: APIRouter, apps: PusherApps) -> None:
     @router.options("/pusher/auth", include_in_schema=False)
+    @router.options("/pusher/user-auth", include_in_schema=False)
     async def auth_preflight() -> Response:
         return Response(status_code=204, headers=CORS_HEADERS)
+
+    @router.post("/pusher/user-auth", summary="Pusher user authentication (pusher:signin)")
+    async def user_authentication(request: Request) -> Response:
+        try:
+            return JsonResponse(await _authorize_user(request, apps), headers=CORS_HEADERS)
+        except (Unauthorized, Forbidden, ClientError) as exc:
+            return JsonResponse(exc.to_json(), status_code=exc.status, headers=CORS_HEADERS)
 
     @router.post("/pusher/auth", summary="Pusher channel authorization (private, presence)")
     async def auth(request: Request) -> Response:
@@ -210,7 +246,7 @@ def _auth_routes(router: APIRouter, apps: PusherApps) -> None:
             return JsonResponse(exc.to_json(), status_code=exc.status, headers=CORS_HEADERS)
 
 
-async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
+async def _form(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > 16384:
         raise ClientError("auth request body over 16384 bytes")
@@ -225,24 +261,47 @@ async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
             form = {}
     else:
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    form = {**_query(request), **form}
+    return {**_query(request), **form}
+
+
+def _app_of(form: dict[str, Any], apps: PusherApps) -> PusherApp:
+    app_id = form.get("app_id")
+    configured = [a for a in apps.by_id.values() if not a.builtin]
+    if isinstance(app_id, str) and app_id:
+        return apps.get(app_id)
+    if len(configured) == 1:
+        return configured[0]
+    raise ClientError("this server has several Pusher apps (or none): send app_id")
+
+
+async def _key_holder(request: Request) -> tuple[Services, Identity]:
+    svc: Services = services(request)
+    identity = svc.gate.authenticate(dict(request.headers), None)
+    if identity.key_id is None:
+        raise Unauthorized("Pusher authorization needs an API key (X-Api-Key)")
+    return svc, identity
+
+
+async def _authorize_user(request: Request, apps: PusherApps) -> dict[str, str]:
+    form = await _form(request)
+    socket_id = form.get("socket_id")
+    if not isinstance(socket_id, str) or not socket_id:
+        raise ClientError("socket_id is required")
+    app = _app_of(form, apps)
+    _, identity = await _key_holder(request)
+    user_data = orjson.dumps({"id": identity.user_id or identity.key_id}).decode()
+    return {"auth": user_auth(app, socket_id, user_data), "user_data": user_data}
+
+
+async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
+    form = await _form(request)
     socket_id, channel = form.get("socket_id"), form.get("channel_name")
     if not isinstance(socket_id, str) or not socket_id or not isinstance(channel, str):
         raise ClientError("socket_id and channel_name are required")
     if not valid_name(channel) or not channel.startswith(("private-", "presence-")):
         raise ClientError(f"{channel[:80]!r} is not a private- or presence- channel")
-    app_id = form.get("app_id")
-    configured = [a for a in apps.by_id.values() if not a.builtin]
-    if isinstance(app_id, str) and app_id:
-        app = apps.get(app_id)
-    elif len(configured) == 1:
-        app = configured[0]
-    else:
-        raise ClientError("this server has several Pusher apps (or none): send app_id")
-    svc: Services = services(request)
-    identity = svc.gate.authenticate(dict(request.headers), None)
-    if identity.key_id is None:
-        raise Unauthorized("channel authorization needs an API key (X-Api-Key)")
+    app = _app_of(form, apps)
+    svc, identity = await _key_holder(request)
     svc.gate.resolve_channel(identity, hub_channel(app.app_id, channel))
     if channel.startswith("private-encrypted-"):
         return {"auth": channel_auth(app, socket_id, channel),

@@ -207,7 +207,7 @@ class Session:
     keep-alive of its own, frames shared verbatim); dialects override what their wire needs.
     """
 
-    __slots__ = ("identity", "encoder", "_ops", "_out")
+    __slots__ = ("identity", "encoder", "waker", "_ops", "_out")
 
     #: Seconds between the session's own keep-alives; None keeps the server's WS ping.
     ping_interval: float | None = None
@@ -218,6 +218,9 @@ class Session:
     def __init__(self, identity: Identity, encoder: MessageEncoder) -> None:
         self.identity = identity
         self.encoder = encoder
+        #: Set by the transport: asks it to drain the session soon, for what happened
+        #: outside a feed call (the HTTP API ending a user's connections).
+        self.waker: Callable[[], None] | None = None
         self._ops: list[DialectOp] = []
         self._out: list[bytes] = []
 
@@ -283,6 +286,11 @@ class Session:
 
     def emit(self, op: DialectOp) -> None:
         self._ops.append(op)
+
+    def wake(self) -> None:
+        """Have the transport drain what was queued outside a feed call."""
+        if self.waker is not None:
+            self.waker()
 
     def send(self, data: bytes) -> None:
         if data:

@@ -30,6 +30,7 @@ of a private or presence channel the sender is subscribed to, at most
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -53,8 +54,14 @@ from wagerwire.dialects.base import (
     StreamRequest,
     Subscribed,
 )
-from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, check_channel_auth
-from wagerwire.dialects.pusher_names import hub_channel, is_hashed, pusher_name, valid_name
+from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, check_channel_auth, user_auth
+from wagerwire.dialects.pusher_names import (
+    USER_PREFIX,
+    hub_channel,
+    is_hashed,
+    pusher_name,
+    valid_name,
+)
 from wagerwire.wire.websocket import text_frame
 
 __all__ = [
@@ -66,6 +73,7 @@ __all__ = [
     "Pusher",
     "PusherEncoder",
     "PusherSession",
+    "Users",
     "envelope",
     "error_frame",
     "event_payload",
@@ -182,6 +190,34 @@ class Presence:
         return {"presence": {"ids": list(members), "hash": members, "count": len(members)}}
 
 
+@dataclass(slots=True)
+class Users:
+    """Signed-in connections of this node: (app id, user id) → sessions."""
+
+    sessions: dict[tuple[str, str], set[PusherSession]] = field(default_factory=dict)
+
+    def add(self, app_id: str, user_id: str, session: PusherSession) -> None:
+        self.sessions.setdefault((app_id, user_id), set()).add(session)
+
+    def remove(self, app_id: str, user_id: str, session: PusherSession) -> None:
+        found = self.sessions.get((app_id, user_id))
+        if found is not None:
+            found.discard(session)
+            if not found:
+                del self.sessions[(app_id, user_id)]
+
+    def terminate(self, app_id: str, user_id: str) -> int:
+        """End every connection of a user (``pusher:error`` 4009, close 4009); how many."""
+        found = list(self.sessions.get((app_id, user_id), ()))
+        for session in found:
+            session.terminate()
+        return len(found)
+
+
+def check_user_auth(app: PusherApp, socket_id: str, user_data: str, auth: str) -> bool:
+    return hmac.compare_digest(auth.encode(), user_auth(app, socket_id, user_data).encode())
+
+
 def _socket_id() -> str:
     return f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}"
 
@@ -189,7 +225,8 @@ def _socket_id() -> str:
 class Pusher:
     """``/app/{key}``: always upgrades; a bad key or protocol is refused on the socket."""
 
-    __slots__ = ("apps", "presence", "activity_timeout", "socket_ids", "clock", "encoder")
+    __slots__ = ("apps", "presence", "users", "activity_timeout", "socket_ids", "clock",
+                 "encoder")
     transport: Literal["ws", "sse"] = "ws"
 
     def __init__(
@@ -198,6 +235,7 @@ class Pusher:
         *,
         clock: Callable[[], float],
         presence: Presence | None = None,
+        users: Users | None = None,
         activity_timeout: int = ACTIVITY_TIMEOUT,
         socket_ids: Callable[[], str] = _socket_id,
     ) -> None:
@@ -205,6 +243,7 @@ class Pusher:
         ``time.monotonic``."""
         self.apps = apps
         self.presence = presence if presence is not None else Presence()
+        self.users = users if users is not None else Users()
         self.activity_timeout = activity_timeout
         self.socket_ids = socket_ids
         self.clock = clock
@@ -234,7 +273,7 @@ class PusherSession(Session):
     __slots__ = (
         "dialect", "app", "socket_id", "refusal", "subs", "live", "members", "_pending",
         "ping_interval",
-        "_active", "_last", "_pinged", "_window", "_count", "_cached",
+        "_active", "_last", "_pinged", "_window", "_count", "_cached", "user",
     )
     selects = True
 
@@ -256,6 +295,7 @@ class PusherSession(Session):
         self._window = 0.0
         self._count = 0
         self._cached: dict[str, Message | None] = {}  # cache channel -> its last event
+        self.user: str | None = None  # the signed-in user's id
 
     # -- connection ----------------------------------------------------------------------
 
@@ -292,6 +332,14 @@ class PusherSession(Session):
     def stop(self) -> None:
         for name in list(self.members):
             self._leave(name)
+        if self.user is not None and self.app is not None:
+            self.dialect.users.remove(self.app.app_id, self.user, self)
+
+    def terminate(self) -> None:
+        """The HTTP API ended this user's connections."""
+        self.send(error_frame(4009, "Connection terminated by the server"))
+        self.emit(Close(4009, "Connection terminated by the server"))
+        self.wake()
 
     def select(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> bytes:
         sid = self.socket_id
@@ -340,9 +388,31 @@ class PusherSession(Session):
         elif event.startswith("client-"):
             self._client_event(event, obj.get("channel"), data)
         elif event == "pusher:signin":
-            self.send(error_frame(None, "User sign-in is not supported by this server"))
+            self._signin(data if isinstance(data, dict) else {})
         else:
             self.send(error_frame(None, f"Unknown event {event[:60]!r}"))
+
+    def _signin(self, data: Mapping[str, Any]) -> None:
+        app = self.app
+        assert app is not None
+        user_data, auth = data.get("user_data"), data.get("auth")
+        ok = isinstance(user_data, str) and isinstance(auth, str) and \
+            check_user_auth(app, self.socket_id, user_data, auth)
+        try:
+            user = orjson.loads(user_data) if ok else None  # type: ignore[arg-type]
+        except orjson.JSONDecodeError:
+            user = None
+        uid = user.get("id") if isinstance(user, dict) else None
+        if not isinstance(uid, str) or not uid or self.user is not None:
+            text = "Invalid signin: sign socket_id::user::user_data; user_data needs an id"
+            if self.user is not None:
+                text = "Already signed in"
+            self.send(error_frame(4009, text))
+            self.emit(Close(4009, text[:120]))
+            return
+        self.user = uid
+        self.dialect.users.add(app.app_id, uid, self)
+        self.send(_frame({"event": "pusher:signin_success", "data": {"user_data": user_data}}))
 
     def _sub_error(self, name: str, kind: str, error: str, status: int) -> None:
         self.send(_frame({"event": "pusher:subscription_error", "channel": name,
@@ -359,7 +429,12 @@ class PusherSession(Session):
         if name in self.subs:
             return  # already subscribing or subscribed
         auth = data.get("auth")
-        if name.startswith("presence-"):
+        if name.startswith(USER_PREFIX):
+            if name != USER_PREFIX + (self.user or "\0"):
+                self._sub_error(name, "AuthError", "only the signed-in user subscribes to its "
+                                "#server-to-user- channel", 403)
+                return
+        elif name.startswith("presence-"):
             channel_data = data.get("channel_data")
             if not isinstance(channel_data, str) or not check_channel_auth(
                 app, self.socket_id, name, auth, channel_data

@@ -13,7 +13,7 @@ Apps come from the ``pusher_apps`` setting, a table of tables keyed by app id::
 Signatures, all lower-case hex HMAC-SHA256 with the app's secret:
 
 * channel auth: ``"<socket_id>:<channel>"`` (presence: ``":<channel_data>"`` appended),
-  sent by the client as ``"<key>:<hex>"``;
+  sent by the client as ``"<key>:<hex>"``; user sign-in: ``"<socket_id>::user::<user_data>"``;
 * the HTTP API: ``"<METHOD>\\n<path>\\n<query>"`` where ``query`` is every query parameter
   but ``auth_signature``, sorted by name, as ``name=value`` joined by ``&`` (values
   unescaped); ``body_md5`` is the MD5 hex of the body, ``auth_timestamp`` within
@@ -44,6 +44,7 @@ __all__ = [
     "new_app",
     "shared_secret",
     "sign",
+    "user_auth",
     "verify_api_request",
 ]
 
@@ -155,6 +156,11 @@ def channel_auth(app: PusherApp, socket_id: str, channel: str,
     text = f"{socket_id}:{channel}" if channel_data is None else \
         f"{socket_id}:{channel}:{channel_data}"
     return f"{app.key}:{sign(app.secret, text)}"
+
+
+def user_auth(app: PusherApp, socket_id: str, user_data: str) -> str:
+    """The ``auth`` of ``pusher:signin``: ``"<key>:" + HMAC("<socket_id>::user::<user_data>")``."""
+    return f"{app.key}:{sign(app.secret, f'{socket_id}::user::{user_data}')}"
 
 
 def check_channel_auth(app: PusherApp, socket_id: str, channel: str, auth: object,

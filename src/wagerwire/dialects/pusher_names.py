@@ -10,7 +10,10 @@ Pusher     hub       Pusher     hub
 ``_``      ``__``    ``=``      ``_0``
 ``A``-``Z``  ``_a``-``_z``  ``@``  ``_1``
 ``,``      ``_2``    ``;``      ``_3``
+``#``      ``_4``
 =========  ========  =========  ========
+
+(``#`` only in ``#server-to-user-<id>``, a signed-in user's own channel.)
 
 so ``private-Chat=1`` of app ``42`` is ``pusher:42:private-_chat_01`` and back. An escaped
 name that would pass 200 characters (a long name of capitals) is stored as
@@ -27,6 +30,7 @@ from wagerwire.core.channels import MAX_CHANNEL_LENGTH
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "USER_PREFIX",
     "hub_channel",
     "is_hashed",
     "pusher_name",
@@ -35,17 +39,19 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 164
-_NAME = re.compile(r"[A-Za-z0-9_\-=@,.;]{1,164}")
+_NAME = re.compile(r"(#server-to-user-)?[A-Za-z0-9_\-=@,.;]{1,164}")
+USER_PREFIX = "#server-to-user-"  # a signed-in user's own channel (user sign-in)
 _APP_ID = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,39}")
-_SPECIAL = {"_": "__", "=": "_0", "@": "_1", ",": "_2", ";": "_3"}
-_UNSPECIAL = {"_": "_", "0": "=", "1": "@", "2": ",", "3": ";"}
+_SPECIAL = {"_": "__", "=": "_0", "@": "_1", ",": "_2", ";": "_3", "#": "_4"}
+_UNSPECIAL = {"_": "_", "0": "=", "1": "@", "2": ",", "3": ";", "4": "#"}
 PREFIX = "pusher:"
 HASHED = "pusherh:"
 
 
 def valid_name(name: object) -> bool:
-    """Whether ``name`` is a Pusher channel name."""
-    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+    """Whether ``name`` is a Pusher channel name (or a ``#server-to-user-`` one)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME_LENGTH + len(USER_PREFIX) and \
+        _NAME.fullmatch(name) is not None
 
 
 def valid_app_id(app_id: object) -> bool:

@@ -14,7 +14,7 @@ from wagerwire.api.feature import Feature
 from wagerwire.api.pusher import pusher_router
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
-from wagerwire.dialects.pusher import Presence, Pusher
+from wagerwire.dialects.pusher import Presence, Pusher, Users
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, apps_from_config
 from wagerwire.transports.dialects import dialect_stream
 
@@ -25,9 +25,10 @@ def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()
     """Routes of the configured Pusher apps (plus ``extra`` ones, e.g. SportsGameOdds')."""
     apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
     presence = Presence()
+    users = Users()
     return Feature(
-        routers=[pusher_router(apps, presence)],
+        routers=[pusher_router(apps, presence, users)],
         stream_routes=[("ws", "/app/{key}", dialect_stream(
-            Pusher(apps, clock=time.monotonic, presence=presence)
+            Pusher(apps, clock=time.monotonic, presence=presence, users=users)
         ))],
     )

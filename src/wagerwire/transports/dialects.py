@@ -120,6 +120,11 @@ class SessionDriver:
         self.end = end
         self._queue: deque[DialectOp] = deque()
         self._task: asyncio.Task[None] | None = None
+        session.waker = self._wake
+
+    def _wake(self) -> None:
+        if not self.conn.closed:
+            self.conn.registry.loop.call_soon(self.pump)
 
     def pump(self) -> None:
         """Write what the session has to send, then start or queue the ops it emitted."""

@@ -339,3 +339,38 @@ def test_encoder_frames() -> None:
     m = message(hashed, 1, envelope("e", "d", channel=long, hub=hashed, user_id="u"))
     assert ENCODER.encode(m) == frame({"event": "e", "channel": long, "data": "d",
                                        "user_id": "u"})
+
+
+def test_signin_own_user_channel_and_terminate() -> None:
+    from wagerwire.dialects.pusher_apps import user_auth
+
+    d = dialect()
+    s = opened(d)
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "#server-to-user-u1"}})
+    assert b'"status":403' in drain(s)[1][0]  # not signed in
+    ud = '{"id":"u1"}'
+    send(s, {"event": "pusher:signin", "data": {"auth": user_auth(APP, SID, ud),
+                                                "user_data": ud}})
+    assert drain(s) == ([], [frame({"event": "pusher:signin_success",
+                                    "data": {"user_data": ud}})])
+    op = subscribe(s, "#server-to-user-u1")
+    assert op == Subscribe(("pusher:42:_4server-to-user-u1",))
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "#server-to-user-u2"}})
+    assert b'"status":403' in drain(s)[1][0]
+    woken: list[bool] = []
+    s.waker = lambda: woken.append(True)
+    assert d.users.terminate("42", "u1") == 1 and woken == [True]
+    assert drain(s) == ([Close(4009, "Connection terminated by the server")], [frame(
+        {"event": "pusher:error",
+         "data": {"code": 4009, "message": "Connection terminated by the server"}})])
+    s.stop()
+    assert d.users.sessions == {}
+
+
+def test_signin_with_a_bad_signature_closes_4009() -> None:
+    s = opened()
+    send(s, {"event": "pusher:signin", "data": {"auth": APP.key + ":00",
+                                                "user_data": '{"id":"u1"}'}})
+    ops, out = drain(s)
+    assert [type(op) for op in ops] == [Close] and ops[0].code == 4009  # type: ignore[attr-defined]
+    assert b'"code":4009' in out[0]
