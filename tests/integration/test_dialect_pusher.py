@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dialect_harness import Live, run_node, running_server, subscribed
+from dialect_harness import Live, run_node, running_server, subscribed, wait_until
 from websockets.asyncio.client import connect
 
 from wagerwire.dialects.pusher import envelope
@@ -475,3 +475,69 @@ pusher.signin();
             assert {"signed_in": "demo-1"} in got and {"note": {"hi": 1}} in got
         finally:
             await child.stop()
+
+
+class WebhookReceiver:
+    """A minimal HTTP server on 127.0.0.1 that records POST bodies; the first answer is 500
+    (the sender must retry)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.calls = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode().split("\r\n")[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.calls += 1
+        status = b"500 Internal Server Error" if self.calls == 1 else b"200 OK"
+        if self.calls > 1:
+            self.requests.append((headers, body))
+        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [e for _, body in self.requests for e in json.loads(body)["events"]]
+
+
+async def test_webhooks_signed_and_retried(tmp_path: Any) -> None:
+    import hashlib
+    import hmac
+
+    receiver = WebhookReceiver()
+    await receiver.start()
+    apps = {APP_ID: {"key": KEY, "secret": SECRET,
+                     "webhook_url": f"http://127.0.0.1:{receiver.port}/hooks"}}
+    async with running_server(tmp_path, pusher_apps=apps) as server:
+        url = f"ws://127.0.0.1:{server.port}/app/{KEY}?protocol=7"
+        async with connect(url) as ws:
+            await ws.recv()
+            await ws.send('{"event":"pusher:subscribe","data":{"channel":"scores"}}')
+            await ws.recv()
+            await ws.send('{"event":"pusher:subscribe","data":{"channel":"cache-x"}}')
+            await ws.recv()
+            await ws.recv()
+        await wait_until(lambda: {e["name"] for e in receiver.events()} >= {
+            "channel_occupied", "channel_vacated", "cache_miss"}, timeout=15, what="hooks")
+        assert receiver.calls >= 2  # the first answer (500) was retried
+        for headers, body in receiver.requests:
+            assert headers["x-pusher-key"] == KEY
+            assert headers["x-pusher-signature"] == hmac.new(
+                SECRET.encode(), body, hashlib.sha256).hexdigest()
+        events = receiver.events()
+        assert {"name": "channel_occupied", "channel": "scores"} in events
+        assert {"name": "channel_vacated", "channel": "scores"} in events
+        assert {"name": "cache_miss", "channel": "cache-x"} in events
+    assert receiver.server is not None
+    receiver.server.close()

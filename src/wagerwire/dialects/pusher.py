@@ -67,6 +67,7 @@ from wagerwire.wire.websocket import text_frame
 __all__ = [
     "ACTIVITY_TIMEOUT",
     "EXCLUDE",
+    "Hook",
     "MAX_CLIENT_EVENT_BYTES",
     "PONG_TIMEOUT",
     "Presence",
@@ -218,6 +219,10 @@ def check_user_auth(app: PusherApp, socket_id: str, user_data: str, auth: str) -
     return hmac.compare_digest(auth.encode(), user_auth(app, socket_id, user_data).encode())
 
 
+Hook = Callable[[PusherApp, dict[str, Any]], None]
+"""Takes one webhook event (``{"name": "channel_occupied", "channel": …}``…) of an app."""
+
+
 def _socket_id() -> str:
     return f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}"
 
@@ -226,7 +231,7 @@ class Pusher:
     """``/app/{key}``: always upgrades; a bad key or protocol is refused on the socket."""
 
     __slots__ = ("apps", "presence", "users", "activity_timeout", "socket_ids", "clock",
-                 "encoder")
+                 "encoder", "hook", "occupied")
     transport: Literal["ws", "sse"] = "ws"
 
     def __init__(
@@ -238,16 +243,35 @@ class Pusher:
         users: Users | None = None,
         activity_timeout: int = ACTIVITY_TIMEOUT,
         socket_ids: Callable[[], str] = _socket_id,
+        hook: Hook | None = None,
     ) -> None:
         """``clock`` (monotonic seconds) paces client events; the composition root passes
         ``time.monotonic``."""
         self.apps = apps
         self.presence = presence if presence is not None else Presence()
         self.users = users if users is not None else Users()
+        self.hook = hook  # webhook events of apps with a webhook_url (queued, sent elsewhere)
+        self.occupied: dict[str, int] = {}  # hub channel -> this node's live subscriptions
         self.activity_timeout = activity_timeout
         self.socket_ids = socket_ids
         self.clock = clock
         self.encoder = ENCODER
+
+    def notify(self, app: PusherApp, event: dict[str, Any]) -> None:
+        """Hand one webhook event of ``app`` to the hook (apps without a URL: nothing)."""
+        if app.webhook_url and self.hook is not None:
+            self.hook(app, event)
+
+    def occupy(self, app: PusherApp, hub: str, name: str, delta: int) -> None:
+        count = self.occupied.get(hub, 0) + delta
+        if count > 0:
+            self.occupied[hub] = count
+        else:
+            self.occupied.pop(hub, None)
+        if delta > 0 and count == 1:
+            self.notify(app, {"name": "channel_occupied", "channel": name})
+        elif delta < 0 and count <= 0:
+            self.notify(app, {"name": "channel_vacated", "channel": name})
 
     def accept(self, request: StreamRequest, directory: Directory) -> PusherSession:
         key = request.params.get("key", "")
@@ -332,6 +356,11 @@ class PusherSession(Session):
     def stop(self) -> None:
         for name in list(self.members):
             self._leave(name)
+        if self.app is not None:
+            for name in self.live:
+                self.dialect.occupy(self.app, self.subs.get(name) or
+                                    hub_channel(self.app.app_id, name), name, -1)
+        self.live = set()
         if self.user is not None and self.app is not None:
             self.dialect.users.remove(self.app.app_id, self.user, self)
 
@@ -476,6 +505,8 @@ class PusherSession(Session):
         self._leave(name)
         if name in self.live:
             self.live.discard(name)
+            if self.app is not None:
+                self.dialect.occupy(self.app, hub, name, -1)
             self._emit("unsub", name, base.Unsubscribe((hub,)))
 
     def _leave(self, name: str) -> None:
@@ -485,6 +516,9 @@ class PusherSession(Session):
             return
         uid = member[0]
         if self.dialect.presence.leave(hub, uid):
+            if self.app is not None:
+                self.dialect.notify(self.app, {"name": "member_removed", "channel": name,
+                                               "user_id": uid})
             self._emit("pub", name, Publish(hub, envelope(
                 "pusher_internal:member_removed", {"user_id": uid}, channel=name, hub=hub)))
 
@@ -521,6 +555,11 @@ class PusherSession(Session):
         member = self.members.get(name)
         env = envelope(event, text, user_id=member[0] if member else None, channel=name, hub=hub)
         self._emit("pub", name, Publish(hub, env, {EXCLUDE: self.socket_id}))
+        hook: dict[str, Any] = {"name": "client_event", "channel": name, "event": event,
+                                "data": text, "socket_id": self.socket_id}
+        if member is not None:
+            hook["user_id"] = member[0]
+        self.dialect.notify(app, hook)
 
     def _emit(self, kind: str, name: str, op: base.DialectOp) -> None:
         self._pending.append((kind, name))
@@ -570,6 +609,8 @@ class PusherSession(Session):
             self.send(self.encoder.encode(last))
         else:
             self.send(_frame({"event": "pusher:cache_miss", "channel": name}))
+            if self.app is not None:
+                self.dialect.notify(self.app, {"name": "cache_miss", "channel": name})
 
     def _subscribed(self, kind: str, name: str, op: base.Subscribe) -> None:
         hub = op.channels[0]
@@ -582,6 +623,9 @@ class PusherSession(Session):
 
     def _succeeded(self, name: str, hub: str) -> None:
         self.live.add(name)
+        app = self.app
+        assert app is not None
+        self.dialect.occupy(app, hub, name, 1)
         member = self.members.get(name)
         if member is not None:
             uid, info = member
@@ -590,6 +634,8 @@ class PusherSession(Session):
             self.send(_frame({"event": "pusher_internal:subscription_succeeded",
                               "channel": name, "data": data}))
             if first:
+                self.dialect.notify(app, {"name": "member_added", "channel": name,
+                                          "user_id": uid})
                 self._emit("pub", name, Publish(hub, envelope(
                     "pusher_internal:member_added", {"user_id": uid, "user_info": info},
                     channel=name, hub=hub), {EXCLUDE: self.socket_id}))

@@ -9,6 +9,8 @@ Apps come from the ``pusher_apps`` setting, a table of tables keyed by app id::
     # client_events = true     allow client-* events on private and presence channels
     # max_client_events = 10   per connection per second; more is pusher:error 4301
     # encryption_master_key_base64 = "…"   32 bytes: private-encrypted- channels
+    # webhook_url = "https://…"  channel_occupied/vacated, member_added/removed,
+    #                           client_event, cache_miss (signed, retried)
 
 Signatures, all lower-case hex HMAC-SHA256 with the app's secret:
 
@@ -63,6 +65,7 @@ class PusherApp:
     max_client_events: int = 10
     builtin: bool = False  # made by the server (SportsGameOdds'), not configured
     encryption_master_key: bytes | None = None  # 32 bytes: private-encrypted- channels
+    webhook_url: str | None = None  # where webhook batches are POSTed
 
 
 class PusherApps:
@@ -110,8 +113,17 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
             app_id, key, secret, str(table.get("plan", "open")),
             bool(table.get("client_events", True)), int(table.get("max_client_events", 10)),
             encryption_master_key=_master_key(app_id, table.get("encryption_master_key_base64")),
+            webhook_url=_url(app_id, table.get("webhook_url")),
         ))
     return apps
+
+
+def _url(app_id: str, url: object) -> str | None:
+    if url is None:
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise BadParameter(f"pusher_apps.{app_id}.webhook_url must be an http(s) URL")
+    return url
 
 
 def _master_key(app_id: str, text: object) -> bytes | None:

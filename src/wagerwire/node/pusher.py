@@ -16,6 +16,7 @@ from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.dialects.pusher import Presence, Pusher, Users
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, apps_from_config
+from wagerwire.node.pusher_webhooks import WebhookSender
 from wagerwire.transports.dialects import dialect_stream
 
 __all__ = ["pusher_feature"]
@@ -26,9 +27,12 @@ def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()
     apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
     presence = Presence()
     users = Users()
+    hooks = WebhookSender()
+
     return Feature(
         routers=[pusher_router(apps, presence, users)],
         stream_routes=[("ws", "/app/{key}", dialect_stream(
-            Pusher(apps, clock=time.monotonic, presence=presence, users=users)
+            Pusher(apps, clock=time.monotonic, presence=presence, users=users,
+                   hook=hooks)
         ))],
     )

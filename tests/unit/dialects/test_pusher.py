@@ -374,3 +374,25 @@ def test_signin_with_a_bad_signature_closes_4009() -> None:
     ops, out = drain(s)
     assert [type(op) for op in ops] == [Close] and ops[0].code == 4009  # type: ignore[attr-defined]
     assert b'"code":4009' in out[0]
+
+
+def test_webhook_events() -> None:
+    hooked: list[dict[str, object]] = []
+    app = PusherApp("42", APP.key, APP.secret, webhook_url="http://127.0.0.1:1/h")
+    d = Pusher(PusherApps([app]), socket_ids=lambda: SID, clock=Clock(),
+               hook=lambda a, e: hooked.append(e))
+    s = opened(d)
+    cd = '{"user_id":"u1"}'
+    op = subscribe(s, "presence-r", auth=channel_auth(app, SID, "presence-r", cd),
+                   channel_data=cd)
+    s.receive_event(Subscribed(op))
+    send(s, {"event": "client-x", "channel": "presence-r", "data": "1"})
+    s.stop()
+    assert hooked == [
+        {"name": "channel_occupied", "channel": "presence-r"},
+        {"name": "member_added", "channel": "presence-r", "user_id": "u1"},
+        {"name": "client_event", "channel": "presence-r", "event": "client-x", "data": "1",
+         "socket_id": SID, "user_id": "u1"},
+        {"name": "member_removed", "channel": "presence-r", "user_id": "u1"},
+        {"name": "channel_vacated", "channel": "presence-r"},
+    ]
