@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -230,7 +231,7 @@ class Pusher:
     """``/app/{key}``: always upgrades; a bad key or protocol is refused on the socket."""
 
     __slots__ = ("apps", "presence", "users", "activity_timeout", "socket_ids", "clock",
-                 "encoder", "hook", "occupied")
+                 "encoder", "hook", "occupied", "_identities")
     transport: Literal["ws", "sse"] = "ws"
 
     def __init__(
@@ -251,6 +252,7 @@ class Pusher:
         self.users = users if users is not None else Users()
         self.hook = hook  # webhook events of apps with a webhook_url (queued, sent elsewhere)
         self.occupied: dict[str, int] = {}  # hub channel -> this node's live subscriptions
+        self._identities: dict[str, Identity] = {}
         self.activity_timeout = activity_timeout
         self.socket_ids = socket_ids
         self.clock = clock
@@ -286,7 +288,9 @@ class Pusher:
         elif int(protocol) not in PROTOCOLS:
             refusal = (4007, f"Unsupported protocol version {protocol[:20]}; use 5 to 7")
         plan = app.plan if app is not None else "open"
-        identity = Identity(None, "anonymous", plan)
+        identity = self._identities.get(plan)
+        if identity is None:  # one per plan, shared by every connection
+            identity = self._identities[plan] = Identity(None, "anonymous", plan)
         return PusherSession(identity, self, app, self.socket_ids(), refusal)
 
 
@@ -312,14 +316,15 @@ class PusherSession(Session):
         # Names whose subscription_succeeded was sent (a dict: 64 bytes empty, a set 216;
         # an idle connection should cost little more than a native one).
         self.live: dict[str, None] = {}
-        self.members: dict[str, tuple[str, object]] = {}  # presence name -> (user id, info)
+        # presence name -> (user id, info); None until a presence channel is joined
+        self.members: dict[str, tuple[str, object]] | None = None
         self._pending: list[tuple[str, str]] = []  # (kind, name) per op emitted, in order
         self._active = False
         self._last = 0.0
         self._pinged: float | None = None
         self._window = 0.0
         self._count = 0
-        self._cached: dict[str, Message | None] = {}  # cache channel -> its last event
+        self._cached: dict[str, Message | None] | None = None  # cache channel -> last event
         self.user: str | None = None  # the signed-in user's id
 
     # -- connection ----------------------------------------------------------------------
@@ -355,7 +360,7 @@ class PusherSession(Session):
         return True
 
     def stop(self) -> None:
-        for name in list(self.members):
+        for name in list(self.members or ()):
             self._leave(name)
         if self.app is not None:
             for name in self.live:
@@ -484,6 +489,8 @@ class PusherSession(Session):
                                 "a user_id", 400)
                 return
             assert isinstance(member, dict)
+            if self.members is None:
+                self.members = {}
             self.members[name] = (uid, member.get("user_info"))
         elif name.startswith("private-") and not check_channel_auth(
             app, self.socket_id, name, auth
@@ -491,7 +498,8 @@ class PusherSession(Session):
             self._sub_error(name, "AuthError", f"Invalid signature for private channel {name}: "
                             "sign socket_id:channel with the app secret", 401)
             return
-        hub = hub_channel(app.app_id, name)
+        name = sys.intern(name)  # one string per channel, not one per connection
+        hub = sys.intern(hub_channel(app.app_id, name))
         self.subs[name] = hub
         if name.startswith("cache-") or name.startswith("private-cache-") or \
                 name.startswith("presence-cache-"):
@@ -511,7 +519,7 @@ class PusherSession(Session):
             self._emit("unsub", name, base.Unsubscribe((hub,)))
 
     def _leave(self, name: str) -> None:
-        member = self.members.pop(name, None)
+        member = self.members.pop(name, None) if self.members else None
         hub = self.subs.get(name) or (hub_channel(self.app.app_id, name) if self.app else None)
         if member is None or hub is None or name not in self.live:
             return
@@ -553,7 +561,7 @@ class PusherSession(Session):
                                         f"{MAX_CLIENT_EVENT_BYTES} bytes"))
             return
         hub = self.subs[name]
-        member = self.members.get(name)
+        member = self.members.get(name) if self.members else None
         env = envelope(event, text, user_id=member[0] if member else None, channel=name, hub=hub)
         self._emit("pub", name, Publish(hub, env, {EXCLUDE: self.socket_id}))
         hook: dict[str, Any] = {"name": "client_event", "channel": name, "event": event,
@@ -581,6 +589,8 @@ class PusherSession(Session):
                 since: dict[str, Position] | None = None
                 if recent:
                     since = {hub: recent[-1].position}
+                if self._cached is None:
+                    self._cached = {}
                 self._cached[name] = recent[-1] if recent else None
                 self._emit("cached", name, base.Subscribe((hub,), since, announce=True))
             case Subscribed(op=op):
@@ -589,7 +599,8 @@ class PusherSession(Session):
                 if kind in ("sub", "cache", "cached"):
                     if self.subs.get(name) is not None:
                         self.subs.pop(name, None)
-                        self.members.pop(name, None)
+                        if self.members:
+                            self.members.pop(name, None)
                         self._sub_error(name, "SubscriptionError", error.message, error.status)
                 elif kind == "pub":
                     self.send(error_frame(None, f"Event not published: {error.message}"))
@@ -605,7 +616,7 @@ class PusherSession(Session):
         if kind != "cached" or self.subs.get(name) != reply.channel or name in self.live:
             return
         self._succeeded(name, reply.channel)
-        last = self._cached.pop(name, None)
+        last = self._cached.pop(name, None) if self._cached else None
         if last is not None:
             self.send(self.encoder.encode(last))
         else:
@@ -615,7 +626,8 @@ class PusherSession(Session):
 
     def _subscribed(self, kind: str, name: str, op: base.Subscribe) -> None:
         hub = op.channels[0]
-        self._cached.pop(name, None)
+        if self._cached:
+            self._cached.pop(name, None)
         if self.subs.get(name) != hub or name in self.live:
             if name not in self.subs:
                 self._emit("unsub", name, base.Unsubscribe((hub,)))
@@ -627,7 +639,7 @@ class PusherSession(Session):
         app = self.app
         assert app is not None
         self.dialect.occupy(app, hub, name, 1)
-        member = self.members.get(name)
+        member = self.members.get(name) if self.members else None
         if member is not None:
             uid, info = member
             first = self.dialect.presence.join(hub, uid, info)

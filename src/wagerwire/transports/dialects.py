@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -118,7 +117,7 @@ class SessionDriver:
         self.conn = conn
         self.session = session
         self.end = end
-        self._queue: deque[DialectOp] = deque()
+        self._queue: list[DialectOp] = []  # short: a list is 56 bytes, a deque 760
         self._task: asyncio.Task[None] | None = None
         session.waker = self._wake
 
@@ -144,7 +143,7 @@ class SessionDriver:
         queue = self._queue
         try:
             while queue and not self.conn.closed:
-                event = await self._execute(queue.popleft())
+                event = await self._execute(queue.pop(0))
                 if self.conn.closed:
                     return
                 self.session.receive_event(event)
