@@ -409,7 +409,7 @@ async def test_pusher_js_browser_build_in_headless_chromium(tmp_path: Any) -> No
             await asyncio.to_thread(server_lib(server.port).trigger, ["scores", "private-desk"],
                                     "goal", {"n": 1})
             lines = await child.wait_lines(lambda ls: sum('"goal"' in x for x in ls) == 2,
-                                           what="both events in the page")
+                                           timeout=60, what="both events in the page")
             got = lines_json(lines)
             assert {"channel": "private-desk", "goal": {"n": 1}} in got
             assert {"channel": "scores", "goal": {"n": 1}} in got
