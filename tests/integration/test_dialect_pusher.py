@@ -541,3 +541,44 @@ async def test_webhooks_signed_and_retried(tmp_path: Any) -> None:
         assert {"name": "cache_miss", "channel": "cache-x"} in events
     assert receiver.server is not None
     receiver.server.close()
+
+
+async def test_npm_pusher_server_library_publishes_and_queries(tmp_path: Any) -> None:
+    async with running_server(tmp_path, pusher_apps=APPS) as server:
+        sub = await run_node(client_js(server.port, """
+const ch = pusher.subscribe("scores");
+ch.bind("pusher:subscription_succeeded", () => out({subscribed: true}));
+ch.bind("goal", (data) => out({goal: data}));
+"""))
+        try:
+            await sub.wait_lines(lambda ls: any("subscribed" in x for x in ls), what="sub")
+            pub = await run_node(f"""
+import Pusher from "pusher";
+const p = new Pusher({{ appId: "{APP_ID}", key: "{KEY}", secret: "{SECRET}",
+                        host: "127.0.0.1", port: "{server.port}", useTLS: false }});
+const r = await p.trigger(["scores", "other"], "goal", {{ team: "away" }});
+console.log(JSON.stringify({{ trigger: r.status }}));
+const b = await p.triggerBatch([{{ channel: "scores", name: "goal", data: "batched" }}]);
+console.log(JSON.stringify({{ batch: b.status }}));
+const c = await (await p.get({{ path: "/channels" }})).json();
+console.log(JSON.stringify({{ channels: c }}));
+try {{
+  await new Pusher({{ appId: "{APP_ID}", key: "{KEY}", secret: "wrong", host: "127.0.0.1",
+                     port: "{server.port}", useTLS: false }}).trigger("scores", "goal", 1);
+}} catch (e) {{ console.log(JSON.stringify({{ refused: e.status }})); }}
+""")
+            try:
+                lines = await pub.wait_lines(lambda ls: any("refused" in x for x in ls),
+                                             what="npm pusher calls")
+                got = lines_json(lines)
+                assert {"trigger": 200} in got and {"batch": 200} in got
+                assert {"channels": {"channels": {"scores": {}}}} in got
+                assert {"refused": 401} in got
+            finally:
+                await pub.stop()
+            lines = await sub.wait_lines(lambda ls: sum('"goal"' in x for x in ls) == 2,
+                                         what="both events")
+            assert {"goal": {"team": "away"}} in lines_json(lines)
+            assert {"goal": "batched"} in lines_json(lines)
+        finally:
+            await sub.stop()
