@@ -231,7 +231,7 @@ class Pusher:
     """``/app/{key}``: always upgrades; a bad key or protocol is refused on the socket."""
 
     __slots__ = ("apps", "presence", "users", "activity_timeout", "socket_ids", "clock",
-                 "encoder", "hook", "occupied", "_identities")
+                 "encoder", "hook", "occupied", "_identities", "_batch", "_excluded")
     transport: Literal["ws", "sse"] = "ws"
 
     def __init__(
@@ -253,10 +253,26 @@ class Pusher:
         self.hook = hook  # webhook events of apps with a webhook_url (queued, sent elsewhere)
         self.occupied: dict[str, int] = {}  # hub channel -> this node's live subscriptions
         self._identities: dict[str, Identity] = {}
+        self._batch: list[Message] | None = None  # the batch whose exclusions are known
+        self._excluded: frozenset[str] | None = None
         self.activity_timeout = activity_timeout
         self.socket_ids = socket_ids
         self.clock = clock
         self.encoder = ENCODER
+
+    def excluded(self, messages: list[Message]) -> frozenset[str] | None:
+        """The sockets excluded from any message of a batch; None for none. Computed once
+        per batch: every subscriber of a channel is handed the same list."""
+        if messages is self._batch:
+            return self._excluded
+        found = None
+        for message in messages:
+            attrs = message.attrs
+            if attrs is not None and EXCLUDE in attrs:
+                found = (found or set()) | {attrs[EXCLUDE]}
+        self._batch = messages  # held, so the identity test cannot meet a recycled list
+        self._excluded = frozenset(found) if found else None
+        return self._excluded
 
     def notify(self, app: PusherApp, event: dict[str, Any]) -> None:
         """Hand one webhook event of ``app`` to the hook (apps without a URL: nothing)."""
@@ -377,12 +393,9 @@ class PusherSession(Session):
         self.wake()
 
     def select(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> bytes:
+        excluded = self.dialect.excluded(messages)
         sid = self.socket_id
-        for message in messages:
-            attrs = message.attrs
-            if attrs is not None and attrs.get(EXCLUDE) == sid:
-                break
-        else:
+        if excluded is None or sid not in excluded:
             return joined
         return b"".join(
             frame for frame, message in zip(frames, messages, strict=True)
