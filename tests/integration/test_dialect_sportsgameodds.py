@@ -131,6 +131,13 @@ async def test_rest_errors_and_events(tmp_path: Any) -> None:
             assert ev["status"]["started"] is True and ev["status"]["live"] is True
             assert ev["leagueID"] == "NFL"
             assert r.headers["access-control-allow-origin"] == "*"
+            for path in ("/v2/stream/events", "/v2/events", "/pusher/auth"):
+                r = await http.options(path, headers={
+                    "Origin": "https://example.test", "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "x-api-key"})
+                assert r.status_code == 200 and "x-api-key" in \
+                    r.headers["access-control-allow-headers"]
+            assert (await http.get("/healthz")).status_code == 200  # the connection is sane
 
 
 async def test_seed_python_example_with_pusherclient(tmp_path: Any) -> None:

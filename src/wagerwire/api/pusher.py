@@ -226,10 +226,10 @@ def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
 
 
 def _auth_routes(router: APIRouter, apps: PusherApps) -> None:
-    @router.options("/pusher/auth", include_in_schema=False)
-    @router.options("/pusher/user-auth", include_in_schema=False)
+    @router.options("/pusher/auth", summary="CORS preflight of the auth endpoint")
+    @router.options("/pusher/user-auth", summary="CORS preflight of the user auth endpoint")
     async def auth_preflight() -> Response:
-        return Response(status_code=204, headers=CORS_HEADERS)
+        return Response(b"", status_code=200, headers=CORS_HEADERS)  # 204 + no length: chunked
 
     @router.post("/pusher/user-auth", summary="Pusher user authentication (pusher:signin)")
     async def user_authentication(request: Request) -> Response:

@@ -75,10 +75,10 @@ def sgo_router(app: PusherApp) -> APIRouter:
     """The SportsGameOdds routes; streams ride the Pusher ``app``."""
     router = APIRouter(tags=["sportsgameodds"])
 
-    @router.options("/v2/stream/events", include_in_schema=False)
-    @router.options("/v2/events", include_in_schema=False)
+    @router.options("/v2/stream/events", summary="CORS preflight (SportsGameOdds)")
+    @router.options("/v2/events", summary="CORS preflight (SportsGameOdds)")
     async def preflight() -> Response:
-        return Response(status_code=204, headers=CORS_HEADERS)
+        return Response(b"", status_code=200, headers=CORS_HEADERS)  # 204 + no length: chunked
 
     @router.get("/v2/stream/events", summary="SportsGameOdds: stream bootstrap")
     async def stream_events(request: Request) -> Response:
