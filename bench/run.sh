@@ -9,13 +9,8 @@
 # each Pusher frame carries the payload as a JSON string (Pusher's data rule).
 # Results: bench/results/<time>/ (raw.jsonl, summary.json, logs); the table is printed at the end.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-kit_src=${WAGERWIRE_BENCH_KIT:-$root/../shared/bench}
-kit=$here/.kit
-mkdir -p "$kit" "$here/results"
-cp -r "$kit_src/." "$kit/"
-chmod -R u+w "$kit"
+# shellcheck source=bench/kit.sh
+source "$(dirname "$0")/kit.sh"
 db=$(mktemp -d)/bench.db
 pusher_db=$(dirname "$db")/pusher.db
 pusher_cfg=$(dirname "$db")/pusher.toml

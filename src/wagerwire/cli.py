@@ -60,12 +60,20 @@ def _serve_parser(sub: Any) -> None:
                    help="open: anonymous clients read public channels (default); "
                    "required: every stream and REST call needs a key or token")
     p.add_argument("--token-ttl", type=int, help="stream token lifetime in seconds (300)")
+    p.add_argument("--stake-origins",
+                   help="comma-separated Origin values the Stake WebSocket accepts "
+                   "(exact, re:<regex> or *; default: the Stake dialect's own list)")
     p.add_argument("--keys-db", help="SQLite file for API keys when the store is not SQLite "
                    "(default: the store's own file)")
     p.add_argument("--no-demo-keys", dest="demo_keys", action="store_const", const=False,
                    help="do not create the demo reader/publisher keys on first start")
     p.add_argument("--max-body-bytes", type=int,
                    help="largest REST request body, in bytes (default 1 MiB)")
+    p.add_argument("--header-timeout", type=float,
+                   help="seconds for a whole request head, and for an idle keep-alive "
+                   "connection's next one (default 10; 408 past it)")
+    p.add_argument("--body-timeout", type=float,
+                   help="seconds for a request body once its head is in (default 30; 408)")
     p.add_argument("--pong-timeout", type=float,
                    help="extra seconds without traffic after a ping before close 4002 "
                    "(default 20)")
@@ -117,7 +125,10 @@ def _keys_parser(sub: Any) -> None:
     c = ks.add_parser("create", help="create a key (printed once)")
     c.add_argument("--role", required=True, choices=["reader", "publisher", "admin"],
                    help="reader streams and reads; publisher also publishes; admin manages keys")
-    c.add_argument("--plan", required=True, help="plan name (free, pro, pro+, allstar, ...)")
+    c.add_argument("--plan", required=True,
+                   help="plan name (free, pro, pro+, pro+rt, pro+live, allstar, ...)")
+    c.add_argument("--prefix", default="ww_", choices=["ww_", "os_live_"],
+                   help="key prefix: os_live_ for OddsStream clients, which check for it")
     c.add_argument("--user", help="bind the key to a user id (private user:{id}:... channels)")
     c.add_argument("--name", help="a label for listings")
     c.add_argument("--json", action="store_true", help='print {"id":…,"key":…}')
@@ -141,7 +152,8 @@ def _keys(args: argparse.Namespace) -> int:
                 print(f"wagerwire: unknown plan {args.plan!r}; plans: "
                       f"{', '.join(sorted(plans))}", file=sys.stderr)
                 return 2
-            record, key = store.create(args.role, args.plan, args.user, args.name)
+            record, key = store.create(args.role, args.plan, args.user, args.name,
+                                       prefix=args.prefix)
             if args.json:
                 print(json.dumps({"id": record.id, "key": key}))
             else:

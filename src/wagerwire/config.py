@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ class Settings:
     max_channels: int = 100
     max_message_bytes: int = 65536
     max_body_bytes: int = 1024 * 1024
+    header_timeout: float = 10.0  # seconds for a whole request head (and idle keep-alive)
+    body_timeout: float = 30.0  # seconds for a request body, from the end of its head
     outbox_limit: int = 4 * 1024 * 1024
     ping_interval: float = 20.0
     pong_timeout: float = 20.0
@@ -61,6 +63,7 @@ class Settings:
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
+    stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -109,6 +112,15 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     return text
 
 
+def _string_list(name: str, raw: Any) -> list[str]:
+    """A TOML list of strings, or one comma-separated string (environment, flags)."""
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise BadParameter(f"setting {name} must be a list of strings or a comma-separated string")
+
+
 def _retention(raw: Any) -> list[RetentionRule]:
     if not isinstance(raw, list):
         raise BadParameter("retention must be a list of {pattern, max_count, max_age_s} tables")
@@ -132,7 +144,23 @@ def _pusher_apps(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
+def _plans(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BadParameter("plans must be a table of [plans.NAME] tables")
+    return dict(value)
+
+
+_STRUCTURED: dict[str, Callable[[str, Any], Any]] = {
+    "retention": lambda key, value: _retention(value),
+    "plans": _plans,
+    "pusher_apps": lambda key, value: _pusher_apps(value),
+    "stake_origins": lambda key, value: _string_list(key, value),
+}
+"""Settings that are tables or lists, each with its own parser."""
+
+
+_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_timeout",
+             "body_timeout", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed")
@@ -182,14 +210,9 @@ def load_settings(
         raise BadParameter(f"unknown setting(s): {', '.join(unknown)}")
     settings = Settings()
     for key, value in values.items():
-        if key == "retention":
-            settings.retention = _retention(value)
-        elif key == "plans":
-            if not isinstance(value, Mapping):
-                raise BadParameter("plans must be a table of [plans.NAME] tables")
-            settings.plans = dict(value)
-        elif key == "pusher_apps":
-            settings.pusher_apps = _pusher_apps(value)
+        parse = _STRUCTURED.get(key)
+        if parse is not None:
+            setattr(settings, key, parse(key, value))
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
     _check_ranges(settings)

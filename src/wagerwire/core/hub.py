@@ -5,7 +5,9 @@ loop turn's batch; at the end of the turn each run of consecutive messages of on
 fanned out once: its messages are encoded once per frame format, the frames that pass a filter
 are joined once per (filter, format), and every subscriber gets that one buffer through
 :meth:`Sink.deliver_many`, which only queues it (the transport writes once per connection per
-turn). Runs keep the order in which messages arrived, across channels too. Under load (one
+turn). A channel's subscribers (exact and by pattern) are kept grouped by (filter, format)
+until its subscriptions change, so a group whose filter passes none of the run is skipped as a
+whole: the cost of a selective filter is per group, not per subscriber. Runs keep the order in which messages arrived, across channels too. Under load (one
 busy channel) the Python work is per message plus per subscriber, not per message ×
 subscriber. Nothing on that path awaits.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,7 +45,7 @@ from wagerwire.errors import (
     TooManyChannels,
     Unavailable,
 )
-from wagerwire.types import Json
+from wagerwire.types import Json, now_ms
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
 __all__ = ["FrameEncoder", "Hub", "HubLimits", "HubStats", "Sink", "SubscribeReply"]
@@ -98,11 +99,9 @@ class HubStats:
     encoded: int = 0
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-Entry = tuple[Sink, Filter | None]
+Group = tuple[Filter | None, FrameEncoder, list[Sink]]
+"""The subscribers of one channel that share a (filter, format)."""
+MAX_GROUPED_CHANNELS = 65536
 
 
 class Hub:
@@ -115,7 +114,8 @@ class Hub:
         self.stats = HubStats()
         self._exact: dict[str, dict[Sink, Filter | None]] = {}
         self._patterns: dict[str, dict[Sink, Filter | None]] = {}
-        self._pattern_cache: dict[str, list[Entry]] = {}
+        # channel -> its subscribers grouped by (filter, format); dropped when they change
+        self._grouped: dict[str, list[Group]] = {}
         self._sink_subs: dict[Sink, set[str]] = {}
         self._floors: dict[str, dict[Sink, int]] = {}
         # What this hub has handed to its sinks, per channel. Kept here rather than read from
@@ -236,19 +236,14 @@ class Hub:
             self._fan_out_channel(channel, messages)
 
     def _fan_out_channel(self, channel: str, messages: list[Message]) -> None:
-        exact = self._exact.get(channel)
-        patterned = self._pattern_cache.get(channel)
-        if patterned is None:
-            patterned = self._match_patterns(channel) if self._patterns else []
-        if not exact and not patterned:
+        groups = self._grouped.get(channel)
+        if groups is None:
+            groups = self._group_subscribers(channel)
+        if not groups:
             return
         floors = self._floors.get(channel)
         batch = _Batch(messages)
-        sent = 0
-        if exact:
-            sent = _fan_out(exact.items(), batch, floors, None)
-        if patterned:
-            sent += _fan_out(patterned, batch, floors, exact)
+        sent = _fan_out(groups, batch, floors)
         if floors:
             self._release_floors(channel, floors, messages[-1].offset)
         stats = self.stats
@@ -268,17 +263,34 @@ class Hub:
         if not floors:
             del self._floors[channel]
 
-    def _match_patterns(self, channel: str) -> list[Entry]:
-        matched: dict[Sink, Filter | None] = {}
+    def _group_subscribers(self, channel: str) -> list[Group]:
+        """``channel``'s subscribers, exact then by pattern (a sink subscribed both ways is
+        served once, with its exact subscription's filter), grouped by (filter, format)."""
+        matched: dict[Sink, Filter | None] = dict(self._exact.get(channel) or {})
         for pattern, entries in self._patterns.items():
             if pattern_matcher(pattern).fullmatch(channel):
                 for sink, flt in entries.items():
                     matched.setdefault(sink, flt)
-        result = list(matched.items())
-        if len(self._pattern_cache) > 65536:
-            self._pattern_cache.clear()
-        self._pattern_cache[channel] = result
+        by_key: dict[tuple[Filter | None, FrameEncoder], list[Sink]] = {}
+        for sink, flt in matched.items():
+            key = (flt, sink.encoder)
+            sinks = by_key.get(key)
+            if sinks is None:
+                by_key[key] = [sink]
+            else:
+                sinks.append(sink)
+        result = [(flt, enc, sinks) for (flt, enc), sinks in by_key.items()]
+        if len(self._grouped) >= MAX_GROUPED_CHANNELS:
+            self._grouped.clear()
+        self._grouped[channel] = result
         return result
+
+    def _regroup(self, name: str) -> None:
+        """Subscriptions to ``name`` changed: its channels' groups are rebuilt when next used."""
+        if is_pattern(name):
+            self._grouped.clear()
+        else:
+            self._grouped.pop(name, None)
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -337,7 +349,6 @@ class Hub:
         for name in names:
             if is_pattern(name):
                 self._register(self._patterns, sink, name, filter)
-                self._pattern_cache.clear()
                 replies.append(SubscribeReply(name, "", 0, True, pattern=True))
             else:
                 top = self.broker.position(name)
@@ -465,7 +476,6 @@ class Hub:
                     sink, channel, flt, afters[channel], page
                 )
         self._register(self._patterns, sink, pattern, flt)
-        self._pattern_cache.clear()
         for channel, after in afters.items():
             self._set_floor(sink, channel, after)
         return reply
@@ -478,6 +488,7 @@ class Hub:
         flt: Filter | None,
     ) -> None:
         table.setdefault(name, {})[sink] = flt
+        self._regroup(name)
         self._sink_subs.setdefault(sink, set()).add(name)
         # Messages of this turn not yet fanned out were delivered before this subscription
         # in the order of things (its reply already counts them): never hand them over.
@@ -554,11 +565,10 @@ class Hub:
         del entries[sink]
         if not entries:
             del table[name]
+        self._regroup(name)
         subs = self._sink_subs.get(sink)
         if subs is not None:
             subs.discard(name)
-        if table is self._patterns:
-            self._pattern_cache.clear()
         return True
 
     def local_subscriber_counts(self) -> dict[str, int]:
@@ -624,35 +634,30 @@ class _Group:
     messages: list[Message]
 
 
-def _fan_out(
-    entries: Iterable[Entry],
-    batch: _Batch,
-    floors: dict[Sink, int] | None,
-    skip: Mapping[Sink, object] | None,
-) -> int:
-    """Hand the batch to each subscriber; returns the number of message copies handed.
+def _fan_out(groups: list[Group], batch: _Batch, floors: dict[Sink, int] | None) -> int:
+    """Hand the batch to each group of subscribers; returns the number of message copies.
 
-    Subscribers sharing a (filter, format) get one shared buffer, chosen once; the last
-    pair's is kept in locals because nearly every subscriber of a channel shares one.
+    A group's buffer is chosen once (:meth:`_Batch.group`); a group it leaves empty is
+    skipped without visiting its subscribers. Subscribers with a floor (their replay already
+    sent part of the batch) get their own selection.
     """
-    last_flt: Filter | None = None
-    last_enc: FrameEncoder | None = None
-    last: _Group | None = None
     sent = 0
-    for sink, flt in entries:
-        if skip is not None and sink in skip:
+    for flt, enc, sinks in groups:
+        shared = batch.group(flt, enc)
+        if floors:
+            for sink in sinks:
+                floor = floors.get(sink)
+                group = shared if floor is None else batch.select(flt, enc, floor)
+                if group is not None:
+                    sink.deliver_many(group.frames, group.joined, group.messages)
+                    sent += len(group.messages)
             continue
-        enc = sink.encoder
-        if floors and sink in floors:
-            group = batch.select(flt, enc, floors[sink])
-        else:
-            if enc is not last_enc or flt is not last_flt:  # enc is never None: set at first
-                last_flt, last_enc = flt, enc
-                last = batch.group(flt, enc)
-            group = last
-        if group is not None:
-            sink.deliver_many(group.frames, group.joined, group.messages)
-            sent += len(group.messages)
+        if shared is None:
+            continue
+        frames, joined, picked = shared.frames, shared.joined, shared.messages
+        for sink in sinks:
+            sink.deliver_many(frames, joined, picked)
+        sent += len(picked) * len(sinks)
     return sent
 
 

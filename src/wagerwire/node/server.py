@@ -83,14 +83,18 @@ def build_gate(settings: Settings) -> KeyGate:
 
 
 def create_demo_keys(gate: KeyGate) -> list[str]:
-    """On a first start with auth open: a reader key for demo user demo-1 and a publisher
-    key, printed once (only their hashes are kept)."""
+    """On a first start with auth open: a reader key for demo user demo-1, a publisher key
+    and an ``os_live_`` OddsStream key (plan pro+live), printed once (only their hashes are
+    kept)."""
     if gate.keystore.count():
         return []
     _, reader = gate.keystore.create("reader", "allstar", "demo-1", "demo reader (demo-1)")
     _, publisher = gate.keystore.create("publisher", "internal", None, "demo publisher")
+    _, odds = gate.keystore.create("reader", "pro+live", None, "demo OddsStream",
+                                   prefix="os_live_")
     return [f"  demo reader key (user demo-1): {reader}",
             f"  demo publisher key:            {publisher}",
+            f"  demo OddsStream key:           {odds}",
             "  (shown once; only their hashes are stored)"]
 
 
@@ -127,6 +131,8 @@ class Server:
             sse_heartbeat=settings.sse_heartbeat,
             max_frame_bytes=settings.max_message_bytes + 4096,
             max_body_bytes=settings.max_body_bytes,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
         )
         registry = self.registry = StreamRegistry(
             self.hub, Flusher(loop, lambda: self.hub.persisting > 0), config, self.gate
