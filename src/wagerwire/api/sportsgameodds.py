@@ -25,6 +25,7 @@ from starlette.responses import Response
 from wagerwire.api.deps import services
 from wagerwire.api.domain import domain
 from wagerwire.api.pusher import CORS_HEADERS
+from wagerwire.api.responses import JsonResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.auth.plans import DEFAULT_PLANS
 from wagerwire.dialects import sportsgameodds as sgo
@@ -78,7 +79,7 @@ def sgo_router(app: PusherApp) -> APIRouter:
     @router.options("/v2/stream/events", summary="CORS preflight (SportsGameOdds)")
     @router.options("/v2/events", summary="CORS preflight (SportsGameOdds)")
     async def preflight() -> Response:
-        return Response(b"", status_code=200, headers=CORS_HEADERS)  # 204 + no length: chunked
+        return JsonResponse({}, headers=CORS_HEADERS)  # not 204: it came out chunked
 
     @router.get("/v2/stream/events", summary="SportsGameOdds: stream bootstrap")
     async def stream_events(request: Request) -> Response:
