@@ -53,10 +53,12 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test system-deps node-deps
 
 # npm packages the tests drive (seed example clients under Node, Playwright for the
-# dashboard), each from its own lockfile.
+# dashboard), each from its own lockfile; again whenever the lockfile is newer than the
+# node_modules npm ci made from it.
 node-deps:
 	@for dir in tests/node tests/browser; do \
-	  if [ -f $$dir/package-lock.json ] && [ ! -d $$dir/node_modules ]; then \
+	  if [ -f $$dir/package-lock.json ] && \
+	     [ ! $$dir/node_modules/.package-lock.json -nt $$dir/package-lock.json ]; then \
 	    echo "npm ci in $$dir"; (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	  fi; \
 	done
