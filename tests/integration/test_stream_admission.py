@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wagerwire.node.server import Server
 
 from wagerwire.auth.limits import LocalLimits, SlotRef
 from wagerwire.config import Settings
 from wagerwire.errors import LimitsUnavailable
+from wagerwire.node.server import Server
 from wagerwire.transports.http import HttpProtocol
 
 

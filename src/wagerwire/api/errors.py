@@ -38,14 +38,23 @@ def _describe(exc: RequestValidationError) -> WagerwireError:
     return BadParameter("; ".join(parts) or "invalid request")
 
 
+def _counted(request: Request, error: WagerwireError) -> WagerwireError:
+    """Count the answered error by code for /metrics (when the app has Services)."""
+    svc = getattr(request.app.state, "services", None)
+    errors = getattr(svc, "errors", None)
+    if errors is not None:
+        errors[error.code] += 1
+    return error
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def wagerwire_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WagerwireError)
-        return render_error(exc)
+        return render_error(_counted(request, exc))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return render_error(_describe(exc))
+        return render_error(_counted(request, _describe(exc)))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -57,7 +66,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = ClientError(str(exc.detail))
             error.status = exc.status_code
-        return render_error(error, dict(exc.headers or {}))
+        return render_error(_counted(request, error), dict(exc.headers or {}))
 
     app.add_exception_handler(WagerwireError, wagerwire_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -47,7 +47,7 @@ from wagerwire.errors import (
 from wagerwire.types import Json
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
-__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubStats", "Sink", "SubscribeReply"]
+__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubObserver", "HubStats", "Sink", "SubscribeReply"]
 
 log = logging.getLogger("wagerwire.core.hub")
 
@@ -77,6 +77,21 @@ class Sink(Protocol):
         """Wait until the connection's queue is written (used between replay pages)."""
 
 
+class HubObserver(Protocol):
+    """What the observability layer hears from the hub: once per publish, per loop turn or
+    per replay, never per subscriber (DESIGN: hot path rules). Times are ``perf_counter``."""
+
+    def published(self, seconds: float) -> None:
+        """A publish became durable ``seconds`` after it was accepted."""
+
+    def turn(self, runs: list[tuple[str, list[Message]]], started: float, sent: int) -> None:
+        """One loop turn's channel runs were fanned out (``sent`` copies handed to sinks);
+        its first message reached the hub at ``started``."""
+
+    def replayed(self, messages: int, seconds: float) -> None:
+        """A subscription's replay sent ``messages`` in ``seconds``."""
+
+
 @dataclass(slots=True)
 class HubLimits:
     """Bounds that protect the hub from one client."""
@@ -96,6 +111,9 @@ class HubStats:
     delivered: int = 0
     replayed: int = 0
     encoded: int = 0
+    # Message copies handed to sinks per frame encoder (counted once per group of sinks
+    # sharing a filter and format, not per subscriber); /metrics labels them by dialect.
+    by_encoder: dict[FrameEncoder, int] = field(default_factory=dict)
 
 
 def now_ms() -> int:
@@ -128,6 +146,8 @@ class Hub:
         # This loop turn's messages as runs of one channel, in arrival order (_fan_out_turn).
         self._turn: list[tuple[str, list[Message]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn_at = 0.0
+        self.observer: HubObserver | None = None  # set by the composition root
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -183,6 +203,7 @@ class Hub:
                 f"{self.limits.max_message_bytes}"
             )
         ts = now_ms()
+        accepted = time.perf_counter()
         if idempotency_key is not None:
             since = ts - int(self.limits.idempotency_window_s * 1000)
             earlier = await self.store.find_idempotent(channel, idempotency_key, since)
@@ -201,6 +222,8 @@ class Hub:
             self.stats.duplicates += 1
         else:
             self.stats.published += 1
+            if self.observer is not None:
+                self.observer.published(time.perf_counter() - accepted)
         return result
 
     async def _persist(self, message: Message) -> None:
@@ -225,6 +248,7 @@ class Hub:
             if not turn:
                 loop = self._loop or asyncio.get_running_loop()
                 loop.call_soon(self._fan_out_turn)
+                self._turn_at = time.perf_counter()
             turn.append((channel, [message]))
         if self._listeners:  # after the append: whatever they subscribe starts after it
             self._notify_listeners(message)
@@ -232,16 +256,19 @@ class Hub:
     def _fan_out_turn(self) -> None:
         turn = self._turn
         self._turn = []
+        sent = 0
         for channel, messages in turn:
-            self._fan_out_channel(channel, messages)
+            sent += self._fan_out_channel(channel, messages)
+        if self.observer is not None:
+            self.observer.turn(turn, self._turn_at, sent)
 
-    def _fan_out_channel(self, channel: str, messages: list[Message]) -> None:
+    def _fan_out_channel(self, channel: str, messages: list[Message]) -> int:
         exact = self._exact.get(channel)
         patterned = self._pattern_cache.get(channel)
         if patterned is None:
             patterned = self._match_patterns(channel) if self._patterns else []
         if not exact and not patterned:
-            return
+            return 0
         floors = self._floors.get(channel)
         batch = _Batch(messages)
         sent = 0
@@ -254,6 +281,10 @@ class Hub:
         stats = self.stats
         stats.delivered += sent
         stats.encoded += batch.encoded
+        by_encoder = stats.by_encoder
+        for enc, n in batch.sent.items():
+            by_encoder[enc] = by_encoder.get(enc, 0) + n
+        return sent
 
     def _notify_listeners(self, message: Message) -> None:
         for listener in self._listeners:
@@ -426,7 +457,11 @@ class Hub:
             announce(reply)
         after = None
         if page is not None and pos is not None:
+            started, before = time.perf_counter(), self.stats.replayed
             after = await self._replay_pages(sink, channel, flt, pos.offset, page)
+            if self.observer is not None:
+                self.observer.replayed(self.stats.replayed - before,
+                                       time.perf_counter() - started)
         self._register(self._exact, sink, channel, flt)
         if after is not None:
             self._set_floor(sink, channel, after)
@@ -453,6 +488,7 @@ class Hub:
         if announce is not None:
             announce(reply)
         afters: dict[str, int] = {}
+        started, before = time.perf_counter(), self.stats.replayed
         for channel, pos, page in pages:
             afters[channel] = await self._replay_pages(sink, channel, flt, pos.offset, page)
         # A channel replayed early moves on while the later ones are replayed: catch every
@@ -464,6 +500,8 @@ class Hub:
                 afters[channel] = await self._replay_pages(
                     sink, channel, flt, afters[channel], page
                 )
+        if pages and self.observer is not None:
+            self.observer.replayed(self.stats.replayed - before, time.perf_counter() - started)
         self._register(self._patterns, sink, pattern, flt)
         self._pattern_cache.clear()
         for channel, after in afters.items():
@@ -577,11 +615,12 @@ class _Batch:
     """One channel's messages of one loop turn: frames per format and the joined frames per
     (filter, format), each computed once, whatever the number of subscribers."""
 
-    __slots__ = ("messages", "encoded", "_frames", "_groups")
+    __slots__ = ("messages", "encoded", "sent", "_frames", "_groups")
 
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
         self.encoded = 0
+        self.sent: dict[FrameEncoder, int] = {}  # copies handed, per format (_fan_out)
         self._frames: dict[FrameEncoder, list[bytes]] = {}
         self._groups: dict[tuple[Filter | None, FrameEncoder], _Group | None] = {}
 
@@ -639,20 +678,30 @@ def _fan_out(
     last_enc: FrameEncoder | None = None
     last: _Group | None = None
     sent = 0
+    mark = 0  # ``sent`` when ``last_enc`` was chosen: per-format counts, kept per switch
+    by_enc = batch.sent
     for sink, flt in entries:
         if skip is not None and sink in skip:
             continue
         enc = sink.encoder
         if floors and sink in floors:
             group = batch.select(flt, enc, floors[sink])
+            if group is not None:  # rare (a replay just ended): counted on its own
+                by_enc[enc] = by_enc.get(enc, 0) + len(group.messages)
+                mark += len(group.messages)
         else:
             if enc is not last_enc or flt is not last_flt:  # enc is never None: set at first
+                if last_enc is not None:
+                    by_enc[last_enc] = by_enc.get(last_enc, 0) + sent - mark
+                mark = sent
                 last_flt, last_enc = flt, enc
                 last = batch.group(flt, enc)
             group = last
         if group is not None:
             sink.deliver_many(group.frames, group.joined, group.messages)
             sent += len(group.messages)
+    if last_enc is not None and sent > mark:
+        by_enc[last_enc] = by_enc.get(last_enc, 0) + sent - mark
     return sent
 
 

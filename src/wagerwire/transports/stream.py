@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from wagerwire.auth.identity import NO_LEASE, Gate, StreamLease
 from wagerwire.core.messages import Message
@@ -23,7 +24,8 @@ from wagerwire.core.messages import Message
 if TYPE_CHECKING:
     from wagerwire.core.hub import FrameEncoder, Hub
 
-__all__ = ["Flusher", "StreamConfig", "StreamConnection", "StreamRegistry"]
+__all__ = ["Flusher", "StreamConfig", "StreamConnection", "StreamRegistry", "Tally",
+           "dialect_of"]
 
 log = logging.getLogger("wagerwire.transports")
 
@@ -45,6 +47,31 @@ class StreamConfig:
 HOLD_S = 0.001
 
 
+def dialect_of(encoder: object) -> str:
+    """The dialect a frame encoder speaks, for metric labels: its ``dialect`` attribute, else
+    the name of its module under ``wagerwire.dialects``, else ``native``."""
+    name = getattr(encoder, "dialect", None)
+    if isinstance(name, str):
+        return name
+    module = type(encoder).__module__
+    if module.startswith("wagerwire.dialects."):
+        return module.rsplit(".", 1)[1]
+    return "native"
+
+
+class Tally:
+    """What the connections of one (transport, dialect) wrote: bumped once per write, read
+    by ``/metrics`` at scrape time."""
+
+    __slots__ = ("key", "bytes", "writes", "slow_consumers")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.bytes = 0
+        self.writes = 0
+        self.slow_consumers = 0
+
+
 class Flusher:
     """Writes every dirty connection once per event-loop turn.
 
@@ -54,11 +81,14 @@ class Flusher:
     idle nothing waits.
     """
 
-    __slots__ = ("loop", "pending", "scheduled", "_busy", "_held")
+    __slots__ = ("loop", "pending", "scheduled", "observe", "_busy", "_held")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool] | None = None
     ) -> None:
+        # Called once per flush, before any write, with the connections about to be written
+        # (the observability layer times the fan-out there: per flush, never per message).
+        self.observe: Callable[[list[StreamConnection]], None] | None = None
         self.loop = loop
         # Connections append themselves here and call ``arm`` unless ``scheduled`` (see
         # StreamConnection.deliver: one method call less per subscriber and message).
@@ -87,6 +117,8 @@ class Flusher:
         self.scheduled = False
         pending = self.pending
         self.pending = []
+        if self.observe is not None and pending:
+            self.observe(pending)
         for conn in pending:
             conn.flush()
 
@@ -95,7 +127,7 @@ class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
     __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate",
-                 "loop")
+                 "loop", "tallies", "errors")
 
     def __init__(
         self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
@@ -110,6 +142,17 @@ class StreamRegistry:
         self.connections: set[StreamConnection] = set()
         self.closing = False
         self.slow_consumers = 0
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        # Error frames sent and close codes, by (transport, "error"|"close", code).
+        self.errors: Counter[tuple[str, str, str]] = Counter()
+
+    def tally(self, transport: str, encoder: object) -> Tally:
+        """The shared write counters of connections of this transport and encoder's dialect."""
+        key = (transport, dialect_of(encoder))
+        found = self.tallies.get(key)
+        if found is None:
+            found = self.tallies[key] = Tally(key)
+        return found
 
 
 class StreamConnection(asyncio.Protocol):
@@ -129,8 +172,12 @@ class StreamConnection(asyncio.Protocol):
         "_limit",
         "_flusher",
         "_expiry",
+        "tally",
         "__weakref__",
     )
+
+    #: The transport label of this connection class on ``/metrics``.
+    transport_kind: ClassVar[str] = "stream"
 
     def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
         self.registry = registry
@@ -146,6 +193,12 @@ class StreamConnection(asyncio.Protocol):
         self._limit = registry.config.outbox_limit
         self._flusher = registry.flusher
         self._expiry: asyncio.TimerHandle | None = None
+        self.tally = registry.tally(self.transport_kind, encoder)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes in the outbox, not yet handed to the transport."""
+        return self._out_bytes
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -232,6 +285,9 @@ class StreamConnection(asyncio.Protocol):
             self.slow_consumer()
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
+        tally = self.tally
+        tally.bytes += self._out_bytes
+        tally.writes += 1
         out.clear()
         self._out_bytes = 0
         if transport.get_write_buffer_size() > self._limit:
@@ -260,6 +316,7 @@ class StreamConnection(asyncio.Protocol):
         """Drop the queue and close with the slow-consumer code; the client resumes."""
         log.info("closing slow consumer %s", id(self))
         self.registry.slow_consumers += 1
+        self.tally.slow_consumers += 1
         self._out.clear()
         self._out_bytes = 0
         self.close_stream_slow()
