@@ -38,6 +38,7 @@ class Settings:
     demo_seed: int = 42
     demo_speed: float = 1.0
     log_level: str = "info"
+    log_format: str = "plain"  # plain or json (one object per line)
     max_channels: int = 100
     max_message_bytes: int = 65536
     max_body_bytes: int = 1024 * 1024
@@ -177,6 +178,8 @@ def load_settings(
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
     _check_ranges(settings)
+    if settings.log_format not in ("plain", "json"):
+        raise BadParameter(f"log_format must be 'plain' or 'json', not {settings.log_format!r}")
     if settings.auth not in ("open", "required"):
         raise BadParameter(f"auth must be 'open' or 'required', not {settings.auth!r}")
     if not 0 <= settings.port <= 65535:

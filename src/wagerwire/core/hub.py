@@ -84,9 +84,12 @@ class HubObserver(Protocol):
     def published(self, seconds: float) -> None:
         """A publish became durable ``seconds`` after it was accepted."""
 
-    def turn(self, runs: list[tuple[str, list[Message]]], started: float, sent: int) -> None:
-        """One loop turn's channel runs were fanned out (``sent`` copies handed to sinks);
-        its first message reached the hub at ``started``."""
+    def turn(
+        self, runs: list[tuple[str, list[Message]]], started: float, sent: int,
+        encoders: Iterable[FrameEncoder],
+    ) -> None:
+        """One loop turn's channel runs were fanned out (``sent`` copies handed to sinks, in
+        the frame formats ``encoders``); its first message reached the hub at ``started``."""
 
     def replayed(self, messages: int, seconds: float) -> None:
         """A subscription's replay sent ``messages`` in ``seconds``."""
@@ -111,9 +114,9 @@ class HubStats:
     delivered: int = 0
     replayed: int = 0
     encoded: int = 0
-    # Message copies handed to sinks per frame encoder (counted once per group of sinks
-    # sharing a filter and format, not per subscriber); /metrics labels them by dialect.
-    by_encoder: dict[FrameEncoder, int] = field(default_factory=dict)
+    # [message copies, bytes] handed to sinks per frame encoder, counted once per run of
+    # sinks sharing a filter and format, not per subscriber; /metrics labels them.
+    by_encoder: dict[FrameEncoder, list[int]] = field(default_factory=dict)
 
 
 def now_ms() -> int:
@@ -147,6 +150,7 @@ class Hub:
         self._turn: list[tuple[str, list[Message]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn_at = 0.0
+        self._turn_encoders: dict[FrameEncoder, None] = {}
         self.observer: HubObserver | None = None  # set by the composition root
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -260,7 +264,9 @@ class Hub:
         for channel, messages in turn:
             sent += self._fan_out_channel(channel, messages)
         if self.observer is not None:
-            self.observer.turn(turn, self._turn_at, sent)
+            encoders = self._turn_encoders
+            self._turn_encoders = {}
+            self.observer.turn(turn, self._turn_at, sent, encoders)
 
     def _fan_out_channel(self, channel: str, messages: list[Message]) -> int:
         exact = self._exact.get(channel)
@@ -282,8 +288,13 @@ class Hub:
         stats.delivered += sent
         stats.encoded += batch.encoded
         by_encoder = stats.by_encoder
-        for enc, n in batch.sent.items():
-            by_encoder[enc] = by_encoder.get(enc, 0) + n
+        for enc, (copies, size) in batch.sent.items():
+            entry = by_encoder.get(enc)
+            if entry is None:
+                entry = by_encoder[enc] = [0, 0]
+            self._turn_encoders[enc] = None
+            entry[0] += copies
+            entry[1] += size
         return sent
 
     def _notify_listeners(self, message: Message) -> None:
@@ -620,9 +631,20 @@ class _Batch:
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
         self.encoded = 0
-        self.sent: dict[FrameEncoder, int] = {}  # copies handed, per format (_fan_out)
+        # [copies, bytes] handed per format (_fan_out, once per run of sinks, not per sink)
+        self.sent: dict[FrameEncoder, list[int]] = {}
         self._frames: dict[FrameEncoder, list[bytes]] = {}
         self._groups: dict[tuple[Filter | None, FrameEncoder], _Group | None] = {}
+
+    def tally(self, enc: FrameEncoder, group: _Group | None, copies: int) -> None:
+        """``copies`` messages of ``group`` went to sinks in format ``enc``."""
+        if not copies or group is None:
+            return
+        entry = self.sent.get(enc)
+        if entry is None:
+            entry = self.sent[enc] = [0, 0]
+        entry[0] += copies
+        entry[1] += copies // len(group.messages) * len(group.joined)
 
     def frames(self, enc: FrameEncoder) -> list[bytes]:
         frames = self._frames.get(enc)
@@ -678,8 +700,7 @@ def _fan_out(
     last_enc: FrameEncoder | None = None
     last: _Group | None = None
     sent = 0
-    mark = 0  # ``sent`` when ``last_enc`` was chosen: per-format counts, kept per switch
-    by_enc = batch.sent
+    mark = 0  # ``sent`` when ``last`` was chosen: counts per format are kept per switch
     for sink, flt in entries:
         if skip is not None and sink in skip:
             continue
@@ -687,12 +708,12 @@ def _fan_out(
         if floors and sink in floors:
             group = batch.select(flt, enc, floors[sink])
             if group is not None:  # rare (a replay just ended): counted on its own
-                by_enc[enc] = by_enc.get(enc, 0) + len(group.messages)
+                batch.tally(enc, group, len(group.messages))
                 mark += len(group.messages)
         else:
             if enc is not last_enc or flt is not last_flt:  # enc is never None: set at first
                 if last_enc is not None:
-                    by_enc[last_enc] = by_enc.get(last_enc, 0) + sent - mark
+                    batch.tally(last_enc, last, sent - mark)
                 mark = sent
                 last_flt, last_enc = flt, enc
                 last = batch.group(flt, enc)
@@ -700,8 +721,8 @@ def _fan_out(
         if group is not None:
             sink.deliver_many(group.frames, group.joined, group.messages)
             sent += len(group.messages)
-    if last_enc is not None and sent > mark:
-        by_enc[last_enc] = by_enc.get(last_enc, 0) + sent - mark
+    if last_enc is not None:
+        batch.tally(last_enc, last, sent - mark)
     return sent
 
 

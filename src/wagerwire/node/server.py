@@ -31,6 +31,7 @@ from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
 from wagerwire.node.backends import build_backends, redis_url_and_prefix
+from wagerwire.observability.access import AccessLog
 from wagerwire.observability.metrics import NodeMetrics
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
@@ -167,7 +168,7 @@ class Server:
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from exc
         self.port = sock.getsockname()[1]
-        http = self._http = HttpServerState(api, routes, registry, loop,
+        http = self._http = HttpServerState(AccessLog(api), routes, registry, loop,
                                             (settings.host, self.port))
         self._server = await loop.create_server(
             lambda: HttpProtocol(http), sock=sock, backlog=4096

@@ -77,6 +77,7 @@ class NodeMetrics:
         self.outbox: dict[Key, LoopHistogram] = {}
         self.channels: dict[str, int] = {}
         self._pending_since = 0.0
+        self._pending_encoders: dict[object, None] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         # Observed on the store's writer thread: prometheus_client's locked histograms.
@@ -104,7 +105,8 @@ class NodeMetrics:
     def published(self, seconds: float) -> None:
         self.durable.observe(seconds)
 
-    def turn(self, runs: list[tuple[str, list[Message]]], started: float, sent: int) -> None:
+    def turn(self, runs: list[tuple[str, list[Message]]], started: float, sent: int,
+             encoders: Iterable[object]) -> None:
         channels = self.channels
         for channel, messages in runs:
             if channel in channels:
@@ -113,8 +115,10 @@ class NodeMetrics:
                 channels[channel] = len(messages)
             else:
                 channels["_other"] = channels.get("_other", 0) + len(messages)
-        if sent and not self._pending_since:
-            self._pending_since = started
+        if sent:
+            if not self._pending_since:
+                self._pending_since = started
+            self._pending_encoders.update(dict.fromkeys(encoders))
 
     def replayed(self, messages: int, seconds: float) -> None:
         self.replay_messages.observe(messages)
@@ -123,8 +127,10 @@ class NodeMetrics:
     # -- Flusher.observe -------------------------------------------------------------------
 
     def flushing(self, pending: list[StreamConnection]) -> None:
-        """Once per flush: the fan-out latency for every (transport, dialect) about to be
-        written, and the outbox of the first connection as this flush's sample."""
+        """Once per flush: the fan-out latency for every (transport, dialect) whose frames
+        the hub handed out since the last flush (known per frame format, so nothing here
+        walks the connections), and the outbox of the first connection as this flush's
+        sample."""
         since = self._pending_since
         first = pending[0]
         key = first.tally.key
@@ -136,12 +142,20 @@ class NodeMetrics:
             return
         self._pending_since = 0.0
         elapsed = time.perf_counter() - since
+        encoders = self._pending_encoders
+        self._pending_encoders = {}
         fanout = self.fanout
-        for k in {conn.tally.key for conn in pending}:
+        for k in {self._key(enc) for enc in encoders}:
             hist = fanout.get(k)
             if hist is None:
                 hist = fanout[k] = LoopHistogram(LATENCY_BUCKETS)
             hist.observe(elapsed)
+
+    def _key(self, encoder: object) -> Key:
+        """(transport, dialect) of a frame encoder, as the stream registry saw it used."""
+        streams = self.streams
+        found = streams.kinds.get(encoder) if streams is not None else None
+        return found if found is not None else ("other", dialect_of(encoder))
 
     # -- exposition ------------------------------------------------------------------------
 
@@ -204,12 +218,20 @@ class _Collector:
             ("wagerwire_frames_encoded", stats.encoded, "Frames encoded (once per format)"),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        labels = ["transport", "dialect", "format"]
         delivered = CounterMetricFamily(
-            "wagerwire_messages_delivered", "Message copies handed to subscribers, by dialect "
-            "and frame format", labels=["dialect", "format"])
-        for enc, n in sorted(stats.by_encoder.items(), key=lambda kv: type(kv[0]).__name__):
-            delivered.add_metric([dialect_of(enc), type(enc).__name__], n)
+            "wagerwire_messages_delivered", "Message copies handed to subscribers",
+            labels=labels)
+        queued = CounterMetricFamily(
+            "wagerwire_stream_queued_bytes", "Frame bytes handed to subscribers' outboxes",
+            labels=labels)
+        rows = sorted((self.m._key(enc) + (type(enc).__name__,), n)
+                      for enc, n in stats.by_encoder.items())
+        for label, (copies, size) in rows:
+            delivered.add_metric(list(label), copies)
+            queued.add_metric(list(label), size)
         yield delivered
+        yield queued
         yield GaugeMetricFamily("wagerwire_subscribers", "Subscribed sinks on this node",
                                 value=hub.subscriber_count)
         per_channel = CounterMetricFamily(
@@ -253,18 +275,10 @@ class _Collector:
             for key, n in sorted(counts.items()):
                 detailed.add_metric(list(key), n)
             yield detailed
-        written = CounterMetricFamily("wagerwire_stream_written_bytes",
-                                      "Bytes written by flushes", labels=labels)
-        writes = CounterMetricFamily("wagerwire_stream_writes", "Socket writes by flushes "
-                                     "(one per connection per loop turn)", labels=labels)
         cuts = CounterMetricFamily("wagerwire_slow_consumer_cuts",
                                    "Streams closed as slow consumers", labels=labels)
         for key, tally in sorted(streams.tallies.items()):
-            written.add_metric(list(key), tally.bytes)
-            writes.add_metric(list(key), tally.writes)
             cuts.add_metric(list(key), tally.slow_consumers)
-        yield written
-        yield writes
         yield cuts
         yield CounterMetricFamily("wagerwire_slow_consumer_disconnects",
                                   "Streams closed as slow consumers (all transports)",

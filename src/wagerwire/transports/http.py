@@ -417,6 +417,10 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(handshake_response(ws_key))
         transport.set_protocol(conn)
         conn.attach(transport, self.state.loop.time())
+        if log.isEnabledFor(logging.DEBUG):  # the path only: its query may hold a token
+            log.debug("stream %d opened on %s", conn.conn_id, request.path,
+                      extra={"conn_id": conn.conn_id, "transport": conn.tally.key[0],
+                             "dialect": conn.tally.key[1], "path": request.path})
         conn.started(request)
         if rest:
             conn.data_received(rest)

@@ -60,15 +60,14 @@ def dialect_of(encoder: object) -> str:
 
 
 class Tally:
-    """What the connections of one (transport, dialect) wrote: bumped once per write, read
-    by ``/metrics`` at scrape time."""
+    """The shared label and rare-event counters of one (transport, dialect); read by
+    ``/metrics`` at scrape time. Nothing here is bumped per message or per write: the hub
+    counts messages and bytes per frame format once per run of subscribers."""
 
-    __slots__ = ("key", "bytes", "writes", "slow_consumers")
+    __slots__ = ("key", "slow_consumers")
 
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
-        self.bytes = 0
-        self.writes = 0
         self.slow_consumers = 0
 
 
@@ -127,7 +126,7 @@ class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
     __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate",
-                 "loop", "tallies", "errors")
+                 "loop", "tallies", "errors", "opened", "kinds")
 
     def __init__(
         self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
@@ -143,12 +142,16 @@ class StreamRegistry:
         self.closing = False
         self.slow_consumers = 0
         self.tallies: dict[tuple[str, str], Tally] = {}
+        self.opened = 0  # connections made; each one's number is its ``conn_id``
+        self.kinds: dict[object, tuple[str, str]] = {}  # frame encoder -> (transport, dialect)
         # Error frames sent and close codes, by (transport, "error"|"close", code).
         self.errors: Counter[tuple[str, str, str]] = Counter()
 
     def tally(self, transport: str, encoder: object) -> Tally:
         """The shared write counters of connections of this transport and encoder's dialect."""
-        key = (transport, dialect_of(encoder))
+        key = self.kinds.get(encoder)
+        if key is None or key[0] != transport:
+            key = self.kinds[encoder] = (transport, dialect_of(encoder))
         found = self.tallies.get(key)
         if found is None:
             found = self.tallies[key] = Tally(key)
@@ -173,6 +176,7 @@ class StreamConnection(asyncio.Protocol):
         "_flusher",
         "_expiry",
         "tally",
+        "conn_id",
         "__weakref__",
     )
 
@@ -194,6 +198,8 @@ class StreamConnection(asyncio.Protocol):
         self._flusher = registry.flusher
         self._expiry: asyncio.TimerHandle | None = None
         self.tally = registry.tally(self.transport_kind, encoder)
+        registry.opened += 1
+        self.conn_id = registry.opened
 
     @property
     def queued_bytes(self) -> int:
@@ -285,9 +291,6 @@ class StreamConnection(asyncio.Protocol):
             self.slow_consumer()
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
-        tally = self.tally
-        tally.bytes += self._out_bytes
-        tally.writes += 1
         out.clear()
         self._out_bytes = 0
         if transport.get_write_buffer_size() > self._limit:
@@ -314,7 +317,9 @@ class StreamConnection(asyncio.Protocol):
 
     def slow_consumer(self) -> None:
         """Drop the queue and close with the slow-consumer code; the client resumes."""
-        log.info("closing slow consumer %s", id(self))
+        log.info("closing slow consumer %d", self.conn_id,
+                 extra={"conn_id": self.conn_id, "transport": self.tally.key[0],
+                        "dialect": self.tally.key[1], "queued_bytes": self._out_bytes})
         self.registry.slow_consumers += 1
         self.tally.slow_consumers += 1
         self._out.clear()
@@ -349,6 +354,10 @@ class StreamConnection(asyncio.Protocol):
         self._wake_drain()
         registry = self.registry
         registry.connections.discard(self)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("stream %d closed", self.conn_id,
+                      extra={"conn_id": self.conn_id, "transport": self.tally.key[0],
+                             "dialect": self.tally.key[1]})
         orphaned = registry.hub.remove_sink(self)
         if orphaned:
             asyncio.get_running_loop().create_task(_release(registry.hub, orphaned))

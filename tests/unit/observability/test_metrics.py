@@ -96,7 +96,8 @@ async def test_observer_hears_publishes_turns_and_replays_not_subscribers(hub: H
     assert metrics.durable.count == 20
     assert metrics.channels == {"t:a": 20}
     # per format, counted per group of sinks: 50 and 10 subscribers x 20 messages
-    assert hub.stats.by_encoder == {enc: 1000, other: 200}
+    size = sum(len(enc.encode(Message("t:a", i, "e", 0, b""))) for i in range(1, 21))
+    assert hub.stats.by_encoder == {enc: [1000, 50 * size], other: [200, 10 * size]}
     late = Sink(enc)
     top = hub.broker.position("t:a")
     assert top is not None
@@ -105,7 +106,7 @@ async def test_observer_hears_publishes_turns_and_replays_not_subscribers(hub: H
     assert metrics.replay_messages.count == 1 and metrics.replay_messages.sum == 15
     text = metrics.render().decode()
     assert re.search(r"^wagerwire_publish_durable_seconds_count 20(\.0)?$", text, re.M)
-    assert re.search(r'^wagerwire_messages_delivered_total\{dialect="native",format="Encoder"\} '
+    assert re.search(r'^wagerwire_messages_delivered_total\{dialect="native",format="Encoder",transport="other"\} '
                      r"1000(\.0)?$", text, re.M)
     assert re.search(r'^wagerwire_channel_messages_total\{channel="t:a"\} 20(\.0)?$', text, re.M)
     assert re.search(r"^wagerwire_store_commit_batch_messages_sum 20(\.0)?$", text, re.M)
