@@ -288,10 +288,17 @@ class _Collector:
                                      labels=["transport", "code"])
         closes = CounterMetricFamily("wagerwire_stream_closes", "Stream close codes sent",
                                      labels=["transport", "code"])
+        refused = CounterMetricFamily("wagerwire_stream_refusals",
+                                      "Requests the HTTP layer refused before any app or stream (stream admission, malformed requests), by code",
+                                      labels=["code"])
         for (transport, kind, code), n in sorted(streams.errors.items()):
-            (frames if kind == "error" else closes).add_metric([transport, code], n)
+            if kind == "refused":
+                refused.add_metric([code], n)
+            else:
+                (frames if kind == "error" else closes).add_metric([transport, code], n)
         yield frames
         yield closes
+        yield refused
 
     def _node(self) -> Iterator[Metric]:
         m = self.m

@@ -44,6 +44,7 @@ from wagerwire.wire.websocket import (
 __all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
 
 log = logging.getLogger("wagerwire.transports.http")
+access_log = logging.getLogger("wagerwire.access")
 
 ASGIApp = Callable[
     [
@@ -431,6 +432,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _fail(self, error: WagerwireError, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Answer ``error`` (its own status, plus ``headers``) and close the connection."""
+        self.state.registry.errors["http", "refused", error.code] += 1
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("refused %d %s", error.status, error.code,
+                            extra={"status": error.status, "code": error.code})
         self._write(error_response(error, extra_headers=tuple(headers)))
         self._done = True
         if self.transport is not None:
