@@ -4,10 +4,7 @@ observation, which is fine off the loop (the store's writer thread) but not on i
 
 from __future__ import annotations
 
-import math
-import time
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Sequence
 
 __all__ = ["BYTES_BUCKETS", "COUNT_BUCKETS", "LATENCY_BUCKETS", "LoopHistogram"]
@@ -23,23 +20,17 @@ BYTES_BUCKETS: tuple[float, ...] = (
     64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
 )
 
-WINDOW_S = 60.0
-SNAPSHOT_EVERY_S = 5.0
-
 
 class LoopHistogram:
     """Cumulative-on-read bucket counts: ``counts[i]`` holds observations ``<= bounds[i]``
     and above ``bounds[i-1]``; the last slot is ``+Inf``."""
 
-    __slots__ = ("bounds", "counts", "sum", "_history")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
-        self._history: deque[tuple[float, list[int]]] = deque(
-            [(time.monotonic(), [0] * len(self.counts))]
-        )
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
@@ -58,39 +49,6 @@ class LoopHistogram:
             out.append((_le(bound), total))
         out.append(("+Inf", total + self.counts[-1]))
         return out
-
-    def window(self, now: float | None = None) -> tuple[int, float | None, float | None]:
-        """Observations of about the last minute: ``(count, p50, p99)`` (None when empty),
-        from snapshots taken when this is called (the dashboard polls it)."""
-        now = time.monotonic() if now is None else now
-        history = self._history
-        if now - history[-1][0] >= SNAPSHOT_EVERY_S:
-            history.append((now, list(self.counts)))
-        # Keep the newest snapshot that is a minute old (or the empty start) as the base.
-        while len(history) > 1 and now - history[1][0] >= WINDOW_S:
-            history.popleft()
-        base = history[0][1]
-        delta = [a - b for a, b in zip(self.counts, base, strict=True)]
-        total = sum(delta)
-        if not total:
-            return 0, None, None
-        return total, self._quantile(delta, total, 0.5), self._quantile(delta, total, 0.99)
-
-    def _quantile(self, delta: list[int], total: int, q: float) -> float:
-        """Linear interpolation inside the bucket holding the ``q`` rank (as PromQL's
-        ``histogram_quantile`` does); the +Inf bucket answers the highest bound."""
-        rank = q * total
-        seen = 0
-        lower = 0.0
-        for i, n in enumerate(delta):
-            upper = self.bounds[i] if i < len(self.bounds) else math.inf
-            if n and seen + n >= rank:
-                if math.isinf(upper):
-                    return self.bounds[-1]
-                return lower + (upper - lower) * (rank - seen) / n
-            seen += n
-            lower = upper
-        return self.bounds[-1]
 
 
 def _le(bound: float) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -161,30 +161,6 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-    def panel(self) -> dict[str, Any]:
-        """The dashboard's hub panel: p50/p99 over the last minute, connections, rates."""
-        now = time.monotonic()
-
-        def window(hist: LoopHistogram) -> dict[str, Any]:
-            count, p50, p99 = hist.window(now)
-            return {"count": count, "p50_ms": _ms(p50), "p99_ms": _ms(p99)}
-
-        fanout = {f"{t}/{d}": window(h) for (t, d), h in sorted(self.fanout.items())}
-        conns = self.connection_counts() if self.connection_counts is not None else {}
-        by_transport: dict[str, int] = {}
-        for (transport, _), n in conns.items():
-            by_transport[transport] = by_transport.get(transport, 0) + n
-        return {
-            "publish_durable": window(self.durable),
-            "fanout": fanout,
-            "connections": by_transport,
-            "channels": dict(self.channels),
-        }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _histogram(name: str, doc: str, labels: list[str],
