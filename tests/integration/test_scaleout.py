@@ -259,6 +259,9 @@ async def test_redis_restart_mid_stream_loses_no_acknowledged_message(
     async with httpx.AsyncClient(timeout=5) as client:
         for node in nodes:
             assert (await client.get(node.url + "/readyz")).status_code == 200
+        metrics = (await client.get(nodes[0].url + "/metrics")).text
+        outages = re.search(r"^wagerwire_broker_outages_total (\d+)", metrics, re.M)
+        assert outages is not None and int(outages.group(1)) >= 1, metrics
     # Totals: every channel's last offset (acknowledged or persisted before a refusal).
     last: dict[str, int] = defaultdict(int)
     for ack in acked.values():

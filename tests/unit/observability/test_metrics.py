@@ -111,3 +111,17 @@ async def test_channel_counts_are_capped(hub: Hub, monkeypatch: pytest.MonkeyPat
         await hub.publish(ch, {})
     await asyncio.sleep(0.01)
     assert metrics.channels == {"c:1": 2, "c:2": 1, "_other": 2}
+
+
+def test_dialect_labels_come_from_the_encoders() -> None:
+    from wagerwire.dialects import stake, trackersino
+    from wagerwire.dialects.datastream import SseRoundEncoder, WsRoundEncoder
+    from wagerwire.transports.sse import NativeSseEncoder
+    from wagerwire.transports.stream import dialect_of
+    from wagerwire.transports.websocket import NATIVE_WS
+
+    assert dialect_of(stake.ENCODER) == "stake"
+    assert dialect_of(trackersino.ENCODER) == "trackersino"
+    assert dialect_of(WsRoundEncoder(lambda: 0)) == "datastream"
+    assert dialect_of(SseRoundEncoder(lambda: 0)) == "datastream"
+    assert dialect_of(NATIVE_WS) == dialect_of(NativeSseEncoder()) == "native"
