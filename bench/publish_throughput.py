@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import PostgresServer, RedisServer  # noqa: E402
+from wagerwire.brokers.redis_history import HistoryStore  # noqa: E402
 from wagerwire.config import Settings  # noqa: E402
 from wagerwire.core.hub import Hub, HubLimits  # noqa: E402
 from wagerwire.node.backends import build_backends  # noqa: E402
@@ -61,7 +62,9 @@ async def run_one(
     started = time.perf_counter()
     await asyncio.gather(*(publisher(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
-    commits = getattr(hub.store, "commits", None)
+    # With Redis the hub's store is a HistoryStore; the group-commit counter is its inner's.
+    durable = hub.store.inner if isinstance(hub.store, HistoryStore) else hub.store
+    commits = getattr(durable, "commits", None)
     await hub.close()
     latencies.sort()
     return {

@@ -63,12 +63,20 @@ def _serve_parser(sub: Any) -> None:
                    help="open: anonymous clients read public channels (default); "
                    "required: every stream and REST call needs a key or token")
     p.add_argument("--token-ttl", type=int, help="stream token lifetime in seconds (300)")
+    p.add_argument("--stake-origins",
+                   help="comma-separated Origin values the Stake WebSocket accepts "
+                   "(exact, re:<regex> or *; default: the Stake dialect's own list)")
     p.add_argument("--keys-db", help="SQLite file for API keys when the store is not SQLite "
                    "(default: the store's own file)")
     p.add_argument("--no-demo-keys", dest="demo_keys", action="store_const", const=False,
                    help="do not create the demo reader/publisher keys on first start")
     p.add_argument("--max-body-bytes", type=int,
                    help="largest REST request body, in bytes (default 1 MiB)")
+    p.add_argument("--header-timeout", type=float,
+                   help="seconds for a whole request head, and for an idle keep-alive "
+                   "connection's next one (default 10; 408 past it)")
+    p.add_argument("--body-timeout", type=float,
+                   help="seconds for a request body once its head is in (default 30; 408)")
     p.add_argument("--pong-timeout", type=float,
                    help="extra seconds without traffic after a ping before close 4002 "
                    "(default 20)")

@@ -42,6 +42,8 @@ class Settings:
     max_channels: int = 100
     max_message_bytes: int = 65536
     max_body_bytes: int = 1024 * 1024
+    header_timeout: float = 10.0  # seconds for a whole request head (and idle keep-alive)
+    body_timeout: float = 30.0  # seconds for a request body, from the end of its head
     outbox_limit: int = 4 * 1024 * 1024
     ping_interval: float = 20.0
     pong_timeout: float = 20.0
@@ -59,6 +61,7 @@ class Settings:
     token_ttl: int = 300
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
+    stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -107,6 +110,15 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     return text
 
 
+def _string_list(name: str, raw: Any) -> list[str]:
+    """A TOML list of strings, or one comma-separated string (environment, flags)."""
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise BadParameter(f"setting {name} must be a list of strings or a comma-separated string")
+
+
 def _retention(raw: Any) -> list[RetentionRule]:
     if not isinstance(raw, list):
         raise BadParameter("retention must be a list of {pattern, max_count, max_age_s} tables")
@@ -119,7 +131,8 @@ def _retention(raw: Any) -> list[RetentionRule]:
     return rules
 
 
-_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "outbox_limit",
+_POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_timeout",
+             "body_timeout", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed")
@@ -136,6 +149,8 @@ def _check_ranges(settings: Settings) -> None:
             f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
             f"got {settings.log_level!r}"
         )
+    if settings.log_format not in ("plain", "json"):
+        raise BadParameter(f"log_format must be 'plain' or 'json', not {settings.log_format!r}")
 
 
 def load_settings(
@@ -175,11 +190,11 @@ def load_settings(
             if not isinstance(value, Mapping):
                 raise BadParameter("plans must be a table of [plans.NAME] tables")
             settings.plans = dict(value)
+        elif key == "stake_origins":
+            settings.stake_origins = _string_list(key, value)
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
     _check_ranges(settings)
-    if settings.log_format not in ("plain", "json"):
-        raise BadParameter(f"log_format must be 'plain' or 'json', not {settings.log_format!r}")
     if settings.auth not in ("open", "required"):
         raise BadParameter(f"auth must be 'open' or 'required', not {settings.auth!r}")
     if not 0 <= settings.port <= 65535:

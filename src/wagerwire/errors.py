@@ -16,6 +16,7 @@ Tree::
     │   ├── MethodNotAllowed       known route, wrong method
     │   ├── UpgradeRequired        WebSocket path requested without an upgrade
     │   ├── HeaderTooLarge         request head over the limit
+    │   ├── RequestTimeout         request head or body not received in time
     │   ├── Unauthorized           missing, invalid or expired credentials
     │   │   └── KeyInUrl           an API key in ``?token=`` (only stream tokens go in URLs)
     │   ├── Forbidden              credentials valid, action not allowed
@@ -51,6 +52,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "ServerError",
     "TooManyChannels",
     "Unauthorized",
@@ -165,6 +167,11 @@ class HeaderTooLarge(ClientError):
     status = 431
 
 
+class RequestTimeout(ClientError):
+    code = "request_timeout"
+    status = 408
+
+
 class UpgradeRequired(ClientError):
     code = "upgrade_required"
     status = 426
@@ -229,6 +236,7 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     MethodNotAllowed: "the route exists but not for this method",
     UpgradeRequired: "a WebSocket path was requested without the Upgrade handshake",
     HeaderTooLarge: "request line and headers larger than allowed (64 KiB)",
+    RequestTimeout: "request head or body not complete within header_timeout / body_timeout",
     Unauthorized: "credentials missing, invalid or expired",
     KeyInUrl: "an API key in ?token=: send keys in a header; only stream tokens go in URLs",
     Forbidden: "credentials valid, but the plan or role does not allow this",

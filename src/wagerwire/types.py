@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, NewType
 
-__all__ = ["ChannelName", "Epoch", "Json", "Offset"]
+__all__ = ["ChannelName", "Epoch", "Json", "Offset", "now_ms"]
 
 ChannelName = NewType("ChannelName", str)
 """A validated channel name, e.g. ``game:crash`` (see :mod:`wagerwire.core.channels`)."""
@@ -17,3 +18,12 @@ Epoch = str
 
 Json = Any
 """A JSON-compatible value (dict, list, str, int, float, bool or None)."""
+
+
+def now_ms() -> int:
+    """The wall clock in the hub's time unit: milliseconds since the Unix epoch.
+
+    Message ``ts``, retention ages and idempotency windows all use it; sans-I/O code takes
+    the value as an argument instead of calling this.
+    """
+    return time.time_ns() // 1_000_000

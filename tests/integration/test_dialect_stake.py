@@ -269,3 +269,12 @@ async def test_reconnect_loses_no_balance_state(tmp_path: Path, seed_deps: Path)
             currency = payload.split("'currency': '")[1].split("'")[0]
             view[currency] = line
         assert view == {c: balance_line(d) for c, d in final.items()}
+
+
+async def test_configured_origins_replace_the_defaults(tmp_path: Path) -> None:
+    async with running_server(tmp_path, stake_origins=["https://casino.example"]) as server:
+        async with await _open(server, server.key("key-demo-1"), "https://casino.example"):
+            pass
+        with pytest.raises(InvalidStatus) as info:
+            await _open(server, server.key("key-demo-1"), "https://stake.com")
+        assert info.value.response.status_code == 403

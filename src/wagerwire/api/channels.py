@@ -11,6 +11,7 @@ from starlette.responses import Response
 from wagerwire.api.auth import caller
 from wagerwire.api.bodies import json_body, parse_json_body
 from wagerwire.api.deps import Services, services
+from wagerwire.api.params import Digits
 from wagerwire.api.responses import JsonResponse, message_json
 from wagerwire.api.schemas import ErrorResponse
 from wagerwire.auth.identity import Identity
@@ -102,8 +103,8 @@ async def channel_messages(
     svc: Annotated[Services, Depends(services)],
     who: Annotated[Identity, Depends(caller)],
     channel: Annotated[str, Path(description="channel name, e.g. game:crash")],
-    since: Annotated[int, Query(ge=0, description="return offsets greater than this")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: Annotated[int, Digits, Query(ge=0, description="return offsets greater than this")] = 0,
+    limit: Annotated[int, Digits, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     validate_channel(channel)
     channel = svc.gate.resolve_channel(who, channel)
@@ -141,6 +142,7 @@ async def publish(
     who: Annotated[Identity, Depends(caller)],
 ) -> Response:
     body = await parse_json_body(request, PublishIn)
+    validate_channel(body.channel)  # a malformed name is invalid_channel, not forbidden
     svc.gate.check_publish(who, body.channel)
     result = await svc.hub.publish(
         body.channel, body.data, attrs=body.attrs, idempotency_key=body.idempotency_key

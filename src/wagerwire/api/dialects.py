@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from wagerwire.api.deps import Services, services
+from wagerwire.api.params import Digits
 from wagerwire.api.responses import JsonResponse
 from wagerwire.api.schemas import ErrorResponse
 from wagerwire.core.messages import Message
@@ -55,7 +56,15 @@ def _parse_since(value: str) -> str:
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        moment = moment.astimezone(UTC)  # year 1 at +01:00 or 9999 at -01:00 falls outside
+    except OverflowError as exc:
+        raise BadParameter(
+            f"since {value[:40]!r} is outside years 1-9999 once converted to UTC"
+        ) from exc
+    # Not strftime: its %Y drops the leading zeros of years before 1000 on glibc.
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 def _frame(message: Message) -> dict[str, Any] | None:
@@ -97,7 +106,7 @@ def dialect_router(catalog: Catalog) -> APIRouter:
         request: Request,
         svc: Annotated[Services, Depends(services)],
         since: Annotated[str | None, Query(description="RFC 3339; inclusive")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_ROUNDS)] = 100,
+        limit: Annotated[int, Digits, Query(ge=1, le=MAX_ROUNDS)] = 100,
     ) -> Response:
         identity = svc.gate.authenticate(dict(request.headers), None)
         games = trackersino.parse_games(slug, catalog)

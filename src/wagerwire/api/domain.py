@@ -24,6 +24,7 @@ from wagerwire.analytics.stats import game_stats
 from wagerwire.api.auth import caller
 from wagerwire.api.deps import services
 from wagerwire.api.feature import Feature
+from wagerwire.api.params import Digits
 from wagerwire.api.responses import JsonResponse
 from wagerwire.api.schemas import ErrorResponse
 from wagerwire.config import Settings
@@ -192,15 +193,15 @@ async def domain(request: Request) -> DomainFeed:
 
 
 Feed = Annotated[DomainFeed, Depends(domain)]
-Since = Annotated[int | None, Query(ge=0, description="round timestamp (ms) after this")]
-Until = Annotated[int | None, Query(ge=0, description="round timestamp (ms) at or before this")]
-SinceIndex = Annotated[int | None, Query(ge=0, description="round index after this")]
-UntilIndex = Annotated[int | None, Query(ge=0, description="round index at or before this")]
+Since = Annotated[int | None, Digits, Query(ge=0, description="round timestamp (ms) after this")]
+Until = Annotated[int | None, Digits, Query(ge=0, description="round timestamp (ms) at or before this")]
+SinceIndex = Annotated[int | None, Digits, Query(ge=0, description="round index after this")]
+UntilIndex = Annotated[int | None, Digits, Query(ge=0, description="round index at or before this")]
 Slug = Annotated[str, Path(max_length=100, description="game slug, e.g. crash")]
 Text = Annotated[str | None, Query(min_length=1, max_length=100)]
 Live = Annotated[bool | None, Query(description="true: live only; false: not live only")]
 
-_CURSOR = re.compile(r"([it])(\d{1,18})")
+_CURSOR = re.compile(r"([it])([0-9]{1,18})")
 
 
 def _require_game(feed: DomainFeed, slug: str, request: Request | None = None) -> None:
@@ -294,7 +295,7 @@ async def game_rounds(
     until: Until = None,
     since_index: SinceIndex = None,
     until_index: UntilIndex = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Digits, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=40, description="`next` of a page")] = None,
 ) -> Response:
     _require_game(feed, slug, request)
@@ -323,7 +324,7 @@ async def game_statistics(
     request: Request,
     feed: Feed,
     slug: Slug,
-    last: Annotated[int | None, Query(ge=1, le=MAX_STATS_ROUNDS)] = None,
+    last: Annotated[int | None, Digits, Query(ge=1, le=MAX_STATS_ROUNDS)] = None,
     since: Since = None,
     until: Until = None,
     since_index: SinceIndex = None,
@@ -463,7 +464,7 @@ async def list_events(
     status: Annotated[str | None, Query(
         min_length=1, max_length=40, description="upcoming, live or finished"
     )] = None,
-    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    limit: Annotated[int | None, Digits, Query(ge=1, le=10_000)] = None,
 ) -> Response:  # fmt: skip
     events = feed.state.events(live=live, league=league, sport=sport)
     if status is not None:

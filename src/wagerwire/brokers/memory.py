@@ -40,6 +40,14 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
+from wagerwire.brokers.inflight import (
+    IDEMPOTENCY_WINDOW_BYTES,
+    IdempotencyWindow,
+    Publish,
+    abandoned_error,
+    cut_from,
+    start_persist,
+)
 from wagerwire.core.broker import BrokerHandler, Persist
 from wagerwire.core.messages import Message, Position, PublishResult
 from wagerwire.errors import Unavailable
@@ -47,13 +55,7 @@ from wagerwire.errors import Unavailable
 if TYPE_CHECKING:
     from wagerwire.core.broker import Broker
 
-IDEMPOTENCY_WINDOW_BYTES = 16 * 1024 * 1024
-KEY_OVERHEAD_BYTES = 512  # a remembered key's objects beyond its data, channel and key
-
 __all__ = ["IDEMPOTENCY_WINDOW_BYTES", "MemoryBroker", "new_epoch"]
-
-IDEMPOTENCY_WINDOW_BYTES = 16 * 1024 * 1024
-KEY_OVERHEAD_BYTES = 512  # a remembered key's objects beyond its data, channel and key
 
 log = logging.getLogger("wagerwire.brokers.memory")
 
@@ -65,32 +67,6 @@ def new_epoch() -> str:
     return "".join(secrets.choice(_EPOCH_ALPHABET) for _ in range(8))
 
 
-class _Publish:
-    """One publish between offset assignment and its outcome."""
-
-    __slots__ = ("abandoned", "delivered", "done", "message", "persisted", "settled")
-
-    def __init__(self, message: Message, done: asyncio.Future[None]) -> None:
-        self.message = message
-        self.done = done  # the publisher's: result at delivery, exception on failure
-        self.settled: asyncio.Future[None] | None = None  # for retries, made on demand
-        self.persisted = False
-        self.delivered = False
-        self.abandoned = False
-
-    def settle(self, error: BaseException | None) -> None:
-        """Tell the publisher (if still waiting) and any waiting retries the outcome."""
-        done = self.done
-        if not done.done():  # it is cancelled when the publisher stopped waiting
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-                done.exception()  # retrieved here, in case nobody awaits it any more
-        if self.settled is not None and not self.settled.done():
-            self.settled.set_result(None)
-
-
 class _Channel:
     """Offsets of one channel; ``inflight`` holds its undelivered publishes in offset order."""
 
@@ -100,7 +76,7 @@ class _Channel:
         self.epoch = epoch
         self.next_offset = last_offset + 1
         self.delivered = last_offset
-        self.inflight: deque[_Publish] = deque()
+        self.inflight: deque[Publish] = deque()
 
 
 class MemoryBroker:
@@ -115,13 +91,11 @@ class MemoryBroker:
             raise ValueError("idempotency_window_s and idempotency_window_bytes must be >= 0")
         self.idempotency_window_s = idempotency_window_s
         self.idempotency_window_bytes = idempotency_window_bytes
-        self.idempotency_bytes = 0  # what the remembered keys weigh now
         self._window_ms = int(idempotency_window_s * 1000)
         self._handler: BrokerHandler | None = None
         self._closed = False
         self._channels: dict[str, _Channel] = {}
-        self._keys: dict[tuple[str, str], _Publish] = {}
-        self._key_order: deque[tuple[int, tuple[str, str], _Publish, int]] = deque()
+        self._window = IdempotencyWindow(self._window_ms, idempotency_window_bytes)
         self._tasks: set[asyncio.Future[None]] = set()  # persists in flight (strong refs)
 
     async def start(self, handler: BrokerHandler, positions: Mapping[str, Position]) -> None:
@@ -143,9 +117,12 @@ class MemoryBroker:
                 pub.abandoned = True
                 self._finish(pub, Unavailable("the broker closed before delivery"))
             channel.inflight.clear()
-        self._keys.clear()
-        self._key_order.clear()
-        self.idempotency_bytes = 0
+        self._window.clear()
+
+    @property
+    def idempotency_bytes(self) -> int:
+        """What the remembered idempotency keys weigh now."""
+        return self._window.nbytes
 
     def position(self, channel: str) -> Position | None:
         """The last delivered position of ``channel``, ``None`` before its first delivery."""
@@ -177,8 +154,9 @@ class MemoryBroker:
                 channel failed while this one was in flight (its offset is reused).
             Exception: whatever ``persist`` raised; nothing was delivered.
         """
-        if idempotency_key is not None:
-            first = await self._first_with_key(channel, idempotency_key, ts)
+        key = (channel, idempotency_key) if idempotency_key is not None else None
+        if key is not None:
+            first = await self._window.first(key, ts)
             if first is not None:
                 return PublishResult(first, duplicate=True)
         if self._closed or self._handler is None:
@@ -189,62 +167,25 @@ class MemoryBroker:
         offset = state.next_offset
         state.next_offset = offset + 1
         message = Message(channel, offset, state.epoch, ts, data, attrs, idempotency_key)
-        pub = _Publish(message, asyncio.get_running_loop().create_future())
+        pub = Publish(ts, asyncio.get_running_loop().create_future(), key)
+        pub.message = message
         state.inflight.append(pub)
-        if idempotency_key is not None:
-            self._remember((channel, idempotency_key), pub)
-        try:
-            task = asyncio.ensure_future(persist(message))
-        except Exception as exc:  # persist raised before returning an awaitable
-            self._fail(state, pub, exc)
-        else:
-            self._tasks.add(task)
-            task.add_done_callback(partial(self._persisted, state, pub))
+        if key is not None:
+            self._window.remember(pub, len(message.data))
+        start_persist(persist, message, self._tasks, partial(self._persisted, state, pub))
         await pub.done
         return PublishResult(message)
 
-    async def _first_with_key(self, channel: str, key: str, ts: int) -> Message | None:
-        """The first message published with ``key`` within the window, waiting if in flight."""
-        while True:
-            first = self._keys.get((channel, key))
-            if first is None or ts - first.message.ts > self._window_ms:
-                return None
-            if first.delivered:
-                return first.message
-            if first.settled is None:
-                first.settled = asyncio.get_running_loop().create_future()
-            # Shielded: one retry giving up must not cancel the wait of the others. Once
-            # settled, look again: delivered, or failed and forgotten (then publish).
-            await asyncio.shield(first.settled)
-
-    def _remember(self, key: tuple[str, str], pub: _Publish) -> None:
-        message = pub.message
-        ts = message.ts
-        weight = len(message.data) + len(message.channel) + len(key[1]) + KEY_OVERHEAD_BYTES
-        order = self._key_order
-        budget = self.idempotency_window_bytes - weight
-        while order and (order[0][0] < ts - self._window_ms or self.idempotency_bytes > budget):
-            _, old_key, old, old_weight = order.popleft()
-            self.idempotency_bytes -= old_weight
-            if self._keys.get(old_key) is old:
-                del self._keys[old_key]
-        if budget < 0:
-            return  # heavier than the whole window: not remembered (the store still is)
-        self._keys[key] = pub
-        order.append((ts, key, pub, weight))
-        self.idempotency_bytes += weight
-
-    def _persisted(self, state: _Channel, pub: _Publish, task: asyncio.Future[None]) -> None:
+    def _persisted(self, state: _Channel, pub: Publish, error: BaseException | None
+                   ) -> None:
         """Persist finished: deliver what is now in order, or fail and roll the offset back."""
-        self._tasks.discard(task)
-        error = Unavailable("persist was cancelled") if task.cancelled() else task.exception()
         if self._closed or pub.abandoned:
             return
-        if error is None:
-            pub.persisted = True
-            self._deliver(state)
-        else:
+        if error is not None:
             self._fail(state, pub, error)
+            return
+        pub.persisted = True
+        self._deliver(state)
 
     def _deliver(self, state: _Channel) -> None:
         inflight = state.inflight
@@ -253,6 +194,7 @@ class MemoryBroker:
         while inflight and inflight[0].persisted:
             pub = inflight.popleft()
             message = pub.message
+            assert message is not None
             state.delivered = message.offset
             pub.delivered = True
             try:
@@ -261,27 +203,18 @@ class MemoryBroker:
                 log.exception("handler failed on %s #%d", message.channel, message.offset)
             pub.settle(None)
 
-    def _fail(self, state: _Channel, pub: _Publish, error: BaseException) -> None:
+    def _fail(self, state: _Channel, pub: Publish, error: BaseException) -> None:
         """Fail ``pub``, abandon the later in-flight publishes, reuse their offsets."""
-        inflight = state.inflight
-        index = inflight.index(pub)
-        later = [inflight.pop() for _ in range(len(inflight) - index - 1)]
-        inflight.pop()
+        later = cut_from(state.inflight, pub)
+        assert pub.message is not None
         state.next_offset = pub.message.offset
         self._finish(pub, error)
-        for other in reversed(later):
+        for other in later:
             other.abandoned = True
-            abandoned = Unavailable(
-                f"publish #{other.message.offset} on {other.message.channel} abandoned: "
-                f"#{pub.message.offset} failed to persist and its offset is reused"
-            )
-            abandoned.__cause__ = error
-            self._finish(other, abandoned)
+            self._finish(other, abandoned_error(other, pub, error))
 
-    def _finish(self, pub: _Publish, error: BaseException) -> None:
-        key = pub.message.idempotency_key
-        if key is not None and self._keys.get((pub.message.channel, key)) is pub:
-            del self._keys[(pub.message.channel, key)]
+    def _finish(self, pub: Publish, error: BaseException) -> None:
+        self._window.forget(pub)
         pub.settle(error)
 
 

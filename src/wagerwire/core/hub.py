@@ -44,7 +44,7 @@ from wagerwire.errors import (
     TooManyChannels,
     Unavailable,
 )
-from wagerwire.types import Json
+from wagerwire.types import Json, now_ms
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
 __all__ = ["FrameEncoder", "Hub", "HubLimits", "HubObserver", "HubStats", "Sink", "SubscribeReply"]
@@ -117,10 +117,6 @@ class HubStats:
     # [message copies, bytes] handed to sinks per frame encoder, counted once per run of
     # sinks sharing a filter and format, not per subscriber; /metrics labels them.
     by_encoder: dict[FrameEncoder, list[int]] = field(default_factory=dict)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 Entry = tuple[Sink, Filter | None]

@@ -22,6 +22,8 @@ __all__ = ["MAX_TOKEN_LENGTH", "decode_token", "encode_position", "encode_positi
 MAX_TOKEN_LENGTH = 16384
 _EPOCH = re.compile(r"[a-z0-9]{1,32}")
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9:_.\-]{0,199}")
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-]+")  # unpadded base64url, nothing else
+_OFFSET = re.compile(r"0|[1-9][0-9]{0,18}")  # ASCII digits, at most 19 (2**63 fits)
 
 
 def encode_position(channel: str, epoch: str, offset: int) -> str:
@@ -45,14 +47,19 @@ def decode_token(token: str) -> dict[str, Position]:
         raise BadResumeToken(f"resume token longer than {MAX_TOKEN_LENGTH} characters")
     positions: dict[str, Position] = {}
     for segment in token.split("."):
+        # base64's decoder skips characters outside the alphabet and int() takes "1_0", " 5"
+        # or "+5": both are checked strictly first, so one position has one spelling.
         try:
+            if _SEGMENT.fullmatch(segment) is None:
+                raise ValueError("not base64url")
             raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("ascii")
             channel, epoch, offset_text = raw.split(",")
-            offset = int(offset_text)
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise BadResumeToken(f"resume token segment {segment[:40]!r} does not decode") from exc
-        if _CHANNEL.fullmatch(channel) is None or _EPOCH.fullmatch(epoch) is None or offset < 0:
+        if (_CHANNEL.fullmatch(channel) is None or _EPOCH.fullmatch(epoch) is None
+                or _OFFSET.fullmatch(offset_text) is None):
             raise BadResumeToken(f"resume token segment {segment[:40]!r} is not a position")
+        offset = int(offset_text)
         old = positions.get(channel)
         if old is None or (old.epoch == epoch and offset > old.offset) or old.epoch != epoch:
             positions[channel] = Position(epoch, offset)

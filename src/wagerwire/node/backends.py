@@ -3,7 +3,9 @@
 ============================================  ============================================
 ``--store``                                   backend
 ============================================  ============================================
-``sqlite:///path/to/file.db``                 ``SqliteStore`` (embedded default)
+``sqlite:///path/to/file.db``                 ``SqliteStore`` (embedded default); a trailing
+                                              ``?synchronous=normal`` trades the fsync before
+                                              each acknowledgement for throughput
 ``postgresql://user@host:port/db?schema=s``   ``PostgresStore`` (``schema`` optional)
 ============================================  ============================================
 
@@ -24,23 +26,20 @@ imports redis or asyncpg.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from wagerwire.api.feature import Feature
 from wagerwire.config import Settings, store_path
 from wagerwire.core.broker import Broker
-from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionRule, Store
+from wagerwire.core.store import RetentionRule, Store
 from wagerwire.errors import BadParameter
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
-    from wagerwire.brokers.redis import RedisBroker
     from wagerwire.core.hub import Hub
 
 __all__ = [
-    "HistoryStore",
     "build_backends",
     "build_broker",
     "build_store",
@@ -86,7 +85,16 @@ def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
     if scheme == "sqlite":
         from wagerwire.stores.sqlite import SqliteStore
 
-        return SqliteStore(store_path(url), retention=retention)
+        path, _, query = url.partition("?")  # urlunsplit would drop a slash of sqlite:////abs
+        extra = dict(parse_qsl(query))
+        unknown = set(extra) - {"synchronous"}
+        if unknown:
+            raise BadParameter(f"store URL {url!r}: unknown parameter(s) {sorted(unknown)}")
+        synchronous = extra.get("synchronous", "full").upper()
+        if synchronous not in ("FULL", "NORMAL"):
+            raise BadParameter(f"store URL {url!r}: synchronous must be 'full' or 'normal'")
+        return SqliteStore(store_path(path), retention=retention,
+                           synchronous="FULL" if synchronous == "FULL" else "NORMAL")
     raise BadParameter(
         f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:port/database"
@@ -98,9 +106,11 @@ def build_broker(
     idempotency_window_bytes: int | None = None,
 ) -> Broker:
     """The broker named by ``url`` (not started yet)."""
+    from wagerwire.brokers.inflight import IDEMPOTENCY_WINDOW_BYTES
+
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        from wagerwire.brokers.memory import IDEMPOTENCY_WINDOW_BYTES, MemoryBroker
+        from wagerwire.brokers.memory import MemoryBroker
 
         return MemoryBroker(idempotency_window_s=idempotency_window_s,
                             idempotency_window_bytes=idempotency_window_bytes
@@ -115,6 +125,7 @@ def build_broker(
         return RedisBroker(
             clean, store=store, prefix=extra.get("prefix") or "ww",
             idempotency_window_s=idempotency_window_s, subscribe_all=listen == "all",
+            idempotency_window_bytes=idempotency_window_bytes or IDEMPOTENCY_WINDOW_BYTES,
         )
     raise BadParameter(f"unsupported broker URL {url!r}: use memory:// or redis://host:port/0")
 
@@ -127,6 +138,7 @@ def build_backends(settings: Settings) -> tuple[Store, Broker]:
                           settings.idempotency_window_bytes)
     if urlsplit(settings.broker).scheme in _REDIS_SCHEMES:
         from wagerwire.brokers.redis import RedisBroker
+        from wagerwire.brokers.redis_history import HistoryStore
 
         assert isinstance(broker, RedisBroker)
         return HistoryStore(store, broker), broker
@@ -151,65 +163,6 @@ def check_workers(settings: Settings) -> None:
             f"--workers {settings.workers} needs --store postgresql://…: the workers must "
             "share one durable history that several processes can append to"
         )
-
-
-class HistoryStore:
-    """A store whose offset reads come from the Redis stream first (see module docstring).
-
-    Everything else, appends included, goes straight to the wrapped store.
-    """
-
-    def __init__(self, store: Store, broker: RedisBroker) -> None:
-        self.inner = store
-        self.broker = broker
-        self.redis_reads = 0  # pages served from Redis
-        self.store_reads = 0  # pages served from the store
-
-    def __getattr__(self, name: str) -> Any:  # commits, appended, path, dsn…
-        return getattr(self.inner, name)
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def append(self, message: Message) -> None:
-        await self.inner.append(message)
-
-    async def positions(self) -> dict[str, Position]:
-        return await self.inner.positions()
-
-    async def read(self, channel: str, after: int, limit: int) -> list[Message]:
-        try:
-            page = await self.broker.history(channel, after, limit)
-        except Exception:  # Redis down: the store has everything committed
-            page = None
-        if page is not None:
-            self.redis_reads += 1
-            return page
-        self.store_reads += 1
-        return await self.inner.read(channel, after, limit)
-
-    async def read_last(self, channel: str, limit: int) -> list[Message]:
-        return await self.inner.read_last(channel, limit)
-
-    async def read_by_time(
-        self, channel: str, since_ms: int, until_ms: int | None, limit: int
-    ) -> list[Message]:
-        return await self.inner.read_by_time(channel, since_ms, until_ms, limit)
-
-    async def channel_info(self, channel: str) -> ChannelInfo | None:
-        return await self.inner.channel_info(channel)
-
-    async def channels(self) -> list[ChannelInfo]:
-        return await self.inner.channels()
-
-    async def find_idempotent(self, channel: str, key: str, since_ms: int) -> Message | None:
-        return await self.inner.find_idempotent(channel, key, since_ms)
-
-    async def prune(self, now_ms: int) -> int:
-        return await self.inner.prune(now_ms)
 
 
 FeaturesFactory = Callable[[Settings, "Hub"], list[Feature]]

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from wagerwire.api.dialects import dialect_router
 from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
-from wagerwire.core.hub import Hub, now_ms
+from wagerwire.core.hub import Hub
 from wagerwire.dialects.catalog import Catalog, CatalogGame
 from wagerwire.dialects.datastream import DataStreamSse, DataStreamWs
 from wagerwire.dialects.stake import DEFAULT_ORIGINS as DEFAULT_STAKE_ORIGINS
@@ -25,6 +25,7 @@ from wagerwire.dialects.stake import Stake
 from wagerwire.dialects.trackersino import TrackerSino
 from wagerwire.sources.casino import GameSpec, demo_games
 from wagerwire.transports.dialects import dialect_stream
+from wagerwire.types import now_ms
 
 __all__ = ["catalog_of", "dialect_feature"]
 
@@ -37,11 +38,11 @@ def catalog_of(specs: Iterable[GameSpec]) -> Catalog:
 def dialect_feature(settings: Settings, hub: Hub) -> Feature:
     """Stream routes and REST routers of the three seed dialects over the demo catalog.
 
-    ``settings.stake_origins`` (when the setting exists) replaces the allowed ``Origin``
-    values of the Stake WebSocket: exact origins, ``re:<regex>`` or ``*``.
+    ``settings.stake_origins``, when not empty, replaces the allowed ``Origin`` values of the
+    Stake WebSocket: exact origins, ``re:<regex>`` or ``*``.
     """
     catalog = catalog_of(demo_games())
-    origins = getattr(settings, "stake_origins", None) or DEFAULT_STAKE_ORIGINS
+    origins = settings.stake_origins or DEFAULT_STAKE_ORIGINS
     ds_ws = dialect_stream(DataStreamWs(catalog, now_ms))  # one encoder for both paths
     ds_sse = dialect_stream(DataStreamSse(catalog, now_ms))
     return Feature(

@@ -132,6 +132,8 @@ class Server:
             sse_heartbeat=settings.sse_heartbeat,
             max_frame_bytes=settings.max_message_bytes + 4096,
             max_body_bytes=settings.max_body_bytes,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
         )
         flusher = Flusher(loop, lambda: self.hub.persisting > 0)
         flusher.observe = self.metrics.flushing

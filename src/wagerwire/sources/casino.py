@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from wagerwire.analytics.fairness import (
 )
 from wagerwire.errors import WagerwireError
 from wagerwire.sources.base import Publisher, Source
+from wagerwire.types import now_ms
 
 __all__ = [
     "DEFAULT_CHAIN_LENGTH",
@@ -73,10 +73,6 @@ Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_CHAIN_LENGTH: Final = 10_000
 SOURCE_NAME: Final = "wagerwire-simulator"
 DEMO_USERS: Final = ("demo-1", "demo-2")
-
-
-def _wall_clock() -> int:
-    return time.time_ns() // 1_000_000
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -183,7 +179,7 @@ class CasinoSimulator:
         self.interval = spec.cadence * cadence_scale
         self.announce_commitments = announce_commitments
         self._index = start_index
-        self._clock: Clock = clock or _wall_clock
+        self._clock: Clock = clock or now_ms
         self._sleep: Sleep = sleep or asyncio.sleep
         self._chains: dict[int, list[str]] = {}
 
@@ -447,7 +443,7 @@ class BalanceSimulator:
         self._balances = {user: dict(_START_BALANCES) for user in self.users}
         self._seq = dict.fromkeys(self.users, 0)
         self._step = 0
-        self._clock: Clock = clock or _wall_clock
+        self._clock: Clock = clock or now_ms
         self._sleep: Sleep = sleep or asyncio.sleep
 
     @staticmethod

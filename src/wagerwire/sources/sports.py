@@ -26,7 +26,6 @@ import asyncio
 import logging
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from typing import Any, Literal
 
 from wagerwire.errors import WagerwireError
 from wagerwire.sources.base import Publisher
+from wagerwire.types import now_ms
 
 __all__ = [
     "BOOKMAKERS",
@@ -349,7 +349,7 @@ class SportsSimulator:
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config or SportsConfig()
-        self._read_clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self._read_clock = clock or now_ms
         self._sleep = sleep or asyncio.sleep
         self._rng = random.Random(self.config.seed)
         self._events: list[_Event] = []

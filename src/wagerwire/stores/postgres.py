@@ -49,6 +49,7 @@ from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
+from wagerwire.types import now_ms
 
 if TYPE_CHECKING:
     from wagerwire.core.store import Store
@@ -99,10 +100,6 @@ _FIND_KEY = (
     'AND ts >= $3 ORDER BY "offset" LIMIT 1'
 )
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def load_pg_migrations() -> list[tuple[int, str, str]]:
@@ -271,7 +268,7 @@ class PostgresStore:
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, applied_ms) "
-                        "VALUES ($1, $2, $3)", version, name, _now_ms(),
+                        "VALUES ($1, $2, $3)", version, name, now_ms(),
                     )
                 applied.append(version)
             return applied
@@ -463,7 +460,7 @@ class PostgresStore:
     async def _auto_prune(self, *, sweep: bool) -> None:
         try:
             conn = await self._writer_conn()
-            await self._prune(conn, _now_ms(), None if sweep else list(self._dirty))
+            await self._prune(conn, now_ms(), None if sweep else list(self._dirty))
         except Exception:
             log.exception("automatic PostgreSQL prune failed")
             await self._drop_broken_conn()

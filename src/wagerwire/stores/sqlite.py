@@ -46,6 +46,7 @@ from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
 from wagerwire.stores.sqlite_schema import apply_migrations, load_migrations
+from wagerwire.types import now_ms
 
 if TYPE_CHECKING:
     from wagerwire.core.store import Store
@@ -67,10 +68,6 @@ _INFO = (
     "SELECT c.name, c.epoch, c.last_offset, c.last_ts, "
     "(SELECT min(m.offset) FROM messages m WHERE m.channel = c.name) FROM channels c"
 )
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _message(row: Any) -> Message:
@@ -438,7 +435,7 @@ class SqliteStore:
     def _auto_prune(self, *, sweep: bool) -> None:
         """Prune every channel (``sweep``) or only those written since the last prune."""
         try:
-            self._prune(_now_ms(), None if sweep else list(self._dirty))
+            self._prune(now_ms(), None if sweep else list(self._dirty))
         except Exception:
             self._rollback()
             log.exception("automatic SQLite prune failed")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib.resources
 import re
 import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from wagerwire.types import now_ms
 
 __all__ = ["Migration", "apply_migrations", "load_migrations"]
 
@@ -69,7 +70,7 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Iterable[Migration]) 
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, time.time_ns() // 1_000_000),
+                    (migration.version, migration.name, now_ms()),
                 )
                 applied.append(migration.version)
             conn.execute("COMMIT")

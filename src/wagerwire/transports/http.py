@@ -28,6 +28,7 @@ from wagerwire.errors import (
     InternalError,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     Unavailable,
     UpgradeRequired,
     WagerwireError,
@@ -151,9 +152,13 @@ def _response(
 
 
 class HttpServerState:
-    """What every HTTP connection of one server shares."""
+    """What every HTTP connection of one server shares.
 
-    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr")
+    One timer sweeps the connections still speaking HTTP (streams have left ``connections``)
+    for request heads and bodies past their deadline; it runs only while there are any.
+    """
+
+    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr", "_sweeping")
 
     def __init__(
         self, app: ASGIApp, routes: StreamRoutes, registry: StreamRegistry,
@@ -165,14 +170,58 @@ class HttpServerState:
         self.loop = loop
         self.connections: set[HttpProtocol] = set()
         self.server_addr = server_addr
+        self._sweeping = False
+
+    def watch(self) -> None:
+        """Make sure the deadline sweep runs (called for each new connection)."""
+        if not self._sweeping:
+            self._sweeping = True
+            self.loop.call_later(self._interval(), self._sweep)
+
+    def _interval(self) -> float:
+        config = self.registry.config
+        return min(1.0, max(0.05, min(config.header_timeout, config.body_timeout) / 4))
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline and now >= c.deadline]:
+            conn.timed_out()
+        if self.connections:
+            self.loop.call_later(self._interval(), self._sweep)
+        else:
+            self._sweeping = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """An error answered, and the connection closed, once earlier requests are answered."""
+
+    error: WagerwireError
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Upgrade:
+    """A WebSocket upgrade started once earlier requests are answered."""
+
+    route: StreamRoute
+    request: HttpRequest
 
 
 class HttpProtocol(asyncio.Protocol):
-    """Parses HTTP/1.1; upgrades to a stream or runs REST through ASGI."""
+    """Parses HTTP/1.1; upgrades to a stream or runs REST through ASGI.
+
+    Pipelined requests are answered strictly in order. Whatever ends the HTTP conversation
+    (a malformed request, a WebSocket upgrade) is queued behind the requests before it, so
+    their responses are written first: a 400 never overtakes an earlier request's 200, and
+    no earlier response lands inside a WebSocket stream. Once such an item is queued the
+    parser gets no more bytes (after an upgrade they are kept for the WebSocket).
+    """
 
     __slots__ = (
         "state", "transport", "parser", "_url", "_headers", "_body", "_head_size",
-        "_queue", "_busy", "_done", "_too_large", "_body_size",
+        "_queue", "_busy", "_done", "_too_large", "_body_size", "_stopped", "_tail",
+        "_reject", "deadline", "_in_head", "_in_body",
     )
 
     def __init__(self, state: HttpServerState) -> None:
@@ -184,16 +233,27 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._head_size = 0
         self._body_size = 0
-        self._queue: deque[HttpRequest] = deque()
+        self._queue: deque[HttpRequest | _Refusal | _Upgrade] = deque()
         self._busy = False
         self._done = False
         self._too_large = False
+        self._stopped = False  # a refusal or an upgrade is queued: parse nothing more
+        self._tail = bytearray()  # bytes received after a queued upgrade (for the stream)
+        self._reject: WagerwireError | None = None  # why a callback stopped the parser
+        # Loop time by which the client must have sent what we wait for (0: not waiting):
+        # a whole head (``_in_head``), a body, or the first byte of the next request.
+        self.deadline = 0.0
+        self._in_head = False
+        self._in_body = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.state.connections.add(self)
+        state = self.state
+        state.connections.add(self)
+        self.deadline = state.loop.time() + state.registry.config.header_timeout
+        state.watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._done = True
@@ -201,6 +261,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._done:
+            return
+        if self._stopped:
+            if self._queue and isinstance(self._queue[-1], _Upgrade):
+                self._tail += data
             return
         parser = self.parser
         if parser is None:
@@ -213,15 +277,20 @@ class HttpProtocol(asyncio.Protocol):
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._upgrade(data[offset:])
         except httptools.HttpParserError as exc:
-            if self._head_size > self.state.registry.config.max_header_bytes:
+            if self._reject is not None:
+                self._refuse(self._reject)
+            elif self._head_size > self.state.registry.config.max_header_bytes:
                 limit = self.state.registry.config.max_header_bytes
-                self._fail(HeaderTooLarge(f"request line and headers over {limit} bytes"))
+                self._refuse(HeaderTooLarge(f"request line and headers over {limit} bytes"))
             else:
-                self._fail(ClientError(f"malformed HTTP request: {exc}"))
+                self._refuse(ClientError(f"malformed HTTP request: {exc}"))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_head = True
+        if not self.deadline:  # pipelined behind a request: its head is timed from now
+            self.deadline = self.state.loop.time() + self.state.registry.config.header_timeout
         self._url = b""
         self._headers = []
         self._body = []
@@ -239,6 +308,18 @@ class HttpProtocol(asyncio.Protocol):
             raise httptools.HttpParserError("request head too large")
         self._headers.append((name.lower(), value))
 
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._in_body = True
+        self.deadline = self.state.loop.time() + self.state.registry.config.body_timeout
+        assert self.parser is not None
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            # llhttp reads a request line without a version as HTTP/0.9, and takes 2.0.
+            spelled = "no HTTP version" if version == "0.9" else f"HTTP/{version}"
+            self._reject = ClientError(f"request line has {spelled}; send HTTP/1.1")
+            raise httptools.HttpParserError(spelled)
+
     def on_body(self, body: bytes) -> None:
         if self._too_large:
             return
@@ -249,9 +330,11 @@ class HttpProtocol(asyncio.Protocol):
             self._body = []
 
     def on_message_complete(self) -> None:
+        self.deadline = 0.0
+        self._in_body = False
         if self._too_large:
             limit = self.state.registry.config.max_body_bytes
-            self._fail(PayloadTooLarge(f"request body over {limit} bytes"))
+            self._refuse(PayloadTooLarge(f"request body over {limit} bytes"))
             return
         assert self.parser is not None
         if self.parser.should_upgrade():
@@ -311,6 +394,14 @@ class HttpProtocol(asyncio.Protocol):
     def _next(self) -> None:
         while self._queue and not self._done:
             request = self._queue.popleft()
+            if isinstance(request, _Refusal):
+                self._fail(request.error, request.headers)
+                return
+            if isinstance(request, _Upgrade):
+                rest = bytes(self._tail)
+                self._tail.clear()
+                self._start_websocket(request.route, request.request, rest)
+                return
             match = self.state.routes.match(request.path)
             if match is not None:
                 route, params = match
@@ -345,12 +436,18 @@ class HttpProtocol(asyncio.Protocol):
             # Not a WebSocket endpoint (e.g. curl's "Upgrade: h2c"): ignore the upgrade and
             # answer the request itself; the parser stops here, so the connection closes.
             request.keep_alive = False
+            self._stopped = True
             self._queue.append(request)
             if not self._busy:
                 self._next()
             return
         route, request.params = match
-        self._start_websocket(route, request, rest)
+        # Started in order: after the responses of every request pipelined before it.
+        self._stopped = True
+        self._tail += rest
+        self._queue.append(_Upgrade(route, request))
+        if not self._busy:
+            self._next()
 
     def _start_websocket(self, route: StreamRoute, request: HttpRequest, rest: bytes) -> None:
         try:
@@ -430,8 +527,33 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def timed_out(self) -> None:
+        """The deadline passed: 408 for a request begun (head or body), else a quiet close."""
+        self.deadline = 0.0
+        if self._done or self._busy or self._stopped:
+            return  # answering, upgrading or closing already: not waiting for the client
+        config = self.state.registry.config
+        if self._in_head:
+            self._refuse(RequestTimeout(
+                f"request head not complete within {config.header_timeout:g} s"))
+        elif self._in_body:
+            self._refuse(RequestTimeout(
+                f"request body not complete within {config.body_timeout:g} s"))
+        else:
+            self._done = True  # idle: no request started, so nothing to answer
+            if self.transport is not None:
+                self.transport.close()
+
+    def _refuse(self, error: WagerwireError) -> None:
+        """Answer ``error`` and close, after the responses of the requests before it."""
+        self._stopped = True
+        self._queue.append(_Refusal(error))
+        if not self._busy:
+            self._next()
+
     def _fail(self, error: WagerwireError, headers: Sequence[tuple[str, str]] = ()) -> None:
-        """Answer ``error`` (its own status, plus ``headers``) and close the connection."""
+        """Answer ``error`` (its own status, plus ``headers``) and close the connection now
+        (only when nothing before it is still unanswered: see :meth:`_refuse`)."""
         self.state.registry.errors["http", "refused", error.code] += 1
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("refused %d %s", error.status, error.code,
@@ -452,7 +574,7 @@ class HttpProtocol(asyncio.Protocol):
                                  exchange.send)
         except Exception:
             log.exception("REST handler failed for %s %s", request.method, request.path)
-            if not exchange.started:
+            if not exchange.started and not transport.is_closing():
                 transport.write(error_response(InternalError("internal error; logged")))
             exchange.finished = False
         finally:
@@ -464,6 +586,8 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False
         if not transport.is_closing():
             transport.resume_reading()
+            # Waiting again: for the rest of a pipelined head, or an idle keep-alive's next.
+            self.deadline = self.state.loop.time() + self.state.registry.config.header_timeout
         self._next()
 
 
@@ -509,6 +633,8 @@ class _AsgiExchange:
         return {"type": "http.disconnect"}
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
+        if self.transport.is_closing():  # the peer left: nothing to write to (and the
+            return  # exchange never counts as finished, so the connection is closed)
         if message["type"] == "http.response.start":
             self._start(int(message["status"]), message.get("headers", []))
         elif message["type"] == "http.response.body":

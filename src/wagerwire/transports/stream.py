@@ -3,9 +3,14 @@
 A connection never writes on delivery. :meth:`StreamConnection.deliver` appends the shared,
 pre-encoded frame to the connection's outbox and, the first time in a loop turn, registers the
 connection with the :class:`Flusher`; one ``call_soon`` per loop turn then writes each dirty
-connection's frames with a single ``transport.write``. Past ``outbox_limit`` bytes (queued plus
-the transport's own buffer) the connection is a slow consumer: its queue is dropped and it is
-closed with a documented code, so it can never stall the hub or its neighbours.
+connection's frames with a single ``transport.write``. While the transport has paused writing
+(its buffer is past the high-water mark, 64 KiB: the peer is not reading), frames stay in the
+outbox, where they can still be dropped. Past ``outbox_limit`` bytes (queued, or in the
+transport's own buffer) the connection is a slow consumer: its queue is dropped and it is
+closed with a documented code, so it can never stall the hub or its neighbours. The closing
+frame then waits behind what the transport already holds (usually at most the high-water
+mark), and the connection is kept for up to ``ping_interval + pong_timeout`` for a peer that
+resumes reading late to receive it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class StreamConfig:
     max_frame_bytes: int = 65536 + 4096
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 65536
+    header_timeout: float = 10.0  # HTTP: whole request head, and idle keep-alive (408/close)
+    body_timeout: float = 30.0  # HTTP: request body after its head (408)
     abort_after: float = 5.0
 
 
@@ -175,6 +182,7 @@ class StreamConnection(asyncio.Protocol):
         "_limit",
         "_flusher",
         "_expiry",
+        "_grace",
         "tally",
         "conn_id",
         "__weakref__",
@@ -197,6 +205,7 @@ class StreamConnection(asyncio.Protocol):
         self._limit = registry.config.outbox_limit
         self._flusher = registry.flusher
         self._expiry: asyncio.TimerHandle | None = None
+        self._grace = 0.0  # set by a slow-consumer cut: how long its close may wait to be read
         self.tally = registry.tally(self.transport_kind, encoder)
         registry.opened += 1
         self.conn_id = registry.opened
@@ -235,6 +244,9 @@ class StreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
         self._wake_drain()
+        if self._out and not self._dirty and not self.closed:  # what waited in the outbox
+            self._dirty = True
+            self._flusher.schedule(self)
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -290,6 +302,8 @@ class StreamConnection(asyncio.Protocol):
         if self._out_bytes > self._limit:
             self.slow_consumer()
             return
+        if self._paused:
+            return  # the peer is not reading: keep the frames (droppable) until resume_writing
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
         self._out_bytes = 0
@@ -324,24 +338,32 @@ class StreamConnection(asyncio.Protocol):
         self.tally.slow_consumers += 1
         self._out.clear()
         self._out_bytes = 0
+        config = self.registry.config
+        self._grace = config.ping_interval + config.pong_timeout
         self.close_stream_slow()
 
     def close_stream_slow(self) -> None:
         raise NotImplementedError
 
     def close_transport(self, final: bytes = b"") -> None:
-        """Write ``final`` after what is queued, close, and abort if the peer never reads."""
+        """Write ``final`` after what is queued, close, and abort if the peer never reads.
+
+        The peer gets ``abort_after`` seconds to read what is left, or, after a slow-consumer
+        cut, ``ping_interval + pong_timeout``: a client that paused reading finds the closing
+        frame when it resumes, instead of a reset.
+        """
         transport = self.transport
         if self.closed or transport is None:
             return
-        if self._out:
-            self.flush()
+        out = self._out
+        if out and self._out_bytes <= self._limit:  # written even while paused: it is the end
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
         if final:
             transport.write(final)
         self._finish()
         transport.close()
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.registry.config.abort_after, _abort_if_open, transport)
+        grace = self._grace or self.registry.config.abort_after
+        self.registry.loop.call_later(grace, _abort_if_open, transport)
 
     def _finish(self) -> None:
         if self.closed:

@@ -58,7 +58,8 @@ def url_subscription(
             raise BadParameter(f"filter and since need channels; {CHANNELS_HINT}")
         return None
     # Counted before anything is validated: a refusal costs one split, not a regex per name.
-    names = [c for c in (part.strip() for part in raw_channels.split(",")) if c]
+    # Spaces around commas are allowed; any other whitespace is part of a (bad) name.
+    names = [c for c in (part.strip(" ") for part in raw_channels.split(",")) if c]
     limit = gate.max_subscriptions(identity)
     hub.check_channel_count(names, limit)
     _resize(hub)

@@ -16,11 +16,12 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from wagerwire.auth.identity import ANONYMOUS, NO_LEASE, Identity, StreamLease
+from wagerwire.auth.identity import ANONYMOUS, NO_LEASE, Gate, Identity, StreamLease
+from wagerwire.core.channels import validate_channel, validate_pattern
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message
 from wagerwire.dialects import native
-from wagerwire.errors import CloseCode, InternalError, WagerwireError
+from wagerwire.errors import CloseCode, Forbidden, InternalError, WagerwireError
 from wagerwire.transports.http import HttpRequest
 from wagerwire.transports.stream import StreamConnection, StreamRegistry
 from wagerwire.transports.url_subscription import UrlSubscription, url_subscription
@@ -227,7 +228,7 @@ class NativeWsConnection(WsConnection):
 
                 async def unsubscribe() -> None:
                     hub.check_channel_count(unsub.channels)
-                    channels = self.registry.gate.resolve_channels(self.identity, unsub.channels)
+                    channels = _resolve(self.registry.gate, self.identity, unsub.channels)
                     removed = await hub.unsubscribe(self, channels)
                     self.send_text(native.encode_unsubscribed(removed))
 
@@ -245,7 +246,7 @@ class NativeWsConnection(WsConnection):
         try:
             limit = gate.max_subscriptions(self.identity)
             hub.check_channel_count(sub.channels, limit)  # before any name costs anything
-            channels = gate.resolve_channels(self.identity, sub.channels)
+            channels = _resolve(gate, self.identity, sub.channels)
             if sub.since is None and self._chain_task is None:
                 replies = hub.subscribe_live(self, channels, filter=sub.filter,
                                              max_channels=limit)
@@ -272,6 +273,7 @@ class NativeWsConnection(WsConnection):
     def _publish(self, op: native.Publish) -> None:
         hub = self.registry.hub
         try:
+            validate_channel(op.channel)  # a malformed name is invalid_channel, not forbidden
             self.registry.gate.check_publish(self.identity, op.channel)
         except WagerwireError as exc:
             self.send_error(exc)
@@ -284,3 +286,17 @@ class NativeWsConnection(WsConnection):
             self.send_text(native.encode_published(result, op.idempotency_key))
 
         self.spawn(publish)
+
+
+def _resolve(gate: Gate, identity: Identity, channels: object) -> list[object]:
+    """The gate's resolution of a subscription's channels; a malformed name among them is
+    reported as ``invalid_channel`` rather than as whatever the gate refused (a newline makes
+    ``user:1`` someone else's channel and ``game:crash`` one no plan lists). Names are
+    checked only on that error path: the hub validates them again anyway."""
+    try:
+        return gate.resolve_channels(identity, channels)
+    except Forbidden:
+        if isinstance(channels, list):
+            for name in channels:
+                validate_pattern(name)
+        raise

@@ -143,7 +143,7 @@ _101_HEAD = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnect
              b"Sec-WebSocket-Accept: ")
 
 
-def _check_header(text: str) -> None:
+def _refuse_header_injection(text: str) -> None:
     if "\r" in text or "\n" in text or "\0" in text:
         raise ValueError(f"header text contains CR, LF or NUL: {text!r}")
 
@@ -163,8 +163,8 @@ def handshake_response(key: str, extra_headers: Sequence[tuple[str, str]] = ()) 
         f"Sec-WebSocket-Accept: {accept_key(key)}",
     ]
     for name, value in extra_headers:
-        _check_header(name)
-        _check_header(value)
+        _refuse_header_injection(name)
+        _refuse_header_injection(value)
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -410,7 +410,7 @@ class FrameReader:
         """Decode every complete frame in ``buf``; return how many bytes were consumed.
 
         Unfragmented text and binary frames take the short path; everything else goes through
-        :meth:`_check_header` and :meth:`_deliver`.
+        :meth:`_check_frame_header` and :meth:`_deliver`.
         """
         pos = 0
         end = len(buf)
@@ -438,7 +438,7 @@ class FrameReader:
                 raise WsProtocolError(1002, "client frame is not masked")
             # Reject from the header alone, before any of the payload is buffered.
             if (b0 != 0x81 and b0 != 0x82) or self._frag_opcode or length > self.max_message_size:
-                self._check_header(b0, length)
+                self._check_frame_header(b0, length)
             stop = start + length
             if stop > end:
                 self._need = stop - pos
@@ -457,7 +457,7 @@ class FrameReader:
         self._need = 2
         return pos
 
-    def _check_header(self, b0: int, length: int) -> None:
+    def _check_frame_header(self, b0: int, length: int) -> None:
         """Raise if a frame header breaks a rule; the short path skips this for plain frames."""
         if b0 & 0x70:
             raise WsProtocolError(1002, "RSV bit set but no extension was negotiated")
@@ -483,7 +483,7 @@ class FrameReader:
             raise WsProtocolError(1002, f"reserved opcode {opcode:#x}")
 
     def _deliver(self, b0: int, payload: bytes) -> bool:
-        """Handle a frame that passed :meth:`_check_header`; True when it was the Close."""
+        """Handle a frame that passed :meth:`_check_frame_header`; True when it was the Close."""
         opcode = b0 & 0x0F
         if opcode == OP_PING:
             self._events.append(Ping(payload))

@@ -122,7 +122,7 @@ async def test_idempotency_keys_are_forgotten_after_the_window() -> None:
         await broker.publish(
             "a", b"{}", ts=n * 100, attrs=None, idempotency_key=f"k{n}", persist=persisted
         )
-    assert len(broker._keys) <= 12  # only keys of the last second are kept
+    assert len(broker._window) <= 12  # only keys of the last second are kept
 
 
 async def test_attrs_and_key_travel_with_the_message() -> None:
@@ -224,8 +224,26 @@ async def test_a_retry_past_the_byte_window_is_caught_by_the_store(tmp_path: Pat
         for i in range(50):
             await hub.publish("idem:c", "y" * 8000, idempotency_key=f"k{i}")
         assert broker.idempotency_bytes <= 64 * 1024
-        assert ("idem:c", "first") not in broker._keys  # forgotten by the broker
+        assert ("idem:c", "first") not in broker._window  # forgotten by the broker
         retry = await hub.publish("idem:c", "x" * 8000, idempotency_key="first")
         assert retry.duplicate and retry.message.offset == first.message.offset
     finally:
         await hub.close()
+
+
+def test_the_window_is_bounded_in_bytes_for_every_broker() -> None:
+    """The byte budget lives in the shared window, so the Redis broker's writer has it too."""
+    from wagerwire.brokers.inflight import KEY_OVERHEAD_BYTES, IdempotencyWindow, Publish
+
+    loop = asyncio.new_event_loop()
+    try:
+        window = IdempotencyWindow(window_ms=300_000, budget_bytes=10 * (1000 + KEY_OVERHEAD_BYTES
+                                                                          + 8))
+        for i in range(30):
+            window.remember(Publish(i, loop.create_future(), ("c:a", f"k{i:03}")), 1000)
+        assert window.nbytes <= window.budget_bytes
+        assert len(window) == 10 and ("c:a", "k029") in window and ("c:a", "k000") not in window
+        window.remember(Publish(31, loop.create_future(), ("c:a", "huge")), 10**6)
+        assert ("c:a", "huge") not in window  # heavier than the whole budget
+    finally:
+        loop.close()

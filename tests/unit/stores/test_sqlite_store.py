@@ -269,3 +269,17 @@ async def test_every_acknowledged_append_was_synced_to_disk_first(tmp_path: Path
     assert commits and commits[0] < acks[0]
     assert all(any(c < a for c in commits) for a in acks)
     assert len(commits) < len(acks) / 4, len(commits)
+
+
+def test_the_store_url_may_trade_the_fsync_for_throughput(tmp_path: Path) -> None:
+    from wagerwire.errors import BadParameter
+    from wagerwire.node.backends import build_store
+
+    assert build_store(f"sqlite:///{tmp_path / 'a.db'}")._synchronous == "FULL"
+    relaxed = build_store(f"sqlite:///{tmp_path / 'b.db'}?synchronous=normal")
+    assert relaxed._synchronous == "NORMAL"
+    assert Path(relaxed.path).resolve() == (tmp_path / "b.db").resolve()
+    with pytest.raises(BadParameter, match="synchronous"):
+        build_store(f"sqlite:///{tmp_path / 'c.db'}?synchronous=off")
+    with pytest.raises(BadParameter, match="unknown"):
+        build_store(f"sqlite:///{tmp_path / 'd.db'}?sync=normal")

@@ -15,6 +15,7 @@ import pytest
 
 from servers import PostgresServer, RedisServer, own_redis, postgres_server, redis_server
 from wagerwire.brokers.redis import RedisBroker
+from wagerwire.brokers.redis_history import HistoryStore
 from wagerwire.core.messages import Message
 from wagerwire.errors import Unavailable
 from wagerwire.stores.postgres import PostgresStore
@@ -109,7 +110,7 @@ async def test_a_dead_holders_persisted_message_is_reconciled(
     first = await publish(a, "x", 1)
     # A node took the lease, made offset 2 durable, and died before its commit.
     keys = f"{prefix}:{{x}}"
-    redis = a[0]._redis
+    redis = a[0].link.redis
     assert redis is not None
     await redis.set(f"{keys}:l", "dead-node", px=300)
     await redis.hset(f"{keys}:m", "dirty", 1)
@@ -158,6 +159,31 @@ async def test_history_reads_the_stream_until_it_no_longer_reaches_back(
     assert await broker.history("h", 200, 10) == []
     assert await broker.history("h", 0, 10) is None  # trimmed: read the store
     assert await broker.history("unknown", 0, 10) is None
+
+
+async def test_history_store_reads_the_stream_first_then_the_store(
+    make_node: MakeNode, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix, schema = names()
+    node = await make_node(redis_server, prefix, schema, history_size=5)
+    for n in range(1, 201):
+        await publish(node, "h", n)
+    broker, _, store = node
+    history = HistoryStore(store, broker)
+    assert history.inner is store  # what is not the Store protocol is read there
+    store_reads: list[int] = []
+    read = store.read
+
+    async def counted(channel: str, after: int, limit: int) -> list[Message]:
+        store_reads.append(after)
+        return await read(channel, after, limit)
+
+    monkeypatch.setattr(store, "read", counted)
+    newest = await history.read("h", 195, 10)
+    assert [m.offset for m in newest] == [196, 197, 198, 199, 200] and store_reads == []
+    oldest = await history.read("h", 0, 3)  # trimmed from the stream: the store answers
+    assert [m.offset for m in oldest] == [1, 2, 3] and store_reads == [0]
+    assert [m.offset for m in await history.read_last("h", 2)] == [199, 200]
 
 
 @pytest.mark.timeout(60)

@@ -1,0 +1,190 @@
+"""The Redis broker's connection: client, Lua scripts, readiness and background tasks.
+
+One :class:`RedisLink` per broker, shared by its roles (``redis_writer``, ``redis_delivery``,
+``redis_listener``). A command that fails for want of Redis calls :meth:`RedisLink.down`:
+the broker is not ready (``ready`` false, ``on_ready_change(False)``), the writer gives up
+its leases and in-flight publishes (``on_down``), and a probe pings Redis with exponential
+backoff until it answers. The listener owns the other half of readiness (``sub_ok``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from wagerwire.brokers.redis_records import ChannelKeys
+from wagerwire.core.messages import Position
+from wagerwire.errors import Unavailable
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+__all__ = ["REDIS_ERRORS", "RedisLink"]
+
+log = logging.getLogger("wagerwire.brokers.redis")
+
+T = TypeVar("T")
+
+REDIS_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+"""Errors that mean "Redis is unreachable" (as opposed to a refused command)."""
+
+_SCRIPTS = ("acquire", "init", "commit", "release", "renew", "claim", "unclaim")
+_SEED_BATCH = 500
+
+
+def _load_script(name: str) -> str:
+    return importlib.resources.files("wagerwire.brokers").joinpath(f"lua/{name}.lua").read_text()
+
+
+@dataclass(eq=False, slots=True)
+class RedisLink:
+    """This node's connection to Redis and the broker's lifecycle flags."""
+
+    url: str
+    prefix: str
+    node_id: str
+    retry_max_s: float
+    connect_timeout_s: float
+    redis: Redis | None = None
+    scripts: dict[str, AsyncScript] = field(default_factory=dict)
+    opened: bool = False  # start() was called
+    started: bool = False  # start() seeded Redis
+    closed: bool = False
+    cmd_ok: bool = False  # the last command reached Redis
+    sub_ok: bool = False  # the listener is subscribed
+    ready: bool = False
+    on_ready_change: Callable[[bool], None] | None = None
+    on_down: Callable[[BaseException], None] | None = None  # the writer gives up its leases
+    probe: asyncio.Task[None] | None = None
+    bg: set[asyncio.Future[Any]] = field(default_factory=set)  # our own background work
+
+    async def connect(self) -> None:
+        """Make the client and its scripts and wait (``connect_timeout_s``) for a ping."""
+        # A bounded pool that makes callers wait for a free connection rather than fail.
+        pool = BlockingConnectionPool.from_url(
+            self.url, max_connections=64, timeout=10, retry=Retry(NoBackoff(), 0),
+            socket_timeout=5, socket_connect_timeout=2, decode_responses=False,
+        )
+        redis = self.redis = Redis.from_pool(pool)  # closing the client closes the pool
+        for name in _SCRIPTS:
+            self.scripts[name] = redis.register_script(_load_script(name))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout_s
+        while True:
+            try:
+                await redis.ping()
+                break
+            except REDIS_ERRORS as exc:
+                if loop.time() > deadline:
+                    await redis.aclose()
+                    raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+                await asyncio.sleep(0.2)
+        self.cmd_ok = True
+
+    async def aclose(self) -> None:
+        """Cancel the background work and close the client."""
+        for bg in list(self.bg):
+            bg.cancel()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    # -- readiness -------------------------------------------------------------------------
+
+    def set_ready(self) -> None:
+        """Recompute ``ready`` and tell ``on_ready_change`` when it changed."""
+        ready = self.started and not self.closed and self.cmd_ok and self.sub_ok
+        if ready != self.ready:
+            self.ready = ready
+            if ready:
+                log.info("Redis broker ready")
+            elif not self.closed:
+                log.warning("Redis broker NOT ready: Redis is unreachable; retrying")
+            if self.on_ready_change is not None:
+                try:
+                    self.on_ready_change(ready)
+                except Exception:
+                    log.exception("on_ready_change failed")
+
+    def check_ready(self) -> None:
+        """Raise ``Unavailable`` unless publishes are accepted now."""
+        if self.closed or not self.opened:
+            raise Unavailable("the broker is closed" if self.closed else "broker not started")
+        if not self.ready:
+            raise Unavailable(
+                "Redis is unreachable: publishing is refused until the broker reconnects "
+                "(it retries with backoff); retry later"
+            )
+
+    def down(self, exc: BaseException) -> None:
+        """A command failed for want of Redis: not ready until a probe gets through."""
+        if self.closed:
+            return
+        if self.cmd_ok:
+            log.warning("Redis command failed: %s", exc)
+        self.cmd_ok = False
+        self.set_ready()
+        if self.on_down is not None:
+            self.on_down(exc)
+        if self.probe is None or self.probe.done():
+            self.probe = asyncio.get_running_loop().create_task(self._probe_until_up())
+
+    async def _probe_until_up(self) -> None:
+        delay = 0.05
+        redis = self.redis
+        assert redis is not None
+        while not self.closed:
+            try:
+                await redis.ping()
+            except REDIS_ERRORS:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            self.cmd_ok = True
+            self.set_ready()
+            return
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def call(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """Run one script; a connection failure marks Redis down and raises ``Unavailable``."""
+        try:
+            return await self.scripts[name](keys=keys, args=args)
+        except REDIS_ERRORS as exc:
+            self.down(exc)
+            raise Unavailable(f"Redis is unreachable: {exc}") from exc
+
+    async def seed(self, items: list[tuple[str, Position]]) -> None:
+        """Create (or raise) Redis positions from the store's (SETNX-like, in batches)."""
+        redis = self.redis
+        assert redis is not None
+        script = self.scripts["init"]
+        for start in range(0, len(items), _SEED_BATCH):
+            async with redis.pipeline(transaction=False) as pipe:
+                for name, pos in items[start:start + _SEED_BATCH]:
+                    keys = ChannelKeys(self.prefix, name)
+                    await script(keys=[keys.meta, keys.stream, keys.lease],
+                                 args=[pos.epoch, pos.offset], client=pipe)
+                await pipe.execute()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` in the background (cancelled at close)."""
+        task = asyncio.ensure_future(coro)
+        self.bg.add(task)
+        task.add_done_callback(self.bg.discard)
+
+    @staticmethod
+    async def quiet(coro: Awaitable[T]) -> T | None:
+        """``coro``'s result, or ``None`` if Redis failed it."""
+        try:
+            return await coro
+        except (*REDIS_ERRORS, redis_errors.RedisError):
+            return None
