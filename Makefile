@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PACKAGES := redis-server postgresql chromium prometheus
 
-.PHONY: serve test lock soak install install-test system-deps node-deps lint types check bench clean
+.PHONY: serve test fuzz lock soak install install-test system-deps node-deps lint types check bench clean
 
 # Every install comes from a hash-pinned lock (requirements/*.txt, made by `make lock`), so a
 # fresh clone installs exactly what was tested, whatever PyPI released since. The venv's own pip
@@ -37,8 +37,17 @@ lock: $(VENV)/.installed-test
 	  --upgrade -o requirements/serve.txt
 	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test $(LOCK_FLAGS) \
 	  --upgrade -o requirements/test.txt
+	cp requirements/test.txt requirements/fuzz.txt  # fuzz.txt = test.txt's pins + atheris
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra fuzz $(LOCK_FLAGS) \
+	  -o requirements/fuzz.txt
 	$(VENV)/bin/uv pip compile requirements/seed-websockets.in $(LOCK_FLAGS) \
 	  -o requirements/seed-websockets.txt
+
+# The fuzzers' lock is the test lock plus atheris (the `fuzz` extra).
+$(VENV)/.installed-fuzz: requirements/fuzz.txt pyproject.toml | $(PY)
+	$(PIP) install -q --require-hashes --no-deps -r requirements/fuzz.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
 
 install: $(VENV)/.installed
 
@@ -70,13 +79,20 @@ system-deps:
 	fi
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests fuzz
 
 types: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
 test: install-test lint types
 	$(VENV)/bin/pytest -q
+
+# Coverage-guided fuzzing (atheris) of every byte parser, FUZZ_SECONDS per target, seeds in
+# fuzz/corpus/, working corpus and crashes in .fuzz/ (README: "Fuzzing").
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+fuzz: $(VENV)/.installed-fuzz
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: install
 	bench/run.sh

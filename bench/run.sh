@@ -6,13 +6,8 @@
 #   bench/run.sh --reps 1 --ns 1000               # a quick look
 # Results: bench/results/<time>/ (raw.jsonl, summary.json, logs); the table is printed at the end.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-kit_src=${WAGERWIRE_BENCH_KIT:-$root/../shared/bench}
-kit=$here/.kit
-mkdir -p "$kit" "$here/results"
-cp -r "$kit_src/." "$kit/"
-chmod -R u+w "$kit"
+# shellcheck source=bench/kit.sh
+source "$(dirname "$0")/kit.sh"
 db=$(mktemp -d)/bench.db
 trap 'rm -rf "$(dirname "$db")"' EXIT
 out="$here/results/$(date +%Y%m%d-%H%M%S)"

@@ -7,13 +7,8 @@
 # affinity to both cores (taskset -c 0,1) so that a second worker has a core to run on; on
 # this 2-core machine it then shares core 1 with the generator (see RESULTS-scaleout.md).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-kit_src=${WAGERWIRE_BENCH_KIT:-$root/../shared/bench}
-kit=$here/.kit
-mkdir -p "$kit" "$here/results"
-cp -r "$kit_src/." "$kit/"
-chmod -R u+w "$kit"
+# shellcheck source=bench/kit.sh
+source "$(dirname "$0")/kit.sh"
 urls=$(mktemp)
 "$root/.venv/bin/python" "$here/scaleout_servers.py" > "$urls" &
 servers=$!

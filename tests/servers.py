@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -208,28 +208,31 @@ class PostgresServer:
         return done.stdout.decode()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One Redis for the session; tests isolate themselves with key prefixes or databases."""
-    if redis_bin() is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
-    directory = Path(tempfile.mkdtemp(prefix="ww-redis-"))
-    server = RedisServer(directory).start()
+S = TypeVar("S", RedisServer, PostgresServer)
+
+
+def _session_server(server_class: type[S], installed: bool, name: str, prefix: str
+                    ) -> Iterator[S]:
+    """Start a server in a fresh temporary directory; stop it and remove the directory after."""
+    if not installed:
+        pytest.skip(f"{name} is not installed (make system-deps)")
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    server = server_class(directory).start()
     yield server
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the session; tests isolate themselves with key prefixes or databases."""
+    yield from _session_server(RedisServer, redis_bin() is not None, "redis-server", "ww-redis-")
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL for the session; tests isolate themselves with schemas."""
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (make system-deps)")
-    directory = Path(tempfile.mkdtemp(prefix="ww-pg-"))
-    server = PostgresServer(directory).start()
-    yield server
-    server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    yield from _session_server(PostgresServer, postgres_bin() is not None, "PostgreSQL", "ww-pg-")
 
 
 @pytest.fixture

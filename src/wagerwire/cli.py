@@ -128,7 +128,10 @@ def _keys_parser(sub: Any) -> None:
     c = ks.add_parser("create", help="create a key (printed once)")
     c.add_argument("--role", required=True, choices=["reader", "publisher", "admin"],
                    help="reader streams and reads; publisher also publishes; admin manages keys")
-    c.add_argument("--plan", required=True, help="plan name (free, pro, pro+, allstar, ...)")
+    c.add_argument("--plan", required=True,
+                   help="plan name (free, pro, pro+, pro+rt, pro+live, allstar, ...)")
+    c.add_argument("--prefix", default="ww_", choices=["ww_", "os_live_"],
+                   help="key prefix: os_live_ for OddsStream clients, which check for it")
     c.add_argument("--user", help="bind the key to a user id (private user:{id}:... channels)")
     c.add_argument("--name", help="a label for listings")
     c.add_argument("--json", action="store_true", help='print {"id":…,"key":…}')
@@ -152,7 +155,8 @@ def _keys(args: argparse.Namespace) -> int:
                 print(f"wagerwire: unknown plan {args.plan!r}; plans: "
                       f"{', '.join(sorted(plans))}", file=sys.stderr)
                 return 2
-            record, key = store.create(args.role, args.plan, args.user, args.name)
+            record, key = store.create(args.role, args.plan, args.user, args.name,
+                                       prefix=args.prefix)
             if args.json:
                 print(json.dumps({"id": record.id, "key": key}))
             else:

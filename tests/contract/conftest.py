@@ -39,14 +39,34 @@ __all__ = [
 ]
 
 
-class SqliteStoreFactory:
+class _Closing:
+    """Closes every store or broker a factory made, at teardown."""
+
+    def __init__(self) -> None:
+        self._made: list[Any] = []
+
+    async def aclose(self) -> None:
+        for made in self._made:
+            await made.close()
+
+
+class _StoreFactory(_Closing):
+    """Opens the stores a backend's factory makes."""
+
+    async def _open(self, store: Any) -> Any:
+        self._made.append(store)
+        await store.open()
+        return store
+
+
+class SqliteStoreFactory(_StoreFactory):
     """Stores on files in a tmp directory; an outage is another connection's write lock."""
 
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self._directory = directory
         self._count = 0
         self._path: str | None = None
-        self._stores: list[SqliteStore] = []
 
     async def __call__(
         self, *, retention: Sequence[RetentionRule] = (), reopen: bool = False
@@ -55,9 +75,9 @@ class SqliteStoreFactory:
             self._count += 1
             self._path = str(self._directory / f"store-{self._count}.db")
         # A short busy timeout so that an outage fails the batch quickly.
-        store = SqliteStore(self._path, retention, busy_timeout_ms=100)
-        self._stores.append(store)
-        await store.open()
+        store: SqliteStore = await self._open(
+            SqliteStore(self._path, retention, busy_timeout_ms=100)
+        )
         return store
 
     @asynccontextmanager
@@ -72,18 +92,14 @@ class SqliteStoreFactory:
         finally:
             conn.close()
 
-    async def aclose(self) -> None:
-        for store in self._stores:
-            await store.close()
 
-
-class PostgresStoreFactory:
+class PostgresStoreFactory(_StoreFactory):
     """Stores in a fresh schema each; an outage is another session's table locks."""
 
     def __init__(self, server: PostgresServer) -> None:
+        super().__init__()
         self._server = server
         self._schema: str | None = None
-        self._stores: list[Any] = []
 
     async def __call__(
         self, *, retention: Sequence[RetentionRule] = (), reopen: bool = False
@@ -93,12 +109,9 @@ class PostgresStoreFactory:
         if not reopen or self._schema is None:
             self._schema = f"t_{uuid.uuid4().hex[:12]}"
         # A short lock timeout so that an outage fails the batch quickly.
-        store = PostgresStore(
-            self._server.url(), retention, schema=self._schema, lock_timeout_ms=100
+        return await self._open(
+            PostgresStore(self._server.url(), retention, schema=self._schema, lock_timeout_ms=100)
         )
-        self._stores.append(store)
-        await store.open()
-        return store
 
     @asynccontextmanager
     async def outage(self) -> AsyncIterator[None]:
@@ -118,41 +131,12 @@ class PostgresStoreFactory:
         finally:
             await conn.close()
 
-    async def aclose(self) -> None:
-        for store in self._stores:
-            await store.close()
 
+class _BrokerFactory(_Closing):
+    """Starts the brokers a backend's ``_new`` makes."""
 
-class MemoryBrokerFactory:
-    """Started in-process brokers."""
-
-    def __init__(self) -> None:
-        self._brokers: list[MemoryBroker] = []
-
-    async def __call__(
-        self,
-        handler: BrokerHandler,
-        positions: Mapping[str, Position] | None = None,
-        *,
-        idempotency_window_s: float = 300,
-    ) -> MemoryBroker:
-        broker = MemoryBroker(idempotency_window_s)
-        self._brokers.append(broker)
-        await broker.start(handler, positions or {})
-        return broker
-
-    async def aclose(self) -> None:
-        for broker in self._brokers:
-            await broker.close()
-
-
-class RedisBrokerFactory:
-    """Started Redis brokers sharing one fresh key prefix (like nodes of one hub)."""
-
-    def __init__(self, server: RedisServer) -> None:
-        self._server = server
-        self._prefix = f"t{uuid.uuid4().hex[:10]}"
-        self._brokers: list[Any] = []
+    def _new(self, idempotency_window_s: float) -> Any:
+        raise NotImplementedError
 
     async def __call__(
         self,
@@ -161,18 +145,33 @@ class RedisBrokerFactory:
         *,
         idempotency_window_s: float = 300,
     ) -> Any:
-        from wagerwire.brokers.redis import RedisBroker
-
-        broker = RedisBroker(
-            self._server.url, prefix=self._prefix, idempotency_window_s=idempotency_window_s
-        )
-        self._brokers.append(broker)
+        broker = self._new(idempotency_window_s)
+        self._made.append(broker)
         await broker.start(handler, positions or {})
         return broker
 
-    async def aclose(self) -> None:
-        for broker in self._brokers:
-            await broker.close()
+
+class MemoryBrokerFactory(_BrokerFactory):
+    """Started in-process brokers."""
+
+    def _new(self, idempotency_window_s: float) -> MemoryBroker:
+        return MemoryBroker(idempotency_window_s)
+
+
+class RedisBrokerFactory(_BrokerFactory):
+    """Started Redis brokers sharing one fresh key prefix (like nodes of one hub)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        super().__init__()
+        self._server = server
+        self._prefix = f"t{uuid.uuid4().hex[:10]}"
+
+    def _new(self, idempotency_window_s: float) -> Any:
+        from wagerwire.brokers.redis import RedisBroker
+
+        return RedisBroker(
+            self._server.url, prefix=self._prefix, idempotency_window_s=idempotency_window_s
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

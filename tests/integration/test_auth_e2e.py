@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -31,6 +30,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from serverproc import ServerProcess
 from wagerwire.auth.keys import KeyStore
 from wagerwire.auth.stream_tokens import TokenClaims, sign_token
 from wagerwire.core.tokens import encode_position
@@ -70,15 +70,6 @@ KEYS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def _server_process_class() -> Any:
-    """``ServerProcess`` from tests/conftest.py (loaded by path, as other modules do)."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wagerwire_root_conftest_auth", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ServerProcess
-
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAGERWIRE_")}
@@ -108,7 +99,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     workdir = tmp_path_factory.mktemp("auth-hub")
     config = workdir / "plans.toml"
     config.write_text(PLANS_TOML)
-    srv = _server_process_class()(workdir, ["--config", str(config), "--log-level", "debug"])
+    srv = ServerProcess(workdir, ["--config", str(config), "--log-level", "debug"])
     keys = Keys()
     made = cli(srv.db, "create", "--role", "reader", "--plan", "allstar", "--user", "alice",
                "--json")
@@ -132,7 +123,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """``--auth required --token-ttl 1``; keys made by the CLI while it runs."""
-    srv = _server_process_class()(tmp_path_factory.mktemp("auth-strict"),
+    srv = ServerProcess(tmp_path_factory.mktemp("auth-strict"),
                                   ["--auth", "required", "--token-ttl", "1"])
     srv.start(0)
     keys = Keys()
@@ -636,7 +627,7 @@ async def test_limits_hold_across_a_reconnect_storm(hub: Any) -> None:
     attempts = iter(range(100))
     done = asyncio.Event()
 
-    # Counted open from the moment the server accepted (it holds the lease before it
+    # Counted open from the moment the server accepted (it holds the slot before it
     # answers) until just before the client starts closing (the server cannot release it
     # earlier): so this count never exceeds the server's, and over 2 would be its fault.
     def opened() -> None:
@@ -692,7 +683,7 @@ async def test_limits_hold_across_a_reconnect_storm(hub: Any) -> None:
     assert state["ok"] + state["refused"] == 100
     assert state["max_open"] <= 2 and state["gauge_max"] <= 2, state
     assert state["ok"] >= 10 and state["refused"] >= 10, state  # it cycled, and it tripped
-    await wait_gauge(hub, 0)  # every lease came back: two new streams, not three
+    await wait_gauge(hub, 0)  # every stream slot came back: two new streams, not three
     first, second = await ws_open(hub, key=key), await ws_open(hub, key=key)
     assert (await ws_refused(hub, key=key))[0] == 429
     await first.close()
@@ -838,7 +829,7 @@ async def test_revoking_with_the_cli_closes_live_streams(hub: Any) -> None:
 
 
 async def test_demo_keys_printed_on_first_start_only(tmp_path: Path) -> None:
-    srv = _server_process_class()(tmp_path)
+    srv = ServerProcess(tmp_path)
     try:
         srv.start(0)
         text = "".join(srv.output)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import wsutil
 from wagerwire_fakehub import FakeHub
 
 from wagerwire.client import (
@@ -22,7 +24,6 @@ from wagerwire.client import (
     ForbiddenError,
     InvalidChannelError,
     State,
-    Subscription,
     stream,
 )
 from wagerwire.client.client import split_url
@@ -30,6 +31,9 @@ from wagerwire.core.messages import Position
 from wagerwire.core.tokens import decode_token
 
 FAST = Backoff(initial=0.01, maximum=0.05)
+# The fake hub answers at once: wait 5 s, not the real server's 20.
+take = partial(wsutil.take, timeout=5.0)
+until_connected = partial(wsutil.until_connected, timeout=5.0)
 
 
 @pytest.fixture
@@ -51,26 +55,6 @@ def make_client(hub: FakeHub, http: httpx.AsyncClient, **kwargs: Any) -> Client:
     return Client(hub.url, http=http, **kwargs)
 
 
-async def take(sub: Subscription, n: int, timeout: float = 5.0) -> list[ClientMessage]:
-    out: list[ClientMessage] = []
-
-    async def run() -> None:
-        async for msg in sub:
-            out.append(msg)
-            if len(out) == n:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
-
-
-async def until_connected(sub: Subscription, timeout: float = 5.0) -> None:
-    async def run() -> None:
-        async for state in sub.states():
-            if isinstance(state, Connected):
-                return
-
-    await asyncio.wait_for(run(), timeout)
 
 
 def offsets(msgs: list[ClientMessage]) -> list[int]:

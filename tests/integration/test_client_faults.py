@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wsutil import until_connected
 
 from serverproc import ServerProcess
 from wagerwire.client import (
@@ -151,14 +152,6 @@ def create_key(db: Path, role: str, plan: str) -> str:
     )
     return str(json.loads(out.stdout)["key"])
 
-
-async def until_connected(sub: Subscription, timeout: float = 20.0) -> None:
-    async def run() -> None:
-        async for state in sub.states():
-            if isinstance(state, Connected):
-                return
-
-    await asyncio.wait_for(run(), timeout)
 
 
 async def publish_all(

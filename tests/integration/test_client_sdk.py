@@ -9,33 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from wsutil import take, until_connected
 
-from wagerwire.client import Backoff, Client, ClientMessage, Connected, Subscription, stream
+from wagerwire.client import Backoff, Client, ClientMessage, Connected, stream
 from wagerwire.core.tokens import decode_token
 
 FAST = Backoff(initial=0.05, maximum=0.5)
 
 
-async def take(sub: Subscription, n: int, timeout: float = 20.0) -> list[ClientMessage]:
-    out: list[ClientMessage] = []
-
-    async def run() -> None:
-        async for msg in sub:
-            out.append(msg)
-            if len(out) == n:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
-
-
-async def until_connected(sub: Subscription, timeout: float = 20.0) -> None:
-    async def run() -> None:
-        async for state in sub.states():
-            if isinstance(state, Connected):
-                return
-
-    await asyncio.wait_for(run(), timeout)
 
 
 def keyed(msgs: list[ClientMessage]) -> list[tuple[str, int]]:

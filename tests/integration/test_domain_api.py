@@ -8,7 +8,6 @@ are checked for the documented ``{"error":{"code","message"}}`` body and status.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import ssl
 import time
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from serverproc import ServerProcess
 from wagerwire.errors import ERROR_CODES
 
 DOCUMENTED = {spec.code: spec.status for spec in ERROR_CODES}
@@ -29,16 +29,6 @@ _TLS = ssl.create_default_context()  # built once: httpx would build one per cli
 
 T = TypeVar("T")
 
-
-def _server_process_class() -> Any:
-    """``ServerProcess`` from tests/conftest.py (loaded by path, as conftest modules are not
-    importable by name)."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wagerwire_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ServerProcess
 
 
 class DemoArgs(list[str]):
@@ -54,7 +44,7 @@ class DemoArgs(list[str]):
 
 
 def start_demo(workdir: Path) -> Any:
-    return _server_process_class()(workdir, DemoArgs(["--demo-speed", "20"])).start(0)
+    return ServerProcess(workdir, DemoArgs(["--demo-speed", "20"])).start(0)
 
 
 @pytest.fixture(scope="module")
@@ -507,7 +497,7 @@ def test_a_restarted_server_answers_from_the_store_at_once(tmp_path: Path) -> No
             wait_for(lambda: games_with(client, 3), what="three rounds of every demo game")
             wait_for(lambda: ok(client, "/v1/odds")["count"], what="prices")
         assert srv.signal(15) == 0
-        srv = _server_process_class()(tmp_path, ["--no-demo"]).start(0)
+        srv = ServerProcess(tmp_path, ["--no-demo"]).start(0)
         with httpx.Client(base_url=srv.url, timeout=10, verify=_TLS) as client:
             games = ok(client, "/v1/games")["games"]
             assert {g["slug"] for g in games} == DEMO_SLUGS

@@ -13,12 +13,13 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from wsutil import raw_socket, split_server_frames
 
 from serverproc import ServerProcess
 from wagerwire.errors import ERROR_CODES
@@ -40,17 +41,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextlib.asynccontextmanager
-async def raw(srv: ServerProcess) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 async def read_response(
@@ -91,7 +81,7 @@ def error_code(status: int, headers: dict[str, str], body: bytes) -> str:
 
 
 async def get(srv: ServerProcess, target: str) -> tuple[int, dict[str, str], bytes]:
-    async with raw(srv) as (reader, writer):
+    async with raw_socket(srv) as (reader, writer):
         writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         return await read_response(reader)
 
@@ -181,7 +171,7 @@ async def test_resume_token_offsets_are_ascii_digits(hub: ServerProcess, offset:
     bad = token("game:crash", "abc", offset)
     status, headers, body = await get(hub, "/v1/sse?channels=game:crash&since=" + bad)
     assert error_code(status, headers, body) == "bad_resume_token"
-    async with raw(hub) as (reader, writer):
+    async with raw_socket(hub) as (reader, writer):
         writer.write(f"GET /v1/sse?channels=game:crash HTTP/1.1\r\nHost: x\r\n"
                      f"Last-Event-ID: {bad}\r\n\r\n".encode())
         assert error_code(*await read_response(reader)) == "bad_resume_token"
@@ -244,7 +234,7 @@ async def test_pipelined_valid_then_malformed_answers_both_in_order(
 ) -> None:
     """The publish is answered (200, with its offset) before the 400, then the close."""
     channel = f"test:pipelined-{len(garbage)}"
-    async with raw(hub) as (reader, writer):
+    async with raw_socket(hub) as (reader, writer):
         writer.write(publish_request(channel, {"n": 1}) + b"GET /healthz HTTP/1.1\r\n"
                      b"Host: x\r\n\r\n" + garbage)
         status, _, body = await read_response(reader)
@@ -274,7 +264,7 @@ async def test_get_pipelined_before_upgrade_is_answered_before_the_101(
     mask = b"\x01\x02\x03\x04"
     frame = bytes((0x81, 0x80 | len(ping))) + mask + bytes(
         b ^ mask[i % 4] for i, b in enumerate(ping))
-    async with raw(hub) as (reader, writer):
+    async with raw_socket(hub) as (reader, writer):
         # Two REST requests (one slow enough to still be running when the upgrade is parsed),
         # the upgrade and a first WebSocket frame, all in one segment.
         writer.write(b"GET /v1/channels HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -300,14 +290,14 @@ async def test_get_pipelined_before_upgrade_is_answered_before_the_101(
 async def test_request_without_http_1_version_is_refused(
     hub: ServerProcess, request_line: bytes
 ) -> None:
-    async with raw(hub) as (reader, writer):
+    async with raw_socket(hub) as (reader, writer):
         writer.write(request_line)
         status, headers, body = await read_response(reader)
         assert error_code(status, headers, body) == "bad_request", body
         assert b"HTTP/1.1" in body  # the message says what to send instead
         assert await read_eof(reader) == b""
     # HTTP/1.0 is still served.
-    async with raw(hub) as (reader, writer):
+    async with raw_socket(hub) as (reader, writer):
         writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
         status, _, body = await read_response(reader)
         assert (status, json.loads(body)) == (200, {"status": "ok"})
@@ -334,7 +324,7 @@ async def _slowloris(srv: ServerProcess, interval: float, lines: int) -> tuple[f
     """Trickle header lines every ``interval`` s; return when and what the server answered."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with raw(srv) as (reader, writer):
+    async with raw_socket(srv) as (reader, writer):
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         read = asyncio.ensure_future(reader.read())
         for i in range(lines):
@@ -359,7 +349,7 @@ async def test_slowloris_heads_get_408_within_the_header_timeout(timed: ServerPr
         assert json.loads(body)["error"]["code"] == "request_timeout"
         assert DOCUMENTED["request_timeout"] == 408
     # The server is fine, and a head that arrives in time is served.
-    async with raw(timed) as (reader, writer):
+    async with raw_socket(timed) as (reader, writer):
         writer.write(b"GET /healthz HTTP/1.1\r\n")
         await asyncio.sleep(HEAD_TIMEOUT / 3)
         writer.write(b"Host: x\r\n\r\n")
@@ -369,7 +359,7 @@ async def test_slowloris_heads_get_408_within_the_header_timeout(timed: ServerPr
 
 async def test_short_body_gets_408_within_the_body_timeout(timed: ServerProcess) -> None:
     loop = asyncio.get_running_loop()
-    async with raw(timed) as (reader, writer):
+    async with raw_socket(timed) as (reader, writer):
         writer.write(b"POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"channel\":")
         started = loop.time()
@@ -383,9 +373,9 @@ async def test_short_body_gets_408_within_the_body_timeout(timed: ServerProcess)
 async def test_idle_connections_are_closed_after_the_header_timeout(timed: ServerProcess) -> None:
     """A connection that never sends a byte, and a keep-alive one idle after its response,
     are closed quietly (no 408: no request was started)."""
-    async with raw(timed) as (reader, writer):
+    async with raw_socket(timed) as (reader, writer):
         assert await read_eof(reader, HEAD_TIMEOUT + 5) == b""
-    async with raw(timed) as (reader, writer):
+    async with raw_socket(timed) as (reader, writer):
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         status, _, _ = await read_response(reader)
         assert status == 200
@@ -397,7 +387,7 @@ async def test_streams_are_not_cut_by_the_http_timeouts(timed: ServerProcess) ->
         await asyncio.sleep(HEAD_TIMEOUT * 2.5)
         await ws.send('{"op":"ping"}')
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["op"] == "pong"
-    async with raw(timed) as (reader, writer):
+    async with raw_socket(timed) as (reader, writer):
         writer.write(b"GET /v1/sse?channels=game:crash HTTP/1.1\r\nHost: x\r\n\r\n")
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200 "), head
@@ -406,26 +396,6 @@ async def test_streams_are_not_cut_by_the_http_timeouts(timed: ServerProcess) ->
 
 
 # --------------------------------------------------------------------------- slow consumers
-
-
-def _ws_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """(opcode, payload) of each complete unmasked server frame in ``data``."""
-    frames = []
-    pos = 0
-    while pos + 2 <= len(data):
-        op, ln = data[pos] & 0x0F, data[pos + 1] & 0x7F
-        pos += 2
-        if ln == 126:
-            ln = int.from_bytes(data[pos:pos + 2], "big")
-            pos += 2
-        elif ln == 127:
-            ln = int.from_bytes(data[pos:pos + 8], "big")
-            pos += 8
-        if pos + ln > len(data):
-            break
-        frames.append((op, data[pos:pos + ln]))
-        pos += ln
-    return frames
 
 
 async def _paused_reader(srv: ServerProcess, request: bytes) -> tuple[
@@ -482,7 +452,7 @@ async def test_paused_slow_consumer_gets_its_close_when_it_reads_late(
     sse_data = await asyncio.wait_for(sse_reader.read(), 10)
     for writer in (ws_writer, sse_writer):
         writer.close()
-    frames = _ws_frames(ws_data)
+    frames, _ = split_server_frames(ws_data)
     assert frames and frames[-1][0] == 0x8, (len(ws_data), frames[-1:])
     assert int.from_bytes(frames[-1][1][:2], "big") == 4000
     events = sse_data.split(b"\n\n")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -29,8 +27,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from wsutil import subscribe
+from wsutil import raw_socket, split_server_frames, subscribe
 
+from serverproc import ServerProcess
 from wagerwire.core.tokens import encode_position
 from wagerwire.errors import ERROR_CODES, CloseCode
 
@@ -45,22 +44,11 @@ def http_client(srv: Any, timeout: float = 10) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=srv.url, timeout=timeout, verify=_TLS)
 
 
-def _server_process_class() -> Any:
-    """``ServerProcess`` from tests/conftest.py (loaded by path: conftest modules are not
-    importable by name when several exist)."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_wagerwire_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ServerProcess
-
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One server for the whole module, with small limits."""
-    server_process = _server_process_class()
-    srv = server_process(
+    srv = ServerProcess(
         tmp_path_factory.mktemp("errors"),
         ["--max-channels", str(MAX_CHANNELS), "--max-message-bytes", str(MAX_MESSAGE_BYTES)],
     )
@@ -188,17 +176,6 @@ async def publish(srv: Any, channel: str, data: Any) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
-@contextlib.asynccontextmanager
-async def raw_socket(srv: Any) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
 def upgrade_request(path: str = "/v1/ws", *, method: str = "GET", version: str = "13",
                     key: str | None = None, content_length: bool = True,
                     connection: str = "Upgrade") -> bytes:
@@ -265,22 +242,8 @@ def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
 
 def server_frames(data: bytes) -> list[tuple[int, bytes]]:
     """Split what the server sent into (opcode, payload); server frames are never masked."""
-    frames = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        assert not b1 & 0x80, "server frames must not be masked"
-        n = b1 & 0x7F
-        pos += 2
-        if n == 126:
-            n = int.from_bytes(data[pos : pos + 2], "big")
-            pos += 2
-        elif n == 127:
-            n = int.from_bytes(data[pos : pos + 8], "big")
-            pos += 8
-        frames.append((b0 & 0x0F, data[pos : pos + n]))
-        pos += n
-    assert pos == len(data), "truncated frame"
+    frames, rest = split_server_frames(data)
+    assert not rest, "truncated frame"
     return frames
 
 
@@ -512,19 +475,24 @@ BAD_TOKENS = [
 ]
 
 
-@pytest.mark.parametrize("token", BAD_TOKENS, ids=range(len(BAD_TOKENS)))
-@pytest.mark.parametrize("where", ["since", "last-event-id"])
-async def test_sse_bad_resume_token(
-    limited: Any, neighbour: Neighbour, token: str, where: str
-) -> None:
-    params = {"channels": "game:t-a"}
+async def sse_resume(srv: Any, channel: str, token: str, where: str) -> httpx.Response:
+    """``GET /v1/sse`` of ``channel`` resuming at ``token``, sent as ``since`` or Last-Event-ID."""
+    params = {"channels": channel}
     headers = {}
     if where == "since":
         params["since"] = token
     else:
         headers["Last-Event-ID"] = token
-    async with http_client(limited) as http:
-        r = await http.get("/v1/sse", params=params, headers=headers)
+    async with http_client(srv) as http:
+        return await http.get("/v1/sse", params=params, headers=headers)
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS, ids=range(len(BAD_TOKENS)))
+@pytest.mark.parametrize("where", ["since", "last-event-id"])
+async def test_sse_bad_resume_token(
+    limited: Any, neighbour: Neighbour, token: str, where: str
+) -> None:
+    r = await sse_resume(limited, "game:t-a", token, where)
     assert_http_error(r, 400, "bad_resume_token")
     await neighbour.assert_alive()
 
@@ -533,14 +501,7 @@ async def test_sse_bad_resume_token(
 async def test_sse_since_in_the_future(limited: Any, neighbour: Neighbour, where: str) -> None:
     ack = await publish(limited, "game:fut-sse", 1)
     token = encode_position("game:fut-sse", ack["epoch"], ack["offset"] + 5)
-    params = {"channels": "game:fut-sse"}
-    headers = {}
-    if where == "since":
-        params["since"] = token
-    else:
-        headers["Last-Event-ID"] = token
-    async with http_client(limited) as http:
-        r = await http.get("/v1/sse", params=params, headers=headers)
+    r = await sse_resume(limited, "game:fut-sse", token, where)
     assert_http_error(r, 422, "bad_parameter")
     await neighbour.assert_alive()
 

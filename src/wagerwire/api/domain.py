@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -484,18 +485,36 @@ async def get_event(
     return JsonResponse(found)
 
 
-def _selector(
-    feed: DomainFeed,
-    event: str | None,
-    sport: str | None,
-    competition: str | None,
-    live: bool | None,
-    *,
-    include_finished: bool,
+def event_filters(
+    event: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    sport: Text = None,
+    competition: Text = None,
+    live: Live = None,
 ) -> EventSelector:
+    """The query parameters every odds route takes: which events the answer covers."""
+    return EventSelector(event, sport, competition, live)
+
+
+Events = Annotated[EventSelector, Depends(event_filters)]
+
+
+def _selector(feed: DomainFeed, events: EventSelector, *, include_finished: bool) -> EventSelector:
+    event = events.event
     if event is not None and feed.state.event(event) is None and feed.state.odds(event) is None:
         raise NotFound(f"unknown event {event!r}")
-    return EventSelector(event, sport, competition, live, include_finished)
+    return replace(events, include_finished=include_finished)
+
+
+def _odds_answer(
+    feed: DomainFeed, events: EventSelector, markets: Callable[[str], list[Any] | None]
+) -> Response:
+    """Each selected event with its ``markets``; one without (None) only when asked by id."""
+    found = []
+    for event_id in selected_events(feed.state, _selector(feed, events, include_finished=True)):
+        found_markets = markets(event_id)
+        if found_markets is not None or events.event is not None:
+            found.append({**event_header(feed.state, event_id), "markets": found_markets or []})
+    return JsonResponse({"count": len(found), "events": found})
 
 
 @router.get(
@@ -504,22 +523,12 @@ def _selector(
     responses=ERRORS_404,
     summary="Every bookmaker's current price, per event, market and selection",
 )
-async def odds(
-    feed: Feed,
-    event: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    sport: Text = None,
-    competition: Text = None,
-    live: Live = None,
-) -> Response:
-    selector = _selector(feed, event, sport, competition, live, include_finished=True)
-    found = []
-    for event_id in selected_events(feed.state, selector):
+async def odds(feed: Feed, events: Events) -> Response:
+    def markets(event_id: str) -> list[Any] | None:
         prices = feed.state.odds(event_id)
-        if prices is None and event is None:
-            continue
-        markets = [] if prices is None else prices["markets"]
-        found.append({**event_header(feed.state, event_id), "markets": markets})
-    return JsonResponse({"count": len(found), "events": found})
+        return None if prices is None else list(prices["markets"])
+
+    return _odds_answer(feed, events, markets)
 
 
 @router.get(
@@ -528,20 +537,11 @@ async def odds(
     responses=ERRORS_404,
     summary="Best takeable price per selection, implied sum and arbitrage flag per market",
 )
-async def best_odds(
-    feed: Feed,
-    event: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    sport: Text = None,
-    competition: Text = None,
-    live: Live = None,
-) -> Response:
-    selector = _selector(feed, event, sport, competition, live, include_finished=True)
-    found = []
-    for event_id in selected_events(feed.state, selector):
-        markets = [best_market(mb) for mb in market_books(feed.state, event_id)]
-        if markets or event is not None:
-            found.append({**event_header(feed.state, event_id), "markets": markets})
-    return JsonResponse({"count": len(found), "events": found})
+async def best_odds(feed: Feed, events: Events) -> Response:
+    def markets(event_id: str) -> list[Any] | None:
+        return [best_market(mb) for mb in market_books(feed.state, event_id)] or None
+
+    return _odds_answer(feed, events, markets)
 
 
 @router.get(
@@ -552,14 +552,11 @@ async def best_odds(
 )
 async def arbitrage(
     feed: Feed,
+    events: Events,
     stake: Annotated[float, Query(gt=0, le=1e9, allow_inf_nan=False,
                                   description="total stake split across the legs")] = 100.0,
-    event: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    sport: Text = None,
-    competition: Text = None,
-    live: Live = None,
 ) -> Response:  # fmt: skip
-    selector = _selector(feed, event, sport, competition, live, include_finished=False)
+    selector = _selector(feed, events, include_finished=False)
     found = arbitrages(feed.state, selector, stake)
     return JsonResponse({"stake": stake, "count": len(found), "arbitrages": found})
 
@@ -572,6 +569,7 @@ async def arbitrage(
 )
 async def value_bets(
     feed: Feed,
+    events: Events,
     min_edge: Annotated[float, Query(ge=0, le=10, allow_inf_nan=False,
                                      description="expected value per unit, 0.02 = 2%")] = 0.0,
     method: Annotated[Literal["multiplicative", "power"], Query(
@@ -580,12 +578,8 @@ async def value_bets(
         min_length=1, max_length=100,
         description="bookmaker whose de-vigged book is the fair value (default: consensus)")
     ] = None,
-    event: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    sport: Text = None,
-    competition: Text = None,
-    live: Live = None,
 ) -> Response:  # fmt: skip
-    selector = _selector(feed, event, sport, competition, live, include_finished=False)
+    selector = _selector(feed, events, include_finished=False)
     if reference is not None and not any(
         reference in books
         for event_id in feed.state.event_ids()

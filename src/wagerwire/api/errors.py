@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from wagerwire.api.responses import JsonResponse
 from wagerwire.errors import (
@@ -25,6 +26,22 @@ def render_error(error: WagerwireError, extra: dict[str, str] | None = None) -> 
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return JsonResponse(error.to_json(), status_code=error.status, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route serves on this path. Starlette's 405 names only the first
+    matching route's methods (``OPTIONS /v1/keys`` said ``Allow: POST`` on a GET+POST path);
+    asking each route about each method uses nothing but the public ``matches``."""
+    routes = request.app.router.routes
+    allowed = [
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    ]  # fmt: skip
+    return ", ".join(allowed) or None
 
 
 def _describe(exc: RequestValidationError) -> WagerwireError:
@@ -66,7 +83,12 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = ClientError(str(exc.detail))
             error.status = exc.status_code
-        return render_error(_counted(request, error), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            if allowed is not None:
+                headers["Allow"] = allowed
+        return render_error(_counted(request, error), headers)
 
     app.add_exception_handler(WagerwireError, wagerwire_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Mapping
 
@@ -99,6 +100,10 @@ class _Slot(StreamSlot):
 
     async def admit(self) -> None:
         plan = self.plan
+        if self.once is not None:  # a single-use token: spent here, on every node at once
+            if await self.gate.limits.take_daily(f"spent:{self.once}", 1):
+                raise Unauthorized("this stream token was already used; request a new token "
+                                   "for every connection")
         slot_id = await self.gate.limits.acquire_stream(self.key_id, plan.max_streams)
         if slot_id is None:
             raise RateLimited(
@@ -259,11 +264,15 @@ class KeyGate(Gate):
     def max_subscriptions(self, identity: Identity) -> int | None:
         return self.plan(identity.plan).max_subscriptions
 
-    def open_stream(self, identity: Identity, transport: str) -> StreamSlot:
+    def check_stream(self, identity: Identity) -> None:
         plan = self.plan(identity.plan)
         if not plan.stream:
             raise Forbidden(f"plan {plan.name!r} does not include streaming; use REST or "
                             "upgrade the plan")
+
+    def open_stream(self, identity: Identity, transport: str) -> StreamSlot:
+        plan = self.plan(identity.plan)
+        self.check_stream(identity)
         if identity.key_id is None:
             return NO_SLOT
         slot = _Slot(self, identity.key_id, plan)
@@ -297,7 +306,7 @@ class KeyGate(Gate):
             self._signing = self.keystore.signing_keys()
         expires = math.ceil(now) + self.token_ttl  # valid for at least token_ttl seconds
         claims = TokenClaims(identity.key_id, identity.role, identity.plan, identity.user_id,
-                             int(now), expires)
+                             int(now), expires, secrets.token_urlsafe(9))
         return sign_token(claims, kid, self._signing[kid]), expires
 
     # -- key management --------------------------------------------------------------------

@@ -68,7 +68,7 @@ class StreamSlot:
     closes it at ``expires_at`` (seconds since the epoch) when a stream token opened it.
     """
 
-    __slots__ = ("_released", "expires_at", "on_revoke")
+    __slots__ = ("_released", "expires_at", "on_revoke", "once")
 
     pending = False  # True on slots whose admit() must be awaited before the stream starts
 
@@ -76,6 +76,15 @@ class StreamSlot:
         self._released = False
         self.on_revoke: Callable[[], None] | None = None
         self.expires_at: int | None = None
+        self.once: str | None = None
+
+    def spend(self, credential: str) -> None:
+        """Make :meth:`admit` spend ``credential`` (a single-use stream token's id): a
+        credential already spent is refused with ``Unauthorized``. Only keyed (pending)
+        slots can count it; on any other the stream is refused at once."""
+        if not self.pending:
+            raise Unauthorized("this stream needs a single-use stream token")
+        self.once = credential
 
     async def admit(self) -> None:
         """Count the stream (a no-op here); raise the refusal if it may not open."""
@@ -118,6 +127,9 @@ class Gate:
             return self.resolve_channel(identity, channel) == channel
         except Forbidden:
             return False
+
+    def check_stream(self, identity: Identity) -> None:
+        """Raise ``Forbidden`` when the holder's plan has no streaming at all."""
 
     def open_stream(self, identity: Identity, transport: str) -> StreamSlot:
         """One more stream for ``identity``: raise ``Forbidden`` (the plan has no streaming),

@@ -1,6 +1,7 @@
 """API keys and signing keys, kept in the configured SQLite database.
 
-A key looks like ``ww_<id>_<secret>``: the prefix makes it recognisable (secret scanners,
+A key looks like ``ww_<id>_<secret>`` (or ``os_live_<id>_<secret>``, the form OddsStream
+clients check for: same id and secret, another prefix): the prefix makes it recognisable (secret scanners,
 logs), the id finds the record without a scan, and only the SHA-256 of the whole key is
 stored, compared in constant time. A key is shown once, when it is created. The tables live
 next to the history in the same file so ``wagerwire keys create`` works before the server
@@ -22,9 +23,10 @@ from pathlib import Path
 
 from wagerwire.errors import BadParameter
 
-__all__ = ["KEY_PREFIX", "ROLES", "KeyRecord", "KeyStore", "hash_key", "parse_key_id"]
+__all__ = ["KEY_PREFIX", "KEY_PREFIXES", "ROLES", "KeyRecord", "KeyStore", "hash_key", "parse_key_id"]
 
 KEY_PREFIX = "ww_"
+KEY_PREFIXES = (KEY_PREFIX, "os_live_")
 ROLES = ("reader", "publisher", "admin")
 # A user id is one segment of ``user:{id}:…``: no ':' (or user "a" would own "a:b"'s
 # channels), no '*', and not "me" (``user:me:…`` means the holder's own channels).
@@ -80,10 +82,12 @@ def hash_key(key: str) -> str:
 
 
 def parse_key_id(key: str) -> str | None:
-    """The id part of ``ww_<id>_<secret>``, or None when it is not shaped like a key."""
-    if not key.startswith(KEY_PREFIX):
+    """The id part of ``ww_<id>_<secret>`` (or ``os_live_…``), or None when it is not shaped
+    like a key."""
+    prefix = next((p for p in KEY_PREFIXES if key.startswith(p)), None)
+    if prefix is None:
         return None
-    parts = key[len(KEY_PREFIX):].split("_", 1)
+    parts = key[len(prefix):].split("_", 1)
     if len(parts) != 2 or not parts[0] or not parts[1]:
         return None
     return parts[0]
@@ -107,16 +111,21 @@ class KeyStore:
     # -- API keys --------------------------------------------------------------------------
 
     def create(
-        self, role: str, plan: str, user_id: str | None = None, name: str | None = None
+        self, role: str, plan: str, user_id: str | None = None, name: str | None = None,
+        prefix: str = KEY_PREFIX,
     ) -> tuple[KeyRecord, str]:
-        """Create a key; returns the record and the key, which is not stored anywhere."""
+        """Create a key; returns the record and the key, which is not stored anywhere.
+
+        ``prefix`` is one of :data:`KEY_PREFIXES` (``os_live_`` for OddsStream clients)."""
+        if prefix not in KEY_PREFIXES:
+            raise BadParameter(f"key prefix must be one of {', '.join(KEY_PREFIXES)}")
         if role not in ROLES:
             raise BadParameter(f"role must be one of {', '.join(ROLES)}")
         if user_id is not None and (USER_ID.fullmatch(user_id) is None or user_id == "me"):
             raise BadParameter(f"invalid user id {user_id!r}: use 1-64 characters of "
                                "[a-z0-9_.-] (and not 'me')")
         key_id = secrets.token_hex(6)
-        key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+        key = f"{prefix}{key_id}_{secrets.token_urlsafe(24)}"
         record = KeyRecord(key_id, hash_key(key), role, plan, user_id, name, time.time(),
                            None, None)
         with self._lock:

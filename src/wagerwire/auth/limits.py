@@ -142,7 +142,7 @@ class LocalLimits:
         slot_ttl_s: a slot not renewed for this long stops counting.
     """
 
-    __slots__ = ("clock", "slot_ttl_s", "_slots", "_buckets", "_quotas")
+    __slots__ = ("clock", "slot_ttl_s", "_slots", "_buckets", "_quotas", "_day")
 
     def __init__(
         self, clock: Callable[[], float] = time.time, slot_ttl_s: float = SLOT_TTL_S
@@ -154,6 +154,7 @@ class LocalLimits:
         self._slots: dict[str, dict[str, float]] = {}  # subject -> slot id -> expiry
         self._buckets: dict[str, RateBucket] = {}
         self._quotas: dict[str, DailyQuota] = {}
+        self._day = -1
 
     def _live(self, subject: str, now: float) -> dict[str, float]:
         slots = self._slots.get(subject)
@@ -193,6 +194,10 @@ class LocalLimits:
         return bucket.take(self.clock())
 
     async def take_daily(self, subject: str, per_day: int) -> float:
+        day = int(self.clock() // DAY)
+        if day != self._day:  # yesterday's counts are over: forget them (spent tokens too)
+            self._day = day
+            self._quotas = {k: q for k, q in self._quotas.items() if q.day >= day}
         quota = self._quotas.get(subject)
         if quota is None:
             quota = self._quotas[subject] = DailyQuota(per_day)

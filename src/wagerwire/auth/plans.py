@@ -2,7 +2,8 @@
 
 The default set mirrors the seed feeds: ``free`` (one stream, 30 stream tokens a day, like
 OddsStream's free plan), ``pro`` (REST only: OddsStream's Pro has no WebSocket), ``pro+`` and
-``allstar`` (SportsGameOdds' streaming tier), plus ``open`` for anonymous use when auth is
+``allstar`` (SportsGameOdds' streaming tier), ``pro+rt`` and ``pro+live`` (OddsStream's
+unlimited streaming tiers: no daily token or concurrent-stream limit), plus ``open`` for anonymous use when auth is
 ``open`` and ``internal`` for publisher/admin keys.
 """
 
@@ -66,6 +67,8 @@ DEFAULT_PLANS: dict[str, Plan] = {
     "pro": Plan("pro", PUBLIC, stream=False, rest_per_minute=600, max_subscriptions=50),
     "pro+": Plan("pro+", PUBLIC, max_streams=5, token_requests_per_day=1000,
                  rest_per_minute=1200, max_subscriptions=50),
+    "pro+rt": Plan("pro+rt", PUBLIC, rest_per_minute=1200),
+    "pro+live": Plan("pro+live", PUBLIC, rest_per_minute=1200),
     "allstar": Plan("allstar", ("*",), max_streams=50, token_requests_per_day=100_000,
                     rest_per_minute=6000, max_subscriptions=100),
     "internal": Plan("internal", ("*",)),

@@ -32,6 +32,7 @@ class TokenClaims:
     user_id: str | None
     issued_at: int
     expires_at: int
+    nonce: str | None = None  # makes every token unique (single-use tokens are spent by it)
 
 
 def _b64(data: bytes) -> str:
@@ -46,6 +47,7 @@ def sign_token(claims: TokenClaims, kid: str, secret: bytes) -> str:
     payload = _b64(json.dumps({
         "k": claims.key_id, "r": claims.role, "p": claims.plan, "u": claims.user_id,
         "iat": claims.issued_at, "exp": claims.expires_at,
+        **({} if claims.nonce is None else {"n": claims.nonce}),
     }, separators=(",", ":")).encode())
     head = f"{TOKEN_PREFIX}.{kid}.{payload}"
     sig = hmac.new(secret, head.encode(), hashlib.sha256).digest()
@@ -72,7 +74,8 @@ def verify_token(token: str, secrets: Mapping[str, bytes], now: float) -> TokenC
         data = json.loads(_unb64(payload))
         claims = TokenClaims(str(data["k"]), str(data["r"]), str(data["p"]),
                              None if data.get("u") is None else str(data["u"]),
-                             int(data["iat"]), int(data["exp"]))
+                             int(data["iat"]), int(data["exp"]),
+                             None if data.get("n") is None else str(data["n"]))
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise Unauthorized("stream token is malformed") from exc
     if not hmac.compare_digest(expected, given):

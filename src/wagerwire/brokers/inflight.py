@@ -16,11 +16,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from wagerwire.core.broker import Persist
-from wagerwire.core.messages import Message
+from wagerwire.core.broker import Persist, PublishArgs
+from wagerwire.core.messages import Message, PublishResult
 from wagerwire.errors import Unavailable
 
-__all__ = ["IdempotencyWindow", "Publish", "abandoned_error", "cut_from", "start_persist"]
+__all__ = [
+    "IdempotencyWindow",
+    "Publish",
+    "abandoned_error",
+    "cut_from",
+    "publish_key",
+    "start_persist",
+]
 
 Key = tuple[str, str]  # (channel, idempotency key)
 P = TypeVar("P", bound="Publish")
@@ -109,6 +116,13 @@ class IdempotencyWindow:
             # settled, look again: delivered, or failed and forgotten (then publish).
             await asyncio.shield(first.settled)
 
+    async def duplicate(self, key: Key | None, ts: int) -> PublishResult | None:
+        """The answer to a publish repeating ``key`` within the window, else ``None``."""
+        if key is None:
+            return None
+        first = await self.first(key, ts)
+        return None if first is None else PublishResult(first, duplicate=True)
+
     def remember(self, pub: Publish, data_bytes: int) -> None:
         """``pub`` (which has a key) is the first of its key; forget keys out of the window."""
         key = pub.key
@@ -137,6 +151,12 @@ class IdempotencyWindow:
         self._keys.clear()
         self._order.clear()
         self.nbytes = 0
+
+
+def publish_key(channel: str, args: PublishArgs) -> Key | None:
+    """The idempotency window's key of a publish; ``None`` without an idempotency key."""
+    idempotency_key = args["idempotency_key"]
+    return None if idempotency_key is None else (channel, idempotency_key)
 
 
 def start_persist(

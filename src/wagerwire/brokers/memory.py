@@ -38,7 +38,7 @@ import string
 from collections import deque
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from wagerwire.brokers.inflight import (
     IDEMPOTENCY_WINDOW_BYTES,
@@ -46,9 +46,10 @@ from wagerwire.brokers.inflight import (
     Publish,
     abandoned_error,
     cut_from,
+    publish_key,
     start_persist,
 )
-from wagerwire.core.broker import BrokerHandler, Persist
+from wagerwire.core.broker import BrokerHandler, PublishArgs
 from wagerwire.core.messages import Message, Position, PublishResult
 from wagerwire.errors import Unavailable
 
@@ -137,16 +138,8 @@ class MemoryBroker:
     async def unsubscribe(self, channel: str) -> None:
         """Nothing to do (see ``subscribe``)."""
 
-    async def publish(
-        self,
-        channel: str,
-        data: bytes,
-        *,
-        ts: int,
-        attrs: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        persist: Persist,
-    ) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, **args: Unpack[PublishArgs]
+                      ) -> PublishResult:
         """Assign the next offset, persist, deliver in offset order; see the module docstring.
 
         Raises:
@@ -154,11 +147,10 @@ class MemoryBroker:
                 channel failed while this one was in flight (its offset is reused).
             Exception: whatever ``persist`` raised; nothing was delivered.
         """
-        key = (channel, idempotency_key) if idempotency_key is not None else None
-        if key is not None:
-            first = await self._window.first(key, ts)
-            if first is not None:
-                return PublishResult(first, duplicate=True)
+        ts, key = args["ts"], publish_key(channel, args)
+        duplicate = await self._window.duplicate(key, ts)
+        if duplicate is not None:
+            return duplicate
         if self._closed or self._handler is None:
             raise Unavailable("the broker is closed" if self._closed else "broker not started")
         state = self._channels.get(channel)
@@ -166,13 +158,13 @@ class MemoryBroker:
             state = self._channels[channel] = _Channel(new_epoch(), 0)
         offset = state.next_offset
         state.next_offset = offset + 1
-        message = Message(channel, offset, state.epoch, ts, data, attrs, idempotency_key)
+        message = Message(channel, offset, state.epoch, ts, data, args["attrs"], args["idempotency_key"])
         pub = Publish(ts, asyncio.get_running_loop().create_future(), key)
         pub.message = message
         state.inflight.append(pub)
         if key is not None:
             self._window.remember(pub, len(message.data))
-        start_persist(persist, message, self._tasks, partial(self._persisted, state, pub))
+        start_persist(args["persist"], message, self._tasks, partial(self._persisted, state, pub))
         await pub.done
         return PublishResult(message)
 

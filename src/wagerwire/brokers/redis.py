@@ -81,7 +81,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from wagerwire.brokers.inflight import IDEMPOTENCY_WINDOW_BYTES
 from wagerwire.brokers.redis_delivery import OrderedDelivery, read_stream
@@ -89,7 +89,7 @@ from wagerwire.brokers.redis_link import RedisLink
 from wagerwire.brokers.redis_listener import FanoutListener
 from wagerwire.brokers.redis_records import decode_records, encode_record
 from wagerwire.brokers.redis_writer import LeaseWriter
-from wagerwire.core.broker import BrokerHandler, Persist
+from wagerwire.core.broker import BrokerHandler, PublishArgs
 from wagerwire.core.messages import Message, Position, PublishResult
 from wagerwire.core.store import Store
 from wagerwire.errors import Unavailable
@@ -245,16 +245,8 @@ class RedisBroker:
         """The last local subscriber left: stop listening (when listening per channel)."""
         await self.listener.unsubscribe(channel)
 
-    async def publish(
-        self,
-        channel: str,
-        data: bytes,
-        *,
-        ts: int,
-        attrs: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        persist: Persist,
-    ) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, **args: Unpack[PublishArgs]
+                      ) -> PublishResult:
         """Assign the next offset under the channel's lease, persist, commit, deliver.
 
         Raises:
@@ -263,7 +255,7 @@ class RedisBroker:
                 flight (its offset is reused).
             Exception: whatever ``persist`` raised; nothing was delivered.
         """
-        return await self.writer.publish(channel, data, ts, attrs, idempotency_key, persist)
+        return await self.writer.publish(channel, data, **args)
 
     async def history(self, channel: str, after: int, limit: int) -> list[Message] | None:
         """Committed messages with offset > ``after`` from the Redis stream, ascending.

@@ -16,9 +16,8 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from redis import exceptions as redis_errors
 
@@ -28,6 +27,7 @@ from wagerwire.brokers.inflight import (
     Publish,
     abandoned_error,
     cut_from,
+    publish_key,
     start_persist,
 )
 from wagerwire.brokers.memory import new_epoch
@@ -39,7 +39,7 @@ from wagerwire.brokers.redis_records import (
     encode_record,
     frame_record,
 )
-from wagerwire.core.broker import Persist
+from wagerwire.core.broker import PublishArgs
 from wagerwire.core.messages import Message, Position, PublishResult
 from wagerwire.core.store import Store
 from wagerwire.errors import Unavailable
@@ -152,14 +152,13 @@ class LeaseWriter:
 
     # -- publish ---------------------------------------------------------------------------
 
-    async def publish(self, channel: str, data: bytes, ts: int, attrs: Mapping[str, str] | None,
-                      idempotency_key: str | None, persist: Persist) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, **args: Unpack[PublishArgs]
+                      ) -> PublishResult:
         """``RedisBroker.publish``: claim, take the lease and an offset, persist, commit."""
-        key = (channel, idempotency_key) if idempotency_key is not None else None
-        if key is not None:
-            first = await self._window.first(key, ts)
-            if first is not None:
-                return PublishResult(first, duplicate=True)
+        ts, key = args["ts"], publish_key(channel, args)
+        duplicate = await self._window.duplicate(key, ts)
+        if duplicate is not None:
+            return duplicate
         self.link.check_ready()
         loop = asyncio.get_running_loop()
         pub = _RedisPublish(ts, loop.create_future(), key)
@@ -182,13 +181,15 @@ class LeaseWriter:
             raise
         offset = state.next_offset
         state.next_offset = offset + 1
-        message = Message(channel, offset, state.lease_epoch, ts, data, attrs, idempotency_key)
+        message = Message(
+            channel, offset, state.lease_epoch, ts, data, args["attrs"], args["idempotency_key"]
+        )
         pub.message = message
         state.inflight.append(pub)
         if state.release_handle is not None:
             state.release_handle.cancel()
             state.release_handle = None
-        start_persist(persist, message, self._tasks, partial(self._persisted, state, pub))
+        start_persist(args["persist"], message, self._tasks, partial(self._persisted, state, pub))
         await pub.done
         return PublishResult(message)
 

@@ -17,7 +17,7 @@ import httpx
 
 from wagerwire.client.auth import Auth, KeyRefresher
 from wagerwire.client.backoff import Backoff
-from wagerwire.client.connection import StreamDriver, WebSocketDriver
+from wagerwire.client.connection import DriverOptions, StreamDriver, WebSocketDriver
 from wagerwire.client.errors import ClosedError
 from wagerwire.client.latency import LatencyHistogram
 from wagerwire.client.protocol import ClientProtocol, Counters
@@ -191,24 +191,16 @@ class Client:
         )
 
         def make_driver(sink: Subscription) -> StreamDriver:
+            options: DriverOptions = {
+                "rest": rest,
+                "sink": sink,
+                "auth": self.auth,
+                "open_timeout": self.open_timeout,
+                "page_size": self.page_size,
+            }
             if wire == "sse":
-                return SseDriver(
-                    protocol,
-                    rest=rest,
-                    sink=sink,
-                    auth=self.auth,
-                    open_timeout=self.open_timeout,
-                    page_size=self.page_size,
-                )
-            return WebSocketDriver(
-                self.ws_url,
-                protocol,
-                rest=rest,
-                sink=sink,
-                auth=self.auth,
-                open_timeout=self.open_timeout,
-                page_size=self.page_size,
-            )
+                return SseDriver(protocol, **options)
+            return WebSocketDriver(self.ws_url, protocol, **options)
 
         sub = Subscription(protocol, make_driver, max_queue=self.max_queue, on_state=self._notify,
                            latency=self.latency)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Awaitable, Iterable
+from typing import Protocol, Required, TypedDict, TypeVar, Unpack
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,11 +36,13 @@ from wagerwire.client.rest import RestApi, error_from_response
 from wagerwire.client.states import Closed, Connected, Connecting, Disconnected, Recovering, State
 from wagerwire.types import Json
 
-__all__ = ["Sink", "StreamDriver", "WebSocketDriver"]
+__all__ = ["DriverOptions", "Sink", "StreamDriver", "WebSocketDriver"]
 
 logger = logging.getLogger("wagerwire.client")
 
 _LIVE = (Connecting, Recovering, Connected)
+
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -56,6 +58,16 @@ class Sink(Protocol):
 
     async def writable(self) -> None:
         """Return once the application has room for more messages (backpressure)."""
+
+
+class DriverOptions(TypedDict, total=False):
+    """What every driver takes besides its protocol; see :class:`StreamDriver` for each."""
+
+    rest: Required[RestApi]
+    sink: Required[Sink]
+    auth: Required[Auth]
+    open_timeout: float
+    page_size: int
 
 
 class StreamDriver:
@@ -157,6 +169,18 @@ class StreamDriver:
         deadline = self.protocol.next_deadline()
         return None if deadline is None else max(deadline, self.now() + 0.01)
 
+    async def receive(self, read: Awaitable[T]) -> T | None:
+        """What ``read`` gives, or ``None`` when the protocol's deadline came first.
+
+        A passed deadline is reported to the protocol (``tick``) before returning.
+        """
+        try:
+            async with asyncio.timeout_at(self.deadline()):
+                return await read
+        except TimeoutError:
+            self.dispatch(self.protocol.tick(self.now()))
+            return None
+
     def dispatch(self, actions: Iterable[Action]) -> None:
         """Carry out actions in order; frames to send are queued for :meth:`flush`."""
         for action in actions:
@@ -235,21 +259,10 @@ class WebSocketDriver(StreamDriver):
         url: str,
         protocol: ClientProtocol,
         *,
-        rest: RestApi,
-        sink: Sink,
-        auth: Auth,
-        open_timeout: float = 10.0,
-        page_size: int = 1000,
         max_size: int | None = 16 * 1024 * 1024,
+        **options: Unpack[DriverOptions],
     ) -> None:
-        super().__init__(
-            protocol,
-            rest=rest,
-            sink=sink,
-            auth=auth,
-            open_timeout=open_timeout,
-            page_size=page_size,
-        )
+        super().__init__(protocol, **options)
         self.url = url
         self.max_size = max_size
         self._ws: ClientConnection | None = None
@@ -294,20 +307,18 @@ class WebSocketDriver(StreamDriver):
             await self.flush()
             while self.live():
                 try:
-                    async with asyncio.timeout_at(self.deadline()):
-                        text = await ws.recv()
-                except TimeoutError:
-                    self.dispatch(proto.tick(self.now()))
+                    text = await self.receive(ws.recv())
                 except ConnectionClosed as exc:
                     code = exc.rcvd.code if exc.rcvd is not None else None
                     reason = exc.rcvd.reason if exc.rcvd is not None else ""
                     self.dispatch(proto.connection_lost(code, reason, self.now()))
                 else:
-                    self.dispatch(proto.text_received(text, self.now()))
-                    await self.flush()
-                    await self.sink.writable()
-                    continue
-                await self.flush()
+                    if text is not None:
+                        self.dispatch(proto.text_received(text, self.now()))
+                        await self.flush()
+                        await self.sink.writable()
+                        continue
+                await self.flush()  # after a tick (it may have queued a ping) or a close
         finally:
             self._ws = None
             self._outgoing.clear()

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Unpack
 
 import httpx
 import orjson
 
-from wagerwire.client.auth import Auth
-from wagerwire.client.connection import Sink, StreamDriver
+from wagerwire.client.connection import DriverOptions, StreamDriver
 from wagerwire.client.errors import ProtocolError, TransportError
 from wagerwire.client.protocol import ClientProtocol
-from wagerwire.client.rest import RestApi, error_from_response
+from wagerwire.client.rest import error_from_response
 from wagerwire.wire.sse_parser import SseMessage, SseParser
 
 __all__ = ["SseDriver"]
@@ -35,21 +35,10 @@ class SseDriver(StreamDriver):
         self,
         protocol: ClientProtocol,
         *,
-        rest: RestApi,
-        sink: Sink,
-        auth: Auth,
-        open_timeout: float = 10.0,
-        page_size: int = 1000,
         path: str = "/v1/sse",
+        **options: Unpack[DriverOptions],
     ) -> None:
-        super().__init__(
-            protocol,
-            rest=rest,
-            sink=sink,
-            auth=auth,
-            open_timeout=open_timeout,
-            page_size=page_size,
-        )
+        super().__init__(protocol, **options)
         self.path = path
 
     def _params(self) -> dict[str, str]:
@@ -101,11 +90,8 @@ class SseDriver(StreamDriver):
             self.dispatch(proto.connection_opened(self.now()))
             parser = SseParser()
             while self.live():
-                try:
-                    async with asyncio.timeout_at(self.deadline()):
-                        item = await chunks.get()
-                except TimeoutError:
-                    self.dispatch(proto.tick(self.now()))
+                item = await self.receive(chunks.get())
+                if item is None:
                     continue
                 if isinstance(item, bytes):
                     proto.activity(self.now())

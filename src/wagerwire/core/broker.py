@@ -20,13 +20,22 @@ Contract (checked by ``tests/contract/test_broker_contract.py`` for every backen
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 from wagerwire.core.messages import Message, Position, PublishResult
 
-__all__ = ["Broker", "BrokerHandler", "Persist"]
+__all__ = ["Broker", "BrokerHandler", "Persist", "PublishArgs"]
 
 Persist = Callable[[Message], Awaitable[None]]
+
+
+class PublishArgs(TypedDict):
+    """The keyword arguments of every ``Broker.publish`` (all required)."""
+
+    ts: int  # the hub's clock (ms): the message's timestamp and the idempotency window's measure
+    attrs: Mapping[str, str] | None
+    idempotency_key: str | None
+    persist: Persist  # awaited before the publish counts as done
 
 
 class BrokerHandler(Protocol):
@@ -45,16 +54,8 @@ class Broker(Protocol):
     async def close(self) -> None:
         """Stop delivering; pending publishes fail with ``Unavailable``."""
 
-    async def publish(
-        self,
-        channel: str,
-        data: bytes,
-        *,
-        ts: int,
-        attrs: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        persist: Persist,
-    ) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, **args: Unpack[PublishArgs]
+                      ) -> PublishResult:
         """Assign a position, persist, deliver everywhere; see the module contract."""
 
     def position(self, channel: str) -> Position | None:

@@ -5,7 +5,9 @@ loop turn's batch; at the end of the turn each run of consecutive messages of on
 fanned out once: its messages are encoded once per frame format, the frames that pass a filter
 are joined once per (filter, format), and every subscriber gets that one buffer through
 :meth:`Sink.deliver_many`, which only queues it (the transport writes once per connection per
-turn). Runs keep the order in which messages arrived, across channels too. Under load (one
+turn). A channel's subscribers (exact and by pattern) are kept grouped by (filter, format)
+until its subscriptions change, so a group whose filter passes none of the run is skipped as a
+whole: the cost of a selective filter is per group, not per subscriber. Runs keep the order in which messages arrived, across channels too. Under load (one
 busy channel) the Python work is per message plus per subscriber, not per message ×
 subscriber. Nothing on that path awaits.
 
@@ -119,7 +121,9 @@ class HubStats:
     by_encoder: dict[FrameEncoder, list[int]] = field(default_factory=dict)
 
 
-Entry = tuple[Sink, Filter | None]
+Group = tuple[Filter | None, FrameEncoder, list[Sink]]
+"""The subscribers of one channel that share a (filter, format)."""
+MAX_GROUPED_CHANNELS = 65536
 
 
 class Hub:
@@ -132,7 +136,8 @@ class Hub:
         self.stats = HubStats()
         self._exact: dict[str, dict[Sink, Filter | None]] = {}
         self._patterns: dict[str, dict[Sink, Filter | None]] = {}
-        self._pattern_cache: dict[str, list[Entry]] = {}
+        # channel -> its subscribers grouped by (filter, format); dropped when they change
+        self._grouped: dict[str, list[Group]] = {}
         self._sink_subs: dict[Sink, set[str]] = {}
         self._floors: dict[str, dict[Sink, int]] = {}
         # What this hub has handed to its sinks, per channel. Kept here rather than read from
@@ -265,19 +270,14 @@ class Hub:
             self.observer.turn(turn, self._turn_at, sent, encoders)
 
     def _fan_out_channel(self, channel: str, messages: list[Message]) -> int:
-        exact = self._exact.get(channel)
-        patterned = self._pattern_cache.get(channel)
-        if patterned is None:
-            patterned = self._match_patterns(channel) if self._patterns else []
-        if not exact and not patterned:
+        groups = self._grouped.get(channel)
+        if groups is None:
+            groups = self._group_subscribers(channel)
+        if not groups:
             return 0
         floors = self._floors.get(channel)
         batch = _Batch(messages)
-        sent = 0
-        if exact:
-            sent = _fan_out(exact.items(), batch, floors, None)
-        if patterned:
-            sent += _fan_out(patterned, batch, floors, exact)
+        sent = _fan_out(groups, batch, floors)
         if floors:
             self._release_floors(channel, floors, messages[-1].offset)
         stats = self.stats
@@ -306,17 +306,34 @@ class Hub:
         if not floors:
             del self._floors[channel]
 
-    def _match_patterns(self, channel: str) -> list[Entry]:
-        matched: dict[Sink, Filter | None] = {}
+    def _group_subscribers(self, channel: str) -> list[Group]:
+        """``channel``'s subscribers, exact then by pattern (a sink subscribed both ways is
+        served once, with its exact subscription's filter), grouped by (filter, format)."""
+        matched: dict[Sink, Filter | None] = dict(self._exact.get(channel) or {})
         for pattern, entries in self._patterns.items():
             if pattern_matcher(pattern).fullmatch(channel):
                 for sink, flt in entries.items():
                     matched.setdefault(sink, flt)
-        result = list(matched.items())
-        if len(self._pattern_cache) > 65536:
-            self._pattern_cache.clear()
-        self._pattern_cache[channel] = result
+        by_key: dict[tuple[Filter | None, FrameEncoder], list[Sink]] = {}
+        for sink, flt in matched.items():
+            key = (flt, sink.encoder)
+            sinks = by_key.get(key)
+            if sinks is None:
+                by_key[key] = [sink]
+            else:
+                sinks.append(sink)
+        result = [(flt, enc, sinks) for (flt, enc), sinks in by_key.items()]
+        if len(self._grouped) >= MAX_GROUPED_CHANNELS:
+            self._grouped.clear()
+        self._grouped[channel] = result
         return result
+
+    def _regroup(self, name: str) -> None:
+        """Subscriptions to ``name`` changed: its channels' groups are rebuilt when next used."""
+        if is_pattern(name):
+            self._grouped.clear()
+        else:
+            self._grouped.pop(name, None)
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -375,7 +392,6 @@ class Hub:
         for name in names:
             if is_pattern(name):
                 self._register(self._patterns, sink, name, filter)
-                self._pattern_cache.clear()
                 replies.append(SubscribeReply(name, "", 0, True, pattern=True))
             else:
                 top = self.broker.position(name)
@@ -510,7 +526,6 @@ class Hub:
         if pages and self.observer is not None:
             self.observer.replayed(self.stats.replayed - before, time.perf_counter() - started)
         self._register(self._patterns, sink, pattern, flt)
-        self._pattern_cache.clear()
         for channel, after in afters.items():
             self._set_floor(sink, channel, after)
         return reply
@@ -523,6 +538,7 @@ class Hub:
         flt: Filter | None,
     ) -> None:
         table.setdefault(name, {})[sink] = flt
+        self._regroup(name)
         self._sink_subs.setdefault(sink, set()).add(name)
         # Messages of this turn not yet fanned out were delivered before this subscription
         # in the order of things (its reply already counts them): never hand them over.
@@ -599,11 +615,10 @@ class Hub:
         del entries[sink]
         if not entries:
             del table[name]
+        self._regroup(name)
         subs = self._sink_subs.get(sink)
         if subs is not None:
             subs.discard(name)
-        if table is self._patterns:
-            self._pattern_cache.clear()
         return True
 
     def local_subscriber_counts(self) -> dict[str, int]:
@@ -627,20 +642,20 @@ class _Batch:
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
         self.encoded = 0
-        # [copies, bytes] handed per format (_fan_out, once per run of sinks, not per sink)
+        # [copies, bytes] handed per format (_fan_out: once per group of sinks, not per sink)
         self.sent: dict[FrameEncoder, list[int]] = {}
         self._frames: dict[FrameEncoder, list[bytes]] = {}
         self._groups: dict[tuple[Filter | None, FrameEncoder], _Group | None] = {}
 
-    def tally(self, enc: FrameEncoder, group: _Group | None, copies: int) -> None:
-        """``copies`` messages of ``group`` went to sinks in format ``enc``."""
-        if not copies or group is None:
-            return
-        entry = self.sent.get(enc)
-        if entry is None:
-            entry = self.sent[enc] = [0, 0]
-        entry[0] += copies
-        entry[1] += copies // len(group.messages) * len(group.joined)
+    def tally(self, enc: FrameEncoder, copies: int, size: int) -> None:
+        """``copies`` messages in ``size`` bytes went to sinks in format ``enc`` (once per
+        group of subscribers, not per subscriber)."""
+        if copies:
+            entry = self.sent.get(enc)
+            if entry is None:
+                entry = self.sent[enc] = [0, 0]
+            entry[0] += copies
+            entry[1] += size
 
     def frames(self, enc: FrameEncoder) -> list[bytes]:
         frames = self._frames.get(enc)
@@ -681,44 +696,36 @@ class _Group:
     messages: list[Message]
 
 
-def _fan_out(
-    entries: Iterable[Entry],
-    batch: _Batch,
-    floors: dict[Sink, int] | None,
-    skip: Mapping[Sink, object] | None,
-) -> int:
-    """Hand the batch to each subscriber; returns the number of message copies handed.
+def _fan_out(groups: list[Group], batch: _Batch, floors: dict[Sink, int] | None) -> int:
+    """Hand the batch to each group of subscribers; returns the number of message copies.
 
-    Subscribers sharing a (filter, format) get one shared buffer, chosen once; the last
-    pair's is kept in locals because nearly every subscriber of a channel shares one.
+    A group's buffer is chosen once (:meth:`_Batch.group`); a group it leaves empty is
+    skipped without visiting its subscribers. Subscribers with a floor (their replay already
+    sent part of the batch) get their own selection.
     """
-    last_flt: Filter | None = None
-    last_enc: FrameEncoder | None = None
-    last: _Group | None = None
     sent = 0
-    mark = 0  # ``sent`` when ``last`` was chosen: counts per format are kept per switch
-    for sink, flt in entries:
-        if skip is not None and sink in skip:
+    for flt, enc, sinks in groups:
+        shared = batch.group(flt, enc)
+        if floors:
+            copies = size = 0
+            for sink in sinks:
+                floor = floors.get(sink)
+                group = shared if floor is None else batch.select(flt, enc, floor)
+                if group is not None:
+                    sink.deliver_many(group.frames, group.joined, group.messages)
+                    copies += len(group.messages)
+                    size += len(group.joined)
+            sent += copies
+            batch.tally(enc, copies, size)
             continue
-        enc = sink.encoder
-        if floors and sink in floors:
-            group = batch.select(flt, enc, floors[sink])
-            if group is not None:  # rare (a replay just ended): counted on its own
-                batch.tally(enc, group, len(group.messages))
-                mark += len(group.messages)
-        else:
-            if enc is not last_enc or flt is not last_flt:  # enc is never None: set at first
-                if last_enc is not None:
-                    batch.tally(last_enc, last, sent - mark)
-                mark = sent
-                last_flt, last_enc = flt, enc
-                last = batch.group(flt, enc)
-            group = last
-        if group is not None:
-            sink.deliver_many(group.frames, group.joined, group.messages)
-            sent += len(group.messages)
-    if last_enc is not None:
-        batch.tally(last_enc, last, sent - mark)
+        if shared is None:
+            continue
+        frames, joined, picked = shared.frames, shared.joined, shared.messages
+        for sink in sinks:
+            sink.deliver_many(frames, joined, picked)
+        n = len(sinks)
+        sent += len(picked) * n
+        batch.tally(enc, len(picked) * n, len(joined) * n)
     return sent
 
 

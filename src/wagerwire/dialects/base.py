@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from wagerwire.auth.identity import Identity
+from wagerwire.core.channels import Filter
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.errors import CloseCode, WagerwireError
 
@@ -73,11 +74,13 @@ class DialectOp:
 @dataclass(frozen=True, slots=True)
 class Subscribe(DialectOp):
     """Subscribe the connection to hub ``channels``, resuming after ``since`` when given;
-    ``announce`` feeds each channel's :class:`SubscribeReply` to the session as it comes."""
+    ``announce`` feeds each channel's :class:`SubscribeReply` to the session as it comes;
+    ``filter`` is the hub's attribute filter (evaluated once per message and filter)."""
 
     channels: tuple[str, ...]
     since: Mapping[str, Position] | None = None
     announce: bool = False
+    filter: Filter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ class Session:
     keep-alive of its own, frames shared verbatim); dialects override what their wire needs.
     """
 
-    __slots__ = ("identity", "encoder", "_ops", "_out")
+    __slots__ = ("identity", "encoder", "once", "_ops", "_out")
 
     #: Seconds between the session's own keep-alives; None keeps the server's WS ping.
     ping_interval: float | None = None
@@ -197,6 +200,9 @@ class Session:
     def __init__(self, identity: Identity, encoder: MessageEncoder) -> None:
         self.identity = identity
         self.encoder = encoder
+        #: A credential that opens one stream only (OddsStream's token): the gate spends it
+        #: while admitting the stream, and refuses it at the upgrade once spent.
+        self.once: str | None = None
         self._ops: list[DialectOp] = []
         self._out: list[bytes] = []
 

@@ -1,4 +1,4 @@
-"""The seed dialects as one feature: Data Stream, TrackerSino and Stake stream routes + REST.
+"""The seed dialects as one feature: Data Stream, TrackerSino, Stake, OddsStream routes + REST.
 
 ============  =====================================================  ==========================
 dialect       streams                                                REST
@@ -7,6 +7,11 @@ Data Stream   WS ``/ws/{game}``, ``/ws/type/{type}``;                –
               SSE ``/sse/{game}``, ``/sse/type/{type}``
 TrackerSino   WS ``/v1-beta/stream?games=``                          ``/v1-beta/games/{slug}/rounds``
 Stake         WS ``/_api/websocket``                                 ``POST /_api/graphql``
+OddsStream    WS ``/api/stream?token=&sport=&competition=&bookmaker=``  ``POST /api/stream/token``,
+                                                                     ``/api/sports``,
+                                                                     ``/api/bookmakers``,
+                                                                     ``/api/odds``,
+                                                                     ``/api/value-bets``
 ============  =====================================================  ==========================
 """
 
@@ -16,10 +21,12 @@ from collections.abc import Iterable
 
 from wagerwire.api.dialects import dialect_router
 from wagerwire.api.feature import Feature
+from wagerwire.api.oddsstream import oddsstream_router
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.dialects.catalog import Catalog, CatalogGame
 from wagerwire.dialects.datastream import DataStreamSse, DataStreamWs
+from wagerwire.dialects.oddsstream import OddsStream
 from wagerwire.dialects.stake import DEFAULT_ORIGINS as DEFAULT_STAKE_ORIGINS
 from wagerwire.dialects.stake import Stake
 from wagerwire.dialects.trackersino import TrackerSino
@@ -36,7 +43,7 @@ def catalog_of(specs: Iterable[GameSpec]) -> Catalog:
 
 
 def dialect_feature(settings: Settings, hub: Hub) -> Feature:
-    """Stream routes and REST routers of the three seed dialects over the demo catalog.
+    """Stream routes and REST routers of the four seed dialects over the demo catalog.
 
     ``settings.stake_origins``, when not empty, replaces the allowed ``Origin`` values of the
     Stake WebSocket: exact origins, ``re:<regex>`` or ``*``.
@@ -45,8 +52,9 @@ def dialect_feature(settings: Settings, hub: Hub) -> Feature:
     origins = settings.stake_origins or DEFAULT_STAKE_ORIGINS
     ds_ws = dialect_stream(DataStreamWs(catalog, now_ms))  # one encoder for both paths
     ds_sse = dialect_stream(DataStreamSse(catalog, now_ms))
+    odds = OddsStream()
     return Feature(
-        routers=[dialect_router(catalog)],
+        routers=[dialect_router(catalog), oddsstream_router(odds.catalog)],
         stream_routes=[
             ("ws", "/ws/type/{type}", ds_ws),
             ("ws", "/ws/{game}", ds_ws),
@@ -54,5 +62,6 @@ def dialect_feature(settings: Settings, hub: Hub) -> Feature:
             ("sse", "/sse/{game}", ds_sse),
             ("ws", "/v1-beta/stream", dialect_stream(TrackerSino(catalog))),
             ("ws", "/_api/websocket", dialect_stream(Stake(catalog, origins))),
+            ("ws", "/api/stream", dialect_stream(odds)),
         ],
     )

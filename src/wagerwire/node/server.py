@@ -85,14 +85,18 @@ def build_gate(settings: Settings) -> KeyGate:
 
 
 def create_demo_keys(gate: KeyGate) -> list[str]:
-    """On a first start with auth open: a reader key for demo user demo-1 and a publisher
-    key, printed once (only their hashes are kept)."""
+    """On a first start with auth open: a reader key for demo user demo-1, a publisher key
+    and an ``os_live_`` OddsStream key (plan pro+live), printed once (only their hashes are
+    kept)."""
     if gate.keystore.count():
         return []
     _, reader = gate.keystore.create("reader", "allstar", "demo-1", "demo reader (demo-1)")
     _, publisher = gate.keystore.create("publisher", "internal", None, "demo publisher")
+    _, odds = gate.keystore.create("reader", "pro+live", None, "demo OddsStream",
+                                   prefix="os_live_")
     return [f"  demo reader key (user demo-1): {reader}",
             f"  demo publisher key:            {publisher}",
+            f"  demo OddsStream key:           {odds}",
             "  (shown once; only their hashes are stored)"]
 
 

@@ -7,11 +7,18 @@ publisher and usable from another process (an HTTP publisher) without change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from wagerwire.core.messages import PublishResult
 
-__all__ = ["Publisher", "Source"]
+__all__ = ["PublishOptions", "Publisher", "Source"]
+
+
+class PublishOptions(TypedDict, total=False):
+    """The optional keyword arguments of :meth:`Publisher.publish` (see its contract)."""
+
+    attrs: Mapping[str, str] | None
+    idempotency_key: str | None
 
 
 class Publisher(Protocol):
@@ -24,14 +31,8 @@ class Publisher(Protocol):
     refused (bad channel, store unavailable).
     """
 
-    async def publish(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        attrs: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> PublishResult:
+    async def publish(self, channel: str, data: Any, **options: Unpack[PublishOptions]
+                      ) -> PublishResult:
         """Append ``data`` to ``channel`` and deliver it; return the message's position."""
         ...
 

@@ -29,11 +29,32 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from wagerwire.errors import WagerwireError
 from wagerwire.sources.base import Publisher
+from wagerwire.sources.sports_catalog import (
+    BOOKMAKERS,
+    SPORTS,
+    Bookmaker,
+    Competition,
+    SportsConfig,
+    SportSpec,
+)
+from wagerwire.sources.sports_odds import (
+    MAX_ODDS,
+    MIN_ODDS,
+    PLAY_MEAN,
+    PLAY_POINTS,
+    PLAY_SQUARE,
+    PLAY_WEIGHTS,
+    Outlook,
+    floor_price,
+    match_dist,
+    phi,
+    poisson,
+    set_over,
+)
 from wagerwire.types import now_ms
 
 __all__ = [
@@ -50,215 +71,8 @@ __all__ = [
 Outgoing = tuple[str, dict[str, Any], dict[str, str]]
 """``(channel, data, attrs)``: one message for the publisher."""
 
-MIN_ODDS = 1.01
-MAX_ODDS = 1000.0
 
 logger = logging.getLogger("wagerwire.sources.sports")
-
-_PLAY_POINTS = (1, 2, 3)  # a basketball scoring play: free throw(s), two, three
-_PLAY_WEIGHTS = (0.12, 0.6, 0.28)
-_PLAY_MEAN = sum(p * w for p, w in zip(_PLAY_POINTS, _PLAY_WEIGHTS, strict=True))
-_PLAY_SQUARE = sum(p * p * w for p, w in zip(_PLAY_POINTS, _PLAY_WEIGHTS, strict=True))
-
-
-# ---------------------------------------------------------------------------------------------
-# Catalogue
-
-
-@dataclass(frozen=True, slots=True)
-class Competition:
-    """A league: lowercase slug (used in channel names), display name and its teams."""
-
-    slug: str
-    name: str
-    teams: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SportSpec:
-    """How a sport is played and scored, as far as the simulator needs it.
-
-    ``kind`` picks the model: ``goals`` (Poisson goals, 3-way result), ``points`` (scoring
-    plays worth 1–3, normal approximation, overtime on a tie) or ``sets`` (tennis games won with
-    a fixed probability, best of three sets).
-    """
-
-    slug: str
-    name: str
-    kind: Literal["goals", "points", "sets"]
-    periods: int
-    period_seconds: int
-    scoring: tuple[float, float]
-    competitions: tuple[Competition, ...]
-
-
-def _league(slug: str, name: str, teams: str) -> Competition:
-    return Competition(slug, name, tuple(t.strip() for t in teams.split(",")))
-
-
-SPORTS: tuple[SportSpec, ...] = (
-    SportSpec("football", "Football", "goals", 2, 45 * 60, (2.3, 3.1), (
-        _league("epl", "Premier League", "Arsenal, Chelsea, Liverpool, Everton, Brighton, "
-                "Fulham, Brentford, Newcastle, Aston Villa, Wolves"),
-        _league("lig1", "Ligue 1", "PSG, Lyon, Marseille, Lille, Nantes, Rennes, Nice, Lens, "
-                "Toulouse, Reims"),
-        _league("laliga", "LaLiga", "Sevilla, Valencia, Villarreal, Getafe, Osasuna, Girona, "
-                "Alaves, Mallorca, Celta, Betis"),
-    )),
-    SportSpec("basketball", "Basketball", "points", 4, 12 * 60, (205.0, 235.0), (
-        _league("nba", "NBA", "Celtics, Lakers, Heat, Nuggets, Bucks, Suns, Knicks, Warriors, "
-                "Bulls, Mavericks"),
-        _league("euroleague", "EuroLeague", "Real Madrid, Olympiacos, Fenerbahce, Monaco, "
-                "Partizan, Baskonia, Zalgiris, Virtus Bologna"),
-    )),
-    SportSpec("tennis", "Tennis", "sets", 3, 0, (150.0, 270.0), (
-        _league("atp", "ATP Tour", "A. Marlow, J. Okafor, L. Brandt, M. Ruiz, K. Sato, P. Novak, "
-                "D. Lindqvist, R. Moreau"),
-        _league("wta", "WTA Tour", "E. Varga, S. Ito, C. Duarte, N. Keller, H. Berg, V. Costa, "
-                "T. Nwosu, I. Petrova"),
-    )),
-    SportSpec("ice-hockey", "Ice Hockey", "goals", 3, 20 * 60, (5.3, 6.5), (
-        _league("nhl", "NHL", "Bruins, Rangers, Maple Leafs, Canadiens, Oilers, Penguins, "
-                "Avalanche, Lightning"),
-        _league("shl", "SHL", "Frolunda, Farjestad, Skelleftea, Lulea, Djurgarden, Rogle"),
-    )),
-)  # fmt: skip
-"""Sports, their competitions and teams; ``scoring`` is the range of expected goals or points
-per game, or for tennis of game-seconds per game."""
-
-
-@dataclass(frozen=True, slots=True)
-class Bookmaker:
-    """A simulated bookmaker (fictional) and the margin it usually runs."""
-
-    slug: str
-    name: str
-    margin: float
-
-
-BOOKMAKERS: tuple[Bookmaker, ...] = (
-    Bookmaker("sharpline", "Sharpline", 0.025),
-    Bookmaker("northbet", "NorthBet", 0.045),
-    Bookmaker("harbourbet", "HarbourBet", 0.05),
-    Bookmaker("kingsodds", "KingsOdds", 0.06),
-    Bookmaker("luckyline", "LuckyLine", 0.07),
-    Bookmaker("oddsfox", "OddsFox", 0.04),
-    Bookmaker("meridian", "Meridian", 0.055),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SportsConfig:
-    """Everything that shapes a simulation; the same config and ``now`` sequence → same output.
-
-    ``time_scale`` is game-seconds per real second (60: a football match lasts 90 s).
-    ``margin_range`` bounds every book's overround on every priced market. ``id_prefix``
-    defaults to the first ``now`` in base 36, so a restarted hub does not reuse event ids.
-    """
-
-    seed: int = 0
-    max_events: int = 12
-    interval_ms: int = 1000
-    time_scale: float = 60.0
-    start_delay_ms: tuple[int, int] = (20_000, 180_000)
-    linger_ms: int = 30_000
-    suspend_ms: int = 6_000
-    margin_range: tuple[float, float] = (0.02, 0.08)
-    live_update_chance: float = 0.1
-    prematch_update_chance: float = 0.03
-    reprice_tolerance: float = 0.03
-    book_suspend_chance: float = 0.002
-    bookmakers: tuple[Bookmaker, ...] = BOOKMAKERS
-    sports: tuple[SportSpec, ...] = SPORTS
-    id_prefix: str | None = None
-
-    def __post_init__(self) -> None:
-        lo, hi = self.margin_range
-        if not 0.0 <= lo < hi or hi - lo < 0.01:
-            raise ValueError(
-                f"margin_range must be 0 <= lo < hi with hi - lo >= 0.01, got {self.margin_range}"
-            )
-        if self.max_events < 1 or not self.bookmakers or not self.sports:
-            raise ValueError("need max_events >= 1, at least one bookmaker and one sport")
-        if self.time_scale <= 0 or self.interval_ms <= 0:
-            raise ValueError("time_scale and interval_ms must be positive")
-        if not 0 <= self.start_delay_ms[0] <= self.start_delay_ms[1]:
-            raise ValueError(f"start_delay_ms must be an ordered pair, got {self.start_delay_ms}")
-
-
-# ---------------------------------------------------------------------------------------------
-# True probabilities
-
-
-def _phi(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _poisson(lam: float, limit: int) -> list[float]:
-    """Poisson pmf 0..limit-1 with the tail folded into the last cell, so it sums to 1."""
-    pmf = [math.exp(-lam)]
-    for k in range(1, limit):
-        pmf.append(pmf[-1] * lam / k)
-    pmf[-1] += max(0.0, 1.0 - math.fsum(pmf))
-    return pmf
-
-
-def _set_over(gh: int, ga: int) -> bool:
-    return (gh >= 6 or ga >= 6) and abs(gh - ga) >= 2 or gh == 7 or ga == 7
-
-
-@lru_cache(maxsize=8192)
-def _set_dist(p_milli: int, gh: int, ga: int) -> tuple[tuple[int, int, float], ...]:
-    """Final games of a tennis set from ``gh``-``ga`` as ``(home, away, prob)``; 6-6 → tiebreak."""
-    if _set_over(gh, ga):
-        return ((gh, ga, 1.0),)
-    p = p_milli / 1000.0
-    merged: dict[tuple[int, int], float] = {}
-    for weight, nh, na in ((p, gh + 1, ga), (1.0 - p, gh, ga + 1)):
-        for h, a, q in _set_dist(p_milli, nh, na):
-            merged[(h, a)] = merged.get((h, a), 0.0) + weight * q
-    return tuple((h, a, q) for (h, a), q in merged.items())
-
-
-@lru_cache(maxsize=512)
-def _fresh_set_match(
-    p_milli: int, sets_h: int, sets_a: int
-) -> tuple[tuple[int, int, bool, float], ...]:
-    """:func:`_match_dist` at the start of a set (cached: only four such states per ``p``)."""
-    return _match_dist(p_milli, sets_h, sets_a, 0, 0)
-
-
-def _match_dist(
-    p_milli: int, sets_h: int, sets_a: int, gh: int, ga: int
-) -> tuple[tuple[int, int, bool, float], ...]:
-    """Games still to be won ``(home, away)`` and whether home wins, best of three sets.
-
-    Exact, from the set and game score, with each game won by home with probability
-    ``p_milli / 1000`` (serve ignored).
-    """
-    merged: dict[tuple[int, int, bool], float] = {}
-    for h, a, q in _set_dist(p_milli, gh, ga):
-        won = h > a
-        nsh, nsa = sets_h + won, sets_a + (not won)
-        if nsh == 2 or nsa == 2:
-            tails: tuple[tuple[int, int, bool, float], ...] = ((0, 0, nsh == 2, 1.0),)
-        else:
-            tails = _fresh_set_match(p_milli, nsh, nsa)
-        for th, ta, home_won, tq in tails:
-            key = (h - gh + th, a - ga + ta, home_won)
-            merged[key] = merged.get(key, 0.0) + q * tq
-    return tuple((h, a, w, q) for (h, a, w), q in merged.items())
-
-
-@dataclass(slots=True)
-class _Outlook:
-    """The hidden truth for one moment: P(home wins), P(draw), and margin/total tail functions."""
-
-    home: float
-    draw: float
-    away: float
-    margin_above: Callable[[float], float]
-    total_above: Callable[[float], float]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,8 +144,6 @@ def _base36(n: int) -> str:
             return out
 
 
-def _floor_price(x: float) -> float:
-    return math.floor(x * 1000.0 + 1e-9) / 1000.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,7 +320,7 @@ class SportsSimulator:
         """Expected final total and home margin before the start (used to pick the lines)."""
         if event.sport.kind == "sets":
             p_milli = round(event.strength * 1000)
-            dist = _match_dist(p_milli, 0, 0, 0, 0)
+            dist = match_dist(p_milli, 0, 0, 0, 0)
             total = math.fsum((h + a) * q for h, a, _, q in dist)
             margin = math.fsum((h - a) * q for h, a, _, q in dist)
             return total, margin
@@ -555,7 +367,7 @@ class SportsSimulator:
         scored = False
         for side, rate in ((0, rate_home), (1, rate_away)):
             for _ in range(self._poisson_draw(rate * seconds)):
-                points = 1 if kind == "goals" else self._rng.choices(_PLAY_POINTS, _PLAY_WEIGHTS)[0]
+                points = 1 if kind == "goals" else self._rng.choices(PLAY_POINTS, PLAY_WEIGHTS)[0]
                 event.period_scores[-1][side] += points
                 scored = True
         if scored and kind == "goals":
@@ -591,7 +403,7 @@ class SportsSimulator:
             games = event.period_scores[-1]
             games[0 if self._rng.random() < event.strength else 1] += 1
             gh, ga = games
-            if _set_over(gh, ga):
+            if set_over(gh, ga):
                 event.sets[0 if gh > ga else 1] += 1
                 self._suspend(event, now)
                 if max(event.sets) == 2:
@@ -625,7 +437,7 @@ class SportsSimulator:
             return event.pace * share / regulation, event.pace * (1.0 - share) / regulation
         home = max(1.0, (event.pace + event.strength) / 2.0)
         away = max(1.0, (event.pace - event.strength) / 2.0)
-        return home / _PLAY_MEAN / regulation, away / _PLAY_MEAN / regulation
+        return home / PLAY_MEAN / regulation, away / PLAY_MEAN / regulation
 
     def _poisson_draw(self, lam: float) -> int:
         threshold, k, product = math.exp(-lam), 0, self._rng.random()
@@ -643,17 +455,17 @@ class SportsSimulator:
         left = self._period_length(event) - event.clock
         return left + max(0, sport.periods - event.period) * sport.period_seconds
 
-    def _outlook(self, event: _Event) -> _Outlook:
+    def _outlook(self, event: _Event) -> Outlook:
         home, away = event.score
         kind = event.sport.kind
         if kind == "sets":
             gh, ga = event.period_scores[-1] if event.period_scores else (0, 0)
-            dist = _match_dist(round(event.strength * 1000), event.sets[0], event.sets[1], gh, ga)
+            dist = match_dist(round(event.strength * 1000), event.sets[0], event.sets[1], gh, ga)
             played = sum(sum(p) for p in event.period_scores[:-1])
             p_home = math.fsum(q for _, _, w, q in dist if w)
             games_h = sum(p[0] for p in event.period_scores[:-1]) + gh
             games_a = sum(p[1] for p in event.period_scores[:-1]) + ga
-            return _Outlook(
+            return Outlook(
                 p_home,
                 0.0,
                 1.0 - p_home,
@@ -664,14 +476,14 @@ class SportsSimulator:
         rate_home, rate_away = self._rates(event)
         if kind == "goals":
             limit = 16
-            ph = _poisson(rate_home * remaining, limit)
-            pa = _poisson(rate_away * remaining, limit)
+            ph = poisson(rate_home * remaining, limit)
+            pa = poisson(rate_away * remaining, limit)
             cells = [
                 (home + i, away + j, ph[i] * pa[j]) for i in range(limit) for j in range(limit)
             ]
             win = math.fsum(q for h, a, q in cells if h > a)
             draw = math.fsum(q for h, a, q in cells if h == a)
-            return _Outlook(
+            return Outlook(
                 win,
                 draw,
                 max(0.0, 1.0 - win - draw),
@@ -679,19 +491,19 @@ class SportsSimulator:
                 lambda y: math.fsum(q for h, a, q in cells if h + a > y),
             )
         # compound Poisson: mean rate·E[points]·t, variance rate·E[points²]·t per team
-        mean_margin = home - away + (rate_home - rate_away) * _PLAY_MEAN * remaining
-        mean_total = home + away + (rate_home + rate_away) * _PLAY_MEAN * remaining
-        sd = max(1e-6, math.sqrt((rate_home + rate_away) * _PLAY_SQUARE * remaining))
-        win = 1.0 - _phi((0.0 - mean_margin) / sd)
-        return _Outlook(
+        mean_margin = home - away + (rate_home - rate_away) * PLAY_MEAN * remaining
+        mean_total = home + away + (rate_home + rate_away) * PLAY_MEAN * remaining
+        sd = max(1e-6, math.sqrt((rate_home + rate_away) * PLAY_SQUARE * remaining))
+        win = 1.0 - phi((0.0 - mean_margin) / sd)
+        return Outlook(
             win,
             0.0,
             1.0 - win,
-            lambda x: 1.0 - _phi((x - mean_margin) / sd),
-            lambda y: 1.0 - _phi((y - mean_total) / sd),
+            lambda x: 1.0 - phi((x - mean_margin) / sd),
+            lambda y: 1.0 - phi((y - mean_total) / sd),
         )
 
-    def _set_truth(self, event: _Event, outlook: _Outlook) -> None:
+    def _set_truth(self, event: _Event, outlook: Outlook) -> None:
         for market in event.markets:
             if market.market_type == "1x2":
                 market.true = [outlook.home, outlook.draw, outlook.away]
@@ -750,7 +562,7 @@ class SportsSimulator:
         weights = [p * math.exp(eps) for p, eps in zip(market.true, noise, strict=True)]
         total = math.fsum(weights)
         scale = (1.0 + market.margins[book]) / total
-        prices = [_floor_price(1.0 / (w * scale)) if w > 0 else MAX_ODDS for w in weights]
+        prices = [floor_price(1.0 / (w * scale)) if w > 0 else MAX_ODDS for w in weights]
         if any(not MIN_ODDS <= d <= MAX_ODDS for d in prices):
             market.unpriceable[book] = True
             if first:  # never leave a book without prices; they start suspended

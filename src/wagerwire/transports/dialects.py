@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from wagerwire.auth.identity import Identity, StreamLease
+from wagerwire.auth.identity import Identity, StreamSlot
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects.base import (
     Close,
@@ -96,8 +96,10 @@ def dialect_stream(dialect: Dialect) -> Factory:
 
     def factory(request: HttpRequest, registry: StreamRegistry) -> StreamConnection:
         session = dialect.accept(stream_request(request), _Directory(registry))
-        lease = registry.gate.open_stream(session.identity, dialect.transport)
-        return cls(registry, session, lease)
+        slot = registry.gate.open_stream(session.identity, dialect.transport)
+        if session.once is not None:
+            slot.spend(session.once)
+        return cls(registry, session, slot)
 
     return factory
 
@@ -150,9 +152,9 @@ class SessionDriver:
         hub = conn.registry.hub
         try:
             match op:
-                case Subscribe(channels=channels, since=since, announce=announce):
+                case Subscribe(channels=channels, since=since, announce=announce, filter=flt):
                     replies = await hub.subscribe(
-                        conn, list(channels),
+                        conn, list(channels), filter=flt,
                         since=dict(since) if since is not None else None,
                         announce=self._announce if announce else None,
                     )
@@ -186,12 +188,12 @@ class SessionDriver:
 class DialectWsConnection(WsConnection):
     """A WebSocket that drives one dialect session (frames shared, never rewritten)."""
 
-    __slots__ = ("session", "lease", "driver")
+    __slots__ = ("session", "slot", "driver")
 
-    def __init__(self, registry: StreamRegistry, session: Session, lease: StreamLease) -> None:
+    def __init__(self, registry: StreamRegistry, session: Session, slot: StreamSlot) -> None:
         super().__init__(registry, session.encoder)
         self.session = session
-        self.lease = lease
+        self.slot = slot
         self.driver = SessionDriver(self, session, self.close)
 
     def started(self, request: Any) -> None:
@@ -239,19 +241,19 @@ class DialectWsConnection(WsConnection):
     def on_closed(self) -> None:
         super().on_closed()
         self.driver.cancel()
-        self.lease.release()
+        self.slot.release()
 
 
 class DialectSseConnection(SseConnection):
     """An event stream that drives one dialect session; each frame goes through
     ``Session.rewrite`` (the per-connection ``id:`` line)."""
 
-    __slots__ = ("session", "lease", "driver")
+    __slots__ = ("session", "slot", "driver")
 
-    def __init__(self, registry: StreamRegistry, session: Session, lease: StreamLease) -> None:
+    def __init__(self, registry: StreamRegistry, session: Session, slot: StreamSlot) -> None:
         super().__init__(registry, session.encoder)
         self.session = session
-        self.lease = lease
+        self.slot = slot
         self.driver = SessionDriver(self, session, self._end)
 
     def started(self, request: Any) -> None:
@@ -270,4 +272,4 @@ class DialectSseConnection(SseConnection):
 
     def on_closed(self) -> None:
         self.driver.cancel()
-        self.lease.release()
+        self.slot.release()

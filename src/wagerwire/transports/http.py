@@ -472,7 +472,7 @@ class HttpProtocol(asyncio.Protocol):
         except WagerwireError as exc:
             self._fail(exc)
             return
-        slot = getattr(conn, "lease", NO_SLOT)
+        slot = getattr(conn, "slot", NO_SLOT)
         if slot is not NO_SLOT and slot.pending:  # a keyed stream: count it before the upgrade
             transport.pause_reading()
             self.state.loop.create_task(self._admit(conn, slot, request, rest, ws_key))

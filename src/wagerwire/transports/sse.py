@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from wagerwire.auth.identity import NO_LEASE, StreamLease
+from wagerwire.auth.identity import NO_SLOT, StreamSlot
 from wagerwire.core.channels import Filter, is_pattern, pattern_matcher
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message, Position, SubscribeReply
@@ -106,7 +106,7 @@ class SseConnection(StreamConnection):
 class NativeSseConnection(SseConnection):
     """``GET /v1/sse?channels=a,b&since=<token>&filter=<json>``; ``Last-Event-ID`` resumes."""
 
-    __slots__ = ("channels", "filter", "positions", "_since", "_task", "lease")
+    __slots__ = ("channels", "filter", "positions", "_since", "_task", "slot")
 
     def __init__(
         self,
@@ -114,10 +114,10 @@ class NativeSseConnection(SseConnection):
         channels: list[str],
         flt: Filter | None,
         since: dict[str, Position] | None,
-        lease: StreamLease = NO_LEASE,
+        slot: StreamSlot = NO_SLOT,
     ) -> None:
         super().__init__(registry, NATIVE_SSE)
-        self.lease = lease
+        self.slot = slot
         self.channels = channels
         self.filter = flt
         self._since = since
@@ -139,8 +139,8 @@ class NativeSseConnection(SseConnection):
                                token=parse_last_event_id(request.headers.get("last-event-id")))
         if sub is None:
             raise BadParameter(CHANNELS_HINT)
-        lease = gate.open_stream(identity, "sse")
-        return cls(registry, sub.channels, sub.filter, sub.since, lease)
+        slot = gate.open_stream(identity, "sse")
+        return cls(registry, sub.channels, sub.filter, sub.since, slot)
 
     def started(self, request: Any) -> None:
         super().started(request)
@@ -172,7 +172,7 @@ class NativeSseConnection(SseConnection):
         super().deliver(b"id: " + token.encode() + b"\n" + frame, message)
 
     def on_closed(self) -> None:
-        self.lease.release()
+        self.slot.release()
         task = self._task
         if task is not None and not task.done():
             task.cancel()

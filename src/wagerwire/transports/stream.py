@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from wagerwire.auth.identity import NO_LEASE, Gate, StreamLease
+from wagerwire.auth.identity import NO_SLOT, Gate, StreamSlot
 from wagerwire.core.messages import Message
 
 if TYPE_CHECKING:
@@ -220,19 +220,19 @@ class StreamConnection(asyncio.Protocol):
     def attach(self, transport: asyncio.Transport, loop_time: float) -> None:
         """Take over ``transport`` after the HTTP layer has handed it to us.
 
-        Every stream that holds a key's lease (native or dialect) closes when that key is
-        revoked: the lease's ``on_revoke`` is wired here, once for all connection kinds; and
+        Every stream that holds a key's slot (native or dialect) closes when that key is
+        revoked: the slot's ``on_revoke`` is wired here, once for all connection kinds; and
         one opened with a stream token closes when the token expires (:meth:`expire`).
         """
         self.transport = transport
         self.last_seen = loop_time
         self.registry.connections.add(self)
-        lease = getattr(self, "lease", None)
-        if isinstance(lease, StreamLease) and lease is not NO_LEASE:
-            lease.on_revoke = self.revoke
-            if lease.expires_at is not None:
+        slot = getattr(self, "slot", None)
+        if isinstance(slot, StreamSlot) and slot is not NO_SLOT:
+            slot.on_revoke = self.revoke
+            if slot.expires_at is not None:
                 self._expiry = self.registry.loop.call_later(
-                    max(0.0, lease.expires_at - time.time()), self.expire
+                    max(0.0, slot.expires_at - time.time()), self.expire
                 )
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from wagerwire.auth.identity import ANONYMOUS, NO_LEASE, Gate, Identity, StreamLease
+from wagerwire.auth.identity import ANONYMOUS, NO_SLOT, Gate, Identity, StreamSlot
 from wagerwire.core.channels import validate_channel, validate_pattern
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message
@@ -178,18 +178,18 @@ class WsConnection(StreamConnection):
 class NativeWsConnection(WsConnection):
     """The native protocol v1 on ``/v1/ws`` (optionally subscribed by its URL's query)."""
 
-    __slots__ = ("identity", "lease", "initial")
+    __slots__ = ("identity", "slot", "initial")
 
     def __init__(
         self,
         registry: StreamRegistry,
         identity: Identity = ANONYMOUS,
-        lease: StreamLease = NO_LEASE,
+        slot: StreamSlot = NO_SLOT,
         initial: UrlSubscription | None = None,
     ) -> None:
         super().__init__(registry, NATIVE_WS)
         self.identity = identity
-        self.lease = lease
+        self.slot = slot
         self.initial = initial
 
     @classmethod
@@ -199,8 +199,8 @@ class NativeWsConnection(WsConnection):
         gate = registry.gate
         identity = gate.authenticate(request.headers, request.query_one("token"))
         initial = url_subscription(request, gate, registry.hub, identity)
-        lease = gate.open_stream(identity, "ws")
-        return cls(registry, identity, lease, initial)
+        slot = gate.open_stream(identity, "ws")
+        return cls(registry, identity, slot, initial)
 
     def started(self, request: object) -> None:
         """Apply the URL's subscription as if it were the first frame."""
@@ -211,7 +211,7 @@ class NativeWsConnection(WsConnection):
 
     def on_closed(self) -> None:
         super().on_closed()
-        self.lease.release()
+        self.slot.release()
 
     def on_text(self, text: str) -> None:
         try:

@@ -107,3 +107,57 @@ async def test_a_subscriber_joining_mid_turn_starts_after_the_pending_messages(h
     await _settle()
     assert late.received == [("t:m", after.message.offset)]
     assert late_pattern.received == [("t:m", after.message.offset)]
+
+
+class CountingSink(RecordingSink):
+    """Counts how often the fan-out looks at it (reads its encoder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = 0
+
+    @property  # type: ignore[override]
+    def encoder(self) -> Encoder:
+        self.looked += 1
+        return ENCODER
+
+    @encoder.setter
+    def encoder(self, value: Encoder) -> None:
+        pass
+
+
+async def test_subscribers_whose_filter_rejects_a_run_are_not_visited(hub: Hub) -> None:
+    wants_b = [CountingSink() for _ in range(5)]
+    wants_a = [CountingSink() for _ in range(5)]
+    for sink in wants_b:
+        await hub.subscribe(sink, ["t:g"], filter=Filter.parse({"side": "b"}))
+    for sink in wants_a:
+        await hub.subscribe(sink, ["t:*"], filter=Filter.parse({"side": "a"}))
+    for i in range(10):
+        await hub.publish("t:g", i, attrs={"side": "a"})
+        await _settle()
+    assert all(s.received == [("t:g", o) for o in range(1, 11)] for s in wants_a)
+    assert all(s.received == [] for s in wants_b)
+    assert all(s.looked <= 1 for s in wants_a + wants_b)  # grouped once, then never looked at
+
+
+async def test_groups_follow_subscription_changes(hub: Hub) -> None:
+    exact_and_pattern, pattern_only, leaving = RecordingSink(), RecordingSink(), RecordingSink()
+    await hub.subscribe(exact_and_pattern, ["t:c"], filter=Filter.parse({"side": "a"}))
+    await hub.subscribe(exact_and_pattern, ["t:*"])  # also by pattern: served once, exact's
+    await hub.subscribe(pattern_only, ["t:*"], filter=Filter.parse({"side": "b"}))
+    await hub.subscribe(leaving, ["t:c"])
+    await hub.publish("t:c", 0, attrs={"side": "a"})
+    await hub.publish("t:c", 1, attrs={"side": "b"})
+    await _settle()
+    assert exact_and_pattern.received == [("t:c", 1)]
+    assert pattern_only.received == [("t:c", 2)]
+    assert leaving.received == [("t:c", 1), ("t:c", 2)]
+    await hub.unsubscribe(leaving, ["t:c"])
+    await hub.unsubscribe(exact_and_pattern, ["t:c"])  # now only its pattern, unfiltered
+    hub.remove_sink(pattern_only)
+    await hub.publish("t:c", 2, attrs={"side": "b"})
+    await _settle()
+    assert leaving.received == [("t:c", 1), ("t:c", 2)]
+    assert exact_and_pattern.received == [("t:c", 1), ("t:c", 3)]
+    assert pattern_only.received == [("t:c", 2)]

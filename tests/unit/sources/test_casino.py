@@ -7,7 +7,7 @@ import contextlib
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 import pytest
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from wagerwire.analytics.fairness import STYLE_DOUBLE, sha256_hex, verify_round
 from wagerwire.core.messages import Message, PublishResult
 from wagerwire.errors import Unavailable
-from wagerwire.sources.base import Publisher, Source
+from wagerwire.sources.base import Publisher, PublishOptions, Source
 from wagerwire.sources.casino import (
     DEMO_USERS,
     SOURCE_NAME,
@@ -45,14 +45,9 @@ class FakePublisher:
         self.attempts = 0
         self.done = asyncio.Event()
 
-    async def publish(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        attrs: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> PublishResult:
+    async def publish(self, channel: str, data: Any, **options: Unpack[PublishOptions]
+                      ) -> PublishResult:
+        attrs, idempotency_key = options.get("attrs"), options.get("idempotency_key")
         self.attempts += 1
         if self.attempts <= self.fail_first:
             raise Unavailable("store down")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 
@@ -14,6 +13,7 @@ from wagerwire.analytics.odds import overround
 from wagerwire.core.channels import validate_channel
 from wagerwire.core.messages import Message, PublishResult
 from wagerwire.errors import Unavailable
+from wagerwire.sources.base import PublishOptions
 from wagerwire.sources.sports import BOOKMAKERS, SPORTS, Outgoing, SportsConfig, SportsSimulator
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -284,18 +284,12 @@ class FakePublisher:
         self.fail_every = fail_every
         self.calls = 0
 
-    async def publish(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        attrs: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> PublishResult:
+    async def publish(self, channel: str, data: Any, **options: Unpack[PublishOptions]
+                      ) -> PublishResult:
         self.calls += 1
         if self.fail_every and self.calls % self.fail_every == 0:
             raise Unavailable("store down")
-        self.sent.append((channel, data, dict(attrs or {})))
+        self.sent.append((channel, data, dict(options.get("attrs") or {})))
         return PublishResult(Message(channel, self.calls, "e", 0, b"{}"))
 
 
