@@ -181,6 +181,44 @@ def _keys(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _apps_parser(sub: Any) -> None:
+    a = sub.add_parser(
+        "apps", help="Pusher apps: make a new app's credentials, list the configured ones",
+        description="Pusher apps live in the config ([pusher_apps.ID] tables). `new` prints "
+        "a table with a random key and secret to paste there; `list` shows the configured "
+        "apps (never their secrets).",
+    )
+    a.add_argument("--config", help="TOML config file")
+    s = a.add_subparsers(dest="apps_command", required=True)
+    n = s.add_parser("new", help="print a [pusher_apps.ID] table with a new key and secret")
+    n.add_argument("app_id", help="app id: 1-40 of [a-z0-9_.-] (part of hub channel names)")
+    n.add_argument("--json", action="store_true", help='print {"app_id","key","secret"}')
+    s.add_parser("list", help="list the configured apps").add_argument(
+        "--json", action="store_true", help="print JSON")
+
+
+def _apps(args: argparse.Namespace) -> int:
+    from wagerwire.dialects.pusher_apps import apps_from_config, new_app
+    from wagerwire.dialects.pusher_names import valid_app_id
+
+    if args.apps_command == "new":
+        if not valid_app_id(args.app_id):
+            print("wagerwire: app id must be 1-40 characters of [a-z0-9_.-]", file=sys.stderr)
+            return 2
+        app = new_app(args.app_id)
+        if args.json:
+            print(json.dumps({"app_id": app.app_id, "key": app.key, "secret": app.secret}))
+        else:
+            print(f'[pusher_apps.{app.app_id}]\nkey = "{app.key}"\nsecret = "{app.secret}"')
+        return 0
+    apps = apps_from_config(load_settings(config_file=args.config).pusher_apps)
+    if args.json:
+        print(json.dumps([{"app_id": a.app_id, "key": a.key} for a in apps]))
+    for app in [] if args.json else apps:
+        print(f"{app.app_id:20} key {app.key}")
+    return 0
+
+
 def _tail_parser(sub: Any) -> None:
     p = sub.add_parser(
         "tail",
@@ -218,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _client_parser(sub)
     _keys_parser(sub)
+    _apps_parser(sub)
     _tail_parser(sub)
     return parser
 
@@ -262,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "keys":
             return _keys(args)
+        if args.command == "apps":
+            return _apps(args)
         if args.command == "tail":
             from wagerwire.client import tail
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from wagerwire.core.store import RetentionRule
 from wagerwire.errors import BadParameter
@@ -61,6 +63,7 @@ class Settings:
     token_ttl: int = 300
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
+    pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
 
     def keys_path(self) -> str:
@@ -131,6 +134,32 @@ def _retention(raw: Any) -> list[RetentionRule]:
     return rules
 
 
+def _pusher_apps(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):  # WAGERWIRE_PUSHER_APPS='{"42": {"key": …, "secret": …}}'
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadParameter(f"pusher_apps is not JSON: {exc}") from exc
+    if not isinstance(value, Mapping):
+        raise BadParameter("pusher_apps must be a table of [pusher_apps.ID] tables")
+    return dict(value)
+
+
+def _plans(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BadParameter("plans must be a table of [plans.NAME] tables")
+    return dict(value)
+
+
+_STRUCTURED: dict[str, Callable[[str, Any], Any]] = {
+    "retention": lambda key, value: _retention(value),
+    "plans": _plans,
+    "pusher_apps": lambda key, value: _pusher_apps(value),
+    "stake_origins": lambda key, value: _string_list(key, value),
+}
+"""Settings that are tables or lists, each with its own parser."""
+
+
 _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_timeout",
              "body_timeout", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
@@ -184,14 +213,9 @@ def load_settings(
         raise BadParameter(f"unknown setting(s): {', '.join(unknown)}")
     settings = Settings()
     for key, value in values.items():
-        if key == "retention":
-            settings.retention = _retention(value)
-        elif key == "plans":
-            if not isinstance(value, Mapping):
-                raise BadParameter("plans must be a table of [plans.NAME] tables")
-            settings.plans = dict(value)
-        elif key == "stake_origins":
-            settings.stake_origins = _string_list(key, value)
+        parse = _STRUCTURED.get(key)
+        if parse is not None:
+            setattr(settings, key, parse(key, value))
         else:
             setattr(settings, key, _coerce(key, names[key].type, value))
     _check_ranges(settings)

@@ -174,15 +174,21 @@ def node_available() -> None:
                        cwd=NODE_DIR, check=True, timeout=300)
 
 
-async def run_node(source: str) -> Child:
-    """Run JavaScript ``source`` as an ES module that resolves tests/node's packages."""
+async def run_node(source: str, suffix: str = ".mjs", preload: str | None = None) -> Child:
+    """Run JavaScript ``source`` as an ES module (``suffix=".cjs"``: CommonJS) that resolves
+    tests/node's packages; ``preload`` is CommonJS run first (``node --require``)."""
     node_available()
     run_dir = NODE_DIR / "node_modules" / ".wagerwire-seed-run"  # inside the ignored tree
     run_dir.mkdir(exist_ok=True)
-    path = run_dir / f"{uuid.uuid4().hex}.mjs"
+    path = run_dir / f"{uuid.uuid4().hex}{suffix}"
     path.write_text(source)
+    args = [str(path)]
+    if preload is not None:
+        hook = run_dir / f"{path.stem}-preload.cjs"
+        hook.write_text(preload)
+        args = ["--require", str(hook), *args]
     proc = await asyncio.create_subprocess_exec(
-        "node", str(path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "node", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         cwd=NODE_DIR,
     )
     return Child(proc, path)

@@ -37,6 +37,7 @@ from wagerwire.auth.identity import Identity
 from wagerwire.core.channels import Filter
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.errors import CloseCode, WagerwireError
+from wagerwire.types import Json
 
 __all__ = [
     "Clock",
@@ -48,6 +49,8 @@ __all__ = [
     "LatestRead",
     "MessageEncoder",
     "OpFailed",
+    "Publish",
+    "Published",
     "ReadLatest",
     "Session",
     "StreamRequest",
@@ -99,6 +102,15 @@ class ReadLatest(DialectOp):
 
 
 @dataclass(frozen=True, slots=True)
+class Publish(DialectOp):
+    """Publish ``data`` (JSON) on hub ``channel`` (a client event, a presence change)."""
+
+    channel: str
+    data: Json
+    attrs: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Close(DialectOp):
     """Close the stream after what is queued (a WebSocket with ``code``/``reason``)."""
 
@@ -131,6 +143,12 @@ class Unsubscribed(HubEvent):
 class LatestRead(HubEvent):
     op: ReadLatest
     messages: Mapping[str, Sequence[Message]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Published(HubEvent):
+    op: Publish
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +210,20 @@ class Session:
     keep-alive of its own, frames shared verbatim); dialects override what their wire needs.
     """
 
-    __slots__ = ("identity", "encoder", "once", "_ops", "_out")
+    __slots__ = ("identity", "encoder", "waker", "once", "_ops", "_out")
 
     #: Seconds between the session's own keep-alives; None keeps the server's WS ping.
     ping_interval: float | None = None
+    #: Whether :meth:`select` must see every batch of shared frames (per-connection
+    #: exclusions); False keeps the shared bytes untouched on the hot path.
+    selects: bool = False
 
     def __init__(self, identity: Identity, encoder: MessageEncoder) -> None:
         self.identity = identity
         self.encoder = encoder
+        #: Set by the transport: asks it to drain the session soon, for what happened
+        #: outside a feed call (the HTTP API ending a user's connections).
+        self.waker: Callable[[], None] | None = None
         #: A credential that opens one stream only (OddsStream's token): the gate spends it
         #: while admitting the stream, and refuses it at the upgrade once spent.
         self.once: str | None = None
@@ -230,9 +254,23 @@ class Session:
         ``b""`` skips the message."""
         return frame
 
+    def select(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> bytes:
+        """The bytes of a batch of shared frames this connection writes (WebSocket
+        transports, only when :attr:`selects` is set); ``b""`` skips them all."""
+        return joined
+
     def fail(self, error: WagerwireError) -> None:
         """End the stream because of ``error`` (default: a WebSocket close code)."""
         self.emit(Close(close_code(error), error.message[:120]))
+
+    def shutdown(self) -> bool:
+        """The server is stopping: emit what to send and a :class:`Close`, and answer True;
+        False (the default) lets the transport close as it does for every stream."""
+        return False
+
+    def stop(self) -> None:
+        """The stream has closed; :class:`Publish` ops emitted now still run (a presence
+        member leaving), everything else is dropped."""
 
     # -- drain -------------------------------------------------------------------------------
 
@@ -254,6 +292,11 @@ class Session:
 
     def emit(self, op: DialectOp) -> None:
         self._ops.append(op)
+
+    def wake(self) -> None:
+        """Have the transport drain what was queued outside a feed call."""
+        if self.waker is not None:
+            self.waker()
 
     def send(self, data: bytes) -> None:
         if data:

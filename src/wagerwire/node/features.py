@@ -19,6 +19,8 @@ from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.dashboard import dashboard_feature
 from wagerwire.node.dialects import dialect_feature
+from wagerwire.node.pusher import pusher_feature
+from wagerwire.node.sportsgameodds import sgo_app, sgo_feature
 from wagerwire.sources.casino import (
     DEFAULT_CHAIN_LENGTH,
     BalanceSimulator,
@@ -117,4 +119,7 @@ def default_features(settings: Settings, hub: Hub) -> list[Feature]:
     if settings.demo:  # unless --no-demo: casino games, balances, sports simulator
         features.append(demo_feature(settings, hub))
     features.append(dialect_feature(settings, hub))  # Data Stream, TrackerSino, Stake
+    sgo = sgo_app()
+    features.append(pusher_feature(settings, hub, [sgo]))  # Pusher protocol, HTTP API, auth
+    features.append(sgo_feature(sgo))  # SportsGameOdds REST + notifications on Pusher
     return features

@@ -594,8 +594,8 @@ class HttpProtocol(asyncio.Protocol):
 class _AsgiExchange:
     """One request/response through the ASGI app: ``receive`` and ``send`` for it."""
 
-    __slots__ = ("request", "transport", "body_sent", "started", "chunked", "finished",
-                 "disconnected")
+    __slots__ = ("request", "transport", "body_sent", "started", "chunked", "bodyless",
+                 "finished", "disconnected")
 
     def __init__(self, request: HttpRequest, transport: asyncio.Transport) -> None:
         self.request = request
@@ -603,6 +603,7 @@ class _AsgiExchange:
         self.body_sent = False
         self.started = False
         self.chunked = False
+        self.bodyless = False
         self.finished = False
         self.disconnected = asyncio.Event()
 
@@ -643,7 +644,10 @@ class _AsgiExchange:
     def _start(self, status: int, raw_headers: Any) -> None:
         self.started = True
         headers = [(bytes(k).lower(), bytes(v)) for k, v in raw_headers]
-        self.chunked = not any(k == b"content-length" for k, _ in headers)
+        # RFC 9112 6.3: 1xx, 204 and 304 answers and every answer to HEAD end with their head;
+        # a chunk terminator after them would be read as the next response's status line.
+        self.bodyless = status < 200 or status in (204, 304) or self.request.method == "HEAD"
+        self.chunked = not self.bodyless and not any(k == b"content-length" for k, _ in headers)
         head = [f"HTTP/1.1 {status} {_phrase(status)}".encode()]
         head += [k + b": " + v for k, v in headers]
         if self.chunked:
@@ -652,7 +656,7 @@ class _AsgiExchange:
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n")
 
     def _body(self, body: bytes, more: bool) -> None:
-        if self.request.method == "HEAD":
+        if self.bodyless:
             body = b""
         if self.chunked:
             if body:

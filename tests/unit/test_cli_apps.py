@@ -1,0 +1,31 @@
+"""`wagerwire apps new|list`: Pusher app credentials for the config, and what is configured."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from wagerwire.cli import main
+from wagerwire.dialects.pusher_apps import apps_from_config
+
+
+def test_new_prints_a_table_the_config_takes(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    assert main(["apps", "new", "shop-1"]) == 0
+    text = capsys.readouterr().out
+    table = tomllib.loads(text)["pusher_apps"]
+    [app] = apps_from_config(table)
+    assert app.app_id == "shop-1" and len(app.key) == 20 and len(app.secret) == 20
+    config = tmp_path / "w.toml"
+    config.write_text(text)
+    assert main(["apps", "--config", str(config), "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"app_id": "shop-1", "key": app.key}]
+
+
+def test_new_refuses_an_id_that_cannot_be_a_hub_name(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    assert main(["apps", "new", "Shop!"]) == 2
+    assert "app id" in capsys.readouterr().err
