@@ -1,11 +1,13 @@
 """``--log-format json``: one JSON object per line, a REST access log with request ids,
-streams with connection ids, and no secret (API key, stream token) in any line of an
-authenticated session, wrong credentials included.
+streams with connection ids, and no secret (API key, stream token, Pusher app secret or
+signature) in any line of an authenticated session, wrong credentials included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import signal
 from pathlib import Path
@@ -17,6 +19,19 @@ from websockets.asyncio.client import connect
 
 from serverproc import ServerProcess
 from wagerwire.auth.keys import KeyStore
+
+PUSHER_ID, PUSHER_KEY, PUSHER_SECRET = "7", "0a1b2c3d4e5f60718293", "f00dfacecafebeef1234"
+
+
+@pytest.fixture
+def pusher_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Open mode (the Pusher HTTP API is signed by the app, not by an API key)."""
+    monkeypatch.setenv("WAGERWIRE_PUSHER_APPS", json.dumps(
+        {PUSHER_ID: {"key": PUSHER_KEY, "secret": PUSHER_SECRET}}))
+    srv = ServerProcess(tmp_path, ["--log-format", "json", "--log-level", "debug"])
+    srv.start(0)
+    yield srv
+    srv.kill()
 
 
 @pytest.fixture
@@ -68,6 +83,32 @@ async def session(node: Any) -> set[str]:
     return secrets
 
 
+async def pusher_session(node: Any) -> set[str]:
+    """The Pusher HTTP API with the official library (signed with the secret), a wrong
+    secret, and a private-channel subscription signed with the secret."""
+    import pusher
+    import pusher.errors
+
+    def lib(secret: str) -> Any:
+        return pusher.Pusher(app_id=PUSHER_ID, key=PUSHER_KEY, secret=secret,
+                             host="127.0.0.1", port=node.port, ssl=False)
+
+    wrong = "0123456789abcdef0123"
+    await asyncio.to_thread(lib(PUSHER_SECRET).trigger, "Odds", "price", {"o": 1})
+    with pytest.raises(pusher.errors.PusherBadAuth):
+        await asyncio.to_thread(lib(wrong).trigger, "Odds", "price", {"o": 2})
+    async with connect(f"{node.ws_url}/app/{PUSHER_KEY}?protocol=7", open_timeout=10) as ws:
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        socket_id = json.loads(hello["data"])["socket_id"]
+        signature = hmac.new(PUSHER_SECRET.encode(), f"{socket_id}:private-x".encode(),
+                             hashlib.sha256).hexdigest()
+        await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+            "channel": "private-x", "auth": f"{PUSHER_KEY}:{signature}"}}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply["event"] == "pusher_internal:subscription_succeeded", reply
+    return {PUSHER_SECRET, wrong, signature}
+
+
 async def test_json_logs_carry_ids_and_never_a_secret(node: Any) -> None:
     secrets = await session(node)
     await asyncio.sleep(0.3)
@@ -86,6 +127,19 @@ async def test_json_logs_carry_ids_and_never_a_secret(node: Any) -> None:
     opened = [r for r in records if r["msg"].startswith("stream ") and "conn_id" in r]
     assert {r["transport"] for r in opened} >= {"ws", "sse"}
     for line in node.output:
+        for secret in secrets:
+            assert secret not in line, (secret, line)
+
+
+async def test_no_pusher_secret_or_signature_in_any_log_line(pusher_node: Any) -> None:
+    secrets = await pusher_session(pusher_node)
+    await asyncio.sleep(0.3)
+    assert pusher_node.signal(signal.SIGTERM) == 0
+    records = [json.loads(line) for line in pusher_node.output if line.startswith("{")]
+    assert any(r.get("path") == f"/apps/{PUSHER_ID}/events" and r["status"] == 401
+               for r in records), records
+    assert any(r.get("dialect") == "pusher" for r in records), records
+    for line in pusher_node.output:
         for secret in secrets:
             assert secret not in line, (secret, line)
 
