@@ -1,12 +1,13 @@
 # wagerwire: `make serve` runs the hub on the embedded default; `make test` installs what the
-# tests need (Python packages, and Debian's redis-server, postgresql and chromium when absent)
+# tests need (Python packages, and Debian's redis-server, postgresql, chromium and prometheus
+# when absent)
 # and runs lint, types and the whole suite.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-APT_PACKAGES := redis-server postgresql chromium
+APT_PACKAGES := redis-server postgresql chromium prometheus
 
 .PHONY: serve test fuzz lock soak install install-test system-deps node-deps lint types check bench clean
 
@@ -72,6 +73,7 @@ system-deps:
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,7 +391,7 @@ def fuzz_http(data: bytes) -> None:
     response must wait too: no stream may start, no error may be written ahead of it.
     """
     _, pieces = chunks(data)
-    registry = SimpleNamespace(config=_CONFIG, closing=False)
+    registry = SimpleNamespace(config=_CONFIG, closing=False, errors=Counter())
     transport = _Transport()
     loop = _Loop(transport)
     state = HttpServerState(

@@ -30,9 +30,11 @@ import pytest
 
 __all__ = [
     "PostgresServer",
+    "PrometheusServer",
     "RedisServer",
     "free_port",
     "postgres_bin",
+    "prometheus_bin",
     "redis_bin",
 ]
 
@@ -68,6 +70,10 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> No
 
 def redis_bin() -> str | None:
     return shutil.which("redis-server")
+
+
+def prometheus_bin() -> str | None:
+    return shutil.which("prometheus")
 
 
 def postgres_bin() -> Path | None:
@@ -237,3 +243,47 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.kill()
+
+
+class PrometheusServer:
+    """Debian's ``prometheus`` on 127.0.0.1, scraping ``targets`` every second, with its
+    config and TSDB in a temporary directory."""
+
+    def __init__(self, directory: Path, targets: list[str]) -> None:
+        binary = prometheus_bin()
+        if binary is None:
+            raise RuntimeError("prometheus is not installed (make system-deps)")
+        self.binary = binary
+        self.directory = directory
+        self.targets = targets
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "prometheus.yml"
+        targets = ", ".join(f'"{t}"' for t in self.targets)
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+            "  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: wagerwire\n"
+            f"    static_configs:\n      - targets: [{targets}]\n"
+        )
+        log = open(self.directory / "prometheus.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={config}",
+             f"--storage.tsdb.path={self.directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
+        )
+        log.close()
+        _wait_port(self.port, self.proc, 30, "prometheus")
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None

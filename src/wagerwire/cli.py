@@ -47,6 +47,9 @@ def _serve_parser(sub: Any) -> None:
                    help="simulator speed factor; 2 = twice as many rounds (default 1)")
     p.add_argument("--config", help="TOML config file (keys are the setting names)")
     p.add_argument("--log-level", help="debug, info, warning or error (default info)")
+    p.add_argument("--log-format", choices=["plain", "json"],
+                   help="plain lines or one JSON object per line, with connection and "
+                   "request ids (default plain)")
     p.add_argument("--max-channels", type=int,
                    help="channels one connection may subscribe to (default 100)")
     p.add_argument("--max-message-bytes", type=int,
@@ -287,7 +290,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     settings = load_settings(overrides, config_file=args.config)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     return serve(settings, default_features)
 
 

@@ -40,6 +40,7 @@ class Settings:
     demo_seed: int = 42
     demo_speed: float = 1.0
     log_level: str = "info"
+    log_format: str = "plain"  # plain or json (one object per line)
     max_channels: int = 100
     max_message_bytes: int = 65536
     max_body_bytes: int = 1024 * 1024
@@ -177,6 +178,8 @@ def _check_ranges(settings: Settings) -> None:
             f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
             f"got {settings.log_level!r}"
         )
+    if settings.log_format not in ("plain", "json"):
+        raise BadParameter(f"log_format must be 'plain' or 'json', not {settings.log_format!r}")
 
 
 def load_settings(

@@ -163,6 +163,22 @@ try {
   }));
   check('hub_panel', Number(hub.clients) >= 1 && hub.channels > 0 && hub.latency.includes('p50'), hub);
 
+  // The server-side figures: histograms and counters of /metrics over the last minute.
+  await page.waitForFunction(() => document.querySelector('#srv-fanout').textContent.includes('p99')
+    && document.querySelector('#srv-durable').textContent.includes('p99')
+    && document.querySelector('#srv-transports').textContent.includes('ws')
+    && document.querySelectorAll('#channel-rates tbody tr').length > 0, null, { timeout: 30000 });
+  const server = await page.evaluate(() => ({
+    durable: document.querySelector('#srv-durable').textContent,
+    fanout: document.querySelector('#srv-fanout').textContent,
+    transports: document.querySelector('#srv-transports').textContent,
+    rates: Array.from(document.querySelectorAll('#channel-rates tbody tr')).map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)]),
+  }));
+  const p99 = (text) => Number((/p99 ([0-9.]+) ms/.exec(text) || [])[1]);
+  check('hub_server_panel', p99(server.fanout) > 0 && p99(server.fanout) < 1000
+    && p99(server.durable) > 0 && p99(server.durable) < 5000
+    && /ws [1-9]/.test(server.transports) && server.rates.every(([, r]) => r > 0), server);
+
   // -- keyboard: every control is reachable with Tab and shows a focus ring -----------------
   await page.focus('a.skip');
   const tabbed = [];

@@ -74,6 +74,20 @@ async def test_append_then_read_round_trips_every_field(store_factory: StoreFact
     assert all(isinstance(m.data, bytes) for m in got)
 
 
+async def test_each_committed_batch_is_reported_with_its_size(
+    store_factory: StoreFactory,
+) -> None:
+    """``on_commit(messages, seconds)`` (what /metrics' commit histograms hear)."""
+    store = await store_factory()
+    seen: list[tuple[int, float]] = []
+    store.on_commit = lambda n, seconds: seen.append((n, seconds))  # type: ignore[attr-defined]
+    await asyncio.gather(*(store.append(msg("c:batch", n)) for n in range(1, 41)))
+    await fill(store, "c:other", 5)
+    assert sum(n for n, _ in seen) == 45
+    assert len(seen) < 45  # the concurrent appends shared commits
+    assert all(n >= 1 and 0 <= seconds < 30 for n, seconds in seen)
+
+
 async def test_read_after_and_limit(store_factory: StoreFactory) -> None:
     store = await store_factory()
     await fill(store, "a", 10)

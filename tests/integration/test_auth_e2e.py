@@ -256,7 +256,7 @@ async def sse_refused(srv: Any, channels: str, headers: dict[str, str] | None = 
 
 async def connection_gauge(http: httpx.AsyncClient) -> int:
     text = (await http.get("/metrics")).text
-    counts = re.findall(r'^wagerwire_connections\{transport="\w+"\} (\d+)$', text, re.M)
+    counts = re.findall(r'^wagerwire_connections\{transport="\w+"\} (\d+)(?:\.0)?$', text, re.M)
     assert counts, text
     return sum(int(n) for n in counts)
 

@@ -35,6 +35,9 @@ async def test_live_messages_in_order(server: Any, transport: str) -> None:
         msgs = await take(sub, 6)
     assert keyed(msgs) == [("game:crash", n) for n in range(1, 6)] + [("odds:football:epl", 1)]
     assert msgs[0].data == {"i": 0} and all(m.source == "live" for m in msgs)
+    # the SDK's end-to-end latency: one observation per live message, same host so < 5 s
+    seen = client.latency.snapshot()[transport]
+    assert seen["count"] == 6 and 0 <= seen["sum"] < 5 * 6
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])

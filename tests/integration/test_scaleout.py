@@ -259,6 +259,9 @@ async def test_redis_restart_mid_stream_loses_no_acknowledged_message(
     async with httpx.AsyncClient(timeout=5) as client:
         for node in nodes:
             assert (await client.get(node.url + "/readyz")).status_code == 200
+        metrics = (await client.get(nodes[0].url + "/metrics")).text
+        outages = re.search(r"^wagerwire_broker_outages_total (\d+)", metrics, re.M)
+        assert outages is not None and int(outages.group(1)) >= 1, metrics
     # Totals: every channel's last offset (acknowledged or persisted before a refusal).
     last: dict[str, int] = defaultdict(int)
     for ack in acked.values():
@@ -307,7 +310,7 @@ async def test_two_workers_share_one_port(
     async with httpx.AsyncClient(timeout=5, limits=fresh) as client:
         for _ in range(40):
             metrics = (await client.get(node.url + "/metrics")).text
-            found = re.search(r"^wagerwire_subscribers (\d+)$", metrics, re.M)
+            found = re.search(r"^wagerwire_subscribers (\d+)(?:\.0)?$", metrics, re.M)
             assert found is not None, metrics
             counts.add(int(found[1]))
         for i in range(20):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,10 @@ class Services:
     connection_counts: Callable[[], dict[str, int]] | None = None  # set by the server
     slow_consumers: Callable[[], int] | None = None  # set by the server
     ready: bool = True
+    broker_outages: int = 0  # times the broker went from ready to not ready (Redis failover)
+    # REST errors answered, by code (api/errors.py); exported on /metrics.
+    errors: Counter[str] = field(default_factory=Counter)
+    metrics: Any = None  # the node's observability.NodeMetrics, set by the server
     gate: Gate = field(default_factory=Gate)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -55,14 +55,23 @@ def _describe(exc: RequestValidationError) -> WagerwireError:
     return BadParameter("; ".join(parts) or "invalid request")
 
 
+def _counted(request: Request, error: WagerwireError) -> WagerwireError:
+    """Count the answered error by code for /metrics (when the app has Services)."""
+    svc = getattr(request.app.state, "services", None)
+    errors = getattr(svc, "errors", None)
+    if errors is not None:
+        errors[error.code] += 1
+    return error
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def wagerwire_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WagerwireError)
-        return render_error(exc)
+        return render_error(_counted(request, exc))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return render_error(_describe(exc))
+        return render_error(_counted(request, _describe(exc)))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -79,7 +88,7 @@ def install_error_handlers(app: FastAPI) -> None:
             allowed = _allowed_methods(request)
             if allowed is not None:
                 headers["Allow"] = allowed
-        return render_error(error, headers)
+        return render_error(_counted(request, error), headers)
 
     app.add_exception_handler(WagerwireError, wagerwire_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -12,6 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse
+from wagerwire.observability.metrics import CONTENT_TYPE, NodeMetrics
 
 __all__ = ["router"]
 
@@ -37,32 +36,9 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
-    stats = svc.hub.stats
-    lines = [
-        "# TYPE wagerwire_published_total counter",
-        f"wagerwire_published_total {stats.published}",
-        "# TYPE wagerwire_duplicates_total counter",
-        f"wagerwire_duplicates_total {stats.duplicates}",
-        "# TYPE wagerwire_delivered_total counter",
-        f"wagerwire_delivered_total {stats.delivered}",
-        "# TYPE wagerwire_replayed_total counter",
-        f"wagerwire_replayed_total {stats.replayed}",
-        "# TYPE wagerwire_frames_encoded_total counter",
-        f"wagerwire_frames_encoded_total {stats.encoded}",
-        "# TYPE wagerwire_subscribers gauge",
-        f"wagerwire_subscribers {svc.hub.subscriber_count}",
-        "# HELP wagerwire_asyncio_tasks asyncio tasks alive in this process (a leak shows here)",
-        "# TYPE wagerwire_asyncio_tasks gauge",
-        f"wagerwire_asyncio_tasks {len(asyncio.all_tasks())}",
-        "# TYPE wagerwire_uptime_seconds gauge",
-        f"wagerwire_uptime_seconds {time.time() - svc.started_at:.0f}",
-    ]
-    if svc.slow_consumers is not None:
-        lines.append("# TYPE wagerwire_slow_consumer_disconnects_total counter")
-        lines.append(f"wagerwire_slow_consumer_disconnects_total {svc.slow_consumers()}")
-    if svc.connection_counts is not None:
-        lines.append("# TYPE wagerwire_connections gauge")
-        for kind, n in sorted(svc.connection_counts().items()):
-            lines.append(f'wagerwire_connections{{transport="{kind}"}} {n}')
-    return PlainTextResponse("\n".join(lines) + "\n",
-                             media_type="text/plain; version=0.0.4")
+    """The node's registry (observability/metrics.py) in the Prometheus text format."""
+    node = svc.metrics
+    if node is None:  # an API built without a server (tests): a registry of its own
+        node = svc.metrics = NodeMetrics(svc.hub, svc.started_at)
+        node.services = svc
+    return Response(node.render(), media_type=CONTENT_TYPE)

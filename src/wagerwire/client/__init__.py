@@ -40,6 +40,7 @@ from wagerwire.client.errors import (
     ServerFailureError,
     TransportError,
 )
+from wagerwire.client.latency import LatencyHistogram
 from wagerwire.client.messages import ClientMessage, MessageSource
 from wagerwire.client.protocol import Counters
 from wagerwire.client.rest import ChannelInfo, HistoryPage, PublishResult
@@ -72,6 +73,7 @@ __all__ = [
     "HistoryPage",
     "Idle",
     "InvalidChannelError",
+    "LatencyHistogram",
     "MessageSource",
     "NotFoundError",
     "PayloadTooLargeError",

@@ -19,6 +19,7 @@ from wagerwire.client.auth import Auth, KeyRefresher
 from wagerwire.client.backoff import Backoff
 from wagerwire.client.connection import DriverOptions, StreamDriver, WebSocketDriver
 from wagerwire.client.errors import ClosedError
+from wagerwire.client.latency import LatencyHistogram
 from wagerwire.client.protocol import ClientProtocol, Counters
 from wagerwire.client.rest import ChannelInfo, HistoryPage, PublishResult, RestApi
 from wagerwire.client.sse import SseDriver
@@ -120,6 +121,9 @@ class Client:
         self._subscriptions: list[Subscription] = []
         self._watchers: list[asyncio.Queue[State | None]] = []
         self._closed = False
+        #: End-to-end latency of live messages, per transport (register it with
+        #: prometheus_client, or read ``latency.snapshot()``).
+        self.latency = LatencyHistogram()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -198,7 +202,8 @@ class Client:
                 return SseDriver(protocol, **options)
             return WebSocketDriver(self.ws_url, protocol, **options)
 
-        sub = Subscription(protocol, make_driver, max_queue=self.max_queue, on_state=self._notify)
+        sub = Subscription(protocol, make_driver, max_queue=self.max_queue, on_state=self._notify,
+                           latency=self.latency)
         self._subscriptions.append(sub)
         return sub
 

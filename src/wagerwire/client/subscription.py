@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from wagerwire.client.actions import GapDetected
 from wagerwire.client.connection import StreamDriver
 from wagerwire.client.errors import SdkError
+from wagerwire.client.latency import LatencyHistogram
 from wagerwire.client.messages import ClientMessage
 from wagerwire.client.protocol import ClientProtocol, Counters
 from wagerwire.client.states import Closed, State
@@ -43,8 +44,10 @@ class Subscription:
         *,
         max_queue: int = 1000,
         on_state: Callable[[State], None] | None = None,
+        latency: LatencyHistogram | None = None,
     ) -> None:
         self.protocol = protocol
+        self._latency = latency
         self.max_queue = max_queue
         self.gaps: collections.deque[GapDetected] = collections.deque(maxlen=100)
         self._queue: collections.deque[ClientMessage] = collections.deque()
@@ -154,6 +157,8 @@ class Subscription:
     # -- Sink ----------------------------------------------------------------------------------
 
     def deliver(self, message: ClientMessage) -> None:
+        if self._latency is not None and message.source == "live":
+            self._latency.observe_ts(message.ts, self.protocol.wire)
         self._queue.append(message)
         self._ready.set()
         if len(self._queue) >= self.max_queue:

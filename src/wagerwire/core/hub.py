@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -48,7 +49,7 @@ from wagerwire.errors import (
 from wagerwire.types import Json, now_ms
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
-__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubStats", "Sink", "SubscribeReply"]
+__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubObserver", "HubStats", "Sink", "SubscribeReply"]
 
 log = logging.getLogger("wagerwire.core.hub")
 
@@ -78,6 +79,24 @@ class Sink(Protocol):
         """Wait until the connection's queue is written (used between replay pages)."""
 
 
+class HubObserver(Protocol):
+    """What the observability layer hears from the hub: once per publish, per loop turn or
+    per replay, never per subscriber (DESIGN: hot path rules). Times are ``perf_counter``."""
+
+    def published(self, seconds: float) -> None:
+        """A publish became durable ``seconds`` after it was accepted."""
+
+    def turn(
+        self, runs: list[tuple[str, list[Message]]], started: float, sent: int,
+        encoders: Iterable[FrameEncoder],
+    ) -> None:
+        """One loop turn's channel runs were fanned out (``sent`` copies handed to sinks, in
+        the frame formats ``encoders``); its first message reached the hub at ``started``."""
+
+    def replayed(self, messages: int, seconds: float) -> None:
+        """A subscription's replay sent ``messages`` in ``seconds``."""
+
+
 @dataclass(slots=True)
 class HubLimits:
     """Bounds that protect the hub from one client."""
@@ -97,6 +116,9 @@ class HubStats:
     delivered: int = 0
     replayed: int = 0
     encoded: int = 0
+    # [message copies, bytes] handed to sinks per frame encoder, counted once per run of
+    # sinks sharing a filter and format, not per subscriber; /metrics labels them.
+    by_encoder: dict[FrameEncoder, list[int]] = field(default_factory=dict)
 
 
 Group = tuple[Filter | None, FrameEncoder, list[Sink]]
@@ -128,6 +150,9 @@ class Hub:
         # This loop turn's messages as runs of one channel, in arrival order (_fan_out_turn).
         self._turn: list[tuple[str, list[Message]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn_at = 0.0
+        self._turn_encoders: dict[FrameEncoder, None] = {}
+        self.observer: HubObserver | None = None  # set by the composition root
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -183,6 +208,7 @@ class Hub:
                 f"{self.limits.max_message_bytes}"
             )
         ts = now_ms()
+        accepted = time.perf_counter()
         if idempotency_key is not None:
             since = ts - int(self.limits.idempotency_window_s * 1000)
             earlier = await self.store.find_idempotent(channel, idempotency_key, since)
@@ -201,6 +227,8 @@ class Hub:
             self.stats.duplicates += 1
         else:
             self.stats.published += 1
+            if self.observer is not None:
+                self.observer.published(time.perf_counter() - accepted)
         return result
 
     async def _persist(self, message: Message) -> None:
@@ -225,6 +253,7 @@ class Hub:
             if not turn:
                 loop = self._loop or asyncio.get_running_loop()
                 loop.call_soon(self._fan_out_turn)
+                self._turn_at = time.perf_counter()
             turn.append((channel, [message]))
         if self._listeners:  # after the append: whatever they subscribe starts after it
             self._notify_listeners(message)
@@ -232,15 +261,20 @@ class Hub:
     def _fan_out_turn(self) -> None:
         turn = self._turn
         self._turn = []
+        sent = 0
         for channel, messages in turn:
-            self._fan_out_channel(channel, messages)
+            sent += self._fan_out_channel(channel, messages)
+        if self.observer is not None:
+            encoders = self._turn_encoders
+            self._turn_encoders = {}
+            self.observer.turn(turn, self._turn_at, sent, encoders)
 
-    def _fan_out_channel(self, channel: str, messages: list[Message]) -> None:
+    def _fan_out_channel(self, channel: str, messages: list[Message]) -> int:
         groups = self._grouped.get(channel)
         if groups is None:
             groups = self._group_subscribers(channel)
         if not groups:
-            return
+            return 0
         floors = self._floors.get(channel)
         batch = _Batch(messages)
         sent = _fan_out(groups, batch, floors)
@@ -249,6 +283,15 @@ class Hub:
         stats = self.stats
         stats.delivered += sent
         stats.encoded += batch.encoded
+        by_encoder = stats.by_encoder
+        for enc, (copies, size) in batch.sent.items():
+            entry = by_encoder.get(enc)
+            if entry is None:
+                entry = by_encoder[enc] = [0, 0]
+            self._turn_encoders[enc] = None
+            entry[0] += copies
+            entry[1] += size
+        return sent
 
     def _notify_listeners(self, message: Message) -> None:
         for listener in self._listeners:
@@ -437,7 +480,11 @@ class Hub:
             announce(reply)
         after = None
         if page is not None and pos is not None:
+            started, before = time.perf_counter(), self.stats.replayed
             after = await self._replay_pages(sink, channel, flt, pos.offset, page)
+            if self.observer is not None:
+                self.observer.replayed(self.stats.replayed - before,
+                                       time.perf_counter() - started)
         self._register(self._exact, sink, channel, flt)
         if after is not None:
             self._set_floor(sink, channel, after)
@@ -464,6 +511,7 @@ class Hub:
         if announce is not None:
             announce(reply)
         afters: dict[str, int] = {}
+        started, before = time.perf_counter(), self.stats.replayed
         for channel, pos, page in pages:
             afters[channel] = await self._replay_pages(sink, channel, flt, pos.offset, page)
         # A channel replayed early moves on while the later ones are replayed: catch every
@@ -475,6 +523,8 @@ class Hub:
                 afters[channel] = await self._replay_pages(
                     sink, channel, flt, afters[channel], page
                 )
+        if pages and self.observer is not None:
+            self.observer.replayed(self.stats.replayed - before, time.perf_counter() - started)
         self._register(self._patterns, sink, pattern, flt)
         for channel, after in afters.items():
             self._set_floor(sink, channel, after)
@@ -587,13 +637,25 @@ class _Batch:
     """One channel's messages of one loop turn: frames per format and the joined frames per
     (filter, format), each computed once, whatever the number of subscribers."""
 
-    __slots__ = ("messages", "encoded", "_frames", "_groups")
+    __slots__ = ("messages", "encoded", "sent", "_frames", "_groups")
 
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
         self.encoded = 0
+        # [copies, bytes] handed per format (_fan_out: once per group of sinks, not per sink)
+        self.sent: dict[FrameEncoder, list[int]] = {}
         self._frames: dict[FrameEncoder, list[bytes]] = {}
         self._groups: dict[tuple[Filter | None, FrameEncoder], _Group | None] = {}
+
+    def tally(self, enc: FrameEncoder, copies: int, size: int) -> None:
+        """``copies`` messages in ``size`` bytes went to sinks in format ``enc`` (once per
+        group of subscribers, not per subscriber)."""
+        if copies:
+            entry = self.sent.get(enc)
+            if entry is None:
+                entry = self.sent[enc] = [0, 0]
+            entry[0] += copies
+            entry[1] += size
 
     def frames(self, enc: FrameEncoder) -> list[bytes]:
         frames = self._frames.get(enc)
@@ -645,19 +707,25 @@ def _fan_out(groups: list[Group], batch: _Batch, floors: dict[Sink, int] | None)
     for flt, enc, sinks in groups:
         shared = batch.group(flt, enc)
         if floors:
+            copies = size = 0
             for sink in sinks:
                 floor = floors.get(sink)
                 group = shared if floor is None else batch.select(flt, enc, floor)
                 if group is not None:
                     sink.deliver_many(group.frames, group.joined, group.messages)
-                    sent += len(group.messages)
+                    copies += len(group.messages)
+                    size += len(group.joined)
+            sent += copies
+            batch.tally(enc, copies, size)
             continue
         if shared is None:
             continue
         frames, joined, picked = shared.frames, shared.joined, shared.messages
         for sink in sinks:
             sink.deliver_many(frames, joined, picked)
-        sent += len(picked) * len(sinks)
+        n = len(sinks)
+        sent += len(picked) * n
+        batch.tally(enc, len(picked) * n, len(joined) * n)
     return sent
 
 

@@ -182,6 +182,8 @@ def with_readiness(features: FeaturesFactory | None) -> FeaturesFactory:
 
             def hook(_hub: Hub, svc: Services) -> None:
                 def changed(ready: bool) -> None:
+                    if svc.ready and not ready:
+                        svc.broker_outages += 1
                     svc.ready = ready
 
                 broker.on_ready_change = changed

@@ -31,6 +31,8 @@ from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
 from wagerwire.node.backends import build_backends, redis_url_and_prefix
+from wagerwire.observability.access import AccessLog
+from wagerwire.observability.metrics import NodeMetrics
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
@@ -108,6 +110,9 @@ class Server:
     ) -> None:
         self.settings = settings
         self.hub = build_hub(settings)
+        self.metrics = NodeMetrics(self.hub)
+        self.hub.observer = self.metrics
+        self.metrics.attach_store(self.hub.store)
         self.gate = build_gate(settings)
         self.features = features(settings, self.hub) if features is not None else []
         self.registry: StreamRegistry | None = None
@@ -134,9 +139,9 @@ class Server:
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
         )
-        registry = self.registry = StreamRegistry(
-            self.hub, Flusher(loop, lambda: self.hub.persisting > 0), config, self.gate
-        )
+        flusher = Flusher(loop, lambda: self.hub.persisting > 0)
+        flusher.observe = self.metrics.flushing
+        registry = self.registry = StreamRegistry(self.hub, flusher, config, self.gate)
         self.gate.start()
         routes = StreamRoutes()
         routes.add("ws", "/v1/ws", NativeWsConnection.from_request)
@@ -144,6 +149,11 @@ class Server:
         svc = self.services = Services(self.hub, time.time(), gate=self.gate)
         svc.connection_counts = self._connection_counts
         svc.slow_consumers = lambda: registry.slow_consumers
+        svc.metrics = self.metrics
+        self.metrics.started_at = svc.started_at
+        self.metrics.streams = registry
+        self.metrics.services = svc
+        self.metrics.connection_counts = self._stream_counts
         routers: list[APIRouter] = []
         for feature in self.features:
             routers += feature.routers
@@ -164,7 +174,7 @@ class Server:
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from exc
         self.port = sock.getsockname()[1]
-        http = self._http = HttpServerState(api, routes, registry, loop,
+        http = self._http = HttpServerState(AccessLog(api), routes, registry, loop,
                                             (settings.host, self.port))
         self._server = await loop.create_server(
             lambda: HttpProtocol(http), sock=sock, backlog=4096
@@ -188,6 +198,15 @@ class Server:
             for conn in self.registry.connections:
                 kind = "sse" if isinstance(conn, SseConnection) else "ws"
                 counts[kind] += 1
+        return counts
+
+    def _stream_counts(self) -> dict[tuple[str, str], int]:
+        """Open streams by (transport, dialect), for /metrics and the dashboard."""
+        counts: dict[tuple[str, str], int] = {("ws", "native"): 0, ("sse", "native"): 0}
+        if self.registry is not None:
+            for conn in self.registry.connections:
+                key = conn.tally.key
+                counts[key] = counts.get(key, 0) + 1
         return counts
 
     async def _tick(self) -> None:

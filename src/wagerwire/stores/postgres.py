@@ -190,6 +190,8 @@ class PostgresStore:
         self.batch_max = batch_max
         self.commits = 0
         self.appended = 0
+        # Hears each committed batch: (messages, seconds); /metrics sets it.
+        self.on_commit: Callable[[int, float], None] | None = None
         self._lock_timeout_ms = lock_timeout_ms
         self._pool_size = pool_size
         self._prune_every = prune_every
@@ -361,6 +363,7 @@ class PostgresStore:
 
     async def _write_batch(self, batch: list[_Append]) -> None:
         """Insert one batch in one transaction, then settle its futures in queue order."""
+        started = time.perf_counter()
         errors: list[BaseException | None] = []
         tip: dict[str, tuple[str, int, int]] = {}
         try:
@@ -402,6 +405,8 @@ class PostgresStore:
             self._since_prune += appended
             self.appended += appended
             self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit(appended, time.perf_counter() - started)
         for item, error in zip(batch, errors, strict=True):
             if item.future.done():  # the caller was cancelled; the write happened regardless
                 continue

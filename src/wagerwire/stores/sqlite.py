@@ -153,7 +153,9 @@ class SqliteStore:
         prune_every: appended messages between prunes of the channels written meanwhile.
         prune_interval_s: seconds between prunes of every channel.
 
-    ``commits`` counts committed append batches and ``appended`` the messages they held.
+    ``commits`` counts committed append batches and ``appended`` the messages they held;
+    ``on_commit(messages, seconds)``, when set, hears each committed batch (on the writer
+    thread: it must be thread-safe).
     """
 
     def __init__(
@@ -179,6 +181,7 @@ class SqliteStore:
         self.batch_max = batch_max
         self.commits = 0
         self.appended = 0
+        self.on_commit: Callable[[int, float], None] | None = None
         self._synchronous = synchronous
         self._timeout_s = busy_timeout_ms / 1000
         self._reader_count = readers
@@ -329,6 +332,7 @@ class SqliteStore:
         """Insert one batch in one transaction, then settle its futures in queue order."""
         conn = self._wconn
         assert conn is not None
+        started = time.perf_counter()
         errors: list[BaseException | None] = []
         tip: dict[str, tuple[str, int]] = {}
         last_ts: dict[str, int] = {}
@@ -372,6 +376,8 @@ class SqliteStore:
             self._since_prune += appended
             self.appended += appended
             self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit(appended, time.perf_counter() - started)
         self._settle(batch, [None] * len(batch), errors)
 
     def _run_job(self, job: _Job) -> None:

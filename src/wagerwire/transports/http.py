@@ -45,6 +45,7 @@ from wagerwire.wire.websocket import (
 __all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
 
 log = logging.getLogger("wagerwire.transports.http")
+access_log = logging.getLogger("wagerwire.access")
 
 ASGIApp = Callable[
     [
@@ -514,6 +515,10 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(handshake_response(ws_key))
         transport.set_protocol(conn)
         conn.attach(transport, self.state.loop.time())
+        if log.isEnabledFor(logging.DEBUG):  # the path only: its query may hold a token
+            log.debug("stream %d opened on %s", conn.conn_id, request.path,
+                      extra={"conn_id": conn.conn_id, "transport": conn.tally.key[0],
+                             "dialect": conn.tally.key[1], "path": request.path})
         conn.started(request)
         if rest:
             conn.data_received(rest)
@@ -549,6 +554,10 @@ class HttpProtocol(asyncio.Protocol):
     def _fail(self, error: WagerwireError, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Answer ``error`` (its own status, plus ``headers``) and close the connection now
         (only when nothing before it is still unanswered: see :meth:`_refuse`)."""
+        self.state.registry.errors["http", "refused", error.code] += 1
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("refused %d %s", error.status, error.code,
+                            extra={"status": error.status, "code": error.code})
         self._write(error_response(error, extra_headers=tuple(headers)))
         self._done = True
         if self.transport is not None:

@@ -56,6 +56,8 @@ class SseConnection(StreamConnection):
 
     __slots__ = ("next_beat",)
 
+    transport_kind = "sse"
+
     def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
         super().__init__(registry, encoder)
         self.next_beat = 0.0

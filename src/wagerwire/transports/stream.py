@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from wagerwire.auth.identity import NO_SLOT, Gate, StreamSlot
 from wagerwire.core.messages import Message
@@ -28,7 +29,8 @@ from wagerwire.core.messages import Message
 if TYPE_CHECKING:
     from wagerwire.core.hub import FrameEncoder, Hub
 
-__all__ = ["Flusher", "StreamConfig", "StreamConnection", "StreamRegistry"]
+__all__ = ["Flusher", "StreamConfig", "StreamConnection", "StreamRegistry", "Tally",
+           "dialect_of"]
 
 log = logging.getLogger("wagerwire.transports")
 
@@ -52,6 +54,30 @@ class StreamConfig:
 HOLD_S = 0.001
 
 
+def dialect_of(encoder: object) -> str:
+    """The dialect a frame encoder speaks, for metric labels: its ``dialect`` attribute, else
+    the name of its module under ``wagerwire.dialects``, else ``native``."""
+    name = getattr(encoder, "dialect", None)
+    if isinstance(name, str):
+        return name
+    module = type(encoder).__module__
+    if module.startswith("wagerwire.dialects."):
+        return module.rsplit(".", 1)[1]
+    return "native"
+
+
+class Tally:
+    """The shared label and rare-event counters of one (transport, dialect); read by
+    ``/metrics`` at scrape time. Nothing here is bumped per message or per write: the hub
+    counts messages and bytes per frame format once per run of subscribers."""
+
+    __slots__ = ("key", "slow_consumers")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.slow_consumers = 0
+
+
 class Flusher:
     """Writes every dirty connection once per event-loop turn.
 
@@ -61,11 +87,14 @@ class Flusher:
     idle nothing waits.
     """
 
-    __slots__ = ("loop", "pending", "scheduled", "_busy", "_held")
+    __slots__ = ("loop", "pending", "scheduled", "observe", "_busy", "_held")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool] | None = None
     ) -> None:
+        # Called once per flush, before any write, with the connections about to be written
+        # (the observability layer times the fan-out there: per flush, never per message).
+        self.observe: Callable[[list[StreamConnection]], None] | None = None
         self.loop = loop
         # Connections append themselves here and call ``arm`` unless ``scheduled`` (see
         # StreamConnection.deliver: one method call less per subscriber and message).
@@ -94,6 +123,8 @@ class Flusher:
         self.scheduled = False
         pending = self.pending
         self.pending = []
+        if self.observe is not None and pending:
+            self.observe(pending)
         for conn in pending:
             conn.flush()
 
@@ -102,7 +133,7 @@ class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
     __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate",
-                 "loop")
+                 "loop", "tallies", "errors", "opened", "kinds")
 
     def __init__(
         self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
@@ -117,6 +148,21 @@ class StreamRegistry:
         self.connections: set[StreamConnection] = set()
         self.closing = False
         self.slow_consumers = 0
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.opened = 0  # connections made; each one's number is its ``conn_id``
+        self.kinds: dict[object, tuple[str, str]] = {}  # frame encoder -> (transport, dialect)
+        # Error frames sent and close codes, by (transport, "error"|"close", code).
+        self.errors: Counter[tuple[str, str, str]] = Counter()
+
+    def tally(self, transport: str, encoder: object) -> Tally:
+        """The shared write counters of connections of this transport and encoder's dialect."""
+        key = self.kinds.get(encoder)
+        if key is None or key[0] != transport:
+            key = self.kinds[encoder] = (transport, dialect_of(encoder))
+        found = self.tallies.get(key)
+        if found is None:
+            found = self.tallies[key] = Tally(key)
+        return found
 
 
 class StreamConnection(asyncio.Protocol):
@@ -137,8 +183,13 @@ class StreamConnection(asyncio.Protocol):
         "_flusher",
         "_expiry",
         "_grace",
+        "tally",
+        "conn_id",
         "__weakref__",
     )
+
+    #: The transport label of this connection class on ``/metrics``.
+    transport_kind: ClassVar[str] = "stream"
 
     def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
         self.registry = registry
@@ -155,6 +206,14 @@ class StreamConnection(asyncio.Protocol):
         self._flusher = registry.flusher
         self._expiry: asyncio.TimerHandle | None = None
         self._grace = 0.0  # set by a slow-consumer cut: how long its close may wait to be read
+        self.tally = registry.tally(self.transport_kind, encoder)
+        registry.opened += 1
+        self.conn_id = registry.opened
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes in the outbox, not yet handed to the transport."""
+        return self._out_bytes
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -272,8 +331,11 @@ class StreamConnection(asyncio.Protocol):
 
     def slow_consumer(self) -> None:
         """Drop the queue and close with the slow-consumer code; the client resumes."""
-        log.info("closing slow consumer %s", id(self))
+        log.info("closing slow consumer %d", self.conn_id,
+                 extra={"conn_id": self.conn_id, "transport": self.tally.key[0],
+                        "dialect": self.tally.key[1], "queued_bytes": self._out_bytes})
         self.registry.slow_consumers += 1
+        self.tally.slow_consumers += 1
         self._out.clear()
         self._out_bytes = 0
         config = self.registry.config
@@ -314,6 +376,10 @@ class StreamConnection(asyncio.Protocol):
         self._wake_drain()
         registry = self.registry
         registry.connections.discard(self)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("stream %d closed", self.conn_id,
+                      extra={"conn_id": self.conn_id, "transport": self.tally.key[0],
+                             "dialect": self.tally.key[1]})
         orphaned = registry.hub.remove_sink(self)
         if orphaned:
             asyncio.get_running_loop().create_task(_release(registry.hub, orphaned))

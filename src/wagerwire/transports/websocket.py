@@ -63,6 +63,8 @@ class WsConnection(StreamConnection):
 
     __slots__ = ("_reader", "_chain", "_chain_task")
 
+    transport_kind = "ws"
+
     def __init__(self, registry: StreamRegistry, encoder: FrameEncoder) -> None:
         super().__init__(registry, encoder)
         self._reader = FrameReader(registry.config.max_frame_bytes)
@@ -106,10 +108,13 @@ class WsConnection(StreamConnection):
         self.send_now(text_frame(payload))
 
     def send_error(self, error: WagerwireError) -> None:
+        self.registry.errors["ws", "error", error.code] += 1
         self.send_text(native.encode_error(error))
 
     def close(self, code: int, reason: str) -> None:
         """Send a Close frame after what is queued, then close the TCP connection."""
+        if not self.closed:
+            self.registry.errors["ws", "close", str(int(code))] += 1
         self.close_transport(close_frame(code, reason))
 
     def close_stream_slow(self) -> None:

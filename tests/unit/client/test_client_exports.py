@@ -27,6 +27,7 @@ def test_public_names() -> None:
         "HistoryPage",
         "Idle",
         "InvalidChannelError",
+        "LatencyHistogram",
         "MessageSource",
         "NotFoundError",
         "PayloadTooLargeError",

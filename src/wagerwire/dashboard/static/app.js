@@ -70,6 +70,7 @@
     latBucket: [],
     latSeries: [], // [{t, p50, p95, max, n}]
     metrics: null, // last parsed /metrics sample {t, published, delivered, ...}
+    serverSamples: [], // [{t, durable, fanout, channels, transports}] of the last minute
     hubStartedAt: null, // server ms when the hub process started (from its uptime)
     rates: { published: null, delivered: null },
     channels: [],
@@ -678,10 +679,99 @@
     return out;
   }
 
+  // Server-side histograms and counters, as Prometheus would read them: every series with
+  // its labels. Buckets are summed over labels (all transports and dialects together).
+  function parseSeries(text) {
+    const out = { durable: {}, fanout: {}, channels: {}, transports: {}, dialects: {} };
+    const add = (o, k, v) => { o[k] = (o[k] || 0) + v; };
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const m = /^([a-z_]+)(?:\{(.*)\})?\s+(\S+)$/.exec(line.trim());
+      if (!m) continue;
+      const labels = {};
+      for (const pair of (m[2] || '').matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]] = pair[2];
+      const v = parseFloat(m[3]);
+      if (m[1] === 'wagerwire_publish_durable_seconds_bucket') add(out.durable, labels.le, v);
+      else if (m[1] === 'wagerwire_fanout_latency_seconds_bucket') add(out.fanout, labels.le, v);
+      else if (m[1] === 'wagerwire_channel_messages_total') out.channels[labels.channel] = v;
+      else if (m[1] === 'wagerwire_connections') out.transports[labels.transport] = v;
+      else if (m[1] === 'wagerwire_stream_connections' && labels.dialect !== 'native' && v > 0) {
+        add(out.dialects, `${labels.dialect} (${labels.transport})`, v);
+      }
+    }
+    return out;
+  }
+
+  // histogram_quantile over bucket deltas: linear inside the bucket holding the rank.
+  function bucketQuantile(now, base, q) {
+    const les = Object.keys(now).sort((a, b) => parseFloat(a) - parseFloat(b));
+    const total = (now['+Inf'] || 0) - ((base && base['+Inf']) || 0);
+    if (total <= 0) return null;
+    const rank = q * total;
+    let lower = 0, prevCum = 0;
+    for (const le of les) {
+      const cum = (now[le] || 0) - ((base && base[le]) || 0);
+      const upper = parseFloat(le);
+      if (cum >= rank) {
+        if (!isFinite(upper)) return lower;
+        return lower + (upper - lower) * (cum > prevCum ? (rank - prevCum) / (cum - prevCum) : 1);
+      }
+      lower = upper; prevCum = cum;
+    }
+    return lower;
+  }
+
+  function windowFigures() {
+    const samples = S.serverSamples;
+    if (!samples.length) return null;
+    const now = samples[samples.length - 1];
+    const base = samples.length > 1 ? samples[0] : null; // the oldest kept: up to 60 s back
+    const dt = base ? (now.t - base.t) / 1000 : 0;
+    const fig = (key) => {
+      const total = (now[key]['+Inf'] || 0) - ((base && base[key]['+Inf']) || 0);
+      return { n: total, p50: bucketQuantile(now[key], base && base[key], 0.5), p99: bucketQuantile(now[key], base && base[key], 0.99) };
+    };
+    const rates = [];
+    if (base && dt > 0) {
+      for (const [ch, v] of Object.entries(now.channels)) {
+        const r = (v - (base.channels[ch] || 0)) / dt;
+        if (r > 0) rates.push([ch, r]);
+      }
+      rates.sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    }
+    return { durable: fig('durable'), fanout: fig('fanout'), rates: rates.slice(0, 8), transports: now.transports, dialects: now.dialects, seconds: dt };
+  }
+
+  function fmtFig(f) {
+    if (!f || !f.n || f.p50 === null) return 'no traffic';
+    const ms = (x) => (x * 1000 < 10 ? (x * 1000).toFixed(2) : (x * 1000).toFixed(0));
+    return `p50 ${ms(f.p50)} ms · p99 ${ms(f.p99)} ms (${f.n})`;
+  }
+
+  function renderServer() {
+    const w = windowFigures();
+    if (!w) return;
+    $('srv-durable').textContent = fmtFig(w.durable);
+    $('srv-fanout').textContent = fmtFig(w.fanout);
+    const parts = Object.entries(w.transports).sort().map(([t, n]) => `${t} ${n}`);
+    for (const [d, n] of Object.entries(w.dialects).sort()) parts.push(`${d} ${n}`);
+    $('srv-transports').textContent = parts.length ? parts.join(' · ') : '—';
+    const body = $('channel-rates').tBodies[0];
+    body.replaceChildren(...w.rates.map(([ch, r]) => h('tr', { dataset: { channel: ch } },
+      h('td', { text: ch }), h('td', { class: 'num', text: r.toFixed(1) }))));
+  }
+
   async function pollMetrics() {
     try {
       const text = await api('/metrics', { headers: { Accept: 'text/plain' } });
-      const sample = Object.assign(parseMetrics(String(text)), { t: performance.now() });
+      const t = performance.now();
+      const series = Object.assign(parseSeries(String(text)), { t });
+      let kept = S.serverSamples.filter((x) => t - x.t <= 60000);
+      const last = kept[kept.length - 1];
+      if (last && (series.durable['+Inf'] || 0) < (last.durable['+Inf'] || 0)) kept = []; // a restart
+      kept.push(series);
+      S.serverSamples = kept;
+      const sample = Object.assign(parseMetrics(String(text)), { t });
       const prev = S.metrics;
       if (prev && sample.t > prev.t && (sample.published_total ?? 0) >= (prev.published_total ?? 0)) {
         const dt = (sample.t - prev.t) / 1000;
@@ -724,6 +814,7 @@
       $('lat-text').textContent = 'no live message in the last 5 s';
     }
     drawLatency();
+    renderServer();
   }
 
   function renderChannels() {
