@@ -253,3 +253,6 @@ async def test_a_stream_opened_with_a_token_ends_when_the_token_expires(
                 text += chunk
         assert "event: error" in text and "expired" in text, text
         assert time.monotonic() - started < 4.5
+        metrics = (await http.get("/metrics")).text  # counted by transport and code
+        assert re.search(r'wagerwire_stream_error_frames_total\{(code="unauthorized",'
+                         r'transport="sse"|transport="sse",code="unauthorized")\} 1\.0', metrics)

@@ -79,10 +79,15 @@ class SseConnection(StreamConnection):
             self.send_now(sse_comment(f"heartbeat {int(time.time())}"))
             self.next_beat = now + self.registry.config.sse_heartbeat
 
+    def close_with_error(self, code: str, message: str) -> None:
+        """End the stream with an ``error`` event ``{"code","message"}``, counted by code
+        (``wagerwire_stream_error_frames_total{transport="sse"}``)."""
+        self.registry.errors["sse", "error", code] += 1
+        self.close_transport(sse_event(orjson.dumps({"code": code, "message": message}),
+                                       event="error"))
+
     def close_stream_slow(self) -> None:
-        self.close_transport(sse_event(
-            b'{"code":"slow_consumer","message":"resume with Last-Event-ID"}', event="error"
-        ))
+        self.close_with_error("slow_consumer", "resume with Last-Event-ID")
 
     def shutdown(self) -> None:
         self.close_transport(sse_event(
@@ -91,13 +96,11 @@ class SseConnection(StreamConnection):
         ))
 
     def revoke(self) -> None:
-        self.close_transport(sse_event(
-            b'{"code":"unauthorized","message":"API key revoked"}', event="error"))
+        self.close_with_error("unauthorized", "API key revoked")
 
     def expire(self) -> None:
-        self.close_transport(sse_event(
-            b'{"code":"unauthorized","message":"stream token expired: get a new one and '
-            b'resume with Last-Event-ID"}', event="error"))
+        self.close_with_error("unauthorized", "stream token expired: get a new one and "
+                              "resume with Last-Event-ID")
 
     def send_event(self, data: bytes, event: str | None = None) -> None:
         self.send_now(sse_event(data, event=event))
@@ -153,11 +156,11 @@ class NativeSseConnection(SseConnection):
                 announce=self._announce,
             )
         except WagerwireError as exc:
-            self.close_transport(sse_event(orjson.dumps(exc.to_json()["error"]), event="error"))
+            self.close_with_error(exc.code, exc.message)
         except Exception:
             log.exception("SSE subscribe failed")
             err = InternalError("internal error; the server logged it")
-            self.close_transport(sse_event(orjson.dumps(err.to_json()["error"]), event="error"))
+            self.close_with_error(err.code, err.message)
 
     def _announce(self, reply: SubscribeReply) -> None:
         self.send_event(native.encode_subscribed(reply), event="subscribed")
