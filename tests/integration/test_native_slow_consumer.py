@@ -94,7 +94,7 @@ async def test_slow_consumer_is_cut_and_fifty_others_get_everything(server_facto
     metrics = httpx.get(server.url + "/metrics").text
     assert re.search(r"^wagerwire_slow_consumer_disconnects_total 1(\.0)?$", metrics, re.M)
     code = await asyncio.to_thread(_read_close_code, stalled, 5.0)
-    assert code in (4000, None)  # 4000 when the peer drains in time; aborted otherwise
+    assert code == 4000  # the close waits behind at most ~64 KiB until the peer reads it
     stalled.close()
     print(f"50 clients x {MESSAGES} delivered in {elapsed:.2f}s with one stalled peer")
     for ws in others:
