@@ -308,11 +308,19 @@ class _Transport:
     def __init__(self) -> None:
         self.out: list[bytes] = []
         self.closing = False
+        self.eof = False
         self.protocol: object = None
 
     def write(self, data: bytes) -> None:
         assert not self.closing, "write after close"
+        assert not self.eof, "write after write_eof"
         self.out.append(data)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def close(self) -> None:
         self.closing = True

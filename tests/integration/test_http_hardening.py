@@ -459,3 +459,51 @@ async def test_paused_slow_consumer_gets_its_close_when_it_reads_late(
     assert int.from_bytes(frames[-1][1][:2], "big") == 4000
     events = sse_data.split(b"\n\n")
     assert b"event: error" in sse_data and b"slow_consumer" in events[-2], sse_data[-300:]
+
+
+def _refused_while_sending(port: int) -> bytes:
+    """Send a 70 KB head (431) and keep sending after it; return what the server answered."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        time.sleep(0.3)  # the server has answered 431 and ended its side by now
+        with contextlib.suppress(OSError):  # a server that closed outright resets us here
+            for _ in range(20):
+                sock.sendall(b"b" * 16_384)
+        answer = b""
+        while True:
+            chunk = sock.recv(65536)  # a reset here is the bug: the answer was destroyed
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+async def test_an_error_answer_survives_a_client_that_keeps_sending(hub: ServerProcess) -> None:
+    """Lingering close (RFC 9112 9.6): the server ends its side after the answer and drains
+    what the client still sends, so no reset destroys the answer before it is read."""
+    for _ in range(5):
+        answer = await asyncio.to_thread(_refused_while_sending, hub.port)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert b'"code":"header_too_large"' in answer
+
+
+def _unfinished_header(port: int, size: int) -> tuple[float, bytes]:
+    """Send one header value of ``size`` bytes that never ends; return when and what came."""
+    import socket
+
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        with contextlib.suppress(OSError):  # the server ends its side once it has refused
+            for _ in range(size // 65536):
+                sock.sendall(b"a" * 65536)
+        return time.monotonic() - started, sock.recv(65536)
+
+
+async def test_a_header_that_never_ends_is_refused_by_its_size(hub: ServerProcess) -> None:
+    """httptools buffers an unfinished header value itself; the front door counts the bytes
+    and answers 431 long before the header timeout (10 s), instead of buffering them all."""
+    elapsed, answer = await asyncio.to_thread(_unfinished_header, hub.port, 8 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    assert elapsed < 8, elapsed

@@ -29,6 +29,7 @@ class Recorder:
         self.protocol: Any = None
         self.written = b""
         self.closing = False
+        self.ended = False  # write_eof (a lingering close after an error answer) or close
         self.paused = False
 
     def write(self, data: bytes) -> None:
@@ -38,9 +39,15 @@ class Recorder:
         self.protocol = protocol
 
     def close(self) -> None:
-        self.closing = True
+        self.closing = self.ended = True
 
     abort = close
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:  # the answer is complete: the server's side is done
+        self.ended = True
 
     def is_closing(self) -> bool:
         return self.closing
@@ -124,7 +131,7 @@ async def test_anonymous_upgrades_at_once_and_keyed_ones_after_their_slot(
 
     over = connect(server, upgrade(f"X-Api-Key: {key}\r\n"))  # max_streams = 1
     await asyncio.sleep(0.01)
-    assert over.written.startswith(b"HTTP/1.1 429 ") and over.closing
+    assert over.written.startswith(b"HTTP/1.1 429 ") and over.ended
     assert b'"code":"rate_limited"' in over.written
 
     keyed.protocol.connection_lost(None)  # the stream closes: its slot is freed
@@ -160,7 +167,7 @@ async def test_limits_that_cannot_answer_refuse_keyed_upgrades_with_503(
     limits.go.set()
     refused = connect(server, upgrade(f"X-Api-Key: {key}\r\n"))
     await asyncio.sleep(0.01)
-    assert refused.written.startswith(b"HTTP/1.1 503 ") and refused.closing
+    assert refused.written.startswith(b"HTTP/1.1 503 ") and refused.ended
     assert b'{"error":{"code":"limits_unavailable","message":' in refused.written
     anonymous = connect(server, upgrade())
     assert anonymous.written.startswith(b"HTTP/1.1 101 ")

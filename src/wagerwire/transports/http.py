@@ -44,6 +44,9 @@ from wagerwire.wire.websocket import (
 
 __all__ = ["HttpProtocol", "HttpRequest", "StreamRoute", "StreamRoutes", "error_response"]
 
+LINGER_S = 2.0  # how long an error answer waits for the client to stop sending
+HEAD_READ_SLACK = 256 * 1024  # one read's worth: the unfinished head may have begun inside it
+
 log = logging.getLogger("wagerwire.transports.http")
 access_log = logging.getLogger("wagerwire.access")
 
@@ -221,7 +224,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "transport", "parser", "_url", "_headers", "_body", "_head_size",
         "_queue", "_busy", "_done", "_too_large", "_body_size", "_stopped", "_tail",
-        "_reject", "deadline", "_in_head", "_in_body",
+        "_reject", "deadline", "_in_head", "_in_body", "_head_pending",
     )
 
     def __init__(self, state: HttpServerState) -> None:
@@ -245,6 +248,9 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self._in_head = False
         self._in_body = False
+        # Bytes received while a head is still unfinished: httptools keeps a header value
+        # that has no end yet in its own buffer, where on_header never sees it.
+        self._head_pending = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -273,6 +279,13 @@ class HttpProtocol(asyncio.Protocol):
             parser = self.parser = httptools.HttpRequestParser(self)
         try:
             parser.feed_data(data)
+            if self._in_head and not self._stopped:
+                self._head_pending += len(data)  # over by at most one read: head began inside
+                limit = self.state.registry.config.max_header_bytes
+                if self._head_pending > limit + HEAD_READ_SLACK:
+                    self._refuse(HeaderTooLarge(f"request line and headers over {limit} bytes"))
+            else:
+                self._head_pending = 0
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._upgrade(data[offset:])
@@ -289,6 +302,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._head_pending = 0
         if not self.deadline:  # pipelined behind a request: its head is timed from now
             self.deadline = self.state.loop.time() + self.state.registry.config.header_timeout
         self._url = b""
@@ -560,8 +574,27 @@ class HttpProtocol(asyncio.Protocol):
                             extra={"status": error.status, "code": error.code})
         self._write(error_response(error, extra_headers=tuple(headers)))
         self._done = True
-        if self.transport is not None:
-            self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an error answer without losing it (RFC 9112 9.6, "lingering close").
+
+        A client that is still sending (a slowloris head, a body we refuse) would get a TCP
+        reset if we closed with its bytes unread, and a reset can destroy our answer in its
+        receive buffer before it reads it. So: send FIN after the answer, keep reading and
+        discarding (``data_received`` ignores everything once ``_done``), and close for good
+        when the client closes or after :data:`LINGER_S`.
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self.deadline = 0.0
+        self.state.loop.call_later(LINGER_S, transport.close)
 
     # -- ASGI bridge -----------------------------------------------------------------------
 
