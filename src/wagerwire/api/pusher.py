@@ -229,7 +229,7 @@ def _auth_routes(router: APIRouter, apps: PusherApps) -> None:
     @router.options("/pusher/auth", summary="CORS preflight of the auth endpoint")
     @router.options("/pusher/user-auth", summary="CORS preflight of the user auth endpoint")
     async def auth_preflight() -> Response:
-        return JsonResponse({}, headers=CORS_HEADERS)  # not 204: it came out chunked
+        return JsonResponse({}, headers=CORS_HEADERS)  # 200 {}: a documented JSON body
 
     @router.post("/pusher/user-auth", summary="Pusher user authentication (pusher:signin)")
     async def user_authentication(request: Request) -> Response:

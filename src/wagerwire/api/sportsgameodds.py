@@ -79,7 +79,7 @@ def sgo_router(app: PusherApp) -> APIRouter:
     @router.options("/v2/stream/events", summary="CORS preflight (SportsGameOdds)")
     @router.options("/v2/events", summary="CORS preflight (SportsGameOdds)")
     async def preflight() -> Response:
-        return JsonResponse({}, headers=CORS_HEADERS)  # not 204: it came out chunked
+        return JsonResponse({}, headers=CORS_HEADERS)  # 200 {}: a documented JSON body
 
     @router.get("/v2/stream/events", summary="SportsGameOdds: stream bootstrap")
     async def stream_events(request: Request) -> Response:
