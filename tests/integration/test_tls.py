@@ -298,6 +298,20 @@ async def test_hash_route_without_tls_and_with_auth_required(tmp_path: Path,
         assert r.status_code == 200 and r.json()["mode"] == "files"
 
 
+async def test_alt_svc_advertises_http3_only_when_set(tmp_path: Path, ca: TestCA) -> None:
+    async with tls_server(tmp_path, ca) as server, \
+            httpx.AsyncClient(verify=ca.client_context()) as http:
+        url = f"https://127.0.0.1:{server.port}/healthz"
+        assert "alt-svc" not in (await http.get(url)).headers
+        server.server.advertise_http3(4433)
+        r = await http.get(url)
+        assert r.headers["alt-svc"] == 'h3=":4433"; ma=86400'
+        r = await http.get(f"https://127.0.0.1:{server.port}/v1/nope")  # errors too
+        assert r.status_code == 404 and r.headers["alt-svc"] == 'h3=":4433"; ma=86400'
+        server.server.advertise_http3(None)
+        assert "alt-svc" not in (await http.get(url)).headers
+
+
 # -- reload without restart ------------------------------------------------------------------------
 
 
