@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,16 @@ from dialect_harness import (
 from test_dialect_sportsgameodds import AXIOS_LOG, LIVE_HUB, event, publish_event
 from test_dialect_stake import MAIN_ALL_CHANNELS, Balances, as_received, balance_line
 from test_dialect_trackersino import key_of, rocket_lines
+from test_scaleout import node_args
 from websockets.asyncio.client import connect
 
+from servers import PostgresServer, RedisServer, postgres_server, redis_server
 from tlsutil import Leaf, TestCA, client_env
 from wagerwire.client import Client
 from wagerwire.tls import MAX_HASHABLE_LIFETIME
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["postgres_server", "redis_server"]  # the fixtures, imported to be used here
 
 
 @pytest.fixture(scope="session")
@@ -406,9 +410,9 @@ async def test_plain_http_and_garbage_handshakes_do_not_disturb_others(
 
 
 def _start(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
+    store = [] if "--store" in args else ["--store", f"sqlite:///{cwd / 'hub.db'}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wagerwire", "serve", "--port", "0", "--no-demo",
-         "--store", f"sqlite:///{cwd / 'hub.db'}", *args],
+        [sys.executable, "-m", "wagerwire", "serve", "--port", "0", "--no-demo", *store, *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
@@ -476,3 +480,24 @@ def test_cli_tls_dev_and_bad_files(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "TLS certificate" in out.stderr + out.stdout
+
+
+@pytest.mark.timeout(120)
+async def test_workers_share_one_dev_certificate(
+    tmp_path: Path, redis_server: RedisServer, postgres_server: PostgresServer
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    args = [*node_args(redis_server, postgres_server, f"s{tag}", f"p{tag}"),
+            "--workers", "2", "--tls-dev"]
+    proc, port, _ = _start(args, tmp_path)
+    try:
+        await asyncio.sleep(1.0)  # the second worker may start listening a moment later
+        seen = {await peer_der(port, unverified()) for _ in range(16)}
+        assert len(seen) == 1, "the workers serve different certificates"
+        async with httpx.AsyncClient(verify=unverified(),
+                                     limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            values = {(await http.get(f"https://127.0.0.1:{port}/v1/tls/certificate-hashes"))
+                      .json()["hashes"][0]["value"] for _ in range(16)}
+        assert values == {base64.b64encode(hashlib.sha256(seen.pop()).digest()).decode()}
+    finally:
+        stop(proc)

@@ -138,6 +138,7 @@ class Server:
     async def start(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
+        self.tls = build_tls(settings)  # first: a certificate that does not load stops here
         # The store's writer thread must get the GIL promptly while the loop is busy fanning
         # out, or every commit waits out the default 5 ms switch interval (measured: bench/).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -159,7 +160,7 @@ class Server:
         routes = StreamRoutes()
         routes.add("ws", "/v1/ws", NativeWsConnection.from_request)
         routes.add("sse", "/v1/sse", NativeSseConnection.from_request)
-        tls = self.tls = build_tls(settings)
+        tls = self.tls
         svc = self.services = Services(self.hub, time.time(), gate=self.gate, tls=tls)
         svc.connection_counts = self._connection_counts
         svc.slow_consumers = lambda: registry.slow_consumers
