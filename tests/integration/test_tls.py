@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,30 @@ async def test_dev_certificate_and_its_hash_route(tmp_path: Path) -> None:
                                    "value": base64.b64encode(hashlib.sha256(der).digest())
                                    .decode()}]
         assert body["certificates"][0]["serving"] and body["certificates"][0]["hashable"]
+
+
+async def test_dev_rotation_publishes_the_next_hash_then_serves_it(tmp_path: Path) -> None:
+    async with running_server(tmp_path, tls_dev=True) as server, \
+            httpx.AsyncClient(verify=unverified()) as http:
+        source = server.server.tls
+        assert source is not None
+        url = f"https://127.0.0.1:{server.port}/v1/tls/certificate-hashes"
+        start = datetime.now(UTC)
+        source.clock = lambda: start + timedelta(days=7)  # past half the 13 days
+        source.check()
+        body = (await http.get(url)).json()
+        assert [c["serving"] for c in body["certificates"]] == [True, False]
+        served, upcoming = (h["value"] for h in body["hashes"])
+        assert b64sha(await peer_der(server.port, unverified())) == served
+        source.clock = lambda: start + timedelta(days=9)  # past two thirds: switch
+        assert source.check()
+        body = (await http.get(url)).json()
+        assert body["version"] == 2 and body["hashes"][0]["value"] == upcoming
+        assert b64sha(await peer_der(server.port, unverified())) == upcoming
+
+
+def b64sha(der: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 async def test_hash_route_without_tls_and_with_auth_required(tmp_path: Path,
