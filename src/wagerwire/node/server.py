@@ -206,12 +206,6 @@ class Server:
             for source in feature.sources:
                 self._tasks.append(loop.create_task(self._run_source(source)))
 
-    def advertise_http3(self, port: int | None) -> None:
-        """From now on REST responses carry ``Alt-Svc: h3=":<port>"; ma=86400`` (the
-        HTTP/3 + WebTransport listener's UDP port, once it is bound); None stops it."""
-        if self._http is not None:
-            self._http.advertise_http3(port)
-
     async def _run_source(self, source: Any) -> None:
         try:
             await source.run(self.hub)
@@ -236,6 +230,12 @@ class Server:
                 key = conn.tally.key
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def advertise_http3(self, port: int | None) -> None:
+        """From now on REST responses carry ``Alt-Svc: h3=":<port>"; ma=86400`` (the
+        HTTP/3 + WebTransport listener's UDP port, once it is bound); None stops it."""
+        if self._http is not None:
+            self._http.advertise_http3(port)
 
     async def _tick(self) -> None:
         """One timer for every connection: pings, idle timeouts, SSE heartbeats."""
