@@ -495,6 +495,17 @@ def test_cli_tls_dev_and_bad_files(tmp_path: Path) -> None:
             body = http.get(f"https://127.0.0.1:{port}/v1/tls/certificate-hashes").json()
         assert body["mode"] == "dev"
         assert any(body["hashes"][0]["value"] in line for line in lines)  # in the banner
+        # the served process runs uvloop: garbage and plain HTTP fail only their handshake
+        for blob in (os.urandom(4096), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"\x16\x03\x01\x00\x05hello"):
+            with socket.create_connection(("127.0.0.1", port), 10) as raw:
+                raw.sendall(blob)
+                raw.settimeout(20)  # closed at once, or when the handshake timeout runs out
+                with contextlib.suppress(ConnectionError):
+                    while raw.recv(4096):
+                        pass
+        with httpx.Client(verify=unverified()) as http:
+            assert http.get(f"https://127.0.0.1:{port}/healthz").status_code == 200
     finally:
         stop(proc)
     (tmp_path / "junk.pem").write_text("junk")
