@@ -73,7 +73,8 @@ class Settings:
     tls_reload_interval: float = 5.0  # seconds between checks of the certificate files
 
     def keys_path(self) -> str:
-        """Where API keys live: the SQLite store's file, else ``keys_db``."""
+        """The SQLite file of API keys when they are not in PostgreSQL: ``keys_db``, else
+        the SQLite store's file (``node/backends.build_keystore`` decides)."""
         if self.keys_db:
             return self.keys_db
         if self.store.startswith("sqlite:"):

@@ -17,6 +17,10 @@
                                               only to channels with local subscribers
 ============================================  ============================================
 
+API keys, signing keys and stored Pusher apps (:func:`build_keystore`) live where the store
+is: in PostgreSQL for a ``postgresql://`` store (every node shares them), in the SQLite file
+otherwise; ``--keys-db FILE`` puts them in a SQLite file of their own instead.
+
 With the Redis broker the hub's store is wrapped in :class:`HistoryStore`, so replays and
 history reads come from the Redis stream first and from the store when the stream no longer
 reaches back. The backends are imported only when named, so a SQLite + memory hub never
@@ -37,11 +41,13 @@ from wagerwire.errors import BadParameter
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
+    from wagerwire.auth.keys import KeyBackend
     from wagerwire.core.hub import Hub
 
 __all__ = [
     "build_backends",
     "build_broker",
+    "build_keystore",
     "build_store",
     "check_workers",
     "redis_url_and_prefix",
@@ -99,6 +105,20 @@ def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
         f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:port/database"
     )
+
+
+def build_keystore(settings: Settings) -> KeyBackend:
+    """The key store of ``settings`` (opened): PostgreSQL's when the store is, unless
+    ``keys_db`` names a SQLite file for the keys."""
+    scheme = urlsplit(settings.store).scheme
+    if scheme in _PG_SCHEMES and not settings.keys_db:
+        from wagerwire.stores.pg_keys import PgKeyStore
+
+        dsn, extra = _split_query(settings.store, ["schema"])
+        return PgKeyStore(dsn, extra.get("schema") or None)
+    from wagerwire.auth.keys import KeyStore
+
+    return KeyStore(settings.keys_path())
 
 
 def build_broker(

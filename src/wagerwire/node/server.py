@@ -24,13 +24,12 @@ from wagerwire.api.application import create_api
 from wagerwire.api.deps import Services
 from wagerwire.api.feature import Feature
 from wagerwire.auth.gate import KeyGate
-from wagerwire.auth.keys import KeyStore
 from wagerwire.auth.plans import parse_plans
 from wagerwire.brokers.redis_limits import RedisLimits
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
-from wagerwire.node.backends import build_backends, redis_url_and_prefix
+from wagerwire.node.backends import build_backends, build_keystore, redis_url_and_prefix
 from wagerwire.observability.access import AccessLog
 from wagerwire.observability.metrics import NodeMetrics
 from wagerwire.tls import CertificateError, CertificateSource, open_certificate_source
@@ -78,8 +77,8 @@ def shared_limits(broker_url: str) -> RedisLimits | None:
 
 
 def build_gate(settings: Settings) -> KeyGate:
-    """API keys from the configured database, plans from the config."""
-    keystore = KeyStore(settings.keys_path())
+    """API keys from the key store (PostgreSQL's when the store is), plans from the config."""
+    keystore = build_keystore(settings)
     return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
                    token_ttl=settings.token_ttl, limits=shared_limits(settings.broker),
                    anonymous_publish=settings.anonymous_publish)

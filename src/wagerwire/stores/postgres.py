@@ -54,7 +54,7 @@ from wagerwire.types import now_ms
 if TYPE_CHECKING:
     from wagerwire.core.store import Store
 
-__all__ = ["PostgresStore", "load_pg_migrations"]
+__all__ = ["PostgresStore", "load_pg_migrations", "migrate"]
 
 log = logging.getLogger("wagerwire.stores.postgres")
 
@@ -115,6 +115,35 @@ def load_pg_migrations() -> list[tuple[int, str, str]]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"duplicate migration versions in {folder}: {versions}")
     return found
+
+
+async def migrate(conn: asyncpg.Connection, schema: str | None) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema`` (created if missing); one node at
+    a time. The store and the key store (``pg_keys.py``) both call it: whichever opens first
+    creates every table."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+        )
+        done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, sql in load_pg_migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_ms) "
+                    "VALUES ($1, $2, $3)", version, name, now_ms(),
+                )
+            applied.append(version)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
 
 def _message(row: Any) -> Message:
@@ -250,30 +279,7 @@ class PostgresStore:
         self._writer = asyncio.get_running_loop().create_task(self._run_writer())
 
     async def _migrate(self, conn: asyncpg.Connection) -> list[int]:
-        """Apply the migrations not yet recorded; one at a time across nodes."""
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            if self.schema is not None:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
-            )
-            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            applied = []
-            for version, name, sql in load_pg_migrations():
-                if version in done:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_ms) "
-                        "VALUES ($1, $2, $3)", version, name, now_ms(),
-                    )
-                applied.append(version)
-            return applied
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        return await migrate(conn, self.schema)
 
     async def close(self) -> None:
         """Commit every append queued so far, then close the connections."""
