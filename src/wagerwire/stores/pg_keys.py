@@ -277,14 +277,19 @@ class PgKeyStore:
         self._stop_thread()
 
     async def _aclose(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        current = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not current]  # watchdog, prefetches
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         if self._listen_conn is not None:
             with contextlib.suppress(*_DB_ERRORS):
                 await self._listen_conn.close(timeout=2)
         if self._pool is not None:
-            with contextlib.suppress(*_DB_ERRORS):
+            try:
                 await asyncio.wait_for(self._pool.close(), 2)
+            except _DB_ERRORS:
+                self._pool.terminate()
 
     def _stop_thread(self) -> None:
         self._closed = True
