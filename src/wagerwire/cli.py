@@ -95,6 +95,8 @@ def _serve_parser(sub: Any) -> None:
                    "(off by default: any web page could publish into this hub)")
     p.add_argument("--no-anonymous-publish", dest="anonymous_publish", action="store_const",
                    const=False, help="refuse publishing without a publisher key (default)")
+    p.add_argument("--node-id", help="this node's name on the dashboard and in /metrics "
+                   "(default: host:port-pid)")
     p.add_argument("--retention-count", type=int,
                    help="messages kept per channel (default 100000)")
     p.add_argument("--retention-age", type=float,

@@ -71,6 +71,7 @@ class Settings:
     tls_dev: bool = False  # a generated ECDSA P-256 certificate (≤ 14 days, rotated)
     tls_dev_dir: str = ""  # where the dev certificate lives ("" = a temporary directory)
     tls_reload_interval: float = 5.0  # seconds between checks of the certificate files
+    node_id: str = ""  # this node's name on the dashboard and /metrics ("" = host:port-pid)
 
     def keys_path(self) -> str:
         """The SQLite file of API keys when they are not in PostgreSQL: ``keys_db``, else

@@ -44,6 +44,9 @@ from wagerwire.client import Client, Connected
 
 log = logging.getLogger("tests.scaleout_machines")
 
+# The loopback fallback warns (shown in the warnings summary) instead of failing the run.
+pytestmark = pytest.mark.filterwarnings("default::netns.NetnsUnavailable")
+
 CHANNELS = [f"mach:c{n}" for n in range(4)]
 SUBSCRIBERS = 300
 SDK_CLIENTS = 9
@@ -326,6 +329,36 @@ async def revoke_everywhere(nodes: list[ServerProcess], victim_id: str, victim: 
     return closed_after
 
 
+async def cluster_seen(url: str, want: dict[str, int], timeout: float = 30.0
+                       ) -> dict[str, dict[str, str]]:
+    """``wagerwire_cluster_node_*`` of one node's /metrics once the nodes' up values (by
+    address) are ``want``: {address: {"up", "broker", "store", "broker_up", "store_up"}}."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, dict[str, str]] = {}
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+        while time.monotonic() < deadline:
+            seen, ids = {}, {}
+            for line in (await http.get(url + "/metrics")).text.splitlines():
+                if not line.startswith("wagerwire_cluster_node_"):
+                    continue
+                name, _, value = line.rpartition(" ")
+                metric, _, rest = name.partition("{")
+                labels = dict(p.split("=", 1) for p in rest.rstrip("}").split(",") if p)
+                labels = {k: v.strip('"') for k, v in labels.items()}
+                if metric == "wagerwire_cluster_node_up":
+                    ids[labels["node_id"]] = labels["address"]
+                    seen[labels["address"]] = {"up": value, "broker": labels["broker"],
+                                               "store": labels["store"]}
+                elif metric in ("wagerwire_cluster_node_broker_up",
+                                "wagerwire_cluster_node_store_up") and labels["node_id"] in ids:
+                    key = metric.removeprefix("wagerwire_cluster_node_")
+                    seen[ids[labels["node_id"]]][key] = value
+            if {a: int(float(v["up"])) for a, v in seen.items()} == want:
+                return seen
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"cluster seen by {url}: {seen}, wanted {want}")
+
+
 async def wait_complete(followers: list[Follower], follow_tasks: list[asyncio.Task[Any]],
                         sdks: list[SdkReceiver], totals: dict[str, int]) -> None:
     done, pending = await asyncio.wait(follow_tasks, timeout=120)
@@ -354,7 +387,13 @@ async def test_three_machines_share_keys_fan_out_revoke_and_fail_over(
     tasks: list[asyncio.Task[Any]] = []
     sdks: list[SdkReceiver] = []
     where = "namespaces" if network.isolated else "loopback fallback"
+    addresses = [f"{n.host}:{n.port}" for n in nodes]
     try:
+        # -- every node lists the three, with their broker and store -----------------------
+        seen = await cluster_seen(b.url, dict.fromkeys(addresses, 1))
+        assert all(v == {"up": "1.0", "broker": "redis", "store": "postgresql",
+                         "broker_up": "1.0", "store_up": "1.0"} for v in seen.values()), seen
+
         # -- keys made on machine A (the CLI in A's namespace) work on B and C -------------
         _, reader = cli_key(network.hosts["a"], store, "reader")
         _, publisher_key = cli_key(network.hosts["a"], store, "publisher")
@@ -414,6 +453,7 @@ async def test_three_machines_share_keys_fan_out_revoke_and_fail_over(
                            [(m["channel"], m["offset"], m["data"]) for m in f.got], data_of)
         for n, r in enumerate(sdks):
             check_received(f"sdk {n}", r.got, data_of)
+        await cluster_seen(a.url, {addresses[0]: 1, addresses[1]: 1, addresses[2]: 0})
         resumed = sum(1 for f in followers if f.drops)
         reconnects = sum(r.client.counters.reconnects for r in sdks)
         assert resumed == SUBSCRIBERS // 3  # the followers of C, each once

@@ -39,6 +39,7 @@ __all__ = [
     "KeyBackend",
     "KeyRecord",
     "KeyStore",
+    "NodeRecord",
     "StoreListener",
     "check_new_key",
     "hash_key",
@@ -83,7 +84,20 @@ CREATE TABLE IF NOT EXISTS pusher_apps (
     builtin INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    broker TEXT NOT NULL,
+    broker_ok INTEGER NOT NULL,
+    store TEXT NOT NULL,
+    store_ok INTEGER NOT NULL,
+    streams INTEGER NOT NULL
+);
 """
+
+NODE_FORGET_S = 3600.0  # a node not seen for an hour leaves the table
 
 # Called with (kind, id) when another node or process changed the store: kind "revoke" (id:
 # the key id), "create" (key id), "sign" (signing keys rotated), "apps" (an app changed),
@@ -132,6 +146,21 @@ class AppRecord:
     created_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One node's heartbeat in the shared store: who it is and how its backends are."""
+
+    node_id: str
+    address: str
+    started_at: float
+    seen_at: float
+    broker: str  # "memory" | "redis"
+    broker_ok: bool
+    store: str  # "sqlite" | "postgresql"
+    store_ok: bool
+    streams: int
+
+
 class KeyBackend(Protocol):
     """What the gate, the CLI and the admin REST need of a key store; every call is short
     and synchronous (the PostgreSQL backend answers hot reads from memory)."""
@@ -154,6 +183,8 @@ class KeyBackend(Protocol):
     def delete_app(self, app_id: str) -> bool: ...
     def builtin_app(self, app: AppRecord) -> AppRecord: ...
     def watch(self, listener: StoreListener | None) -> None: ...
+    def heartbeat(self, node: NodeRecord) -> None: ...
+    def nodes(self) -> builtins.list[NodeRecord]: ...
 
 
 def check_new_key(role: str, user_id: str | None, prefix: str) -> None:
@@ -351,6 +382,24 @@ class KeyStore:
 
     def watch(self, listener: StoreListener | None) -> None:
         """Nothing to push: SQLite is one machine's file, polled by the gate."""
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    def heartbeat(self, node: NodeRecord) -> None:
+        """Record ``node``'s state (and forget nodes not seen for ``NODE_FORGET_S``)."""
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?)",
+                               (node.node_id, node.address, node.started_at, node.seen_at,
+                                node.broker, int(node.broker_ok), node.store,
+                                int(node.store_ok), node.streams))
+            self._conn.execute("DELETE FROM nodes WHERE seen_at < ?",
+                               (node.seen_at - NODE_FORGET_S,))
+
+    def nodes(self) -> builtins.list[NodeRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM nodes ORDER BY node_id").fetchall()
+        return [NodeRecord(str(r[0]), str(r[1]), float(r[2]), float(r[3]), str(r[4]),
+                           bool(r[5]), str(r[6]), bool(r[7]), int(r[8])) for r in rows]
 
 
 def _stamped(app: AppRecord) -> AppRecord:

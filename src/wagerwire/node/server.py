@@ -31,6 +31,7 @@ from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
 from wagerwire.node.backends import build_backends, build_keystore, redis_url_and_prefix
 from wagerwire.observability.access import AccessLog
+from wagerwire.observability.cluster import HEARTBEAT_S, ClusterView, default_node_id
 from wagerwire.observability.metrics import NodeMetrics
 from wagerwire.tls import CertificateError, CertificateSource, open_certificate_source
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
@@ -133,6 +134,7 @@ class Server:
         self.port = settings.port
         # The TCP listener's certificate (None: plain HTTP); the HTTP/3 listener uses it too.
         self.tls: CertificateSource | None = None
+        self.cluster: ClusterView | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -188,6 +190,14 @@ class Server:
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from exc
         self.port = sock.getsockname()[1]
+        self.cluster = ClusterView(
+            settings.node_id or default_node_id(settings.host, self.port),
+            f"{settings.host}:{self.port}", svc.started_at,
+            settings.broker.partition(":")[0].replace("rediss", "redis"),
+            "postgresql" if settings.store.startswith("postgres") else "sqlite",
+        )
+        self.metrics.cluster = self.cluster
+        self.metrics.gate = self.gate
         http = self._http = HttpServerState(AccessLog(api), routes, registry, loop,
                                             (settings.host, self.port), tls=tls is not None)
         if tls is None:
@@ -201,6 +211,7 @@ class Server:
             )
             tls.start(settings.tls_reload_interval)
         self._tasks.append(loop.create_task(self._tick()))
+        self._tasks.append(loop.create_task(self._heartbeat()))
         for feature in self.features:
             for source in feature.sources:
                 self._tasks.append(loop.create_task(self._run_source(source)))
@@ -235,6 +246,28 @@ class Server:
         HTTP/3 + WebTransport listener's UDP port, once it is bound); None stops it."""
         if self._http is not None:
             self._http.advertise_http3(port)
+
+    async def _heartbeat(self) -> None:
+        """Every ``HEARTBEAT_S``: this node's state into the shared store, everyone's out
+        (the dashboard's and /metrics' list of nodes)."""
+        cluster = self.cluster
+        assert cluster is not None
+        failing = False
+        while True:
+            record = cluster.record(time.time(), bool(getattr(self.hub.broker, "ready", True)),
+                                    len(self.registry.connections) if self.registry else 0)
+            try:
+                await asyncio.to_thread(self.gate.keystore.heartbeat, record)
+                nodes = await asyncio.to_thread(self.gate.keystore.nodes)
+            except Exception as exc:
+                if not failing:
+                    log.warning("cannot write this node's heartbeat: %s", exc)
+                failing = True
+                cluster.failed()
+            else:
+                failing = False
+                cluster.update(nodes, time.time())
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def _tick(self) -> None:
         """One timer for every connection: pings, idle timeouts, SSE heartbeats."""

@@ -43,8 +43,10 @@ import asyncpg
 
 from wagerwire.auth.keys import (
     KEY_PREFIX,
+    NODE_FORGET_S,
     AppRecord,
     KeyRecord,
+    NodeRecord,
     StoreListener,
     hash_key,
     new_key,
@@ -498,6 +500,28 @@ class PgKeyStore:
         rows = await self._fetch(f"SELECT {_APP_COLUMNS} FROM pusher_apps WHERE app_id = $1",
                                  app.app_id)
         return _app(rows[0])
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    def heartbeat(self, node: NodeRecord) -> None:
+        """Record ``node``'s state (and forget nodes not seen for ``NODE_FORGET_S``)."""
+        self._call(self._heartbeat(node))
+
+    async def _heartbeat(self, node: NodeRecord) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire(timeout=self.timeout) as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO nodes VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (node_id) "
+                "DO UPDATE SET address = excluded.address, seen_at = excluded.seen_at, "
+                "broker = excluded.broker, broker_ok = excluded.broker_ok, "
+                "store = excluded.store, store_ok = excluded.store_ok, "
+                "streams = excluded.streams", *dataclasses.astuple(node))
+            await conn.execute("DELETE FROM nodes WHERE seen_at < $1",
+                               node.seen_at - NODE_FORGET_S)
+
+    def nodes(self) -> builtins.list[NodeRecord]:
+        rows = self._call(self._fetch("SELECT * FROM nodes ORDER BY node_id"))
+        return [NodeRecord(*r) for r in rows]
 
 
 def _log_failure(future: concurrent.futures.Future[str]) -> None:

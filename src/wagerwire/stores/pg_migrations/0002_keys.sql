@@ -35,3 +35,16 @@ CREATE TABLE pusher_apps (
     builtin               BOOLEAN NOT NULL,
     created_at            DOUBLE PRECISION NOT NULL
 );
+
+-- Every node's heartbeat (the dashboard and /metrics list the nodes of the hub).
+CREATE TABLE nodes (
+    node_id    TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    seen_at    DOUBLE PRECISION NOT NULL,
+    broker     TEXT NOT NULL,
+    broker_ok  BOOLEAN NOT NULL,
+    store      TEXT NOT NULL,
+    store_ok   BOOLEAN NOT NULL,
+    streams    INTEGER NOT NULL
+);
