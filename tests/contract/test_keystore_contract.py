@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from wagerwire.auth.gate import KeyGate
-from wagerwire.auth.keys import KEY_PREFIXES, AppRecord
+from wagerwire.auth.keys import KEY_PREFIXES, AppRecord, NodeRecord
 from wagerwire.auth.plans import DEFAULT_PLANS
 from wagerwire.errors import BadParameter
 
@@ -126,6 +126,23 @@ def test_stored_apps_are_shared(keystore_factory: Any) -> None:
     assert not b.delete_app("sgo")  # built-in apps stay
     assert b.delete_app("shop-1") and not b.delete_app("shop-1")
     assert [app.app_id for app in a.apps()] == ["sgo"]
+
+
+def test_heartbeats_list_the_nodes(keystore_factory: Any) -> None:
+    """Every node's heartbeat is listed (PostgreSQL: by every node; a SQLite hub is one node
+    and lists itself)."""
+    a, b = keystore_factory(), keystore_factory()
+    now = time.time()
+    first = NodeRecord("n1", "10.0.0.1:8000", now - 5, now, "redis", True, "postgresql",
+                       True, 3)
+    a.heartbeat(first)
+    a.heartbeat(first)  # the same node again: one row
+    assert a.nodes() == [first]
+    if keystore_factory.pushes:
+        second = NodeRecord("n2", "10.0.0.2:8000", now, now, "redis", False, "postgresql",
+                            True, 0)
+        b.heartbeat(second)
+        assert a.nodes() == b.nodes() == [first, second]
 
 
 class _Slot:

@@ -177,6 +177,7 @@ class KeyGate(Gate):
         self._app_listeners: list[Callable[[list[AppRecord]], None]] = []
         self._apps_seen: list[AppRecord] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._check_failing = False  # the store could not be read: said once, until it can
 
     # -- identity --------------------------------------------------------------------------
 
@@ -389,23 +390,23 @@ class KeyGate(Gate):
 
     async def _check(self, revocations: bool = True) -> None:
         """Re-read the revoked ids (and the stored apps, when someone listens)."""
-        if revocations:
-            try:
+        try:
+            if revocations:
                 revoked = await asyncio.to_thread(self.keystore.revoked_ids)
-            except Exception as exc:
-                log.warning("cannot read revocations: %s", exc)
-            else:
                 for key_id in revoked - self._revoked:
                     log.info("key %s revoked; closing its streams", key_id)
                     self._apply_revocation(key_id, "poll")
-        if not self._app_listeners:
-            return
-        try:
-            apps = await asyncio.to_thread(self.keystore.apps)
+            apps = await asyncio.to_thread(self.keystore.apps) if self._app_listeners else None
         except Exception as exc:
-            log.warning("cannot read the stored Pusher apps: %s", exc)
+            if not self._check_failing:
+                log.warning("cannot read revocations and apps from the key store (retried "
+                            "every %.0f s): %s", REVOCATION_POLL_S, exc)
+            self._check_failing = True
             return
-        if apps != self._apps_seen:
+        if self._check_failing:
+            log.info("key store readable again")
+            self._check_failing = False
+        if apps is not None and apps != self._apps_seen:
             self._apps_seen = apps
             for listener in self._app_listeners:
                 listener(apps)

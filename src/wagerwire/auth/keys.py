@@ -84,17 +84,6 @@ CREATE TABLE IF NOT EXISTS pusher_apps (
     builtin INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS nodes (
-    node_id TEXT PRIMARY KEY,
-    address TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    seen_at REAL NOT NULL,
-    broker TEXT NOT NULL,
-    broker_ok INTEGER NOT NULL,
-    store TEXT NOT NULL,
-    store_ok INTEGER NOT NULL,
-    streams INTEGER NOT NULL
-);
 """
 
 NODE_FORGET_S = 3600.0  # a node not seen for an hour leaves the table
@@ -235,6 +224,7 @@ class KeyStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._node: NodeRecord | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -386,20 +376,11 @@ class KeyStore:
     # -- nodes -----------------------------------------------------------------------------
 
     def heartbeat(self, node: NodeRecord) -> None:
-        """Record ``node``'s state (and forget nodes not seen for ``NODE_FORGET_S``)."""
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,?,?)",
-                               (node.node_id, node.address, node.started_at, node.seen_at,
-                                node.broker, int(node.broker_ok), node.store,
-                                int(node.store_ok), node.streams))
-            self._conn.execute("DELETE FROM nodes WHERE seen_at < ?",
-                               (node.seen_at - NODE_FORGET_S,))
+        """Remember ``node``'s state in memory: a SQLite hub is one node (no disk write)."""
+        self._node = node
 
     def nodes(self) -> builtins.list[NodeRecord]:
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM nodes ORDER BY node_id").fetchall()
-        return [NodeRecord(str(r[0]), str(r[1]), float(r[2]), float(r[3]), str(r[4]),
-                           bool(r[5]), str(r[6]), bool(r[7]), int(r[8])) for r in rows]
+        return [] if self._node is None else [self._node]
 
 
 def _stamped(app: AppRecord) -> AppRecord:

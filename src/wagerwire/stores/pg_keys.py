@@ -63,6 +63,7 @@ T = TypeVar("T")
 
 MISS_TTL_S = 5.0  # an id not found is not looked up again for this long (unless created)
 MISSES_PER_S = 50.0  # blocking look-ups of unknown ids (or key ids) per second, at most
+MISS_TIMEOUT_S = 1.0  # the event loop waits at most this long for one (then 503)
 MAX_MISSING = 10_000
 WATCH_EVERY_S = 1.0
 CURRENT_KID_TTL_S = 10.0
@@ -233,14 +234,15 @@ class PgKeyStore:
                 await conn.execute("SELECT pg_notify($1, $2)", self.channel, notify)
             return status
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the store's loop and wait for it (never from that loop)."""
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the store's loop and wait for it (never from that loop) at most
+        ``timeout`` seconds (default: the store's timeout, plus one)."""
         if self._closed:
             coro.close()
             raise Unavailable("the key store is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(self.timeout + 1.0)
+            return future.result(self.timeout + 1.0 if timeout is None else timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise Unavailable("the key store (PostgreSQL) did not answer in time; retry "
@@ -329,7 +331,7 @@ class PgKeyStore:
                 return None
             if not self._take_miss(now):
                 return None
-        record = self._call(self._fetch_key(key_id))
+        record = self._call(self._fetch_key(key_id), MISS_TIMEOUT_S)
         with self._lock:
             if record is not None:
                 self._records[key_id] = record
@@ -394,7 +396,7 @@ class PgKeyStore:
         with self._lock:
             if self._signing and not self._take_miss(time.monotonic()):
                 return dict(self._signing)
-        found = self._call(self._signing_keys())
+        found = self._call(self._signing_keys(), MISS_TIMEOUT_S if self._signing else None)
         with self._lock:
             self._signing = found
         return dict(found)
