@@ -317,10 +317,11 @@ async def revoke_everywhere(nodes: list[ServerProcess], victim_id: str, victim: 
 
     async with httpx.AsyncClient(timeout=20, trust_env=False) as http:
         started = time.monotonic()
+        watching = asyncio.gather(*(closes(ws, started) for ws in victims))
         res = await http.delete(f"{nodes[1].url}/v1/keys/{victim_id}",
                                 headers={"Authorization": f"Bearer {admin}"})
         assert res.status_code == 200, res.text
-        await asyncio.wait_for(asyncio.gather(*(closes(ws, started) for ws in victims)), 5)
+        await asyncio.wait_for(watching, 5)
         for node in nodes:  # and the key is refused everywhere
             res = await http.get(node.url + "/v1/channels",
                                  headers={"Authorization": f"Bearer {victim}"})

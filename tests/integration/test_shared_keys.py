@@ -109,3 +109,30 @@ async def test_pusher_apps_are_shared(two_nodes: tuple[Any, Any, str], tmp_path:
                 await asyncio.sleep(0.2)
             assert res.status_code == 200, res.text
             assert res.json()["auth"] == channel_auth(app, "123.456", "private-orders")
+
+
+@pytest.mark.timeout(120)
+async def test_a_revocation_whose_notification_was_missed_still_converges(
+    two_nodes: tuple[Any, Any, str], postgres_server: PostgresServer, tmp_path: Path,
+) -> None:
+    """The row changed without a notification (as if it was lost): the periodic re-check
+    closes the stream anyway, within 5 s."""
+    a, _, store = two_nodes
+    made = cli(tmp_path, "keys", "--store", store, "create", "--role", "reader", "--plan",
+               "internal", "--json")
+    schema = store.rpartition("schema=")[2]
+    async with connect(a.ws_url + "/v1/ws",
+                       additional_headers={"Authorization": f"Bearer {made['key']}"}) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "channels": ["game:crash"]}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed"
+        started = time.monotonic()
+        postgres_server.psql(f"UPDATE {schema}.api_keys SET revoked_at = "
+                             f"extract(epoch from now()) WHERE id = '{made['id']}'")
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert ws.close_code == 4001
+        print(f"missed notification: stream closed by the re-check after "
+              f"{time.monotonic() - started:.3f} s")
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = (await http.get(a.url + "/metrics")).text
+    assert 'wagerwire_key_revocations_applied_total{via="poll"} 1.0' in metrics
+    assert 'wagerwire_key_revocations_applied_total{via="notify"} 0.0' in metrics
