@@ -155,6 +155,9 @@ def _keys_parser(sub: Any) -> None:
         "--json", action="store_true", help="print JSON")
     r = ks.add_parser("revoke", help="revoke a key by id")
     r.add_argument("id", help="key id (the part after ww_)")
+    i = ks.add_parser("import", help="copy keys, signing keys and stored apps of a SQLite "
+                      "keys file into the PostgreSQL store (those not there yet)")
+    i.add_argument("file", help="SQLite file, e.g. wagerwire-keys.db")
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -179,6 +182,8 @@ def _keys(args: argparse.Namespace) -> int:
                 print(f"created key {record.id} ({args.role}, plan {args.plan}"
                       f"{', user ' + args.user if args.user else ''}):\n{key}\n"
                       "store it now: it is not shown again")
+        elif args.keys_command == "import":
+            return _import_keys(store, args.file)
         elif args.keys_command == "list":
             records = [r.public() for r in store.list()]
             if args.json:
@@ -195,6 +200,25 @@ def _keys(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _import_keys(store: Any, path: str) -> int:
+    from wagerwire.auth.keys import KeyStore
+
+    if not hasattr(store, "import_rows"):
+        print("wagerwire: keys import copies into a PostgreSQL store: give --store "
+              "postgresql://…", file=sys.stderr)
+        return 2
+    if not os.path.exists(path):
+        print(f"wagerwire: no file {path}", file=sys.stderr)
+        return 2
+    source = KeyStore(path)
+    try:
+        keys, signing, apps = store.import_rows(*source.export_rows())
+    finally:
+        source.close()
+    print(f"imported {keys} key(s), {signing} signing key(s), {apps} app(s)")
+    return 0
 
 
 def _apps_parser(sub: Any) -> None:

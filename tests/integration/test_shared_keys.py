@@ -136,3 +136,30 @@ async def test_a_revocation_whose_notification_was_missed_still_converges(
         metrics = (await http.get(a.url + "/metrics")).text
     assert 'wagerwire_key_revocations_applied_total{via="poll"} 1.0' in metrics
     assert 'wagerwire_key_revocations_applied_total{via="notify"} 0.0' in metrics
+
+
+@pytest.mark.timeout(120)
+async def test_keys_of_an_old_keys_file_are_imported(
+    two_nodes: tuple[Any, Any, str], tmp_path: Path,
+) -> None:
+    """``wagerwire-keys.db`` (where a PostgreSQL node kept its keys before): imported once,
+    its keys work on running nodes at once."""
+    from wagerwire.auth.keys import AppRecord, KeyStore
+
+    a, b, store = two_nodes
+    old = KeyStore(str(tmp_path / "wagerwire-keys.db"))
+    _, key = old.create("reader", "allstar", "u-1", "from before")
+    old.current_signing_kid()
+    old.create_app(AppRecord("shop-1", "k" * 20, "s" * 20))
+    old.close()
+    args = ("keys", "--store", store, "import", str(tmp_path / "wagerwire-keys.db"))
+    for expected in ("imported 1 key(s), 1 signing key(s), 1 app(s)",
+                     "imported 0 key(s), 0 signing key(s), 0 app(s)"):  # again: nothing new
+        done = subprocess.run([sys.executable, "-m", "wagerwire", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == expected, done
+    async with httpx.AsyncClient(timeout=10) as http:
+        for node in (a, b):
+            res = await http.get(node.url + "/v1/channels",
+                                 headers={"Authorization": f"Bearer {key}"})
+            assert res.status_code == 200, res.text

@@ -40,6 +40,7 @@ __all__ = [
     "KeyRecord",
     "KeyStore",
     "NodeRecord",
+    "SigningRow",
     "StoreListener",
     "check_new_key",
     "hash_key",
@@ -85,6 +86,8 @@ CREATE TABLE IF NOT EXISTS pusher_apps (
     created_at REAL NOT NULL
 );
 """
+
+SigningRow = tuple[str, str, float, float | None]  # kid, secret (hex), created_at, retired_at
 
 NODE_FORGET_S = 3600.0  # a node not seen for an hour leaves the table
 
@@ -328,6 +331,16 @@ class KeyStore:
             self._conn.execute("INSERT INTO signing_keys VALUES (?,?,?,NULL)",
                                (kid, secrets.token_hex(32), now))
         return kid
+
+    def export_rows(
+        self,
+    ) -> tuple[builtins.list[KeyRecord], builtins.list[SigningRow], builtins.list[AppRecord]]:
+        """Every key, signing key and stored app, as stored (``wagerwire keys import``)."""
+        with self._lock:
+            signing = self._conn.execute(
+                "SELECT kid, secret, created_at, retired_at FROM signing_keys").fetchall()
+        return self.list(), [(str(k), str(s), float(c), r) for k, s, c, r in signing], \
+            self.apps()
 
     # -- stored Pusher apps ----------------------------------------------------------------
 

@@ -29,6 +29,8 @@ imports redis or asyncpg.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -54,7 +56,10 @@ __all__ = [
     "with_readiness",
 ]
 
+log = logging.getLogger("wagerwire.node.backends")
+
 _PG_SCHEMES = ("postgresql", "postgres")
+LEGACY_KEYS_DB = "wagerwire-keys.db"  # where keys of a PostgreSQL hub were before 0002_keys
 _REDIS_SCHEMES = ("redis", "rediss")
 
 
@@ -115,6 +120,11 @@ def build_keystore(settings: Settings) -> KeyBackend:
         from wagerwire.stores.pg_keys import PgKeyStore
 
         dsn, extra = _split_query(settings.store, ["schema"])
+        if os.path.exists(LEGACY_KEYS_DB):
+            log.warning("%s (keys beside a PostgreSQL node, before they moved into "
+                        "PostgreSQL) is no longer read; bring its keys over with "
+                        "`wagerwire keys --store URL import %s`", LEGACY_KEYS_DB,
+                        LEGACY_KEYS_DB)
         return PgKeyStore(dsn, extra.get("schema") or None)
     from wagerwire.auth.keys import KeyStore
 

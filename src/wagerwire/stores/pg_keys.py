@@ -47,6 +47,7 @@ from wagerwire.auth.keys import (
     AppRecord,
     KeyRecord,
     NodeRecord,
+    SigningRow,
     StoreListener,
     hash_key,
     new_key,
@@ -199,7 +200,13 @@ class PgKeyStore:
                 self._current = None
         if kind == "create" and ident not in self._records:
             self._loop.create_task(self._prefetch(ident))  # in memory before anyone asks
+        elif kind == "resync":  # many rows changed at once (an import): load them all
+            self._loop.create_task(self._reload())
         self._tell(kind, ident)
+
+    async def _reload(self) -> None:
+        with contextlib.suppress(*_DB_ERRORS):
+            await self._load()
 
     async def _prefetch(self, key_id: str) -> None:
         with contextlib.suppress(*_DB_ERRORS):
@@ -502,6 +509,44 @@ class PgKeyStore:
         rows = await self._fetch(f"SELECT {_APP_COLUMNS} FROM pusher_apps WHERE app_id = $1",
                                  app.app_id)
         return _app(rows[0])
+
+    # -- import ----------------------------------------------------------------------------
+
+    def import_rows(
+        self, keys: builtins.list[KeyRecord], signing: builtins.list[SigningRow],
+        apps: builtins.list[AppRecord],
+    ) -> tuple[int, int, int]:
+        """Add keys, signing keys and apps that are not here yet (by id) in one transaction;
+        returns how many of each were added. Running nodes see them at once."""
+        counts = self._call(self._import(keys, signing, apps))
+        self._call(self._load())
+        return counts
+
+    async def _import(
+        self, keys: builtins.list[KeyRecord], signing: builtins.list[SigningRow],
+        apps: builtins.list[AppRecord],
+    ) -> tuple[int, int, int]:
+        assert self._pool is not None
+        added = [0, 0, 0]
+        async with self._pool.acquire(timeout=self.timeout) as conn, conn.transaction():
+            for key in keys:
+                status = await conn.execute(
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+                    "ON CONFLICT DO NOTHING", *dataclasses.astuple(key))
+                added[0] += not status.endswith(" 0")
+            for row in signing:
+                status = await conn.execute(
+                    "INSERT INTO signing_keys VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING", *row)
+                added[1] += not status.endswith(" 0")
+            for app in apps:
+                status = await conn.execute(
+                    f"INSERT INTO pusher_apps ({_APP_COLUMNS}) VALUES "
+                    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
+                    *dataclasses.astuple(app))
+                added[2] += not status.endswith(" 0")
+            for kind in ("resync", "sign", "apps"):
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, f"{kind}:")
+        return added[0], added[1], added[2]
 
     # -- nodes -----------------------------------------------------------------------------
 
