@@ -64,6 +64,7 @@ class Settings:
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
+    pusher_max_connections: int = 0  # this node's Pusher connections; beyond: 4100 (0: none)
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
 
     def keys_path(self) -> str:

@@ -29,7 +29,7 @@ them, in :meth:`Session.rewrite`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -40,6 +40,8 @@ from wagerwire.errors import CloseCode, WagerwireError
 from wagerwire.types import Json
 
 __all__ = [
+    "Await",
+    "Awaited",
     "Clock",
     "Close",
     "Dialect",
@@ -111,6 +113,16 @@ class Publish(DialectOp):
 
 
 @dataclass(frozen=True, slots=True)
+class Await(DialectOp):
+    """Wait for an adapter's answer the session asked for synchronously (Pusher's
+    cluster-wide presence join): the transport awaits ``awaitable`` and feeds back
+    :class:`Awaited` (or :class:`OpFailed`). Never dropped unawaited by design: a
+    future, not a coroutine."""
+
+    awaitable: Awaitable[object]
+
+
+@dataclass(frozen=True, slots=True)
 class Close(DialectOp):
     """Close the stream after what is queued (a WebSocket with ``code``/``reason``)."""
 
@@ -149,6 +161,12 @@ class LatestRead(HubEvent):
 class Published(HubEvent):
     op: Publish
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Awaited(HubEvent):
+    op: Await
+    value: object = None
 
 
 @dataclass(frozen=True, slots=True)

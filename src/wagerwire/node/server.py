@@ -244,6 +244,12 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
+        if any(feature.on_stop for feature in self.features):
+            await asyncio.sleep(0.05)  # closed streams' last updates (Pusher presence)
+            for feature in self.features:
+                for stop in feature.on_stop:
+                    with contextlib.suppress(Exception):
+                        await stop()
         await self.gate.aclose()
         await self.hub.close()
         self.gate.keystore.close()

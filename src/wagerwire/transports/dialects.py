@@ -23,6 +23,8 @@ from typing import Any
 from wagerwire.auth.identity import Identity, StreamSlot
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects.base import (
+    Await,
+    Awaited,
     Close,
     Dialect,
     DialectOp,
@@ -170,6 +172,8 @@ class SessionDriver:
                 case Publish(channel=channel, data=data, attrs=attrs):
                     result = await hub.publish(channel, data, attrs=attrs)
                     return Published(op, result.message.offset)
+                case Await(awaitable=awaitable):
+                    return Awaited(op, await awaitable)
                 case ReadLatest(channels=channels, limit=limit):
                     latest: dict[str, Sequence[Message]] = {}
                     for channel in channels:
