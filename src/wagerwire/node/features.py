@@ -121,5 +121,5 @@ def default_features(settings: Settings, hub: Hub) -> list[Feature]:
     features.append(dialect_feature(settings, hub))  # Data Stream, TrackerSino, Stake
     sgo = sgo_app()
     features.append(pusher_feature(settings, hub, [sgo]))  # Pusher protocol, HTTP API, auth
-    features.append(sgo_feature(sgo))  # SportsGameOdds REST + notifications on Pusher
+    features.append(sgo_feature(sgo, settings.broker))  # SportsGameOdds REST + notifications on Pusher
     return features
