@@ -245,8 +245,9 @@ class Session:
         #: A credential that opens one stream only (OddsStream's token): the gate spends it
         #: while admitting the stream, and refuses it at the upgrade once spent.
         self.once: str | None = None
-        self._ops: list[DialectOp] = []
-        self._out: list[bytes] = []
+        # None until used: an idle connection keeps no empty lists (56 bytes each)
+        self._ops: list[DialectOp] | None = None
+        self._out: list[bytes] | None = None
 
     # -- feed --------------------------------------------------------------------------------
 
@@ -295,21 +296,26 @@ class Session:
     def ops_received(self) -> list[DialectOp]:
         """The ops emitted since the last call, in order (run them in this order)."""
         ops = self._ops
-        if ops:
-            self._ops = []
+        if ops is None:
+            return []
+        self._ops = None
         return ops
 
     def data_to_send(self) -> list[bytes]:
         """The bytes to write since the last call, in order."""
         out = self._out
-        if out:
-            self._out = []
+        if out is None:
+            return []
+        self._out = None
         return out
 
     # -- for subclasses ----------------------------------------------------------------------
 
     def emit(self, op: DialectOp) -> None:
-        self._ops.append(op)
+        if self._ops is None:
+            self._ops = [op]
+        else:
+            self._ops.append(op)
 
     def wake(self) -> None:
         """Have the transport drain what was queued outside a feed call."""
@@ -318,7 +324,10 @@ class Session:
 
     def send(self, data: bytes) -> None:
         if data:
-            self._out.append(data)
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
 
 
 class Dialect(Protocol):
