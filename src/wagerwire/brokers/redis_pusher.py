@@ -33,7 +33,6 @@ import importlib.resources
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,17 +41,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from wagerwire.dialects.pusher_presence import HEARTBEAT_S, Heartbeat, Members, Reaped
 from wagerwire.errors import Unavailable
 
 __all__ = ["HEARTBEAT_S", "LEASE_MS", "Heartbeat", "Reaped", "RedisPusher"]
 
 log = logging.getLogger("wagerwire.brokers.redis_pusher")
 
-HEARTBEAT_S = 5.0
 LEASE_MS = 20_000
 TIMEOUT_S = 2.0
-
-Members = list[tuple[str, str]]
 
 
 def _script(name: str) -> str:
@@ -61,28 +58,6 @@ def _script(name: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Reaped:
-    """One channel a dead node had touched: whether it is now vacated, whose last
-    connection went with the node."""
-
-    app_id: str
-    name: str
-    hub: str
-    vacated: bool
-    removed: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    """A heartbeat's answer: other live nodes' connections per app, what this node reaped,
-    and whether this node had itself been reaped (paused past its lease)."""
-
-    others: Mapping[str, int]
-    reaped: tuple[Reaped, ...]
-    was_reaped: bool
 
 
 class RedisPusher:

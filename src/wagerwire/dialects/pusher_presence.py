@@ -12,13 +12,38 @@ the shape :mod:`wagerwire.node.pusher_state` turns into webhooks and member even
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["LocalPresence", "Members"]
+__all__ = ["HEARTBEAT_S", "Heartbeat", "LocalPresence", "Members", "Reaped"]
+
+HEARTBEAT_S = 5.0
+"""Seconds between a node's heartbeats (lease renewal, other nodes' connection counts)."""
 
 Members = list[tuple[str, str]]
 """(user id, user_info as JSON text) of a presence channel, first joiner first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """One channel a dead node had touched: whether it is now vacated, whose last
+    connection went with the node."""
+
+    app_id: str
+    name: str
+    hub: str
+    vacated: bool
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A heartbeat's answer: other live nodes' connections per app, what this node reaped,
+    and whether this node had itself been reaped (paused past its lease)."""
+
+    others: Mapping[str, int]
+    reaped: tuple[Reaped, ...]
+    was_reaped: bool
 
 
 @dataclass(slots=True)

@@ -23,11 +23,16 @@ from typing import Any, Protocol
 
 import orjson
 
-from wagerwire.brokers.redis_pusher import HEARTBEAT_S, Heartbeat, Reaped
 from wagerwire.dialects.pusher import EXCLUDE, Cluster, Hook, Users, envelope
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps
 from wagerwire.dialects.pusher_names import hub_channel
-from wagerwire.dialects.pusher_presence import LocalPresence, Members
+from wagerwire.dialects.pusher_presence import (
+    HEARTBEAT_S,
+    Heartbeat,
+    LocalPresence,
+    Members,
+    Reaped,
+)
 from wagerwire.errors import Unavailable, WagerwireError
 
 __all__ = ["Backend", "LocalBackend", "PusherState"]
@@ -124,6 +129,11 @@ class PusherState:
         self.heartbeat_s = heartbeat_s
         self.local: dict[str, int] = {}  # app id -> this node's connections
         self.others: Mapping[str, int] = {}  # app id -> other nodes' (last heartbeat)
+        # what this node has applied, to apply again if another node reaped it (a pause
+        # longer than its lease): (app, name, hub) -> subscriptions, (app, name, hub, user)
+        # -> [user_info, connections, a socket id]
+        self._occ: dict[tuple[str, str, str], int] = {}
+        self._mem: dict[tuple[str, str, str, str], list[Any]] = {}
         self._jobs: deque[Job] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -164,9 +174,10 @@ class PusherState:
     async def _heartbeat(self) -> None:
         beat = await self.backend.heartbeat(dict(self.local))
         self.others = beat.others
-        if beat.was_reaped:
-            log.warning("Pusher state: this node's lease had expired (a long pause); its "
-                        "occupancy and members were dropped by another node")
+        if beat.was_reaped and (self._occ or self._mem):
+            log.warning("Pusher state: this node's lease had expired (a long pause) and "
+                        "another node dropped its occupancy and members; applying them again")
+            self._reapply()
         for reaped in beat.reaped:
             await self._reaped(reaped)
 
@@ -178,6 +189,17 @@ class PusherState:
             await self._member_removed(app, gone.name, gone.hub, uid)
         if gone.vacated:
             self._notify(app, {"name": "channel_vacated", "channel": gone.name})
+
+    def _reapply(self) -> None:
+        for (app_id, name, hub), n in list(self._occ.items()):
+            app = self.apps.by_id.get(app_id)
+            if app is not None:
+                self._enqueue(self._occupy_job(app, name, hub, n))
+        for (app_id, name, hub, uid), (info, n, sid) in list(self._mem.items()):
+            app = self.apps.by_id.get(app_id)
+            for _ in range(n if app is not None else 0):
+                assert app is not None
+                self.join(app, name, hub, uid, info, sid, mirror=False)
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -218,16 +240,28 @@ class PusherState:
     # -- Cluster ---------------------------------------------------------------------------
 
     def occupy(self, app: PusherApp, name: str, hub: str, delta: int) -> None:
+        key = (app.app_id, name, hub)
+        n = self._occ.get(key, 0) + delta
+        if n > 0:
+            self._occ[key] = n
+        else:
+            self._occ.pop(key, None)
+        self._enqueue(self._occupy_job(app, name, hub, delta))
+
+    def _occupy_job(self, app: PusherApp, name: str, hub: str, delta: int) -> Job:
         async def job() -> None:
             before, after = await self.backend.occupy(app.app_id, name, hub, delta)
             if before == 0 and after > 0:
                 self._notify(app, {"name": "channel_occupied", "channel": name})
             elif before > 0 and after == 0:
                 self._notify(app, {"name": "channel_vacated", "channel": name})
-        self._enqueue(job)
+        return job
 
     def join(self, app: PusherApp, name: str, hub: str, user_id: str, info: object,
-             socket_id: str) -> Awaitable[dict[str, Any]]:
+             socket_id: str, *, mirror: bool = True) -> Awaitable[dict[str, Any]]:
+        if mirror:
+            entry = self._mem.setdefault((app.app_id, name, hub, user_id), [info, 0, socket_id])
+            entry[1] += 1
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
 
@@ -255,6 +289,13 @@ class PusherState:
         return future
 
     def leave(self, app: PusherApp, name: str, hub: str, user_id: str) -> None:
+        key = (app.app_id, name, hub, user_id)
+        entry = self._mem.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._mem[key]
+
         async def job() -> None:
             if await self.backend.leave(app.app_id, name, hub, user_id):
                 await self._member_removed(app, name, hub, user_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from wagerwire.dialects.pusher import Users
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps
+from wagerwire.dialects.pusher_presence import Heartbeat, LocalPresence
 from wagerwire.node.pusher_state import LocalBackend, PusherState
 
 APP = PusherApp("42", "k", "s", webhook_url="http://127.0.0.1:1/h")
@@ -84,4 +85,32 @@ async def test_connection_counts_and_terminate() -> None:
     s.others = {"42": 5}  # as another node's heartbeat reported
     assert s.connections(APP) == 6
     await s.terminate(APP, "nobody")  # no connection: nothing to end, no error
+    await s.stop()
+
+
+async def test_a_node_reaped_while_paused_applies_its_state_again() -> None:
+    class Reaping(LocalBackend):
+        async def heartbeat(self, connections: Mapping[str, int]) -> Heartbeat:
+            self.state = LocalPresence()  # another node dropped everything of this one
+            return Heartbeat({}, (), True)
+
+    published: list[Any] = []
+
+    async def publish(channel: str, data: Any, attrs: Mapping[str, str] | None) -> None:
+        published.append(data["event"])
+
+    backend = Reaping()
+    s = PusherState(PusherApps([APP]), backend, publish, heartbeat_s=3600)
+    s._ready.set()
+    s.occupy(APP, "presence-r", HUB, 1)
+    await s.join(APP, "presence-r", HUB, "u1", {"n": 1}, "1.1")
+    s.occupy(APP, "presence-r", HUB, 1)
+    await s.join(APP, "presence-r", HUB, "u2", None, "2.2")
+    s.leave(APP, "presence-r", HUB, "u2")
+    s.occupy(APP, "presence-r", HUB, -1)
+    await settle(s)
+    await s._heartbeat()
+    await settle(s)
+    assert await s.subscriptions(APP, "presence-r") == 1
+    assert await s.members(APP, "presence-r") == {"u1": {"n": 1}}
     await s.stop()
