@@ -246,15 +246,22 @@ class PusherState:
             self._occ[key] = n
         else:
             self._occ.pop(key, None)
+        backend = self.backend
+        if not self._jobs and isinstance(backend, LocalBackend):  # nothing ahead: at once
+            self._occupied(app, name, *backend.state.occupy(app.app_id, name, hub, delta))
+            return
         self._enqueue(self._occupy_job(app, name, hub, delta))
+
+    def _occupied(self, app: PusherApp, name: str, before: int, after: int) -> None:
+        if before == 0 and after > 0:
+            self._notify(app, {"name": "channel_occupied", "channel": name})
+        elif before > 0 and after == 0:
+            self._notify(app, {"name": "channel_vacated", "channel": name})
 
     def _occupy_job(self, app: PusherApp, name: str, hub: str, delta: int) -> Job:
         async def job() -> None:
-            before, after = await self.backend.occupy(app.app_id, name, hub, delta)
-            if before == 0 and after > 0:
-                self._notify(app, {"name": "channel_occupied", "channel": name})
-            elif before > 0 and after == 0:
-                self._notify(app, {"name": "channel_vacated", "channel": name})
+            self._occupied(app, name, *await self.backend.occupy(app.app_id, name, hub,
+                                                                 delta))
         return job
 
     def join(self, app: PusherApp, name: str, hub: str, user_id: str, info: object,
