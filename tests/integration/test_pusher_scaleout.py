@@ -122,7 +122,8 @@ async def test_presence_occupancy_webhooks_and_terminate_across_two_nodes(
         assert info == {"occupied": True, "subscription_count": 3, "user_count": 2}
         users = await asyncio.to_thread(lib(node).users_info, room)
         assert sorted(u["id"] for u in users["users"]) == ["u1", "u2"]
-        listed = await asyncio.to_thread(lib(node).channels_info, "presence-", ["subscription_count"])
+        listed = await asyncio.to_thread(lib(node).channels_info, "presence-",
+                                         ["subscription_count"])
         assert listed == {"channels": {room: {"subscription_count": 3}}}
 
     # terminate_connections asked on node a ends a signed-in user's connection on node b

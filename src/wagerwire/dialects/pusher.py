@@ -15,14 +15,15 @@ Connection: ``pusher:connection_established`` (``data`` a JSON string with ``soc
 with the same code: 4001 unknown app key, 4006 a protocol that is not a number, 4007 a
 protocol outside 5-7, 4008 none, 4003 a disabled app (``enabled = false``), 4004 an app at
 its ``max_connections`` (counted on every node), 4100 a node at its capacity
-(``pusher_max_connections``: pusher-js retries after a back-off). ``pusher:ping`` is answered ``pusher:pong``; after
-``activity_timeout`` seconds without a client frame the server sends ``pusher:ping`` and
-closes with 4201 when nothing arrives within :data:`PONG_TIMEOUT` seconds. A server shutting
-down sends ``pusher:error`` 4200 and closes with 4200 (pusher-js reconnects at once).
+(``pusher_max_connections``: pusher-js retries after a back-off). ``pusher:ping`` is
+answered ``pusher:pong``; after ``activity_timeout`` seconds without a client frame the
+server sends ``pusher:ping`` and closes with 4201 when nothing arrives within
+:data:`PONG_TIMEOUT` seconds. A server shutting down sends ``pusher:error`` 4200 and closes
+with 4200 (pusher-js reconnects at once).
 
 Channels: public; ``private-`` and ``private-encrypted-`` (``auth`` = ``key:HMAC(socket_id:
-channel)``); ``presence-`` (``auth`` over ``socket_id:channel:channel_data``; members are kept by the
-:class:`Cluster` for every node, joins and leaves are hub messages
+channel)``); ``presence-`` (``auth`` over ``socket_id:channel:channel_data``; members are
+kept by the :class:`Cluster` for every node, joins and leaves are hub messages
 ``pusher_internal:member_added``/``_removed``);
 ``cache-`` (the channel's last event right after ``subscription_succeeded``, else
 ``pusher:cache_miss``). A subscription refused answers ``pusher:subscription_error``
