@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from typing import Any
 
@@ -183,6 +184,30 @@ async def test_a_killed_nodes_members_leave_when_its_lease_expires(
     assert json.loads(removed["data"]) == {"user_id": "u2"}
     users = await asyncio.to_thread(lib(a).users_info, "presence-r")
     assert [u["id"] for u in users["users"]] == ["u1"]
+    await ann.ws.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_stopped_nodes_members_leave_at_the_next_heartbeat(
+    server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM: the node ends its lease as it stops, so another node reaps it at its next
+    heartbeat (5 s), well before the 20 s a killed node takes."""
+    monkeypatch.setenv("WAGERWIRE_PUSHER_APPS", json.dumps({APP_ID: {"key": KEY,
+                                                                     "secret": SECRET}}))
+    args = nodes_args(redis_server, postgres_server)
+    a, b = server_factory(args), server_factory(args)
+    ann, bob = await Client.open(a), await Client.open(b)
+    await ann.join("presence-r", "u1")
+    await bob.join("presence-r", "u2")
+    await ann.next("pusher_internal:member_added")
+    loop = asyncio.get_running_loop()
+    assert await asyncio.to_thread(b.signal, signal.SIGTERM) == 0
+    stopped = loop.time()
+    removed = await ann.next("pusher_internal:member_removed", timeout=60)
+    assert json.loads(removed["data"]) == {"user_id": "u2"}
+    assert loop.time() - stopped < 15  # a heartbeat, not a lease
     await ann.ws.close()
 
 
