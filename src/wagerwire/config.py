@@ -222,6 +222,8 @@ def load_settings(
     _check_ranges(settings)
     if settings.auth not in ("open", "required"):
         raise BadParameter(f"auth must be 'open' or 'required', not {settings.auth!r}")
+    if settings.pusher_max_connections < 0:
+        raise BadParameter("pusher_max_connections must be >= 0 (0: no limit)")
     if not 0 <= settings.port <= 65535:
         raise BadParameter(f"port {settings.port} is out of range")
     return dataclasses.replace(settings)

@@ -166,6 +166,65 @@ async def test_presence_occupancy_webhooks_and_terminate_across_two_nodes(
     receiver.server.close()
 
 
+def presence_js(ports: list[int], channel: str) -> str:
+    """pusher-js clients, one per node port, each joining ``channel`` as user ``u<i>``; the
+    auth is signed in the test's customHandler (the server checks it as for /pusher/auth)."""
+    return f"""
+import Pusher from "pusher-js";
+import crypto from "node:crypto";
+const out = (obj) => console.log(JSON.stringify(obj));
+const sign = (text) => crypto.createHmac("sha256", {json.dumps(SECRET)}).update(text)
+  .digest("hex");
+{json.dumps(ports)}.forEach((port, i) => {{
+  const user = "u" + i;
+  const p = new Pusher({json.dumps(KEY)}, {{
+    cluster: "local", wsHost: "127.0.0.1", wsPort: port, forceTLS: false,
+    enabledTransports: ["ws"], disableStats: true,
+    channelAuthorization: {{ customHandler: (params, callback) => {{
+      const cd = JSON.stringify({{ user_id: user, user_info: {{ port }} }});
+      callback(null, {{ auth: {json.dumps(KEY)} + ":" +
+        sign(params.socketId + ":" + params.channelName + ":" + cd), channel_data: cd }});
+    }} }},
+  }});
+  const ch = p.subscribe({json.dumps(channel)});
+  ch.bind("pusher:subscription_succeeded", (m) => out({{user, count: m.count,
+    ids: Object.keys(m.members).sort()}}));
+  ch.bind("pusher:member_added", (m) => out({{user, added: m.id}}));
+  ch.bind("pusher:member_removed", (m) => out({{user, removed: m.id}}));
+}});
+"""
+
+
+@pytest.mark.timeout(240)
+async def test_pusher_js_presence_across_two_nodes(
+    server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dialect_harness import run_node
+
+    monkeypatch.setenv("WAGERWIRE_PUSHER_APPS", json.dumps({APP_ID: {"key": KEY,
+                                                                     "secret": SECRET}}))
+    args = nodes_args(redis_server, postgres_server)
+    a, b = server_factory(args), server_factory(args)
+    first = await run_node(presence_js([a.port], "presence-js"))
+    try:
+        await first.wait_lines(lambda ls: any('"count":1' in x for x in ls), what="u0 in")
+        second = await run_node(presence_js([a.port, b.port], "presence-js"))  # u0 again, u1
+        try:
+            lines = await second.wait_lines(
+                lambda ls: any('"user":"u1","count":2' in x for x in ls), what="u1 sees u0")
+            assert any('"ids":["u0","u1"]' in x for x in lines)
+            await first.wait_lines(lambda ls: any('"added":"u1"' in x for x in ls),
+                                   what="u0 sees u1 join from the other node")
+        finally:
+            await second.stop()
+        await first.wait_lines(lambda ls: any('"removed":"u1"' in x for x in ls),
+                               what="u1 left (its node-b connection closed)")
+        assert not any('"removed":"u0"' in x for x in first.lines)  # u0 is still connected
+    finally:
+        await first.stop()
+
+
 @pytest.mark.timeout(240)
 async def test_a_killed_nodes_members_leave_when_its_lease_expires(
     server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,

@@ -111,6 +111,10 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
         if not isinstance(table, Mapping):
             raise BadParameter(f"pusher_apps.{app_id} must be a table with key and secret")
         key, secret = table.get("key"), table.get("secret")
+        limit = table.get("max_connections", 0)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise BadParameter(f"pusher_apps.{app_id}.max_connections must be an integer "
+                               ">= 0 (0: no limit)")
         if not isinstance(key, str) or not key or not isinstance(secret, str) or not secret:
             raise BadParameter(f"pusher_apps.{app_id} needs a non-empty key and secret")
         apps.append(PusherApp(
@@ -119,7 +123,7 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
             encryption_master_key=_master_key(app_id, table.get("encryption_master_key_base64")),
             webhook_url=_url(app_id, table.get("webhook_url")),
             enabled=bool(table.get("enabled", True)),
-            max_connections=int(table.get("max_connections", 0)),
+            max_connections=limit,
         ))
     return apps
 

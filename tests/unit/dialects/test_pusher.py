@@ -479,3 +479,15 @@ def test_app_connections_are_counted_until_the_quota() -> None:
     first.stop()
     assert cluster.local == 0 and d.sessions == 0
     opened(d)  # room again
+
+
+def test_app_limits_from_the_config() -> None:
+    from wagerwire.dialects.pusher_apps import apps_from_config
+    from wagerwire.errors import BadParameter
+
+    (app,) = apps_from_config({"a": {"key": "k", "secret": "s", "max_connections": 5,
+                                     "enabled": False}})
+    assert app.max_connections == 5 and not app.enabled
+    for bad in (-1, "5", True):
+        with pytest.raises(BadParameter, match="max_connections"):
+            apps_from_config({"a": {"key": "k", "secret": "s", "max_connections": bad}})
