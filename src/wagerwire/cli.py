@@ -94,6 +94,10 @@ def _serve_parser(sub: Any) -> None:
                    "(off by default: any web page could publish into this hub)")
     p.add_argument("--no-anonymous-publish", dest="anonymous_publish", action="store_const",
                    const=False, help="refuse publishing without a publisher key (default)")
+    p.add_argument("--webtransport", dest="webtransport", action="store_const", const=True,
+                   help="also serve WebTransport (HTTP/3, UDP): /wt, /wt/{game}, /v1/wt")
+    p.add_argument("--webtransport-port", type=int,
+                   help="UDP port of the WebTransport listener (default 4433)")
     p.add_argument("--retention-count", type=int,
                    help="messages kept per channel (default 100000)")
     p.add_argument("--retention-age", type=float,

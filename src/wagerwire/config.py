@@ -65,6 +65,8 @@ class Settings:
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
+    webtransport: bool = False  # HTTP/3 + WebTransport listener on UDP (needs a certificate)
+    webtransport_port: int = 4433  # its UDP port (0 = any free); advertised in Alt-Svc
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -223,4 +225,6 @@ def load_settings(
         raise BadParameter(f"auth must be 'open' or 'required', not {settings.auth!r}")
     if not 0 <= settings.port <= 65535:
         raise BadParameter(f"port {settings.port} is out of range")
+    if not 0 <= settings.webtransport_port <= 65535:
+        raise BadParameter(f"webtransport_port {settings.webtransport_port} is out of range")
     return dataclasses.replace(settings)

@@ -37,6 +37,7 @@ from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoute
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
 from wagerwire.transports.websocket import NativeWsConnection
+from wagerwire.transports.webtransport import Certified, WebTransportServer
 
 __all__ = ["Server", "build_hub", "install_uvloop", "run"]
 
@@ -121,6 +122,10 @@ class Server:
         self._http: HttpServerState | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.port = settings.port
+        # The WebTransport listener (settings.webtransport) and where its certificate comes
+        # from: (leaf, chain, private key), asked again for every reload.
+        self.webtransport: WebTransportServer | None = None
+        self.certificate: Callable[[], Certified] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -179,10 +184,25 @@ class Server:
         self._server = await loop.create_server(
             lambda: HttpProtocol(http), sock=sock, backlog=4096
         )
+        if settings.webtransport:
+            await self._start_webtransport(registry)
         self._tasks.append(loop.create_task(self._tick()))
         for feature in self.features:
             for source in feature.sources:
                 self._tasks.append(loop.create_task(self._run_source(source)))
+
+    async def _start_webtransport(self, registry: StreamRegistry) -> None:
+        from wagerwire.node.webtransport import webtransport_server
+
+        if self.certificate is None:
+            raise BadParameter("WebTransport needs a TLS certificate (HTTP/3 is TLS only)")
+        wt = self.webtransport = webtransport_server(self.settings, registry, self.certificate)
+        try:
+            await wt.start()
+        except OSError as exc:
+            raise BadParameter(f"cannot listen on UDP {self.settings.host}:"
+                               f"{self.settings.webtransport_port}: {exc.strerror or exc}"
+                               ) from exc
 
     async def _run_source(self, source: Any) -> None:
         try:
@@ -232,6 +252,9 @@ class Server:
         registry = self.registry
         if registry is not None:
             registry.closing = True
+        if self.webtransport is not None:
+            await self.webtransport.stop()
+        if registry is not None:
             for conn in list(registry.connections):
                 conn.shutdown()
         for task in self._tasks:
