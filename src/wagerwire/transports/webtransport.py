@@ -60,11 +60,13 @@ from wagerwire.dialects.datastream import DataStreamWt
 from wagerwire.errors import (
     BadParameter,
     CloseCode,
+    InternalError,
     MalformedJson,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    Unavailable,
     UnknownOp,
     WagerwireError,
 )
@@ -687,6 +689,9 @@ class WtProtocol(QuicConnectionProtocol):
                 f"at most {self.server.config.max_sessions} WebTransport sessions per "
                 "connection"))
             return
+        if self.server.registry.closing:
+            self._refuse(stream_id, Unavailable("server is shutting down; retry shortly"))
+            return
         query = {k: v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
         plain = {k: v for k, v in head.items() if not k.startswith(":")}
         try:
@@ -696,12 +701,37 @@ class WtProtocol(QuicConnectionProtocol):
             return
         except Exception:
             log.exception("WebTransport session on %s failed to open", path[:100])
-            self._refuse(stream_id, WagerwireError("internal error; the server logged it"))
+            self._refuse(stream_id, InternalError("internal error; the server logged it"))
             return
+        self.sessions[stream_id] = session  # counted against max_sessions from now on
+        if session.slot.pending:  # a keyed stream: count it against the plan first
+            self._loop.create_task(self._admit(session))
+        else:
+            self._accept(session)
+
+    async def _admit(self, session: WtSession) -> None:
+        """Await the session's slot; its refusal (429, 503) is a plain HTTP/3 error."""
+        try:
+            await session.slot.admit()
+        except WagerwireError as exc:
+            self.sessions.pop(session.session_id, None)
+            self._refuse(session.session_id, exc)
+            return
+        except Exception:
+            log.exception("admitting a WebTransport session failed")
+            self.sessions.pop(session.session_id, None)
+            self._refuse(session.session_id, InternalError("internal error; the server logged it"))
+            return
+        if self.sessions.get(session.session_id) is not session or self.server.registry.closing:
+            session.slot.release()  # the client left (or the server is stopping) meanwhile
+            self.sessions.pop(session.session_id, None)
+            return
+        self._accept(session)
+
+    def _accept(self, session: WtSession) -> None:
         assert self.h3 is not None
-        self.h3.send_headers(stream_id, [(b":status", b"200"),
-                                         (b"sec-webtransport-http3-draft", b"draft02")])
-        self.sessions[stream_id] = session
+        self.h3.send_headers(session.session_id, [
+            (b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")])
         session.opened()
         self._soon()
 
