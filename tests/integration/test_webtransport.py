@@ -286,3 +286,45 @@ async def test_shutdown_closes_sessions_with_1001_and_a_resume_hint(tmp_path: Pa
         for session in (native, datastream):
             info = await session.closed()
             assert info is not None and info[0] == 1001 and "resume" in info[1]
+
+
+async def test_the_listener_serves_the_node_certificate_and_rest_advertises_it(
+        tmp_path: Path) -> None:
+    """With --tls-dev (no injected certificate) the QUIC handshake presents the node's
+    certificate, whose hash /v1/tls/certificate-hashes publishes; REST answers carry Alt-Svc."""
+    import base64
+    import hashlib
+
+    import httpx
+    from cryptography.hazmat.primitives import serialization
+
+    settings = Settings(port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False,
+                        webtransport=True, webtransport_port=0, tls_dev=True,
+                        tls_dev_dir=str(tmp_path / "tls"))
+    server = Server(settings, default_features)
+    await server.start()
+    try:
+        assert server.webtransport is not None
+        port = server.webtransport.port
+        async with httpx.AsyncClient(verify=False) as http:
+            reply = await http.get(f"https://127.0.0.1:{server.port}/v1/tls/certificate-hashes")
+        assert reply.headers["alt-svc"] == f'h3=":{port}"; ma=86400'
+        served = {h["value"] for h in reply.json()["hashes"]}
+        async with wt_connect(port) as conn:
+            session = await conn.open("/wt/crash")
+            assert session.status == 200
+            peer = conn._quic.tls._peer_certificate
+            assert peer is not None
+            der = peer.public_bytes(serialization.Encoding.DER)
+            assert base64.b64encode(hashlib.sha256(der).digest()).decode() in served
+    finally:
+        await server.stop()
+
+
+def test_webtransport_needs_one_process() -> None:
+    from wagerwire.config import load_settings
+    from wagerwire.errors import BadParameter
+
+    with pytest.raises(BadParameter, match="one process"):
+        load_settings({"webtransport": True, "workers": 2, "broker": "redis://127.0.0.1/0"},
+                      environ={})
