@@ -49,6 +49,8 @@ try {
       async function session(first) {
         const wt = new WebTransport(url, opts);
         await wt.ready;
+        wt.closed.then((info) => window.report({ closed: info, session: first ? 1 : 2 }))
+          .catch((e) => window.report({ closedWithError: String(e), session: first ? 1 : 2 }));
         const stream = await wt.createBidirectionalStream();
         const writer = stream.writable.getWriter();
         const op = { op: 'subscribe', channels: ['game:crash'] };

@@ -196,5 +196,13 @@ async def test_a_native_session_in_chromium_drops_and_resumes_with_no_gap(
             replies = [o["reply"] for o in got if o.get("session") == 2 and "reply" in o]
             assert replies[0]["op"] == "subscribed" and replies[0]["recovered"] is True
             assert not [o for o in got if "pageerror" in o or "error" in o]
+            # a restart closes the session with 1001 and the resume hint, as the page sees it
+            await live.server.stop()
+            lines = await child.wait_lines(
+                lambda ls: any(o.get("session") == 2 and "closed" in o for o in parsed(ls)),
+                timeout=60, what="the page saw its session closed")
+            [closed] = [o["closed"] for o in parsed(lines)
+                        if o.get("session") == 2 and "closed" in o]
+            assert closed["closeCode"] == 1001 and "resume" in closed["reason"]
         finally:
             await child.stop()

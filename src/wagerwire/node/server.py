@@ -248,10 +248,11 @@ class Server:
             log.exception("source %r stopped with an error", source)
 
     def _connection_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {"ws": 0, "sse": 0}
+        counts: dict[str, int] = {"ws": 0, "sse": 0, "wt": 0}
         if self.registry is not None:
             for conn in self.registry.connections:
-                kind = "sse" if isinstance(conn, SseConnection) else "ws"
+                kind = "sse" if isinstance(conn, SseConnection) else (
+                    "wt" if conn.transport_kind == "wt" else "ws")
                 counts[kind] += 1
         return counts
 

@@ -739,7 +739,7 @@ class WtProtocol(QuicConnectionProtocol):
         h3 = self.h3
         if h3 is None:
             return
-        self.server.registry.errors["wt", "refused", str(error.status)] += 1
+        self.server.registry.errors["wt", "refused", error.code] += 1
         body = orjson.dumps(error.to_json())
         with contextlib.suppress(H3Error, Exception):
             h3.send_headers(stream_id, [(b":status", str(error.status).encode()),
