@@ -328,3 +328,54 @@ def test_webtransport_needs_one_process() -> None:
     with pytest.raises(BadParameter, match="one process"):
         load_settings({"webtransport": True, "workers": 2, "broker": "redis://127.0.0.1/0"},
                       environ={})
+
+
+async def test_stream_token_expiry_closes_the_session_with_4001(tmp_path: Path) -> None:
+    async with wt_server(tmp_path, auth="required", token_ttl=1) as live, \
+            wt_connect(wt_port(live)) as conn:
+        token = await token_for(live, live.key("key-reader"))
+        session = await conn.open(f"/wt/crash?token={token}")
+        assert session.status == 200
+        assert await session.closed() == (4001, "stream token expired: get a new one and resume")
+
+
+async def test_wagerwire_serve_webtransport_end_to_end(tmp_path: Path) -> None:
+    """`wagerwire serve --tls-dev --webtransport`: the banner names the UDP port, a session
+    opens, SIGTERM closes it with 1001 and the process exits 0."""
+    import re
+    import signal
+    import sys
+
+    from dialect_harness import Child
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wagerwire", "serve", "--port", "0", "--no-demo",
+        "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--tls-dev", "--tls-dev-dir",
+        str(tmp_path / "tls"), "--webtransport", "--webtransport-port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    child = Child(proc)
+    try:
+        lines = await child.wait_lines(lambda ls: any("WebTransport" in x for x in ls),
+                                       timeout=60, what="the banner")
+        [port] = [int(m.group(1)) for x in lines
+                  if (m := re.search(r"WebTransport https://127\.0\.0\.1:(\d+)/wt", x))]
+        async with wt_connect(port) as conn:
+            session = await conn.open("/wt/crash")
+            assert session.status == 200
+            proc.send_signal(signal.SIGTERM)
+            info = await session.closed()
+            assert info is not None and info[0] == 1001
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        await child.stop()
+
+
+async def test_webtransport_without_a_certificate_is_refused_at_start(tmp_path: Path) -> None:
+    from wagerwire.errors import BadParameter
+
+    settings = Settings(port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False,
+                        webtransport=True, webtransport_port=0)
+    server = Server(settings, default_features)
+    with pytest.raises(BadParameter, match="certificate"):
+        await server.start()
+    await server.stop()
