@@ -379,3 +379,22 @@ async def test_webtransport_without_a_certificate_is_refused_at_start(tmp_path: 
     with pytest.raises(BadParameter, match="certificate"):
         await server.start()
     await server.stop()
+
+
+async def test_a_reset_stream_ends_only_its_own_subscriptions(tmp_path: Path) -> None:
+    from dialect_harness import wait_until
+
+    async with wt_server(tmp_path) as live, wt_connect(wt_port(live)) as conn:
+        session, first = await native_session(conn)
+        second = session.open_bidi()
+        for stream in (first, second):
+            stream.send_line({"op": "subscribe", "channels": ["game:crash"]})
+            assert (await stream.line())["op"] == "subscribed"
+        await subscribed(live, "game:crash", 2)
+        conn._quic.reset_stream(first.stream_id, 0)
+        conn._quic.stop_stream(first.stream_id, 0)
+        conn.transmit()
+        await wait_until(lambda: live.hub.local_subscriber_counts().get("game:crash") == 1,
+                         20, "the reset stream's subscription is gone")
+        await live.hub.publish("game:crash", {"n": 1})
+        assert (await second.line())["data"] == {"n": 1}

@@ -49,7 +49,13 @@ from aioquic.h3.events import (
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    ProtocolNegotiated,
+    QuicEvent,
+    StopSendingReceived,
+    StreamReset,
+)
 
 from wagerwire.auth.identity import NO_SLOT, Identity, StreamSlot
 from wagerwire.core.hub import FrameEncoder
@@ -366,7 +372,7 @@ class WtSession:
     """One WebTransport session (an accepted extended CONNECT) and what it opened."""
 
     __slots__ = ("proto", "session_id", "registry", "identity", "slot", "closed", "sinks",
-                 "streams", "_expiry", "_lane")
+                 "streams", "accepted", "_expiry", "_lane")
 
     def __init__(self, proto: WtProtocol, session_id: int, registry: StreamRegistry,
                  identity: Identity, slot: StreamSlot) -> None:
@@ -376,6 +382,7 @@ class WtSession:
         self.identity = identity
         self.slot = slot
         self.closed = False
+        self.accepted = False  # the 200 went out (after the plan admitted the session)
         self.sinks: list[StreamConnection] = []
         self.streams: dict[int, NativeWtStream] = {}
         self._expiry: asyncio.TimerHandle | None = None
@@ -383,6 +390,7 @@ class WtSession:
 
     def opened(self) -> None:
         """The 200 is on its way: wire revocation and token expiry, then start."""
+        self.accepted = True
         slot = self.slot
         if slot is not NO_SLOT:
             slot.on_revoke = self.revoke
@@ -411,6 +419,14 @@ class WtSession:
         """Data on a stream the client opened; the default refuses it (FIN, nothing read)."""
         if stream_id not in self.streams:
             self.proto.stop_reading(stream_id)
+
+    def stream_gone(self, stream_id: int) -> None:
+        """The client reset (or stopped reading) one of its streams: end that one only."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            if stream in self.sinks:
+                self.sinks.remove(stream)
+            stream.close_transport()
 
     # -- to the client ---------------------------------------------------------------------
 
@@ -621,10 +637,13 @@ class WtProtocol(QuicConnectionProtocol):
         elif isinstance(event, ConnectionTerminated):
             self._terminated()
             return
-        elif isinstance(event, StreamReset):
+        elif isinstance(event, StreamReset | StopSendingReceived):
             session = self.sessions.get(event.stream_id)
             if session is not None:
                 session.terminated()
+            owner = self.owner.pop(event.stream_id, None)
+            if owner is not None:
+                owner.stream_gone(event.stream_id)
         if self.h3 is None:
             return
         for h3_event in self.h3.handle_event(event):
@@ -637,7 +656,7 @@ class WtProtocol(QuicConnectionProtocol):
                 session.on_datagram(event.data)
         elif isinstance(event, WebTransportStreamDataReceived):
             session = self.owner.get(event.stream_id) or self.sessions.get(event.session_id)
-            if session is None or session.closed:
+            if session is None or session.closed or not session.accepted:
                 self.stop_reading(event.stream_id)
                 return
             self.owner[event.stream_id] = session
