@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -398,3 +399,41 @@ async def test_a_reset_stream_ends_only_its_own_subscriptions(tmp_path: Path) ->
                          20, "the reset stream's subscription is gone")
         await live.hub.publish("game:crash", {"n": 1})
         assert (await second.line())["data"] == {"n": 1}
+
+
+async def test_a_replaced_certificate_serves_new_connections_without_a_restart(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    def write(cert: TestCertificate) -> None:
+        (tmp_path / "cert.pem").write_bytes(
+            cert.certificate.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / "key.pem").write_bytes(cert.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+
+    def presented(conn: Any) -> bytes:
+        peer = conn._quic.tls._peer_certificate
+        return bytes(peer.public_bytes(serialization.Encoding.DER))
+
+    first, second = TestCertificate(), TestCertificate()
+    write(first)
+    settings = Settings(port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False,
+                        webtransport=True, webtransport_port=0,
+                        tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"))
+    server = Server(settings, default_features)
+    await server.start()
+    try:
+        assert server.webtransport is not None and server.tls is not None
+        port = server.webtransport.port
+        async with wt_connect(port) as old:
+            assert presented(old) == first.der
+            write(second)
+            os.utime(tmp_path / "cert.pem", (1, 1))  # a changed mtime, whatever the clock
+            assert server.tls.check()
+            async with wt_connect(port) as new:
+                assert presented(new) == second.der
+                assert (await new.open("/wt/crash")).status == 200
+            assert (await old.open("/wt/crash")).status == 200  # the old one goes on
+    finally:
+        await server.stop()
