@@ -437,3 +437,81 @@ async def test_a_replaced_certificate_serves_new_connections_without_a_restart(
             assert (await old.open("/wt/crash")).status == 200  # the old one goes on
     finally:
         await server.stop()
+
+
+class FreezingUdpProxy(asyncio.DatagramProtocol):
+    """127.0.0.1 UDP relay to ``port`` for one client; while ``frozen`` it drops everything
+    (a peer that stops reading and acknowledging)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.frozen = False
+        self.client: Any = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.upstream: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=("127.0.0.1", 0))
+        proxy = self
+
+        class Upstream(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                if not proxy.frozen and proxy.transport is not None and proxy.client:
+                    proxy.transport.sendto(data, proxy.client)
+
+        self.upstream, _ = await loop.create_datagram_endpoint(
+            Upstream, remote_addr=self.target)
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.client = addr
+        if not self.frozen and self.upstream is not None:
+            self.upstream.sendto(data)
+
+    def close(self) -> None:
+        for t in (self.transport, self.upstream):
+            if t is not None:
+                t.close()
+
+
+async def test_a_native_stream_past_the_outbox_limit_is_closed_4000_and_resumes(
+        tmp_path: Path) -> None:
+    """A peer that stops acknowledging: the stream pauses, frames wait in the outbox, past
+    the limit the session closes with 4000 (delivered once the peer reads again); a resume
+    replays a backlog bigger than the limit page by page, without another cut."""
+    async with wt_server(tmp_path, outbox_limit=256 * 1024) as live:
+        proxy = FreezingUdpProxy(wt_port(live))
+        proxy_port = await proxy.start()
+        try:
+            async with wt_connect(proxy_port) as conn:
+                session, stream = await native_session(conn)
+                stream.send_line({"op": "subscribe", "channels": ["game:crash"]})
+                assert (await stream.line())["op"] == "subscribed"
+                await live.hub.publish("game:crash", {"n": 0})
+                token = (await stream.line())["token"]
+                proxy.frozen = True
+                await asyncio.gather(*(live.hub.publish("game:crash", {"n": n, "pad": "x" * 300})
+                                       for n in range(1, 1201)))
+                await wait_for(lambda: live.registry is not None
+                               and live.registry.slow_consumers == 1, "the 4000 cut")
+                proxy.frozen = False
+                info = await session.closed(timeout=60)
+                assert info is not None and info[0] == 4000
+        finally:
+            proxy.close()
+        async with wt_connect(wt_port(live)) as conn:
+            _, stream = await native_session(conn)
+            stream.send_line({"op": "subscribe", "channels": ["game:crash"], "since": token})
+            assert (await stream.line())["recovered"] is True
+            got = [(await stream.line())["data"]["n"] for _ in range(1200)]
+            assert got == list(range(1, 1201))
+            assert live.registry is not None and live.registry.slow_consumers == 1
+
+
+async def wait_for(pred: Any, what: str, timeout: float = 30.0) -> None:
+    from dialect_harness import wait_until
+    await wait_until(pred, timeout, what)
+
+

@@ -138,6 +138,12 @@ class NativeDatagramEncoder:
         return native.encode_message(message)
 
 
+HIGH_WATER = 64 * 1024
+LOW_WATER = 16 * 1024
+WATER_POLL_S = 0.005
+"""A native stream pauses past HIGH_WATER bytes QUIC has not sent yet and resumes below
+LOW_WATER (polled: aioquic reports no "buffer drained" event)."""
+
 NATIVE_WT = NativeWtEncoder()
 NATIVE_DATAGRAM = NativeDatagramEncoder()
 
@@ -169,7 +175,7 @@ class _StreamWriter:
         self.proto.reset_stream(self.stream_id, 0)
 
     def get_write_buffer_size(self) -> int:
-        return self.proto.stream_backlog(self.stream_id)
+        return self.proto.stream_unsent(self.stream_id)
 
 
 class _NoWriter:
@@ -282,6 +288,27 @@ class NativeWtStream(NativeWsConnection):
 
     def send_text(self, payload: bytes) -> None:
         self.send_now(payload + b"\n")
+
+    def flush(self) -> None:
+        """Write as a TCP stream would, and pause while QUIC holds more than
+        :data:`HIGH_WATER` unsent bytes (a peer that does not acknowledge): frames then wait
+        in the outbox, where the slow-consumer limit applies, and replay pages wait in
+        ``drain`` as they do on WebSocket."""
+        super().flush()
+        transport = self.transport
+        if (not self._paused and not self.closed and transport is not None
+                and transport.get_write_buffer_size() > HIGH_WATER):
+            self.pause_writing()
+            self.registry.loop.call_later(WATER_POLL_S, self._poll_water)
+
+    def _poll_water(self) -> None:
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        if transport.get_write_buffer_size() <= LOW_WATER:
+            self.resume_writing()
+        else:
+            self.registry.loop.call_later(WATER_POLL_S, self._poll_water)
 
     def send_error(self, error: WagerwireError) -> None:
         self.registry.errors["wt", "error", error.code] += 1
@@ -592,13 +619,14 @@ class WtProtocol(QuicConnectionProtocol):
             self.send_stream(stream_id, b"", True)
         self._soon()
 
-    def stream_backlog(self, stream_id: int) -> int:
-        """Bytes queued on a stream and not yet acknowledged (0 if unknown)."""
+    def stream_unsent(self, stream_id: int) -> int:
+        """Bytes queued on a stream that QUIC has not sent yet (congestion and flow control
+        hold them): the equivalent of an asyncio transport's write buffer."""
         stream = self._quic._streams.get(stream_id)
         if stream is None:
             return 0
         sender = stream.sender
-        return max(0, sender._buffer_stop - sender._buffer_start)
+        return max(0, sender._buffer_stop - sender.highest_offset)
 
     def send_datagram(self, session_id: int, frame: bytes) -> None:
         h3 = self.h3
