@@ -138,6 +138,10 @@ class NativeDatagramEncoder:
         return native.encode_message(message)
 
 
+MAX_BLOCKED_UNI = 64
+"""Unidirectional streams (payloads too big for a datagram) waiting for the peer's stream
+credit; past it such payloads are dropped as a datagram would be."""
+
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
 WATER_POLL_S = 0.005
@@ -640,8 +644,8 @@ class WtProtocol(QuicConnectionProtocol):
 
     def send_uni(self, session_id: int, payload: bytes) -> None:
         h3 = self.h3
-        if h3 is None:
-            return
+        if h3 is None or len(self._quic._streams_blocked_uni) >= MAX_BLOCKED_UNI:
+            return  # the peer grants no more streams: dropped, like a datagram
         stream_id = h3.create_webtransport_stream(session_id, is_unidirectional=True)
         self._quic.send_stream_data(stream_id, payload, end_stream=True)
         self._soon()
