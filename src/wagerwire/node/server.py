@@ -209,7 +209,7 @@ class Server:
         if settings.webtransport:
             await self._start_webtransport(registry)
             assert self.webtransport is not None
-            http.advertise_http3(self.webtransport.port)
+            self.advertise_http3(self.webtransport.port)
         self._tasks.append(loop.create_task(self._tick()))
         for feature in self.features:
             for source in feature.sources:
