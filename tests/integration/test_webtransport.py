@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -515,3 +516,28 @@ async def wait_for(pred: Any, what: str, timeout: float = 30.0) -> None:
     await wait_until(pred, timeout, what)
 
 
+
+
+async def test_server_pings_keep_an_idle_session_alive(tmp_path: Path) -> None:
+    """The client's QUIC idle timeout is 1.5 s and it sends nothing: the server's PING every
+    ping interval (0.5 s here) keeps the session through 3 quiet seconds."""
+    from aioquic.asyncio.client import connect
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+    from wtclient import WtConn
+
+    async with wt_server(tmp_path, ping_interval=0.5) as live:
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
+                                   max_datagram_frame_size=65536, idle_timeout=1.5)
+        config.verify_mode = ssl.CERT_NONE
+        async with connect("127.0.0.1", wt_port(live), configuration=config,
+                           create_protocol=WtConn) as conn:
+            assert isinstance(conn, WtConn)
+            conn.port = wt_port(live)
+            _, stream = await native_session(conn)
+            stream.send_line({"op": "subscribe", "channels": ["game:crash"]})
+            assert (await stream.line())["op"] == "subscribed"
+            await asyncio.sleep(3)
+            assert not conn.terminated.is_set()
+            await live.hub.publish("game:crash", {"n": 1})
+            assert (await stream.line())["data"] == {"n": 1}

@@ -592,6 +592,7 @@ class WtProtocol(QuicConnectionProtocol):
         self.owner: dict[int, WtSession] = {}  # WebTransport stream id -> its session
         self._capsules: dict[int, CapsuleReader] = {}
         self._flush_scheduled = False
+        self._pings = 0
         server.connections.add(self)
 
     # -- sending (every send schedules one transmit for this loop turn) --------------------
@@ -806,6 +807,12 @@ class WtProtocol(QuicConnectionProtocol):
         self.owner.clear()
         self.server.connections.discard(self)
 
+    def keepalive(self) -> None:
+        if self.sessions:
+            self._pings += 1
+            self._quic.send_ping(self._pings)
+            self._soon()
+
     def shutdown(self) -> None:
         for session in list(self.sessions.values()):
             session.shutdown()
@@ -832,6 +839,7 @@ class WebTransportServer:
         self.certificate = certificate
         self.connections: set[WtProtocol] = set()
         self._server: QuicServer | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
         self.port = config.port
 
     def route(self, path: str) -> Route | None:
@@ -884,6 +892,18 @@ class WebTransportServer:
         transport = self._server._transport
         if transport is not None:
             self.port = transport.get_extra_info("sockname")[1]
+        self._schedule_keepalive()
+
+    def _schedule_keepalive(self) -> None:
+        self._keepalive = self.registry.loop.call_later(self.registry.config.ping_interval,
+                                                        self._ping_all)
+
+    def _ping_all(self) -> None:
+        """A QUIC PING on every connection each ping interval: browsers send none, and an
+        idle subscriber (a quiet channel) would otherwise hit the idle timeout."""
+        for proto in list(self.connections):
+            proto.keepalive()
+        self._schedule_keepalive()
 
     def reload(self) -> None:
         """New connections use the certificate ``certificate()`` answers now."""
@@ -892,6 +912,9 @@ class WebTransportServer:
 
     async def stop(self) -> None:
         """Close every session (1001 + resume hint), give the capsules a moment, close."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         for proto in list(self.connections):
             proto.shutdown()
         if self.connections:
