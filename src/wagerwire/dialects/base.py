@@ -334,7 +334,7 @@ class Dialect(Protocol):
     """One route-table row's wire format: its transport, its shared encoder, its handshake."""
 
     @property
-    def transport(self) -> Literal["ws", "sse"]:
+    def transport(self) -> Literal["ws", "sse", "wt"]:
         """Which connection class serves it (its stream is counted under this kind)."""
 
     @property

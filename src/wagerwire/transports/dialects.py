@@ -28,6 +28,7 @@ from wagerwire.dialects.base import (
     Close,
     Dialect,
     DialectOp,
+    Directory,
     HubEvent,
     LatestRead,
     OpFailed,
@@ -52,6 +53,7 @@ __all__ = [
     "DialectWsConnection",
     "SessionDriver",
     "dialect_stream",
+    "directory_of",
     "stream_request",
 ]
 
@@ -89,6 +91,12 @@ class _Directory:
         self.registry.hub.validate_subscription(
             list(channels), dict(since) if since is not None else None
         )
+
+
+def directory_of(registry: StreamRegistry) -> Directory:
+    """The dialects' :class:`~wagerwire.dialects.base.Directory` over a server's gate and hub
+    (for transports that accept sessions outside the HTTP route table: WebTransport)."""
+    return _Directory(registry)
 
 
 def dialect_stream(dialect: Dialect) -> Factory:
