@@ -11,7 +11,8 @@ gen reads
 * ``-G FILE``: the publisher's templates, one per (sport, competition, bookmaker) cell of the
   simulator's catalogue (63): a native ``publish`` of one price on
   ``odds:{sport}:{competition}`` with the ``bookmaker`` attribute, gen's payload carried as the
-  ``match_name`` string (``%SPAYLOAD%``), so the OddsStream frame keeps gen's markers.
+  ``match_name`` string (``%SPAYLOAD%``), so the OddsStream frame keeps gen's markers; the
+  event, market and selection ids stay the same per cell, as a feed's repeated prices do.
 
 Message ``s`` uses template ``s mod 63``; gen expects it at exactly the subscribers whose filters
 match that cell, and counts the window, loss and gaps on them alone.
@@ -63,7 +64,10 @@ def template(sport: str, comp: str, book: str) -> str:
     """gen's publish text for one cell; ``%SPAYLOAD%`` becomes gen's payload as a string."""
     data = {"bookmaker": book, "match_name": "%SPAYLOAD%", "competition": comp, "sport": sport,
             "market_type": "1x2", "selection": "Home", "odds": 2.1, "period": 0,
-            "is_live": True, "scraped_at": "2026-12-07T03:00:00Z"}
+            "is_live": True, "scraped_at": "2026-12-07T03:00:00Z",
+            # one event and market per cell, as a feed's repeated prices have (the hub's
+            # price table keys on them; without them every price would be a new event)
+            "event_id": f"bench-{comp}", "market_id": "1x2", "selection_id": "home"}
     op = {"op": "publish", "channel": f"odds:{sport}:{comp}",
           "attrs": {"sport": sport, "competition": comp, "bookmaker": book}, "data": data}
     return orjson.dumps(op).decode()
