@@ -29,6 +29,7 @@ Usage (bench/oddsstream_stack.sh calls ``tokens`` before it starts the server)::
 
     oddsstream_kit.py templates OUT
     oddsstream_kit.py tokens --db HUB.DB --count 10000 --out PATHS
+    oddsstream_kit.py native-paths --count 10000 --out PATHS   # the native filtered control
 """
 
 from __future__ import annotations
@@ -125,6 +126,23 @@ def write_tokens(db: Path, count: int, out: Path) -> None:
     write_atomically(out, lines)
 
 
+def write_native_paths(count: int, out: Path) -> None:
+    """The control row: the same filters as native subscriptions in the URL (``/v1/ws?
+    channels=…&filter=…``), no token, native frames; the same templates reach them."""
+    cat = default_catalog()
+    table = cells()
+    filters = combos()
+    lines = []
+    for i in range(count):
+        flt = filters[i % len(filters)]
+        params = {"channels": ",".join(flt.channels(cat))}
+        if flt.bookmaker is not None:
+            params["filter"] = orjson.dumps({"bookmaker": flt.bookmaker}).decode()
+        wanted = ",".join(str(k) for k in matching(flt, table))
+        lines.append(f"{wanted} /v1/ws?{urlencode(params)}")
+    write_atomically(out, lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -134,9 +152,14 @@ def main() -> None:
     k.add_argument("--db", type=Path, required=True)
     k.add_argument("--count", type=int, default=10_000)
     k.add_argument("--out", type=Path, required=True)
+    n = sub.add_parser("native-paths")
+    n.add_argument("--count", type=int, default=10_000)
+    n.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if args.cmd == "templates":
         write_templates(args.out)
+    elif args.cmd == "native-paths":
+        write_native_paths(args.count, args.out)
     else:
         write_tokens(args.db, args.count, args.out)
 
