@@ -1,4 +1,4 @@
-"""Casino simulators: provably-fair crash, double, slot and wall street rounds, and demo balances.
+"""Casino simulators: provably-fair crash, slide, double, slot and wall street rounds, demo balances.
 
 They exist so a fresh hub has live, *verifiable* data at once (demo, tests, benchmarks) and so
 every dialect has real-looking rounds to encode. Each game plays a hash chain backwards exactly as
@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_CHAIN_LENGTH",
     "DEMO_USERS",
     "SOURCE_NAME",
+    "TRACKERSINO_GAMES",
     "BalanceSimulator",
     "CasinoSimulator",
     "Clock",
