@@ -179,6 +179,11 @@ class RedisBroker:
         self.link.on_ready_change = callback
 
     @property
+    def failovers(self) -> int:
+        """Redis failovers this node followed (Sentinel named a new primary), for metrics."""
+        return self.link.failovers
+
+    @property
     def resyncs(self) -> int:
         """Completed (re)connections of the listener, for tests and metrics."""
         return self.listener.resyncs

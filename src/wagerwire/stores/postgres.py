@@ -49,7 +49,7 @@ import orjson
 from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
-from wagerwire.errors import Unavailable
+from wagerwire.errors import StoreUnavailable, Unavailable
 from wagerwire.types import now_ms
 
 if TYPE_CHECKING:
@@ -89,7 +89,9 @@ _FIND_KEY = (
     f"SELECT {_COLUMNS} FROM messages WHERE channel = $1 AND idempotency_key = $2 "
     'AND ts >= $3 ORDER BY "offset" LIMIT 1'
 )
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# InternalClientError: a connection left mid-operation when the server went away under it.
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+              OSError, asyncio.TimeoutError)
 
 
 def load_pg_migrations() -> list[tuple[int, str, str]]:
@@ -154,8 +156,16 @@ class PostgresStore:
         pool_size: connections for reads.
         prune_every: appended messages between prunes of the channels written meanwhile.
         prune_interval_s: seconds between prunes of every channel.
+        read_timeout_s: a read (waiting for a pool connection included) fails with
+            ``StoreUnavailable`` after this long.
 
-    ``commits`` counts committed append batches and ``appended`` the messages they held.
+    ``commits`` counts committed append batches and ``appended`` the messages they held;
+    ``healthy`` says whether the last write or read reached PostgreSQL.
+
+    While PostgreSQL is unreachable (restarting, network), appends and reads fail at once
+    with :class:`StoreUnavailable` (HTTP 503 ``store_unavailable``): nothing of a failed batch
+    was kept or acknowledged. Every batch and read after that tries again (the writer opens
+    a new connection, the pool replaces its broken ones), so the store resumes by itself.
     """
 
     def __init__(
@@ -169,6 +179,7 @@ class PostgresStore:
         pool_size: int = 4,
         prune_every: int = 1000,
         prune_interval_s: float = 60.0,
+        read_timeout_s: float = 10.0,
     ) -> None:
         if batch_max < 1 or pool_size < 1 or prune_every < 1 or prune_interval_s <= 0:
             raise ValueError("batch_max, pool_size, prune_every and prune_interval_s must be > 0")
@@ -180,9 +191,11 @@ class PostgresStore:
         self.batch_max = batch_max
         self.commits = 0
         self.appended = 0
+        self.healthy = True  # the last write or read reached PostgreSQL (/metrics)
         # Hears each committed batch: (messages, seconds); /metrics sets it.
         self.on_commit: Callable[[int, float], None] | None = None
         self._lock_timeout_ms = lock_timeout_ms
+        self._read_timeout_s = read_timeout_s
         self._pool_size = pool_size
         self._prune_every = prune_every
         self._prune_interval_s = prune_interval_s
@@ -234,7 +247,7 @@ class PostgresStore:
             if self._wconn is not None:
                 await self._wconn.close()
                 self._wconn = None
-            raise Unavailable(f"cannot open PostgreSQL store: {exc}") from exc
+            raise StoreUnavailable(f"cannot open PostgreSQL store: {exc}") from exc
         self._opened = True
         self._next_sweep = time.monotonic() + self._prune_interval_s
         self._writer = asyncio.get_running_loop().create_task(self._run_writer())
@@ -369,12 +382,14 @@ class PostgresStore:
             refused, refused_epoch, refused_last = await conn.fetchrow(_APPEND, *rows)
         except _DB_ERRORS as exc:  # any failure fails the whole batch, nothing is kept
             log.warning("PostgreSQL batch of %d appends failed: %s", len(batch), exc)
-            errors = [Unavailable(f"the store failed to commit: {exc}") for _ in batch]
+            errors = [StoreUnavailable(f"the store failed to commit: {exc}") for _ in batch]
+            self.healthy = False
             await self._drop_broken_conn()
         else:
             for index, epoch, last in zip(refused, refused_epoch, refused_last, strict=True):
                 m = batch[index - 1].message
                 errors[index - 1] = _hole(m, None if epoch is None else (epoch, last))
+            self.healthy = True
             appended = len(batch) - len(refused)
             self._dirty.update(m.message.channel for m in batch)
             self._since_prune += appended
@@ -391,9 +406,10 @@ class PostgresStore:
                 item.future.set_exception(error)
 
     async def _drop_broken_conn(self) -> None:
-        conn = self._wconn
-        if conn is not None and conn.is_closed():
-            self._wconn = None
+        """After a failure, the writer's next batch opens a new connection."""
+        conn, self._wconn = self._wconn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # its state is unknown (an error may have left it mid-way)
 
     async def _run_job(self, job: _Job) -> None:
         try:
@@ -402,7 +418,7 @@ class PostgresStore:
         except _DB_ERRORS as exc:
             await self._drop_broken_conn()
             if not job.future.done():
-                job.future.set_exception(Unavailable(f"the store failed: {exc}"))
+                job.future.set_exception(StoreUnavailable(f"the store failed: {exc}"))
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
@@ -484,11 +500,18 @@ class PostgresStore:
         pool = self._pool
         assert pool is not None
         try:
-            return list(await pool.fetch(sql, *args))
+            # Bounded: while PostgreSQL restarts, the pool may wait for a connection that
+            # never comes; a publish waiting on a read (reconcile) must not hang with it.
+            timeout = self._read_timeout_s
+            async with pool.acquire(timeout=timeout) as conn:
+                rows = list(await conn.fetch(sql, *args, timeout=timeout))
         except _DB_ERRORS as exc:
             if self._closed:
                 raise Unavailable("the store is closed") from exc
-            raise Unavailable(f"the store failed to read: {exc}") from exc
+            self.healthy = False
+            raise StoreUnavailable(f"the store failed to read: {exc}") from exc
+        self.healthy = True
+        return rows
 
     async def positions(self) -> dict[str, Position]:
         """The last position of every channel ever written (retention never lowers it)."""
