@@ -107,6 +107,15 @@ class Publishers:
         assert len(keys) == len(set(keys)), "a message was stored under two offsets"
 
 
+async def mid_stream(pubs: Publishers, acked: int = 30, timeout: float = 30) -> None:
+    """Wait until ``acked`` publishes were acknowledged (the machine may be slow to start)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(pubs.acked) < acked:
+        assert loop.time() < deadline, "the publishers did not start"
+        await asyncio.sleep(0.02)
+
+
 async def metric(url: str, name: str) -> float:
     async with httpx.AsyncClient(timeout=5) as client:
         text = (await client.get(url + "/metrics")).text
@@ -152,7 +161,7 @@ async def test_sentinel_failover_mid_stream_loses_no_acknowledged_message(
 
     pubs = Publishers(urls)
     running = [asyncio.create_task(pubs.run(n, 250)) for n in (0, 1)]
-    await asyncio.sleep(0.7)  # mid-stream
+    await mid_stream(pubs)
     acked_before = len(pubs.acked)
     await asyncio.to_thread(sentinels.kill_primary)
     await asyncio.to_thread(sentinels.wait_promoted, 60)
@@ -191,7 +200,7 @@ async def test_postgres_restart_mid_stream_refuses_then_resumes(
 
     pubs = Publishers(urls)
     running = [asyncio.create_task(pubs.run(n, 250)) for n in (0, 1)]
-    await asyncio.sleep(0.7)
+    await mid_stream(pubs)
     await asyncio.to_thread(own_postgres.stop)
     store_down = False
     for _ in range(100):

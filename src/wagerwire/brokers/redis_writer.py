@@ -5,7 +5,8 @@ across nodes (``claim.lua``), waits for the channel's writer lease (``acquire.lu
 the publishes that wait together; a dirty lease is reconciled with the store first), takes
 the next offset with no round trip, persists as its own task, and once it and every earlier
 publish of the channel are persisted, is committed in a batch (``commit.lua``) and handed to
-``redis_delivery``. The lease is renewed in the background (``renew.lua``) and released
+``redis_delivery``; the commits of all channels ready in one event-loop turn share one
+pipelined round trip. The lease is renewed in the background (``renew.lua``) and released
 (``release.lua``) once the channel is idle for ``linger_s`` or another node wants it.
 """
 
