@@ -415,3 +415,23 @@ async def test_a_store_outage_is_store_unavailable(
             await asyncio.sleep(0.1)
     assert message.offset == 2 and store.healthy
     await settle_equal([node], "s")
+
+
+async def test_a_new_channels_first_message_lost_by_redis_is_filled_from_the_store(
+    nodes: list[Node], postgres_server: PostgresServer, redis_server: RedisServer
+) -> None:
+    """A subscriber listens to a channel nobody has written yet; its first message is made
+    durable but Redis loses it before the commit (a restart or a failover to a replica that
+    never saw it). The next message, at offset 2, must not start the channel there: offset 1
+    is filled from the store first (it was acknowledged, e.g. to a retry by its key)."""
+    schema, prefix = f"n{uuid.uuid4().hex[:8]}", f"n{uuid.uuid4().hex[:8]}"
+    a = await make_node(nodes, postgres_server, redis_server.url, schema, prefix=prefix)
+    b = await make_node(nodes, postgres_server, redis_server.url, schema, prefix=prefix,
+                        subscribe_all=False)
+    await b[0].subscribe("new")  # nowhere yet
+    await a[2].append(Message("new", 1, "epoch1", 1, b"first"))  # durable, never committed
+    result = await a[0].publish("new", b"second", ts=2, attrs=None, idempotency_key=None,
+                                persist=a[2].append)
+    assert (result.message.offset, result.message.epoch) == (2, "epoch1")
+    await settle_equal([b], "new")
+    assert b[1].of("new") == [(1, b"first"), (2, b"second")]

@@ -167,6 +167,9 @@ class FanoutListener:
                 await self.link.seed(seeds)
                 for name, pos in seeds:
                     self.delivery.sync(name, pos.epoch, pos.offset)
+                for name in missing:
+                    if name not in positions:  # nowhere yet: deliver it from offset 1
+                        self.delivery.order(name).expect_new()
             for name, (epoch, top) in zip(chunk, metas, strict=True):
                 if epoch is not None:
                     self.delivery.sync(name, epoch.decode(), int(top))
