@@ -33,7 +33,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
     p.add_argument("--store", help="history store URL (default sqlite:///wagerwire.db)")
-    p.add_argument("--broker", help="broker URL (default memory://, one process)")
+    p.add_argument("--broker", help="broker URL (default memory://, one process; "
+                   "redis://host:port/0 or redis+sentinel://host:port,…/service for many)")
     p.add_argument("--workers", type=int,
                    help="worker processes sharing the port, each with its own event loop "
                    "(default 1; more than 1 needs --broker redis://… and --store "

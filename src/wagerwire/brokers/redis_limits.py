@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from wagerwire.auth.limits import SLOT_TTL_S, Limits, SlotRef
+from wagerwire.brokers.redis_url import client, close_pool, parse_redis_url
 from wagerwire.errors import LimitsUnavailable
 
 __all__ = ["RedisLimits"]
@@ -75,11 +76,12 @@ class RedisLimits:
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "ww", slot_ttl_s: float = SLOT_TTL_S
                  ) -> RedisLimits:
-        """A client for ``url`` that gives up after :data:`TIMEOUT_S` (connect or reply),
+        """A client for ``url`` (``redis://`` or ``redis+sentinel://``, see
+        ``brokers/redis_url.py``: it follows the primary across failovers) that gives up after :data:`TIMEOUT_S` (connect or reply),
         retried once at once: a stalled Redis is answered with 503 within 2 x TIMEOUT_S."""
-        client = Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
-                                retry=Retry(NoBackoff(), 1))
-        return cls(client, prefix=prefix, slot_ttl_s=slot_ttl_s)
+        redis = client(parse_redis_url(url), socket_timeout=TIMEOUT_S,
+                       socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 1))
+        return cls(redis, prefix=prefix, slot_ttl_s=slot_ttl_s)
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -128,7 +130,9 @@ class RedisLimits:
 
     async def aclose(self) -> None:
         try:
+            pool = self.redis.connection_pool
             await self.redis.aclose()
+            await close_pool(pool)
         except (RedisError, OSError):
             pass
 

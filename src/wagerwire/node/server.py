@@ -72,7 +72,7 @@ def build_hub(settings: Settings) -> Hub:
 
 def shared_limits(broker_url: str) -> RedisLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
+    if not broker_url.startswith(("redis://", "rediss://", "redis+sentinel://")):
         return None
     url, prefix = redis_url_and_prefix(broker_url)
     return RedisLimits.from_url(url, prefix=f"{prefix}:limits")
