@@ -33,7 +33,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
     p.add_argument("--store", help="history store URL (default sqlite:///wagerwire.db)")
-    p.add_argument("--broker", help="broker URL (default memory://, one process)")
+    p.add_argument("--broker", help="broker URL (default memory://, one process; "
+                   "redis://host:port/0 or redis+sentinel://host:port,…/service for many)")
     p.add_argument("--workers", type=int,
                    help="worker processes sharing the port, each with its own event loop "
                    "(default 1; more than 1 needs --broker redis://… and --store "
@@ -97,6 +98,10 @@ def _serve_parser(sub: Any) -> None:
                    const=False, help="refuse publishing without a publisher key (default)")
     p.add_argument("--node-id", help="this node's name on the dashboard and in /metrics "
                    "(default: host:port-pid)")
+    p.add_argument("--webtransport", dest="webtransport", action="store_const", const=True,
+                   help="also serve WebTransport (HTTP/3, UDP): /wt, /wt/{game}, /v1/wt")
+    p.add_argument("--webtransport-port", type=int,
+                   help="UDP port of the WebTransport listener (default 4433)")
     p.add_argument("--retention-count", type=int,
                    help="messages kept per channel (default 100000)")
     p.add_argument("--retention-age", type=float,

@@ -64,6 +64,7 @@ class Settings:
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
+    pusher_max_connections: int = 0  # this node's Pusher connections; beyond: 4100 (0: none)
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
     # TLS on the TCP listener (https://, wss://); TOML may group them as [tls] cert = … .
     tls_cert: str = ""  # PEM certificate chain (leaf first); may also hold the key
@@ -72,6 +73,8 @@ class Settings:
     tls_dev_dir: str = ""  # where the dev certificate lives ("" = a temporary directory)
     tls_reload_interval: float = 5.0  # seconds between checks of the certificate files
     node_id: str = ""  # this node's name on the dashboard and /metrics ("" = host:port-pid)
+    webtransport: bool = False  # HTTP/3 + WebTransport listener on UDP (needs a certificate)
+    webtransport_port: int = 4433  # its UDP port (0 = any free); advertised in Alt-Svc
 
     def keys_path(self) -> str:
         """The SQLite file of API keys when they are not in PostgreSQL: ``keys_db``, else
@@ -182,6 +185,8 @@ def _check_ranges(settings: Settings) -> None:
         value = getattr(settings, name)
         if value <= 0:
             raise BadParameter(f"setting {name} must be greater than 0, got {value}")
+    if settings.pusher_max_connections < 0:
+        raise BadParameter("pusher_max_connections must be >= 0 (0: no limit)")
     if settings.log_level.lower() not in _LOG_LEVELS:
         raise BadParameter(
             f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
@@ -254,4 +259,9 @@ def load_settings(
         raise BadParameter("tls_key needs tls_cert (the certificate it belongs to)")
     if not 0 <= settings.port <= 65535:
         raise BadParameter(f"port {settings.port} is out of range")
+    if not 0 <= settings.webtransport_port <= 65535:
+        raise BadParameter(f"webtransport_port {settings.webtransport_port} is out of range")
+    if settings.webtransport and settings.workers > 1:
+        raise BadParameter("webtransport runs in one process: QUIC connections cannot be "
+                           "spread over workers sharing a UDP port (use --workers 1)")
     return dataclasses.replace(settings)

@@ -31,6 +31,7 @@ def test_a_key_made_on_one_node_verifies_on_every_other(keystore_factory: Any) -
         for node in (a, b, c):
             got = node.verify(key)
             assert got is not None and got.id == record.id
+            assert got.public()["prefix"] == f"{prefix}{record.id}_"
             assert (got.role, got.plan, got.user_id, got.name) == (
                 "publisher", "internal", "u-1", "feed")
             assert node.verify(key + "x") is None

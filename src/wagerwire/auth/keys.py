@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT,
     created_at REAL NOT NULL,
     last_used_at REAL,
-    revoked_at REAL
+    revoked_at REAL,
+    prefix TEXT NOT NULL DEFAULT 'ww_'
 );
 CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT PRIMARY KEY,
@@ -96,6 +97,9 @@ NODE_FORGET_S = 3600.0  # a node not seen for an hour leaves the table
 # "resync" (notifications may have been missed: re-read everything). Any thread may call it.
 StoreListener = Callable[[str, str], None]
 
+_COLUMNS = ("id, key_hash, role, plan, user_id, name, created_at, last_used_at, revoked_at, "
+            "prefix")
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
@@ -110,6 +114,7 @@ class KeyRecord:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    key_prefix: str = KEY_PREFIX  # ww_ or os_live_ (keys made before it was stored: ww_)
 
     def public(self) -> dict[str, object]:
         """What listings show: everything but the hash."""
@@ -117,7 +122,7 @@ class KeyRecord:
             "id": self.id, "role": self.role, "plan": self.plan, "user_id": self.user_id,
             "name": self.name, "created_at": self.created_at,
             "last_used_at": self.last_used_at, "revoked_at": self.revoked_at,
-            "prefix": f"{KEY_PREFIX}{self.id}_",
+            "prefix": f"{self.key_prefix}{self.id}_",
         }
 
 
@@ -196,7 +201,8 @@ def new_key(role: str, plan: str, user_id: str | None, name: str | None, prefix:
     check_new_key(role, user_id, prefix)
     key_id = secrets.token_hex(6)
     key = f"{prefix}{key_id}_{secrets.token_urlsafe(24)}"
-    return KeyRecord(key_id, hash_key(key), role, plan, user_id, name, now, None, None), key
+    return KeyRecord(key_id, hash_key(key), role, plan, user_id, name, now, None, None,
+                     prefix), key
 
 
 def hash_key(key: str) -> str:
@@ -226,6 +232,10 @@ class KeyStore:
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+        if "prefix" not in columns:  # a file made before the prefix was stored
+            self._conn.execute("ALTER TABLE api_keys ADD COLUMN prefix TEXT NOT NULL "
+                               "DEFAULT 'ww_'")
         self._lock = threading.Lock()
         self._node: NodeRecord | None = None
 
@@ -245,15 +255,17 @@ class KeyStore:
         record, key = new_key(role, plan, user_id, name, prefix, time.time())
         with self._lock:
             self._conn.execute(
-                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO api_keys (id, key_hash, role, plan, user_id, name, created_at, "
+                "last_used_at, revoked_at, prefix) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.key_hash, role, plan, user_id, name, record.created_at,
-                 None, None),
+                 None, None, prefix),
             )
         return record, key
 
     def get(self, key_id: str) -> KeyRecord | None:
         with self._lock:
-            row = self._conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?",
+                                     (key_id,)).fetchone()
         return KeyRecord(*row) if row else None
 
     def verify(self, key: str) -> KeyRecord | None:
@@ -266,7 +278,8 @@ class KeyStore:
 
     def list(self) -> list[KeyRecord]:
         with self._lock:
-            rows = self._conn.execute("SELECT * FROM api_keys ORDER BY created_at").fetchall()
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
         return [KeyRecord(*row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:

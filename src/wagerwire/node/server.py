@@ -38,6 +38,7 @@ from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoute
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
 from wagerwire.transports.websocket import NativeWsConnection
+from wagerwire.transports.webtransport import Certified, WebTransportServer
 
 __all__ = ["Server", "build_hub", "build_tls", "install_uvloop", "run"]
 
@@ -71,7 +72,7 @@ def build_hub(settings: Settings) -> Hub:
 
 def shared_limits(broker_url: str) -> RedisLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
+    if not broker_url.startswith(("redis://", "rediss://", "redis+sentinel://")):
         return None
     url, prefix = redis_url_and_prefix(broker_url)
     return RedisLimits.from_url(url, prefix=f"{prefix}:limits")
@@ -135,6 +136,10 @@ class Server:
         # The TCP listener's certificate (None: plain HTTP); the HTTP/3 listener uses it too.
         self.tls: CertificateSource | None = None
         self.cluster: ClusterView | None = None
+        # The WebTransport listener (settings.webtransport) and where its certificate comes
+        # from: (leaf, chain, private key), asked again for every reload.
+        self.webtransport: WebTransportServer | None = None
+        self.certificate: Callable[[], Certified] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -210,11 +215,40 @@ class Server:
                 ssl_handshake_timeout=settings.header_timeout,
             )
             tls.start(settings.tls_reload_interval)
+        if settings.webtransport:
+            await self._start_webtransport(registry)
+            assert self.webtransport is not None
+            self.advertise_http3(self.webtransport.port)
         self._tasks.append(loop.create_task(self._tick()))
         self._tasks.append(loop.create_task(self._heartbeat()))
         for feature in self.features:
             for source in feature.sources:
                 self._tasks.append(loop.create_task(self._run_source(source)))
+
+    async def _start_webtransport(self, registry: StreamRegistry) -> None:
+        from wagerwire.node.webtransport import webtransport_server
+
+        certificate = self.certificate
+        tls = self.tls
+        if certificate is None and tls is not None:
+            source = tls
+
+            def certificate() -> Certified:
+                m = source.current()
+                return m.certificate, list(m.chain), m.private_key
+
+        if certificate is None:
+            raise BadParameter("WebTransport needs a TLS certificate (HTTP/3 is TLS only): "
+                               "--tls-cert/--tls-key, or --tls-dev for a development one")
+        wt = self.webtransport = webtransport_server(self.settings, registry, certificate)
+        if self.certificate is None and tls is not None:
+            tls.subscribe(lambda _material: wt.reload())  # new connections, new certificate
+        try:
+            await wt.start()
+        except OSError as exc:
+            raise BadParameter(f"cannot listen on UDP {self.settings.host}:"
+                               f"{self.settings.webtransport_port}: {exc.strerror or exc}"
+                               ) from exc
 
     async def _run_source(self, source: Any) -> None:
         try:
@@ -225,10 +259,11 @@ class Server:
             log.exception("source %r stopped with an error", source)
 
     def _connection_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {"ws": 0, "sse": 0}
+        counts: dict[str, int] = {"ws": 0, "sse": 0, "wt": 0}
         if self.registry is not None:
             for conn in self.registry.connections:
-                kind = "sse" if isinstance(conn, SseConnection) else "ws"
+                kind = "sse" if isinstance(conn, SseConnection) else (
+                    "wt" if conn.transport_kind == "wt" else "ws")
                 counts[kind] += 1
         return counts
 
@@ -292,6 +327,9 @@ class Server:
         registry = self.registry
         if registry is not None:
             registry.closing = True
+        if self.webtransport is not None:
+            await self.webtransport.stop()
+        if registry is not None:
             for conn in list(registry.connections):
                 conn.shutdown()
         for task in self._tasks:
@@ -304,6 +342,12 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
+        if any(feature.on_stop for feature in self.features):
+            await asyncio.sleep(0.05)  # closed streams' last updates (Pusher presence)
+            for feature in self.features:
+                for stop in feature.on_stop:
+                    with contextlib.suppress(Exception):
+                        await stop()
         if self.tls is not None:
             await self.tls.aclose()
         await self.gate.aclose()
@@ -323,6 +367,9 @@ def banner(server: Server) -> str:
         tls = [f"  TLS        {server.tls.mode} certificate, sha-256 {cert.sha256_b64}, "
                f"valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
                f"({base}/v1/tls/certificate-hashes)"]
+    if server.webtransport is not None:
+        wt = f"https://{s.host}:{server.webtransport.port}"
+        tls.append(f"  WebTransport {wt}/wt (Data Stream), {wt}/v1/wt (native), UDP")
     return "\n".join([
         f"wagerwire listening on {base}",
         f"  dashboard  {base}/",

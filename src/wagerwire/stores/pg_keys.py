@@ -69,7 +69,8 @@ MAX_MISSING = 10_000
 WATCH_EVERY_S = 1.0
 CURRENT_KID_TTL_S = 10.0
 _SIGNING_LOCK = 0x77777369  # one first signing key, whoever asks first
-_KEY_COLUMNS = "id, key_hash, role, plan, user_id, name, created_at, last_used_at, revoked_at"
+_KEY_COLUMNS = ("id, key_hash, role, plan, user_id, name, created_at, last_used_at, revoked_at, "
+                "prefix")
 _APP_COLUMNS = ("app_id, key, secret, plan, client_events, max_client_events, "
                 "encryption_master_key, webhook_url, builtin, created_at")
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
@@ -318,8 +319,9 @@ class PgKeyStore:
         record, key = new_key(role, plan, user_id, name, prefix, time.time())
         r = record
         self._call(self._write(
-            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,NULL,NULL)",
-            (r.id, r.key_hash, r.role, r.plan, r.user_id, r.name, r.created_at),
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,NULL,NULL,$8)",
+            (r.id, r.key_hash, r.role, r.plan, r.user_id, r.name, r.created_at, r.key_prefix),
             f"create:{r.id}",
         ))
         with self._lock:
@@ -531,8 +533,9 @@ class PgKeyStore:
         async with self._pool.acquire(timeout=self.timeout) as conn, conn.transaction():
             for key in keys:
                 status = await conn.execute(
-                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
-                    "ON CONFLICT DO NOTHING", *dataclasses.astuple(key))
+                    f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES "
+                    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
+                    *dataclasses.astuple(key))
                 added[0] += not status.endswith(" 0")
             for row in signing:
                 status = await conn.execute(

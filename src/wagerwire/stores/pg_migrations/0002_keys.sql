@@ -10,7 +10,8 @@ CREATE TABLE api_keys (
     name         TEXT,
     created_at   DOUBLE PRECISION NOT NULL,
     last_used_at DOUBLE PRECISION,
-    revoked_at   DOUBLE PRECISION
+    revoked_at   DOUBLE PRECISION,
+    prefix       TEXT NOT NULL DEFAULT 'ww_'  -- ww_ or os_live_ (listings show it)
 );
 
 -- The periodic re-check of revocations reads only the revoked keys.
