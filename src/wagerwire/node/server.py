@@ -289,7 +289,9 @@ class Server:
         assert cluster is not None
         failing = False
         while True:
+            durable = getattr(self.hub.store, "inner", self.hub.store)  # under a HistoryStore
             record = cluster.record(time.time(), bool(getattr(self.hub.broker, "ready", True)),
+                                    bool(getattr(durable, "healthy", True)),
                                     len(self.registry.connections) if self.registry else 0)
             try:
                 await asyncio.to_thread(self.gate.keystore.heartbeat, record)

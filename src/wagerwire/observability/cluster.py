@@ -5,9 +5,8 @@ broker and store with their health, open streams) to the shared store every
 ``HEARTBEAT_S`` and reads everyone's back (``node/server.py``); :class:`ClusterView` holds
 what it read and renders it as metric families:
 
-* ``wagerwire_node_info{node_id,address,broker,store}`` (1): this node;
-* ``wagerwire_broker_up`` / ``wagerwire_store_up``: this node's broker is ready / its last
-  heartbeat reached the shared store;
+* ``wagerwire_node_info{node_id,address,broker,store}`` (1): this node (its own health is
+  ``wagerwire_broker_up`` / ``wagerwire_store_up``, from ``metrics.py``);
 * ``wagerwire_cluster_node_up{node_id,address,broker,store}``: 1 while a node's heartbeat
   is younger than ``DOWN_AFTER_S``, then 0 (until it is forgotten an hour later);
 * ``wagerwire_cluster_node_broker_up``, ``…_store_up``, ``…_streams``,
@@ -52,11 +51,12 @@ class ClusterView:
         self.nodes: list[NodeRecord] = []
         self.read_at = 0.0
 
-    def record(self, now: float, broker_ok: bool, streams: int) -> NodeRecord:
-        """This node's heartbeat (its store health is that of the last heartbeat)."""
+    def record(self, now: float, broker_ok: bool, store_ok: bool, streams: int) -> NodeRecord:
+        """This node's heartbeat: its store is healthy when the store says so and the last
+        heartbeat reached the shared store."""
         self.broker_ok = broker_ok
         return NodeRecord(self.node_id, self.address, self.started_at, now, self.broker,
-                          broker_ok, self.store, self.store_ok, streams)
+                          broker_ok, self.store, store_ok and self.store_ok, streams)
 
     def update(self, nodes: list[NodeRecord], now: float) -> None:
         self.store_ok = True
@@ -71,10 +71,6 @@ class ClusterView:
                                  labels=["node_id", "address", "broker", "store"])
         info.add_metric([self.node_id, self.address, self.broker, self.store], 1)
         yield info
-        yield GaugeMetricFamily("wagerwire_broker_up", "1 while this node's broker is ready",
-                                value=1 if self.broker_ok else 0)
-        yield GaugeMetricFamily("wagerwire_store_up", "1 when this node's last heartbeat "
-                                "reached the shared store", value=1 if self.store_ok else 0)
         up = GaugeMetricFamily("wagerwire_cluster_node_up", "1 while a node of the hub "
                                f"sends heartbeats (none for {DOWN_AFTER_S:.0f} s: 0)",
                                labels=["node_id", "address", "broker", "store"])
