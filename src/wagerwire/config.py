@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from wagerwire.core.conflation import PolicyTable
 from wagerwire.core.store import RetentionRule
 from wagerwire.errors import BadParameter
 
@@ -65,6 +66,9 @@ class Settings:
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
+    # [[channel_policies]] pattern, policy = "disconnect" | "conflate", key, lifecycle;
+    # tried before the default (odds:* conflates by event+bookmaker+market+selection_id)
+    channel_policies: list[dict[str, Any]] = field(default_factory=list)
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -145,6 +149,16 @@ def _pusher_apps(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _channel_policies(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):  # WAGERWIRE_CHANNEL_POLICIES='[{"pattern": …}]'
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadParameter(f"channel_policies is not JSON: {exc}") from exc
+    PolicyTable.parse(value)  # refuse a bad policy at start-up
+    return list(value)
+
+
 def _plans(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise BadParameter("plans must be a table of [plans.NAME] tables")
@@ -156,6 +170,7 @@ _STRUCTURED: dict[str, Callable[[str, Any], Any]] = {
     "plans": _plans,
     "pusher_apps": lambda key, value: _pusher_apps(value),
     "stake_origins": lambda key, value: _string_list(key, value),
+    "channel_policies": lambda key, value: _channel_policies(value),
 }
 """Settings that are tables or lists, each with its own parser."""
 

@@ -229,10 +229,15 @@ class DialectWsConnection(WsConnection):
         if self.closed or not joined:
             return
         session = self.session
+        src = self._src
         if session.selects:
             joined = session.select(frames, joined, messages)
             if not joined:
                 return
+            if src is not None:
+                src.append(joined)  # rewritten as a whole: never conflated
+        elif src is not None:
+            src.append((frames, messages))
         self._out.append(joined)
         self._out_bytes += len(joined)
         if not self._dirty:
@@ -247,9 +252,10 @@ class DialectWsConnection(WsConnection):
             session = self.session
             if session.selects:
                 frame = session.select([frame], frame, [message])
-                if not frame:
-                    return
-            self.send_now(frame)
+                if frame:
+                    self.send_now(frame)
+                return
+            StreamConnection.deliver(self, frame, message)
 
     def on_text(self, text: str) -> None:
         self.session.receive_text(text)
@@ -305,7 +311,7 @@ class DialectSseConnection(SseConnection):
     def deliver(self, frame: bytes, message: Message) -> None:
         data = self.session.rewrite(frame, message)
         if data:
-            self.send_now(data)
+            StreamConnection.deliver(self, data, message)
 
     def on_closed(self) -> None:
         self.driver.cancel()

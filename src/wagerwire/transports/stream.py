@@ -11,12 +11,22 @@ closed with a documented code, so it can never stall the hub or its neighbours. 
 frame then waits behind what the transport already holds (usually at most the high-water
 mark), and the connection is kept for up to ``ping_interval + pong_timeout`` for a peer that
 resumes reading late to receive it.
+
+A connection subscribed to a conflating channel (core/conflation.py) also remembers what its
+outbox holds, message by message (``_src``, one tuple per turn). Past the limit it first
+conflates: queued messages superseded by a newer one of the same key are dropped, a notice
+of their offsets takes their place (:meth:`StreamConnection.encode_superseded`; native
+clients hear of it, dialects do not), and only when that does not bring the outbox back
+under the limit is it cut like any other. Its transport buffer then stays within the
+high-water mark plus one outbox: it is written only while the peer reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wagerwire.auth.identity import NO_SLOT, Gate, StreamSlot
+from wagerwire.core.conflation import Item, PolicyTable, Superseded, conflate
 from wagerwire.core.messages import Message
 
 if TYPE_CHECKING:
@@ -52,6 +63,7 @@ class StreamConfig:
 
 
 HOLD_S = 0.001
+CONFLATING_SNDBUF = 64 * 1024  # kernel send buffer of a connection that may conflate
 
 
 def dialect_of(encoder: object) -> str:
@@ -71,11 +83,12 @@ class Tally:
     ``/metrics`` at scrape time. Nothing here is bumped per message or per write: the hub
     counts messages and bytes per frame format once per run of subscribers."""
 
-    __slots__ = ("key", "slow_consumers")
+    __slots__ = ("key", "slow_consumers", "conflated")
 
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
         self.slow_consumers = 0
+        self.conflated = 0  # queued messages dropped because a newer one of their key came
 
 
 class Flusher:
@@ -133,7 +146,7 @@ class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
     __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate",
-                 "loop", "tallies", "errors", "opened", "kinds")
+                 "loop", "tallies", "errors", "opened", "kinds", "conflated")
 
     def __init__(
         self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
@@ -148,6 +161,7 @@ class StreamRegistry:
         self.connections: set[StreamConnection] = set()
         self.closing = False
         self.slow_consumers = 0
+        self.conflated = 0  # queued messages dropped by conflation, all connections
         self.tallies: dict[tuple[str, str], Tally] = {}
         self.opened = 0  # connections made; each one's number is its ``conn_id``
         self.kinds: dict[object, tuple[str, str]] = {}  # frame encoder -> (transport, dialect)
@@ -185,6 +199,8 @@ class StreamConnection(asyncio.Protocol):
         "_grace",
         "tally",
         "conn_id",
+        "_src",
+        "_policies",
         "__weakref__",
     )
 
@@ -209,6 +225,30 @@ class StreamConnection(asyncio.Protocol):
         self.tally = registry.tally(self.transport_kind, encoder)
         registry.opened += 1
         self.conn_id = registry.opened
+        # What the outbox holds, turn by turn, once a conflating subscription exists.
+        self._src: list[bytes | tuple[list[bytes], list[Message]] | Superseded] | None = None
+        self._policies: PolicyTable | None = None
+
+    def enable_conflation(self, policies: PolicyTable) -> None:
+        """The hub calls this when the connection subscribes to a conflating channel.
+
+        The kernel's send buffer is capped too (``CONFLATING_SNDBUF``): left to autotune it
+        holds megabytes of prices no one will want by the time they are read, out of reach of
+        conflation; capped, what the peer cannot take yet waits in the outbox, where a newer
+        price replaces it.
+        """
+        if self._src is None:
+            self._policies = policies
+            self._src = list(self._out)
+            transport = self.transport
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONFLATING_SNDBUF)
+
+    def encode_superseded(self, notice: Superseded) -> bytes:
+        """This connection's form of a notice of superseded offsets (b"": none)."""
+        return b""
 
     @property
     def queued_bytes(self) -> int:
@@ -252,7 +292,16 @@ class StreamConnection(asyncio.Protocol):
 
     def deliver(self, frame: bytes, message: Message) -> None:
         """Queue a shared frame (replay, and connections that rewrite frames one by one)."""
-        self.send_now(frame)
+        if self.closed:
+            return
+        self._out.append(frame)
+        self._out_bytes += len(frame)
+        src = self._src
+        if src is not None:
+            src.append(([frame], [message]))
+        if not self._dirty:
+            self._dirty = True
+            self._flusher.schedule(self)
 
     def deliver_many(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> None:
         """Queue a turn's shared frames at once (the hub joined them for every subscriber).
@@ -265,6 +314,9 @@ class StreamConnection(asyncio.Protocol):
             return
         self._out.append(joined)
         self._out_bytes += len(joined)
+        src = self._src
+        if src is not None:
+            src.append((frames, messages))
         if not self._dirty:
             self._dirty = True
             flusher = self._flusher
@@ -287,6 +339,9 @@ class StreamConnection(asyncio.Protocol):
             return
         self._out.append(data)
         self._out_bytes += len(data)
+        src = self._src
+        if src is not None:
+            src.append(data)
         if not self._dirty:
             self._dirty = True
             self._flusher.schedule(self)
@@ -299,16 +354,58 @@ class StreamConnection(asyncio.Protocol):
         out = self._out
         if not out:
             return
-        if self._out_bytes > self._limit:
+        src = self._src
+        if self._out_bytes > self._limit and (src is None or not self._conflate()):
             self.slow_consumer()
             return
         if self._paused:
             return  # the peer is not reading: keep the frames (droppable) until resume_writing
+        out = self._out
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
         self._out_bytes = 0
+        if src is not None:
+            self._src = []
+            return  # written only while the peer reads: bounded by the high-water mark
         if transport.get_write_buffer_size() > self._limit:
             self.slow_consumer()
+
+    def _conflate(self) -> bool:
+        """Drop superseded queued messages; True when the outbox is back within its limit."""
+        src, policies = self._src, self._policies
+        if src is None or policies is None:
+            return False
+        items: list[Item] = []
+        for entry in src:
+            if isinstance(entry, tuple):
+                items.extend(zip(entry[0], entry[1], strict=True))
+            else:
+                items.append(entry)
+        result = conflate(items, policies.classify)
+        if not result.dropped:
+            return False
+        self.tally.conflated += result.dropped
+        self.registry.conflated += result.dropped
+        out: list[bytes] = []
+        kept: list[bytes | tuple[list[bytes], list[Message]] | Superseded] = []
+        size = 0
+        for item in result.items:
+            if isinstance(item, tuple):
+                data = item[0]
+                kept.append(([data], [item[1]]))
+            elif isinstance(item, Superseded):
+                data = self.encode_superseded(item)
+                kept.append(item)
+            else:
+                data = item
+                kept.append(item)
+            if data:
+                out.append(data)
+                size += len(data)
+        self._src = kept
+        self._out = out
+        self._out_bytes = size
+        return size <= self._limit
 
     async def drain(self) -> None:
         """Wait until queued frames reached the socket (used between replay pages)."""
@@ -338,6 +435,7 @@ class StreamConnection(asyncio.Protocol):
         self.tally.slow_consumers += 1
         self._out.clear()
         self._out_bytes = 0
+        self._src = None
         config = self.registry.config
         self._grace = config.ping_interval + config.pong_timeout
         self.close_stream_slow()
@@ -373,6 +471,7 @@ class StreamConnection(asyncio.Protocol):
             self._expiry.cancel()
         self._out.clear()
         self._out_bytes = 0
+        self._src = None
         self._wake_drain()
         registry = self.registry
         registry.connections.discard(self)

@@ -1,0 +1,118 @@
+"""The sans-I/O conflation parts: policies, keys, the conflating queue, images and lanes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from wagerwire.core.conflation import (
+    ChannelPolicy,
+    Lane,
+    LatestTable,
+    PolicyTable,
+    Superseded,
+    conflate,
+    offset_ranges,
+)
+from wagerwire.core.messages import Message
+from wagerwire.errors import BadParameter
+
+CH = "odds:football:epl"
+
+
+def price(offset: int, sel: str, odds: float, ts: int = 0, **attrs: str) -> Message:
+    data = {"selection_id": sel, "odds": odds}
+    base = {"event": "e1", "bookmaker": "b1", "market": "m1", **attrs}
+    return Message(CH, offset, "ep", ts or offset, orjson.dumps(data), base)
+
+
+def life(offset: int, ts: int = 0) -> Message:
+    return Message(CH, offset, "ep", ts or offset, b'{"type":"suspended"}',
+                   {"event": "e1", "lifecycle": "true"})
+
+
+def test_default_policy_keys_odds_from_attrs_and_fields() -> None:
+    table = PolicyTable()
+    assert table.conflates(CH) and not table.conflates("game:crash")
+    assert table.classify(price(1, "home", 2.0)) == ("e1\x1fb1\x1fm1\x1fhome", False)
+    assert table.classify(life(2)) == (None, True)
+    # a lifecycle rule on a data field, and a message without a full key, are kept
+    msg = Message(CH, 3, "ep", 3, b'{"type":"settled","selection_id":"x"}',
+                  {"event": "e1", "bookmaker": "b1", "market": "m1"})
+    assert table.classify(msg)[1] is True
+    assert table.classify(Message(CH, 4, "ep", 4, b"{}", None)) == (None, True)
+    assert table.classify(Message("game:crash", 1, "ep", 1, b"{}", None)) == (None, True)
+
+
+def test_policy_parse_and_errors() -> None:
+    table = PolicyTable.parse([{"pattern": "scores:*", "policy": "conflate", "key": "event",
+                                "lifecycle": {"status": ["final"]}}])
+    assert table.conflates("scores:x") and table.conflates(CH)  # defaults still apply
+    assert table.may_conflate("scores:*") and not PolicyTable([]).may_conflate("x:*")
+    off = PolicyTable.parse([{"pattern": "odds:*", "policy": "disconnect"}])
+    assert not off.conflates(CH)
+    for bad in ({"pattern": "a", "policy": "drop"}, {"pattern": "a", "policy": "conflate"},
+                {"policy": "conflate"}, {"pattern": "a", "key": [1]}):
+        with pytest.raises(BadParameter):
+            PolicyTable.parse([bad])
+    with pytest.raises(BadParameter):
+        PolicyTable.parse({"pattern": "a"})
+
+
+def test_conflate_keeps_newest_per_key_in_place_and_lifecycle_order() -> None:
+    table = PolicyTable()
+    msgs = [price(1, "home", 2.0), price(2, "away", 3.0), life(3), price(4, "home", 2.1),
+            price(5, "away", 3.2), price(6, "home", 2.2)]
+    items = [b"ctl", *[(b"f%d" % m.offset, m) for m in msgs]]
+    result = conflate(items, table.classify)
+    assert result.dropped == 3
+    kinds = [x if isinstance(x, bytes) else x[1].offset if isinstance(x, tuple) else
+             ("sup", tuple(x.offsets)) for x in result.items]
+    # the notice takes the place of the first dropped message; 3 (lifecycle) keeps its place
+    assert kinds == [b"ctl", ("sup", (1, 2, 4)), 3, 5, 6]
+    # a second pass merges its drops into the notice already queued
+    again = [*result.items, (b"f7", price(7, "away", 3.3))]
+    second = conflate(again, table.classify)
+    notices = [x for x in second.items if isinstance(x, Superseded)]
+    assert len(notices) == 1 and notices[0].offsets == [1, 2, 4, 5]
+    # nothing to conflate
+    assert conflate([b"a", (b"f", life(9))], table.classify).dropped == 0
+
+
+def test_offset_ranges() -> None:
+    assert offset_ranges([9, 3, 4, 5]) == [[3, 5], [9, 9]]
+    assert offset_ranges([]) == []
+
+
+def test_latest_table_keeps_newest_and_is_bounded() -> None:
+    t = LatestTable(max_keys=2)
+    t.put("a", price(2, "a", 1.5))
+    t.put("a", price(1, "a", 1.4))  # older: ignored
+    t.put("b", price(3, "b", 1.6))
+    t.put("c", price(4, "c", 1.7))  # evicts the least recently updated (a)
+    assert [m.offset for m in t.snapshot()] == [3, 4] and len(t) == 2
+
+
+def test_lane_interval_one_per_key_lifecycle_kept_in_order() -> None:
+    table = PolicyTable()
+    lane = Lane(CH, 100, 0, 0, table.classify)
+    lane.offer([price(1, "home", 2.0)])
+    assert [m.offset for m in lane.due(1000)] == [1]  # idle lane: at once
+    lane.offer([price(2, "home", 2.1), life(3), price(4, "home", 2.2), price(5, "away", 3.0)])
+    assert lane.due(1050) == [] and lane.next_at() == 1100
+    assert [m.offset for m in lane.due(1100)] == [3, 4, 5]
+    assert lane.released == 5 and lane.next_at() is None
+
+
+def test_lane_delay_holds_by_timestamp() -> None:
+    table = PolicyTable()
+    lane = Lane(CH, 0, 500, 0, table.classify)
+    lane.offer([price(1, "home", 2.0, ts=1000), price(2, "home", 2.1, ts=1200)])
+    assert lane.due(1499) == [] and lane.next_at() == 1500
+    assert [m.offset for m in lane.due(1500)] == [1]
+    assert [m.offset for m in lane.due(1700)] == [2] and lane.pending == 0
+
+
+def test_policy_first_match_wins() -> None:
+    table = PolicyTable([ChannelPolicy("odds:x:*"), ChannelPolicy("odds:*", "conflate", ("a",))])
+    assert not table.conflates("odds:x:y") and table.conflates("odds:z:y")
