@@ -273,6 +273,9 @@ async def test_image_is_complete_then_live_without_gap(server_factory: Any) -> N
     history = httpx.get(f"{server.url}/v1/channels/{CHANNEL}/messages",
                         params={"since": 0, "limit": 1000}).json()["messages"]
     assert _latest(image) == _latest(history)
+    rest = httpx.get(f"{server.url}/v1/channels/{CHANNEL}/image").json()
+    assert rest["offset"] == 200 and _latest(rest["image"]) == _latest(history)
+    assert httpx.get(f"{server.url}/v1/channels/prices:none/image").status_code == 404
     await _publish(server.ws_url, _items(10, start=200))
     live = await collect_messages(ws, 10, 20)
     assert [f["offset"] for f in live] == list(range(201, 211))
@@ -334,6 +337,11 @@ async def test_delayed_plan_gets_prices_after_the_delay(server_factory: Any, tmp
     assert reply["delay_ms"] == 1500
     plain, _ = await subscribe(server.ws_url, ["prices:undelayed"])
     await _publish(server.ws_url, _items(60))
+    # REST history is as late as the stream: nothing younger than the delay
+    page = httpx.get(f"{server.url}/v1/channels/{CHANNEL}/messages").json()
+    asked = time.time() * 1000
+    assert all(asked - m["ts"] >= 1500 for m in page["messages"]) and page["next"] is None
+    assert httpx.get(f"{server.url}/v1/channels/{CHANNEL}/image").status_code == 403
     frames: list[tuple[float, dict[str, Any]]] = []
     while len(frames) < 60:
         frame = json.loads(await asyncio.wait_for(ws.recv(), 30))

@@ -404,6 +404,15 @@ class Hub:
                 await asyncio.shield(filling)
         return table
 
+    async def image(self, channel: str) -> tuple[int, list[Message]]:
+        """The latest message per key of a conflating channel, and the offset it stands at
+        (REST's snapshot; the same as a subscription's image)."""
+        if not self.policies.conflates(channel):
+            raise BadParameter(f"{channel} does not conflate: it has no image; read its "
+                               "history instead")
+        table = await self._latest_table(channel)
+        return self._delivered.get(channel, 0), table.snapshot()
+
     def _send_image(self, sink: Sink, channel: str, flt: Filter | None) -> None:
         table = self._latest.get(channel)
         if table is None:
@@ -744,6 +753,9 @@ class Hub:
                 enable(self.policies)
         # Messages of this turn not yet fanned out were delivered before this subscription
         # in the order of things (its reply already counts them): never hand them over.
+        # (A delayed subscription's reply counts only what its lane let through: it gets them.)
+        if rate[1]:
+            return
         for channel, messages in self._turn:
             if channel == name or (is_pattern(name) and pattern_matcher(name).fullmatch(channel)):
                 floors = self._floors.setdefault(channel, {})

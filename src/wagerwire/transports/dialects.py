@@ -163,6 +163,9 @@ class SessionDriver:
                         conn, list(channels), filter=flt,
                         since=dict(since) if since is not None else None,
                         announce=self._announce if announce else None,
+                        # the plan's delay and minimum interval: a free odds tier gets its
+                        # prices late and conflated in every dialect, from the shared lane
+                        rate=conn.registry.gate.delivery_rate(self.session.identity),
                     )
                     return Subscribed(op, tuple(replies))
                 case Unsubscribe(channels=channels):
