@@ -5,15 +5,18 @@ passed in, in milliseconds).
 A channel's **policy** (first matching pattern wins) is ``disconnect`` (a subscriber past its
 outbox mark is closed, 4000) or ``conflate``: each message has a **key** built from message
 attributes or, failing that, top-level data fields (odds: event + bookmaker + market +
-selection), and when a subscriber falls behind only the newest queued message per key is kept.
-**Lifecycle** messages (attribute ``lifecycle`` = ``true``, or a field/value rule of the
-policy) and messages without a complete key are never dropped, and what is kept keeps its
-order: a superseded message disappears, the newer one stays where it was.
+selection). When a subscriber falls behind, what it has queued of such a channel is dropped
+and, once it reads again, it is sent the channel's :class:`LatestTable` since its position
+instead: the newest message of each key updated meanwhile and every **lifecycle** message
+(attribute ``lifecycle`` = ``true``, or a field/value rule of the policy; messages without a
+complete key count as such), in offset order, after a :class:`Superseded` notice of the
+offsets it will not get. The table is shared by every subscriber of the channel, so falling
+behind costs nothing per message and subscriber.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,19 +31,19 @@ __all__ = [
     "DEFAULT_POLICIES",
     "MAX_CONFLATE_MS",
     "MAX_IMAGE_KEYS",
+    "MAX_KEPT",
     "ChannelPolicy",
-    "ConflateResult",
-    "Item",
     "Lane",
     "LatestTable",
     "PolicyTable",
     "Superseded",
-    "conflate",
     "offset_ranges",
+    "skipped_ranges",
 ]
 
 MAX_CONFLATE_MS = 120_000
-MAX_IMAGE_KEYS = 200_000  # latest-per-key entries kept per channel for images
+MAX_IMAGE_KEYS = 100_000  # latest-per-key entries kept per conflating channel
+MAX_KEPT = 10_000  # recent lifecycle (and unkeyed) messages kept per conflating channel
 _POLICY_CACHE = 16384
 
 Classification = tuple[str | None, bool]
@@ -195,75 +198,17 @@ def _strings(value: object) -> list[str]:
     return [v if isinstance(v, str) else str(v).lower() for v in values]
 
 
-# -- the conflating queue -------------------------------------------------------------------
+# -- the latest-per-key table: images and catch-ups -------------------------------------------
 
 
 @dataclass(slots=True)
 class Superseded:
-    """A notice in a queue: these offsets of ``channel`` were replaced by newer messages."""
+    """A notice: these offsets of ``channel`` (inclusive ``[first, last]`` runs) were replaced
+    by newer messages of the same key; a client skips them."""
 
     channel: str
     epoch: str
-    offsets: list[int]
-
-
-Item = bytes | tuple[bytes, Message] | Superseded
-"""A queued thing: a control frame (kept as is), one message's frame, or a notice."""
-
-
-@dataclass(slots=True)
-class ConflateResult:
-    items: list[Item]
-    dropped: int
-
-
-def conflate(items: Sequence[Item], classify: Callable[[Message], Classification]) -> ConflateResult:
-    """Keep only the newest queued message per key; everything else keeps its place.
-
-    Notices of superseded offsets are merged, one per channel, at the place of the channel's
-    first notice or first dropped message (so a client hears of a hole before it sees a
-    message past it).
-    """
-    seen: set[tuple[str, str]] = set()
-    drop: set[int] = set()
-    for i in range(len(items) - 1, -1, -1):
-        item = items[i]
-        if isinstance(item, tuple):
-            key, lifecycle = classify(item[1])
-            if key is None or lifecycle:
-                continue
-            ident = (item[1].channel, key)
-            if ident in seen:
-                drop.add(i)
-            else:
-                seen.add(ident)
-    if not drop:
-        return ConflateResult(list(items), 0)
-    out: list[Item] = []
-    notices: dict[tuple[str, str], Superseded] = {}
-    for i, item in enumerate(items):
-        if isinstance(item, Superseded):
-            notice = notices.get((item.channel, item.epoch))
-            if notice is None:
-                notice = notices[(item.channel, item.epoch)] = Superseded(
-                    item.channel, item.epoch, list(item.offsets))
-                out.append(notice)
-            else:
-                notice.offsets.extend(item.offsets)
-            continue
-        if i in drop:
-            assert isinstance(item, tuple)
-            msg = item[1]
-            notice = notices.get((msg.channel, msg.epoch))
-            if notice is None:
-                notice = notices[(msg.channel, msg.epoch)] = Superseded(msg.channel, msg.epoch, [])
-                out.append(notice)
-            notice.offsets.append(msg.offset)
-            continue
-        out.append(item)
-    for notice in notices.values():
-        notice.offsets.sort()
-    return ConflateResult(out, len(drop))
+    ranges: list[list[int]]
 
 
 def offset_ranges(offsets: Iterable[int]) -> list[list[int]]:
@@ -277,37 +222,92 @@ def offset_ranges(offsets: Iterable[int]) -> list[list[int]]:
     return runs
 
 
-# -- images -----------------------------------------------------------------------------------
+def skipped_ranges(after: int, upto: int, sent: Sequence[int]) -> list[list[int]]:
+    """The runs of offsets in ``(after, upto]`` that are not in ``sent`` (ascending)."""
+    runs: list[list[int]] = []
+    nxt = after + 1
+    for offset in sent:
+        if offset > nxt:
+            runs.append([nxt, offset - 1])
+        nxt = max(nxt, offset + 1)
+    if nxt <= upto:
+        runs.append([nxt, upto])
+    return runs
 
 
 class LatestTable:
-    """The newest message per key of one conflating channel (for snapshot images), bounded to
-    ``max_keys`` (the least recently updated key goes first)."""
+    """One conflating channel's newest message per key, plus its recent lifecycle (and
+    unkeyed) messages, in offset order: what a subscriber that fell behind is sent instead of
+    everything it missed, and what a snapshot image is made of.
 
-    __slots__ = ("max_keys", "_latest")
+    It is exhaustive for offsets after ``start`` (where it began to see the channel live),
+    except that both parts are bounded: past ``max_keys`` the least recently updated key goes,
+    past ``max_kept`` the oldest lifecycle message, and ``lost`` remembers the newest offset so
+    forgotten: a catch-up from before it is refused (the subscriber is cut and resumes).
+    ``filled`` says the table was also filled from history (an image needs every key).
+    """
 
-    def __init__(self, max_keys: int = MAX_IMAGE_KEYS) -> None:
+    __slots__ = ("epoch", "start", "lost", "filled", "max_keys", "max_kept", "_latest", "_kept")
+
+    def __init__(self, epoch: str, start: int, max_keys: int = MAX_IMAGE_KEYS,
+                 max_kept: int = MAX_KEPT) -> None:
+        self.epoch = epoch
+        self.start = start
+        self.lost = 0
+        self.filled = False
         self.max_keys = max_keys
+        self.max_kept = max_kept
         self._latest: OrderedDict[str, Message] = OrderedDict()
+        self._kept: deque[Message] = deque()
 
     def __len__(self) -> int:
         return len(self._latest)
+
+    def add(self, message: Message, classification: Classification) -> None:
+        """Take a live message (in offset order) as classified by its channel's policy."""
+        key, lifecycle = classification
+        if key is not None and not lifecycle:
+            self.put(key, message)
+            return
+        kept = self._kept
+        kept.append(message)
+        if len(kept) > self.max_kept:
+            self.lost = max(self.lost, kept.popleft().offset)
 
     def put(self, key: str, message: Message) -> None:
         """Remember ``message`` for ``key`` unless a newer one is already there."""
         latest = self._latest
         known = latest.get(key)
         if known is not None:
-            if (known.epoch == message.epoch and known.offset >= message.offset):
+            if known.epoch == message.epoch and known.offset >= message.offset:
                 return
             latest.move_to_end(key)
         latest[key] = message
         while len(latest) > self.max_keys:
-            latest.popitem(last=False)
+            _, gone = latest.popitem(last=False)
+            self.lost = max(self.lost, gone.offset)
 
     def snapshot(self) -> list[Message]:
-        """The latest message of every key, in offset order."""
-        return sorted(self._latest.values(), key=lambda m: m.offset)
+        """The latest message of every key, in offset order (a snapshot image)."""
+        return sorted(self._latest.values(), key=_offset)
+
+    def since(self, after: int) -> list[Message] | None:
+        """What stands for everything after ``after``: the newest message of each key updated
+        since, and every lifecycle message since, in offset order; None when the table cannot
+        tell (it started later, or has forgotten part of it)."""
+        if after < self.start or after < self.lost:
+            return None
+        items = [m for m in self._latest.values() if m.offset > after]
+        for message in reversed(self._kept):
+            if message.offset <= after:
+                break
+            items.append(message)
+        items.sort(key=_offset)
+        return items
+
+
+def _offset(message: Message) -> int:
+    return message.offset
 
 
 # -- the shared rate / delay lane -----------------------------------------------------------

@@ -36,7 +36,13 @@ from wagerwire.core.channels import (
     validate_channel,
     validate_pattern,
 )
-from wagerwire.core.conflation import MAX_CONFLATE_MS, Lane, LatestTable, PolicyTable
+from wagerwire.core.conflation import (
+    MAX_CONFLATE_MS,
+    Lane,
+    LatestTable,
+    PolicyTable,
+    skipped_ranges,
+)
 from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
 from wagerwire.core.store import Store
 from wagerwire.errors import (
@@ -140,8 +146,10 @@ class Hub:
         self.broker = broker
         self.limits = limits or HubLimits()
         self.policies = policies or PolicyTable()
-        # Conflating channels someone asked an image of: their latest message per key.
-        self._latest: dict[str, LatestTable] = {}
+        # Each conflating channel's latest message per key and recent lifecycle messages
+        # (None: the channel does not conflate), for images and for subscribers that fell
+        # behind: updated once per message, shared by every subscriber.
+        self._latest: dict[str, LatestTable | None] = {}
         self._latest_ready: dict[str, asyncio.Future[None]] = {}
         # Subscriptions (channel or pattern -> sink) with a per-key interval or a delay: served
         # by one shared Lane per (channel, interval, delay), never per subscriber.
@@ -271,12 +279,18 @@ class Hub:
                 loop.call_soon(self._fan_out_turn)
                 self._turn_at = time.perf_counter()
             turn.append((channel, [message]))
-        if self._latest:
-            table = self._latest.get(channel)
-            if table is not None:
-                key, lifecycle = self.policies.classify(message)
-                if key is not None and not lifecycle:
-                    table.put(key, message)
+        latest = self._latest
+        table = latest.get(channel, _UNSEEN)
+        if table is _UNSEEN:
+            table = latest[channel] = (
+                LatestTable(message.epoch, message.offset - 1)
+                if self.policies.conflates(channel) else None
+            )
+        if table is not None:
+            assert isinstance(table, LatestTable)
+            if table.epoch != message.epoch:  # history restarted: so does the table
+                table = latest[channel] = LatestTable(message.epoch, message.offset - 1)
+            table.add(message, self.policies.classify(message))
         if self._listeners:  # after the append: whatever they subscribe starts after it
             self._notify_listeners(message)
 
@@ -380,29 +394,62 @@ class Hub:
         live messages already update it: the newer one of each key wins)."""
         table = self._latest.get(channel)
         if table is None:
-            table = self._latest[channel] = LatestTable()
-            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._latest_ready[channel] = ready
-            try:
-                until, after = self._delivered.get(channel, 0), 0
-                classify = self.policies.classify
-                while after < until:
-                    page = await self.store.read(channel, after, REPLAY_PAGE)
-                    if not page:
-                        break
-                    for message in page:
-                        key, lifecycle = classify(message)
-                        if key is not None and not lifecycle:
-                            table.put(key, message)
-                    after = page[-1].offset
-            finally:
-                del self._latest_ready[channel]
-                ready.set_result(None)
-        else:
-            filling = self._latest_ready.get(channel)
-            if filling is not None:
-                await asyncio.shield(filling)
+            top = self.broker.position(channel)
+            table = self._latest[channel] = LatestTable(top.epoch if top else "",
+                                                        self._delivered.get(channel, 0))
+        if table.filled:
+            return table
+        filling = self._latest_ready.get(channel)
+        if filling is not None:
+            await asyncio.shield(filling)
+            return self._latest.get(channel) or table
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._latest_ready[channel] = ready
+        try:
+            until, after = self._delivered.get(channel, 0), 0
+            classify = self.policies.classify
+            while after < until:
+                page = await self.store.read(channel, after, REPLAY_PAGE)
+                if not page:
+                    break
+                for message in page:
+                    key, lifecycle = classify(message)
+                    if key is not None and not lifecycle and message.epoch == table.epoch:
+                        table.put(key, message)
+                after = page[-1].offset
+            table.filled = True
+        finally:
+            del self._latest_ready[channel]
+            ready.set_result(None)
         return table
+
+    def catch_up(self, sink: Sink, channel: str, after: int
+                 ) -> tuple[list[Message], list[list[int]], str, int] | None:
+        """For ``sink``, which fell behind on conflating ``channel`` at offset ``after``: the
+        messages that stand for everything since (the newest per key, every lifecycle
+        message, through its filter, in offset order), the offsets it will not get, the
+        epoch, and the offset this brings it to (live delivery goes on after it). None when
+        the channel's table cannot tell: the sink is then a plain slow consumer."""
+        table = self._latest.get(channel)
+        if table is None:
+            return None
+        items = table.since(after)
+        if items is None:
+            return None
+        upto = self._delivered.get(channel, 0)
+        entries = self._exact.get(channel)
+        flt = entries.get(sink, _UNSEEN) if entries else _UNSEEN
+        if flt is _UNSEEN:
+            for pattern, subs in self._patterns.items():
+                if sink in subs and pattern_matcher(pattern).fullmatch(channel):
+                    flt = subs[sink]
+                    break
+        if flt is _UNSEEN:
+            return [], [], table.epoch, upto  # unsubscribed meanwhile
+        if flt is not None:
+            assert isinstance(flt, Filter)
+            items = [m for m in items if flt.matches(channel, m.attrs)]
+        return items, skipped_ranges(after, upto, [m.offset for m in items]), table.epoch, upto
 
     async def image(self, channel: str) -> tuple[int, list[Message]]:
         """The latest message per key of a conflating channel, and the offset it stands at
@@ -951,6 +998,7 @@ def _fan_out(groups: list[Group], batch: _Batch, floors: dict[Sink, int] | None)
 
 
 _NO_NAMES: frozenset[str] = frozenset()
+_UNSEEN: object = object()
 
 
 def check_rate(rate: Rate) -> Rate:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from wagerwire.core.channels import Filter
-from wagerwire.core.conflation import MAX_CONFLATE_MS, Superseded, offset_ranges
+from wagerwire.core.conflation import MAX_CONFLATE_MS, Superseded
 from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
 from wagerwire.core.tokens import decode_token, encode_position
 from wagerwire.errors import BadParameter, MalformedJson, UnknownOp, WagerwireError
@@ -179,7 +179,7 @@ def encode_superseded(notice: Superseded) -> bytes:
     """``{"op":"superseded","channel","epoch","offsets":[[first,last],…]}``: queued messages
     replaced by a newer message of the same key; a client skips them (no gap, no backfill)."""
     return orjson.dumps({"op": "superseded", "channel": notice.channel, "epoch": notice.epoch,
-                         "offsets": offset_ranges(notice.offsets)})
+                         "offsets": notice.ranges})
 
 
 def encode_subscribed(reply: SubscribeReply) -> bytes:

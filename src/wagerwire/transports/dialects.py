@@ -231,6 +231,15 @@ class DialectWsConnection(WsConnection):
         turn on the fan-out path), plus the skip of an empty turn."""
         if self.closed or not joined:
             return
+        lag = self._lag
+        if lag is not None:
+            channel = messages[0].channel
+            if channel in lag.behind:
+                return
+            if channel in lag.floors:
+                for frame, message in zip(frames, messages, strict=True):
+                    self.deliver(frame, message)
+                return
         session = self.session
         src = self._src
         if session.selects:
@@ -251,6 +260,8 @@ class DialectWsConnection(WsConnection):
                 flusher.arm()
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return
         if frame:
             session = self.session
             if session.selects:
@@ -312,6 +323,8 @@ class DialectSseConnection(SseConnection):
         self.close_transport()
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return
         data = self.session.rewrite(frame, message)
         if data:
             StreamConnection.deliver(self, data, message)

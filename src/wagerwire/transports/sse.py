@@ -176,6 +176,8 @@ class NativeSseConnection(SseConnection):
         self.send_event(native.encode_subscribed(reply), event="subscribed")
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return  # before the id: a position it never got must not enter the token
         positions = self.positions
         positions[message.channel] = Position(message.epoch, message.offset)
         if len(positions) == 1:

@@ -13,12 +13,16 @@ mark), and the connection is kept for up to ``ping_interval + pong_timeout`` for
 resumes reading late to receive it.
 
 A connection subscribed to a conflating channel (core/conflation.py) also remembers what its
-outbox holds, message by message (``_src``, one tuple per turn). Past the limit it first
-conflates: queued messages superseded by a newer one of the same key are dropped, a notice
-of their offsets takes their place (:meth:`StreamConnection.encode_superseded`; native
-clients hear of it, dialects do not), and only when that does not bring the outbox back
-under the limit is it cut like any other. Its transport buffer then stays within the
-high-water mark plus one outbox: it is written only while the peer reads.
+outbox holds (``_src``, one tuple per turn). Past the limit it first *falls behind* on its
+conflating channels: what it queued of them is dropped, and until the peer reads again it
+takes nothing more of them (one dictionary look-up per turn and channel, nothing per
+message). Once the transport wants data again, each such channel is caught up from the hub's
+shared latest-per-key table (:meth:`Hub.catch_up`): a notice of the offsets it skips
+(:meth:`StreamConnection.encode_superseded`; native clients hear of it, dialects do not),
+then the newest message of every key updated meanwhile and every lifecycle message, in
+offset order, then live again. Only when dropping them does not bring the outbox back under
+the limit (or the table cannot tell) is it cut like any other. Its transport buffer stays
+within the high-water mark plus one outbox: it is written only while the peer reads.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wagerwire.auth.identity import NO_SLOT, Gate, StreamSlot
-from wagerwire.core.conflation import Item, PolicyTable, Superseded, conflate
+from wagerwire.core.conflation import PolicyTable, Superseded
 from wagerwire.core.messages import Message
 
 if TYPE_CHECKING:
@@ -201,6 +205,7 @@ class StreamConnection(asyncio.Protocol):
         "conn_id",
         "_src",
         "_policies",
+        "_lag",
         "__weakref__",
     )
 
@@ -226,8 +231,9 @@ class StreamConnection(asyncio.Protocol):
         registry.opened += 1
         self.conn_id = registry.opened
         # What the outbox holds, turn by turn, once a conflating subscription exists.
-        self._src: list[bytes | tuple[list[bytes], list[Message]] | Superseded] | None = None
+        self._src: list[bytes | tuple[list[bytes], list[Message]]] | None = None
         self._policies: PolicyTable | None = None
+        self._lag: _Lag | None = None  # conflating channels it fell behind on, or just caught up
 
     def enable_conflation(self, policies: PolicyTable) -> None:
         """The hub calls this when the connection subscribes to a conflating channel.
@@ -284,7 +290,8 @@ class StreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
         self._wake_drain()
-        if self._out and not self._dirty and not self.closed:  # what waited in the outbox
+        # what waited in the outbox, or the catch-up of channels it fell behind on
+        if (self._out or self._lag is not None) and not self._dirty and not self.closed:
             self._dirty = True
             self._flusher.schedule(self)
 
@@ -292,7 +299,7 @@ class StreamConnection(asyncio.Protocol):
 
     def deliver(self, frame: bytes, message: Message) -> None:
         """Queue a shared frame (replay, and connections that rewrite frames one by one)."""
-        if self.closed:
+        if self.closed or (self._lag is not None and self.lag_drops(message)):
             return
         self._out.append(frame)
         self._out_bytes += len(frame)
@@ -312,6 +319,14 @@ class StreamConnection(asyncio.Protocol):
         """
         if self.closed:
             return
+        lag = self._lag
+        if lag is not None:
+            channel = messages[0].channel
+            if channel in lag.behind:
+                return
+            if channel in lag.floors:
+                _deliver_each(self, frames, joined, messages)
+                return
         self._out.append(joined)
         self._out_bytes += len(joined)
         src = self._src
@@ -351,11 +366,14 @@ class StreamConnection(asyncio.Protocol):
         transport = self.transport
         if self.closed or transport is None:
             return
+        lag = self._lag
+        if lag is not None and lag.behind and not self._paused and not self._catch_up():
+            return
         out = self._out
         if not out:
             return
         src = self._src
-        if self._out_bytes > self._limit and (src is None or not self._conflate()):
+        if self._out_bytes > self._limit and (src is None or not self._fall_behind()):
             self.slow_consumer()
             return
         if self._paused:
@@ -370,42 +388,114 @@ class StreamConnection(asyncio.Protocol):
         if transport.get_write_buffer_size() > self._limit:
             self.slow_consumer()
 
-    def _conflate(self) -> bool:
-        """Drop superseded queued messages; True when the outbox is back within its limit."""
+    # -- conflation (only connections with a conflating subscription) ----------------------
+
+    def lag_drops(self, message: Message) -> bool:
+        """Whether a message must not be queued: its channel is behind (the catch-up will
+        stand for it), or the catch-up already covered it."""
+        lag = self._lag
+        if lag is None:
+            return False
+        channel = message.channel
+        if channel in lag.behind:
+            return True
+        floor = lag.floors.get(channel)
+        if floor is None:
+            return False
+        if message.offset <= floor:
+            return True
+        del lag.floors[channel]
+        if not lag.behind and not lag.floors:
+            self._lag = None
+        return False
+
+    def _fall_behind(self) -> bool:
+        """Drop what is queued of conflating channels and stop taking them until the peer
+        reads; True when the outbox is back within its limit."""
         src, policies = self._src, self._policies
         if src is None or policies is None:
             return False
-        items: list[Item] = []
+        lag = self._lag
+        if lag is None:
+            lag = self._lag = _Lag()
+        behind, floors = lag.behind, lag.floors
+        kept: list[bytes | tuple[list[bytes], list[Message]]] = []
+        out: list[bytes] = []
+        size = dropped = dropped_bytes = 0
         for entry in src:
             if isinstance(entry, tuple):
-                items.extend(zip(entry[0], entry[1], strict=True))
+                frames, messages = entry
+                left: list[bytes] = []
+                left_msgs: list[Message] = []
+                for frame, message in zip(frames, messages, strict=True):
+                    channel = message.channel
+                    if channel in behind or policies.conflates(channel):
+                        if channel not in behind:
+                            behind[channel] = message.offset - 1  # what the peer has
+                            floors.pop(channel, None)
+                        dropped += 1
+                        dropped_bytes += len(frame)
+                    else:
+                        left.append(frame)
+                        left_msgs.append(message)
+                if not left:
+                    continue
+                entry = (left, left_msgs)
+                data = b"".join(left)
             else:
-                items.append(entry)
-        result = conflate(items, policies.classify)
-        if not result.dropped:
+                data = entry
+            kept.append(entry)
+            out.append(data)
+            size += len(data)
+        if not dropped:
+            if not lag.behind and not lag.floors:
+                self._lag = None
             return False
-        self.tally.conflated += result.dropped
-        self.registry.conflated += result.dropped
-        out: list[bytes] = []
-        kept: list[bytes | tuple[list[bytes], list[Message]] | Superseded] = []
-        size = 0
-        for item in result.items:
-            if isinstance(item, tuple):
-                data = item[0]
-                kept.append(([data], [item[1]]))
-            elif isinstance(item, Superseded):
-                data = self.encode_superseded(item)
-                kept.append(item)
-            else:
-                data = item
-                kept.append(item)
-            if data:
-                out.append(data)
-                size += len(data)
         self._src = kept
         self._out = out
         self._out_bytes = size
-        return size <= self._limit
+        # What the catch-up will send, at the size of what was dropped: when that does not
+        # fit either, there is nothing left to conflate (all distinct keys, or lifecycle).
+        estimate = size
+        per_frame = dropped_bytes / dropped
+        hub = self.registry.hub
+        for channel, after in behind.items():
+            found = hub.catch_up(self, channel, after)
+            if found is None:
+                return False
+            estimate += int(len(found[0]) * per_frame)
+        return estimate <= self._limit
+
+    def _catch_up(self) -> bool:
+        """The peer reads again: send each channel it fell behind on as the hub's catch-up
+        (notice, newest per key and lifecycle, in offset order). False: it was cut instead."""
+        lag = self._lag
+        if lag is None:
+            return True
+        hub = self.registry.hub
+        encode = self.encoder.encode
+        while lag.behind:
+            channel, after = lag.behind.popitem()
+            found = hub.catch_up(self, channel, after)
+            if found is None:
+                self.slow_consumer()
+                return False
+            items, ranges, epoch, upto = found
+            if ranges:
+                skipped = sum(last - first + 1 for first, last in ranges)
+                self.tally.conflated += skipped
+                self.registry.conflated += skipped
+                notice = self.encode_superseded(Superseded(channel, epoch, ranges))
+                if notice:
+                    self.send_now(notice)
+            for message in items:
+                self.deliver(encode(message), message)
+            lag.floors[channel] = upto
+        if self._out_bytes > self._limit:
+            # The latest state alone does not fit the outbox: nothing is left to conflate.
+            self.slow_consumer()
+            return False
+        return True
 
     async def drain(self) -> None:
         """Wait until queued frames reached the socket (used between replay pages)."""
@@ -504,6 +594,17 @@ class StreamConnection(asyncio.Protocol):
     def expire(self) -> None:
         """Close because the stream token that opened this stream expired."""
         self.revoke()
+
+
+class _Lag:
+    """A connection's conflating channels it fell behind on (channel -> the offset its peer
+    has), and those just caught up (channel -> the offset the catch-up reached)."""
+
+    __slots__ = ("behind", "floors")
+
+    def __init__(self) -> None:
+        self.behind: dict[str, int] = {}
+        self.floors: dict[str, int] = {}
 
 
 def _deliver_each(

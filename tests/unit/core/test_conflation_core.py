@@ -10,9 +10,8 @@ from wagerwire.core.conflation import (
     Lane,
     LatestTable,
     PolicyTable,
-    Superseded,
-    conflate,
     offset_ranges,
+    skipped_ranges,
 )
 from wagerwire.core.messages import Message
 from wagerwire.errors import BadParameter
@@ -59,38 +58,46 @@ def test_policy_parse_and_errors() -> None:
         PolicyTable.parse({"pattern": "a"})
 
 
-def test_conflate_keeps_newest_per_key_in_place_and_lifecycle_order() -> None:
-    table = PolicyTable()
+def test_latest_table_catch_up_is_newest_per_key_and_every_lifecycle_in_order() -> None:
+    policies = PolicyTable()
+    table = LatestTable("ep", 0)
     msgs = [price(1, "home", 2.0), price(2, "away", 3.0), life(3), price(4, "home", 2.1),
-            price(5, "away", 3.2), price(6, "home", 2.2)]
-    items = [b"ctl", *[(b"f%d" % m.offset, m) for m in msgs]]
-    result = conflate(items, table.classify)
-    assert result.dropped == 3
-    kinds = [x if isinstance(x, bytes) else x[1].offset if isinstance(x, tuple) else
-             ("sup", tuple(x.offsets)) for x in result.items]
-    # the notice takes the place of the first dropped message; 3 (lifecycle) keeps its place
-    assert kinds == [b"ctl", ("sup", (1, 2, 4)), 3, 5, 6]
-    # a second pass merges its drops into the notice already queued
-    again = [*result.items, (b"f7", price(7, "away", 3.3))]
-    second = conflate(again, table.classify)
-    notices = [x for x in second.items if isinstance(x, Superseded)]
-    assert len(notices) == 1 and notices[0].offsets == [1, 2, 4, 5]
-    # nothing to conflate
-    assert conflate([b"a", (b"f", life(9))], table.classify).dropped == 0
+            price(5, "away", 3.2), price(6, "home", 2.2), life(7)]
+    for m in msgs:
+        table.add(m, policies.classify(m))
+    since = table.since(2)
+    assert since is not None and [m.offset for m in since] == [3, 5, 6, 7]
+    since = table.since(0)
+    assert since is not None and [m.offset for m in since] == [3, 5, 6, 7]
+    assert [m.offset for m in table.snapshot()] == [5, 6]
+    assert table.since(7) == []
+    late = LatestTable("ep", 10)
+    assert late.since(9) is None  # started after the position: cannot tell
 
 
-def test_offset_ranges() -> None:
+def test_latest_table_bounds_are_remembered() -> None:
+    policies = PolicyTable()
+    table = LatestTable("ep", 0, max_keys=2, max_kept=2)
+    for m in [price(1, "a", 1.0), price(2, "b", 1.0), price(3, "c", 1.0)]:
+        table.add(m, policies.classify(m))
+    assert table.lost == 1 and table.since(0) is None and table.since(1) is not None
+    for m in [life(4), life(5), life(6)]:
+        table.add(m, policies.classify(m))
+    assert table.lost == 4 and table.since(3) is None
+    assert [m.offset for m in table.since(4) or []] == [5, 6]
+    old = price(1, "b", 0.5)
+    key = policies.classify(old)[0]
+    assert key is not None
+    table.put(key, old)  # older than what it has: ignored
+    assert [m.offset for m in table.snapshot()] == [2, 3]
+
+
+def test_offset_ranges_and_skipped_ranges() -> None:
     assert offset_ranges([9, 3, 4, 5]) == [[3, 5], [9, 9]]
     assert offset_ranges([]) == []
-
-
-def test_latest_table_keeps_newest_and_is_bounded() -> None:
-    t = LatestTable(max_keys=2)
-    t.put("a", price(2, "a", 1.5))
-    t.put("a", price(1, "a", 1.4))  # older: ignored
-    t.put("b", price(3, "b", 1.6))
-    t.put("c", price(4, "c", 1.7))  # evicts the least recently updated (a)
-    assert [m.offset for m in t.snapshot()] == [3, 4] and len(t) == 2
+    assert skipped_ranges(2, 10, [3, 6, 7]) == [[4, 5], [8, 10]]
+    assert skipped_ranges(2, 7, [3, 4, 5, 6, 7]) == []
+    assert skipped_ranges(0, 3, []) == [[1, 3]]
 
 
 def test_lane_interval_one_per_key_lifecycle_kept_in_order() -> None:
