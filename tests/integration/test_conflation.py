@@ -22,9 +22,11 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from websockets.asyncio.client import connect
-from wsutil import collect_messages, split_server_frames, subscribe
+from wsutil import collect_messages, split_server_frames, subscribe, take
 
+from wagerwire.client import Client
 from wagerwire.client.actions import BackfillNeeded, Deliver, GapDetected
 from wagerwire.client.protocol import ClientProtocol
 from wagerwire.core.tokens import encode_position
@@ -353,3 +355,27 @@ async def test_delayed_plan_gets_prices_after_the_delay(server_factory: Any, tmp
                                                                  frames)
     await ws.close()
     await plain.close()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_sdk_image_then_live_over_both_transports(server_factory: Any,
+                                                        transport: str) -> None:
+    """The SDK asks for an image (frame on WS, ``?image=true`` on SSE): the latest price per
+    key first (``source == "image"``), then live, no gap and no backfill."""
+    server = server_factory()
+    await _publish(server.ws_url, _items(100))
+    history = httpx.get(f"{server.url}/v1/channels/{CHANNEL}/messages",
+                        params={"since": 0, "limit": 1000}).json()["messages"]
+    async with Client(server.url, transport=transport) as client:  # type: ignore[arg-type]
+        sub = client.subscribe([CHANNEL], image=True)
+        image = await take(sub, len(KEYS))
+        assert {m.source for m in image} == {"image"}
+        assert _latest([{"data": m.data} for m in image]) == _latest(history)
+        await _publish(server.ws_url, _items(5, start=100))
+        live = await take(sub, 5)
+        assert [m.offset for m in live] == list(range(101, 106))
+        assert {m.source for m in live} == {"live"}
+        counters = sub.protocol.counters
+        assert counters.images_delivered == len(KEYS) and counters.live_gaps == 0
+        assert counters.gaps_backfilled == 0 and counters.gaps_unrecovered == 0
+        await sub.aclose()

@@ -173,9 +173,9 @@ class Client:
             since: resume token (e.g. a saved :attr:`Subscription.resume_token`).
             transport: override the client's transport for this stream.
             image: on conflating channels, start with the latest message per key
-                (``source == "image"``), then live (WebSocket only).
+                (``source == "image"``), then live.
             conflate_ms: at most one update per key per interval on conflating channels
-                (0-120000; WebSocket only).
+                (0-120000).
 
         Raises:
             InvalidChannelError, BadResumeTokenError: at once, before connecting.

@@ -438,14 +438,18 @@ class Hub:
             return None
         upto = self._delivered.get(channel, 0)
         entries = self._exact.get(channel)
+        name = channel
         flt = entries.get(sink, _UNSEEN) if entries else _UNSEEN
         if flt is _UNSEEN:
             for pattern, subs in self._patterns.items():
                 if sink in subs and pattern_matcher(pattern).fullmatch(channel):
-                    flt = subs[sink]
+                    flt, name = subs[sink], pattern
                     break
         if flt is _UNSEEN:
             return [], [], table.epoch, upto  # unsubscribed meanwhile
+        rate = (self._rates.get(name) or {}).get(sink) if self._rates else None
+        if rate is not None and rate[1]:
+            return None  # the live table would show a delayed plan the present
         if flt is not None:
             assert isinstance(flt, Filter)
             items = [m for m in items if flt.matches(channel, m.attrs)]

@@ -113,7 +113,7 @@ class SseConnection(StreamConnection):
 class NativeSseConnection(SseConnection):
     """``GET /v1/sse?channels=a,b&since=<token>&filter=<json>``; ``Last-Event-ID`` resumes."""
 
-    __slots__ = ("channels", "filter", "positions", "_since", "_task", "slot", "rate")
+    __slots__ = ("channels", "filter", "positions", "_since", "_task", "slot", "rate", "image")
 
     def __init__(
         self,
@@ -123,10 +123,12 @@ class NativeSseConnection(SseConnection):
         since: dict[str, Position] | None,
         slot: StreamSlot = NO_SLOT,
         rate: tuple[int, int] = (0, 0),
+        image: bool = False,
     ) -> None:
         super().__init__(registry, NATIVE_SSE)
         self.slot = slot
         self.rate = rate
+        self.image = image
         self.channels = channels
         self.filter = flt
         self._since = since
@@ -150,7 +152,7 @@ class NativeSseConnection(SseConnection):
             raise BadParameter(CHANNELS_HINT)
         slot = gate.open_stream(identity, "sse")
         return cls(registry, sub.channels, sub.filter, sub.since, slot,
-                   gate.delivery_rate(identity))
+                   gate.delivery_rate(identity, sub.conflate_ms), sub.image)
 
     def started(self, request: Any) -> None:
         super().started(request)
@@ -160,7 +162,7 @@ class NativeSseConnection(SseConnection):
         try:
             await self.registry.hub.subscribe(
                 self, self.channels, filter=self.filter, since=self._since,
-                announce=self._announce, rate=self.rate,
+                announce=self._announce, rate=self.rate, image=self.image,
             )
         except WagerwireError as exc:
             self.close_with_error(exc.code, exc.message)

@@ -214,7 +214,8 @@ class NativeWsConnection(WsConnection):
         initial = self.initial
         if initial is not None:
             self.initial = None
-            self._subscribe(native.Subscribe(initial.channels, initial.filter, initial.since))
+            self._subscribe(native.Subscribe(initial.channels, initial.filter, initial.since,
+                                             initial.image, initial.conflate_ms))
 
     def on_closed(self) -> None:
         super().on_closed()
