@@ -11,6 +11,8 @@ falls behind, reaches its outbox limit and conflates.
 Cases (interleaved, ``--reps`` times, medians reported):
 
 * **all fast**: N subscribers, all fast;
+* **all fast, not conflating**: the same on a channel with the disconnect policy (what the
+  conflation bookkeeping costs fast subscribers: nothing is tracked there);
 * **10 % slow**: the same N, one in ten slow. Reported: the fast subscribers' deliveries per
   second each (target ≥ 0.9 × the all-fast run), messages the slow ones got and dropped,
   cuts (must be 0), RSS before the connections, after them, and at the end;
@@ -98,7 +100,7 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def prices(count: int, keys: int) -> list[Message]:
+def prices(count: int, keys: int, channel: str = CH) -> list[Message]:
     out = []
     for i in range(count):
         k = i % keys
@@ -107,13 +109,14 @@ def prices(count: int, keys: int) -> list[Message]:
                 "suspended": False, "scraped_at": "2026-12-07T04:00:00Z",
                 "match_name": "Home United v Away City", "pad": "x" * 120}
         attrs = {"event": f"ev{k // 12}", "bookmaker": f"bk{k % 4}", "market": f"m{k % 12 // 3}"}
-        out.append(Message(CH, i + 1, "e", 1_780_000_000_000 + i, orjson.dumps(data), attrs))
+        out.append(Message(channel, i + 1, "e", 1_780_000_000_000 + i, orjson.dumps(data),
+                           attrs))
     return out
 
 
 async def _setup(tmp: str, n: int, slow_every: int, per_turn_bytes: int, limit: int,
-                 rate: tuple[int, int] = (0, 0)) -> tuple[Hub, StreamRegistry,
-                                                          list[MemTransport]]:
+                 rate: tuple[int, int] = (0, 0), channel: str = CH
+                 ) -> tuple[Hub, StreamRegistry, list[MemTransport]]:
     hub = Hub(SqliteStore(str(Path(tmp) / "b.db")), MemoryBroker())
     await hub.start()
     loop = asyncio.get_running_loop()
@@ -125,8 +128,8 @@ async def _setup(tmp: str, n: int, slow_every: int, per_turn_bytes: int, limit: 
         conn = NativeWsConnection(registry)
         tr.proto = conn
         conn.attach(tr, loop.time())  # type: ignore[arg-type]
-        if hub.subscribe_live(conn, [CH], rate=rate) is None:
-            await hub.subscribe(conn, [CH], rate=rate)
+        if hub.subscribe_live(conn, [channel], rate=rate) is None:
+            await hub.subscribe(conn, [channel], rate=rate)
         transports.append(tr)
     return hub, registry, transports
 
@@ -137,7 +140,9 @@ async def slow_case(n: int, slow_every: int, turns: list[list[Message]], limit: 
     before = rss_mib()
     with tempfile.TemporaryDirectory() as tmp:
         per_turn = len(turns[0]) * frame_bytes
-        hub, registry, transports = await _setup(tmp, n, slow_every, per_turn, limit)
+        channel = turns[0][0].channel
+        hub, registry, transports = await _setup(tmp, n, slow_every, per_turn, limit,
+                                                 channel=channel)
         start_rss = rss_mib()
         peak_slow = 0
         wall = time.perf_counter()
@@ -216,9 +221,14 @@ async def main() -> None:
     print(f"N={args.n:,}; {len(msgs)} prices over {args.keys} keys in {len(turns)} turns "
           f"of {args.per_turn}; outbox limit {args.limit:,} B; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    runs: dict[str, list[dict[str, Any]]] = {"all fast": [], "10 % slow": []}
+    plain_msgs = prices(len(msgs), args.keys, "prices:bench:plain")
+    plain_turns = [plain_msgs[i:i + args.per_turn] for i in range(0, len(msgs), args.per_turn)]
+    runs: dict[str, list[dict[str, Any]]] = {"all fast": [], "all fast, not conflating": [],
+                                             "10 % slow": []}
     for _ in range(args.reps):
         runs["all fast"].append(await slow_case(args.n, 0, turns, args.limit, frame_bytes))
+        runs["all fast, not conflating"].append(
+            await slow_case(args.n, 0, plain_turns, args.limit, frame_bytes))
         runs["10 % slow"].append(await slow_case(args.n, 10, turns, args.limit, frame_bytes))
     base = statistics.median(r["fast_each_per_s"] for r in runs["all fast"])
     print("\n| case | fast subscribers | deliveries/s per fast subscriber (median) | vs all fast"

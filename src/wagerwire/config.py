@@ -57,6 +57,9 @@ class Settings:
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
+    # [[channel_policies]] pattern, policy = "disconnect" | "conflate", key, lifecycle;
+    # tried before the default (odds:* conflates by event+bookmaker+market+selection_id)
+    channel_policies: list[dict[str, Any]] = field(default_factory=list)
     workers: int = 1  # worker processes on one port (SO_REUSEPORT); > 1 needs Redis
     auth: str = "open"
     anonymous_publish: bool = False  # open mode: may clients without a key publish?
@@ -66,9 +69,6 @@ class Settings:
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
-    # [[channel_policies]] pattern, policy = "disconnect" | "conflate", key, lifecycle;
-    # tried before the default (odds:* conflates by event+bookmaker+market+selection_id)
-    channel_policies: list[dict[str, Any]] = field(default_factory=list)
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
