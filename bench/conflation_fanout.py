@@ -165,6 +165,7 @@ async def slow_case(n: int, slow_every: int, turns: list[list[Message]], limit: 
         result = {
             "wall": wall, "cpu": cpu, "fast": len(fast),
             "fast_each_per_s": statistics.fmean(t.messages for t in fast) / wall,
+            "fast_each_per_cpu_s": statistics.fmean(t.messages for t in fast) / cpu,
             "fast_min": min(t.messages for t in fast),
             "slow_got": statistics.fmean(t.messages for t in slow) if slow else 0.0,
             "conflated": registry.conflated, "cuts": registry.slow_consumers,
@@ -231,15 +232,18 @@ async def main() -> None:
             await slow_case(args.n, 0, plain_turns, args.limit, frame_bytes))
         runs["10 % slow"].append(await slow_case(args.n, 10, turns, args.limit, frame_bytes))
     base = statistics.median(r["fast_each_per_s"] for r in runs["all fast"])
-    print("\n| case | fast subscribers | deliveries/s per fast subscriber (median) | vs all fast"
-          " | fast min delivered | slow: got / published | conflated | cuts | RSS MiB"
-          " before → with conns → end | peak slow outbox+buffer B |")
+    base_cpu = statistics.median(r["fast_each_per_cpu_s"] for r in runs["all fast"])
+    print("\n| case | fast subscribers | deliveries per fast subscriber per wall s / per CPU s"
+          " (medians) | vs all fast (wall / CPU) | fast min delivered | slow: got / published"
+          " | conflated | cuts | RSS MiB before → with conns → end | peak slow outbox+buffer B |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for case, rs in runs.items():
         rate = statistics.median(r["fast_each_per_s"] for r in rs)
+        per_cpu = statistics.median(r["fast_each_per_cpu_s"] for r in rs)
         last = rs[-1]
         b, s, e = last["rss"]
-        print(f"| {case} | {last['fast']:,} | {rate:,.0f} | {rate / base:.2f}× | "
+        print(f"| {case} | {last['fast']:,} | {rate:,.0f} / {per_cpu:,.0f} | "
+              f"{rate / base:.2f}× / {per_cpu / base_cpu:.2f}× | "
               f"{last['fast_min']}/{len(msgs)} | {last['slow_got']:.0f}/{len(msgs)} | "
               f"{last['conflated']:,} | {last['cuts']} | {b:.0f} → {s:.0f} → {e:.0f} | "
               f"{last['peak_slow_bytes']:,} |")

@@ -156,7 +156,8 @@ class Hub:
         self._rates: dict[str, dict[Sink, Rate]] = {}
         self._lane_groups: dict[str, dict[Rate, list[Group]]] = {}
         self._lanes: dict[tuple[str, int, int], Lane] = {}
-        self._lane_timers: dict[tuple[str, int, int], asyncio.TimerHandle] = {}
+        # each lane's one timer and the time (ms) it is armed for
+        self._lane_timers: dict[tuple[str, int, int], tuple[int, asyncio.TimerHandle]] = {}
         self.stats = HubStats()
         self._exact: dict[str, dict[Sink, Filter | None]] = {}
         self._patterns: dict[str, dict[Sink, Filter | None]] = {}
@@ -357,16 +358,19 @@ class Hub:
         if out and groups:
             self._send(lane.channel, groups, out)
         at = lane.next_at()
-        timer = self._lane_timers.pop(ident, None)
-        if timer is not None:
-            timer.cancel()
+        armed = self._lane_timers.get(ident)
+        if armed is not None:
+            if armed[0] == at:
+                return  # already armed for it (the usual case between two beats)
+            del self._lane_timers[ident]
+            armed[1].cancel()
         if at is None:
             if not groups:
                 self._lanes.pop(ident, None)  # no subscriber left and nothing pending
             return
         loop = self._loop or asyncio.get_running_loop()
-        self._lane_timers[ident] = loop.call_later(max(0.0, (at - now_ms()) / 1000.0),
-                                                   self._lane_timer, ident)
+        self._lane_timers[ident] = (at, loop.call_later(max(0.0, (at - now_ms()) / 1000.0),
+                                                        self._lane_timer, ident))
 
     def _lane_timer(self, ident: tuple[str, int, int]) -> None:
         self._lane_timers.pop(ident, None)
