@@ -384,6 +384,11 @@ class StreamConnection(asyncio.Protocol):
         self._out_bytes = 0
         if src is not None:
             self._src = []
+            lag = self._lag
+            if lag is not None and lag.behind and not self._paused and not self._dirty:
+                # Fell behind in one burst without the peer stopping: catch up next turn.
+                self._dirty = True
+                self._flusher.schedule(self)
             return  # written only while the peer reads: bounded by the high-water mark
         if transport.get_write_buffer_size() > self._limit:
             self.slow_consumer()
