@@ -138,11 +138,20 @@ class PolicyTable:
         return policy is not None and policy.conflates
 
     def may_conflate(self, name: str) -> bool:
-        """Whether a channel name or ``*`` pattern may cover a conflating channel (a pattern
-        is assumed to when any policy conflates: the check is only an optimisation)."""
-        if "*" in name:
-            return self._any
-        return self.conflates(name)
+        """Whether a channel name or ``*`` pattern may cover a conflating channel. Two
+        patterns can match a common name only if one's literal prefix (before its first
+        ``*``) starts the other's, so ``game:*`` never meets ``odds:*``; a pattern that may
+        meet a conflating policy is taken to (the answer only saves bookkeeping)."""
+        if "*" not in name:
+            return self.conflates(name)
+        if not self._any:
+            return False
+        prefix = name.split("*", 1)[0]
+        for policy in self.policies:
+            other = policy.pattern.split("*", 1)[0]
+            if policy.conflates and (prefix.startswith(other) or other.startswith(prefix)):
+                return True
+        return False
 
     def classify(self, message: Message) -> Classification:
         """:meth:`ChannelPolicy.classify` of the message's channel, cached on the message."""

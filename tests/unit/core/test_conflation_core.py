@@ -48,6 +48,8 @@ def test_policy_parse_and_errors() -> None:
                                 "lifecycle": {"status": ["final"]}}])
     assert table.conflates("scores:x") and table.conflates(CH)  # defaults still apply
     assert table.may_conflate("scores:*") and not PolicyTable([]).may_conflate("x:*")
+    assert table.may_conflate("*") and table.may_conflate("odds:f*") and table.may_conflate("o*")
+    assert not table.may_conflate("game:*") and not table.may_conflate("odds-x:*")
     off = PolicyTable.parse([{"pattern": "odds:*", "policy": "disconnect"}])
     assert not off.conflates(CH)
     for bad in ({"pattern": "a", "policy": "drop"}, {"pattern": "a", "policy": "conflate"},
