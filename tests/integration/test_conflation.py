@@ -379,3 +379,78 @@ async def test_sdk_image_then_live_over_both_transports(server_factory: Any,
         assert counters.images_delivered == len(KEYS) and counters.live_gaps == 0
         assert counters.gaps_backfilled == 0 and counters.gaps_unrecovered == 0
         await sub.aclose()
+
+
+def _sse_events(raw: bytes) -> list[dict[str, Any]]:
+    """The JSON data of each SSE event in a raw HTTP response (op from ``event:`` if absent)."""
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+    out: list[dict[str, Any]] = []
+    for block in body.split(b"\n\n"):
+        event, data = "message", []
+        for line in block.split(b"\n"):
+            if line.startswith(b"event: "):
+                event = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data.append(line[6:])
+        if data:
+            obj = json.loads(b"\n".join(data))
+            obj.setdefault("op", event)
+            out.append(obj)
+    return out
+
+
+async def test_slow_sse_reader_gets_notice_and_latest_prices(server_factory: Any) -> None:
+    """The same over SSE: an ``event: superseded`` notice, then the latest per key, and the
+    SDK's protocol (fed the events) sees no gap."""
+    server = server_factory(["--outbox-limit", "32768"])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(f"GET /v1/sse?channels={CHANNEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    sock.settimeout(0.05)
+    raw = b""
+    await asyncio.sleep(0.3)
+    total = 1200
+    items = _items(total)
+    for start in range(0, total, 50):
+        batch = items[start:start + 50]
+        await _publish(server.ws_url, batch)
+        budget = sum(len(orjson.dumps(d)) for _, d, _ in batch) // 10
+        while budget > 0:
+            try:
+                chunk = sock.recv(min(budget, 4096))
+            except TimeoutError:
+                break
+            raw += chunk
+            budget -= len(chunk)
+    await _publish(server.ws_url, [(CHANNEL, {"type": "suspended", "seq": total},
+                                    {"event": "e1", "lifecycle": "true"})])
+    deadline = time.monotonic() + 60
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline and f'"seq":{total}'.encode() not in raw:
+        try:
+            chunk = sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        raw += chunk
+    sock.close()
+    events = _sse_events(raw)
+    messages = [e for e in events if e["op"] == "message"]
+    notices = [e for e in events if e["op"] == "superseded"]
+    assert notices and not [e for e in events if e["op"] == "error"]
+    everything = httpx.get(f"{server.url}/v1/channels/{CHANNEL}/messages",
+                           params={"since": 0, "limit": 1000}).json()["messages"]
+    everything += httpx.get(f"{server.url}/v1/channels/{CHANNEL}/messages",
+                            params={"since": 1000, "limit": 1000}).json()["messages"]
+    assert _latest(messages) == _latest(everything)
+    assert _lifecycle(messages) == _lifecycle(everything)
+    proto = ClientProtocol([CHANNEL], wire="sse")
+    proto.connect_started(0.0)
+    proto.connection_opened(0.0)
+    for event in events:
+        for action in proto.frame_received(event, 1.0):
+            assert not isinstance(action, GapDetected | BackfillNeeded), action
+    assert proto.counters.live_gaps == 0 and proto.counters.messages_superseded > 0
