@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from dialect_harness import running_server
 from websockets.asyncio.client import connect
 from wsutil import collect_messages, split_server_frames, subscribe, take
 
@@ -30,6 +31,7 @@ from wagerwire.client import Client
 from wagerwire.client.actions import BackfillNeeded, Deliver, GapDetected
 from wagerwire.client.protocol import ClientProtocol
 from wagerwire.core.tokens import encode_position
+from wagerwire.transports.dialects import DialectWsConnection
 
 CHANNEL = "odds:test:conflation"
 KEYS = [(ev, bk, sel) for ev in ("e1", "e2") for bk in ("b1", "b2") for sel in ("home", "away",
@@ -454,3 +456,42 @@ async def test_slow_sse_reader_gets_notice_and_latest_prices(server_factory: Any
         for action in proto.frame_received(event, 1.0):
             assert not isinstance(action, GapDetected | BackfillNeeded), action
     assert proto.counters.live_gaps == 0 and proto.counters.messages_superseded > 0
+
+
+async def test_oddsstream_client_that_fell_behind_just_gets_the_latest_prices(
+        tmp_path: Path) -> None:
+    """A dialect has no superseded notice: an OddsStream client that fell behind receives the
+    latest price of each selection, in its own frame format, then live prices."""
+    async with running_server(tmp_path, outbox_limit=8192) as live:
+        key = live.server.gate.keystore.create("reader", "pro+rt", None, "os",
+                                               prefix="os_live_")[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live.port}") as http:
+            token = (await http.post("/api/stream/token", headers={"X-Api-Key": key})).json()
+        ws = await connect(f"ws://127.0.0.1:{live.port}/api/stream?token={token['token']}",
+                           ping_interval=None)
+        assert live.registry is not None
+        await _until(lambda: any(isinstance(c, DialectWsConnection) and live.hub.subscriptions(c)
+                                 for c in live.registry.connections))  # type: ignore[union-attr]
+        (conn,) = [c for c in live.registry.connections if isinstance(c, DialectWsConnection)]
+        conn.pause_writing()  # as asyncio does when the peer stops reading
+        latest: dict[str, float] = {}
+        for i in range(200):
+            sel = ("Home", "Draw", "Away", "Over 2.5")[i % 4]
+            latest[sel] = round(1.5 + i / 100, 2)
+            await live.hub.publish("odds:football:epl", {
+                "bookmaker": "bet365", "match_name": "Arsenal - Chelsea", "competition": "epl",
+                "sport": "football", "market_type": "1x2", "selection": sel,
+                "selection_id": sel.lower(), "odds": latest[sel], "period": 0, "is_live": True,
+                "scraped_at": "2026-12-07T04:00:00Z", "event_id": "ev1", "market_id": "1x2",
+                "pad": "x" * 100,
+            }, attrs={"sport": "football", "competition": "epl", "bookmaker": "bet365",
+                      "event": "ev1", "market": "1x2"})
+        await _until(lambda: conn._lag is not None and bool(conn._lag.behind))
+        conn.resume_writing()
+        frames = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(4)]
+        assert {f["selection"]: f["odds"] for f in frames} == latest
+        assert all(set(f) >= {"bookmaker", "selection", "odds", "scraped_at"} for f in frames)
+        with pytest.raises(TimeoutError):  # nothing else: no notice, no older price
+            await asyncio.wait_for(ws.recv(), 0.5)
+        assert not conn.closed and live.registry.slow_consumers == 0
+        await ws.close()
