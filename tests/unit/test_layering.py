@@ -5,6 +5,8 @@
   no asyncio, socket or clock: time comes in as ``now``;
 - wire/ and dialects/ import neither the asyncio hub nor transports/ nor the composition root;
 - api/ and dashboard/ never import the composition root (node/);
+- tls/ (certificates, the TLS context) imports only itself and no web library; its certs.py
+  takes bytes and ``now`` and touches no file;
 - nothing in core/ or auth/ talks to Redis directly (auth/ states the Limits contract; the Redis
   implementation lives beside the Redis broker).
 
@@ -66,6 +68,10 @@ RULES = (
     Rule("api/ and dashboard/ do not import the composition root", ("api/", "dashboard/"),
          frozenset({"wagerwire.node"})),
     Rule("core/ and auth/ do not import redis", ("core/", "auth/"), frozenset({"redis"})),
+    Rule("tls/ is a leaf adapter: certificates only, no web or server framework", ("tls/",),
+         ADAPTER_LIBRARIES, allowed_wagerwire=("wagerwire.tls",)),
+    Rule("tls/certs.py works on values: no files, sockets or clock", ("tls/certs.py",),
+         IO_AND_CLOCK - {"datetime"} | {"os", "pathlib", "tempfile"}),
 )
 
 
@@ -130,6 +136,7 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
         "auth/gate.py": "from redis.asyncio import Redis\n",
         "client/protocol.py": "import socket\n",
         "core/tokens.py": "from . import hub\n",
+        "tls/certs.py": "import pathlib\nfrom wagerwire.api import system\n",
     }
     for rel, text in additions.items():
         target = copy / rel
@@ -142,5 +149,6 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
         "api/system.py", "auth/gate.py", "imports redis.asyncio",
         "client/protocol.py", "imports socket",
         "core/tokens.py", "imports wagerwire.core.hub",
+        "tls/certs.py:", "imports pathlib", "imports wagerwire.api",
     ):
         assert expected in reported, (expected, reported)

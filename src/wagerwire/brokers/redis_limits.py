@@ -9,7 +9,8 @@ clock (``TIME``), so nodes with skewed clocks agree:
 * ``slot_acquire.lua``: a subject's stream slots are a sorted set scored by expiry;
 * ``slot_renew.lua`` / ``slot_release.lua``: every slot of the node in one call;
 * ``rate_take.lua``: a token bucket per subject (hash: tokens, stamp);
-* ``daily_take.lua``: a per-UTC-day counter per subject (hash: day, used).
+* ``daily_take.lua``: a per-UTC-day counter per subject (hash: day, used);
+* single use: ``SET <prefix>:spent:<credential> 1 NX PX <ttl>`` (atomic without a script).
 
 Any Redis error (refused connection, timeout, script error) is raised as
 ``LimitsUnavailable`` (HTTP 503 ``limits_unavailable``).
@@ -113,6 +114,17 @@ class RedisLimits:
     async def take_daily(self, subject: str, per_day: int) -> float:
         wait_ms = await self._run(self._daily, [f"{self.prefix}:daily:{subject}"], [per_day])
         return int(wait_ms) / 1000
+
+    async def spend_once(self, credential: str, ttl_s: float) -> bool:
+        key = f"{self.prefix}:spent:{credential}"
+        try:
+            done = await self.redis.set(key, 1, nx=True, px=max(1, int(ttl_s * 1000)))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise LimitsUnavailable(
+                f"plan limits cannot be checked now (Redis: {type(exc).__name__}); "
+                "retry shortly"
+            ) from exc
+        return bool(done)
 
     async def aclose(self) -> None:
         try:

@@ -247,9 +247,9 @@ class StreamConnection(asyncio.Protocol):
             self._policies = policies
             self._src = list(self._out)
             transport = self.transport
-            sock = transport.get_extra_info("socket") if transport is not None else None
-            if sock is not None:
-                with contextlib.suppress(OSError, AttributeError):
+            with contextlib.suppress(OSError, AttributeError):  # not every transport has one
+                sock = transport.get_extra_info("socket") if transport is not None else None
+                if sock is not None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONFLATING_SNDBUF)
 
     def encode_superseded(self, notice: Superseded) -> bytes:
