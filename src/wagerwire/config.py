@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from wagerwire.core.conflation import PolicyTable
 from wagerwire.core.store import RetentionRule
 from wagerwire.errors import BadParameter
 
@@ -56,6 +57,9 @@ class Settings:
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
+    # [[channel_policies]] pattern, policy = "disconnect" | "conflate", key, lifecycle;
+    # tried before the default (odds:* conflates by event+bookmaker+market+selection_id)
+    channel_policies: list[dict[str, Any]] = field(default_factory=list)
     workers: int = 1  # worker processes on one port (SO_REUSEPORT); > 1 needs Redis
     auth: str = "open"
     anonymous_publish: bool = False  # open mode: may clients without a key publish?
@@ -154,6 +158,16 @@ def _pusher_apps(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _channel_policies(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):  # WAGERWIRE_CHANNEL_POLICIES='[{"pattern": …}]'
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadParameter(f"channel_policies is not JSON: {exc}") from exc
+    PolicyTable.parse(value)  # refuse a bad policy at start-up
+    return list(value)
+
+
 def _plans(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise BadParameter("plans must be a table of [plans.NAME] tables")
@@ -165,6 +179,7 @@ _STRUCTURED: dict[str, Callable[[str, Any], Any]] = {
     "plans": _plans,
     "pusher_apps": lambda key, value: _pusher_apps(value),
     "stake_origins": lambda key, value: _string_list(key, value),
+    "channel_policies": lambda key, value: _channel_policies(value),
 }
 """Settings that are tables or lists, each with its own parser."""
 

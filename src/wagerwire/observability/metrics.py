@@ -259,6 +259,13 @@ class _Collector:
         yield CounterMetricFamily("wagerwire_slow_consumer_disconnects",
                                   "Streams closed as slow consumers (all transports)",
                                   value=streams.slow_consumers)
+        conflated = CounterMetricFamily(
+            "wagerwire_conflated_messages",
+            "Queued messages dropped for a newer one of their key (conflating channels)",
+            labels=labels)
+        for key, tally in sorted(streams.tallies.items()):
+            conflated.add_metric(list(key), tally.conflated)
+        yield conflated
         frames = CounterMetricFamily("wagerwire_stream_error_frames",
                                      "Error frames sent on streams, by code",
                                      labels=["transport", "code"])

@@ -64,6 +64,8 @@
     pendingSubs: 0,
     resuming: false, // the current subscription was sent with since=
     resume: null, // {at, count, recovered, channels}
+    superseded: 0, // offsets the hub conflated away for this page (op superseded): no gap
+    images: 0, // snapshot-image messages received (latest per key, not replayed history)
     skew: Infinity, // min(receive time - message ts): clock offset + minimum latency
     recvThisSecond: 0,
     recvRate: 0,
@@ -931,6 +933,13 @@
         S.resume.recovered ? ' (no gap).' : ' — history did not reach back; backfilled over REST.',
       );
     }
+    const conflated = $('conflation-note');
+    if (conflated) {
+      conflated.hidden = S.superseded === 0 && S.images === 0;
+      conflated.dataset.superseded = String(S.superseded);
+      conflated.textContent = `Conflated: ${S.superseded} superseded ${S.superseded === 1 ? 'price' : 'prices'} skipped`
+        + (S.images ? `, ${S.images} from a snapshot image` : '') + ' (latest per key kept; no gap).';
+    }
   }
 
   async function wsUrl() {
@@ -984,8 +993,13 @@
 
   function onFrame(ws, f) {
     if (f.op === 'message' && typeof f.channel === 'string') onMessage(f);
-    else if (f.op === 'subscribed') {
-      if (f.recovered === false) S.subRecovered = false;
+    else if (f.op === 'superseded' && Array.isArray(f.offsets)) {
+      // A conflating channel: these offsets were replaced by newer prices of the same key.
+      for (const r of f.offsets) if (Array.isArray(r) && r.length === 2) S.superseded += Math.max(0, r[1] - r[0] + 1);
+      mark('conn');
+    } else if (f.op === 'subscribed') {
+      // An image stands for the history it does not replay: nothing to backfill.
+      if (f.recovered === false && !f.image) S.subRecovered = false;
       S.pendingSubs -= 1;
       if (S.pendingSubs <= 0) onSubscribed();
     } else if (f.op === 'error') {
@@ -1021,7 +1035,8 @@
     if (typeof m.token === 'string') S.tokens.set(m.channel, m.token);
     const ts = num(m.ts);
     const skew = Number.isFinite(S.skew) ? S.skew : 0;
-    const replayed = S.resuming && ts !== null && ts + skew < S.subscribeAt;
+    if (m.image === true) { S.images += 1; mark('conn'); }
+    const replayed = !m.image && S.resuming && ts !== null && ts + skew < S.subscribeAt;
     if (replayed) {
       S.resume.count += 1;
       mark('conn');
