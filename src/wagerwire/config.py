@@ -65,6 +65,8 @@ class Settings:
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
+    sources: list[dict[str, Any]] = field(default_factory=list)  # [[sources]]: connectors
+    connector_checkpoint: float = 1.0  # seconds between saves of a connector's position
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -145,6 +147,17 @@ def _pusher_apps(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _sources(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):  # WAGERWIRE_SOURCES='[{"name": …, "url": …, "dialect": …}]'
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadParameter(f"sources is not JSON: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise BadParameter("sources must be a list of [[sources]] tables")
+    return [dict(v) for v in value]
+
+
 def _plans(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise BadParameter("plans must be a table of [plans.NAME] tables")
@@ -156,6 +169,7 @@ _STRUCTURED: dict[str, Callable[[str, Any], Any]] = {
     "plans": _plans,
     "pusher_apps": lambda key, value: _pusher_apps(value),
     "stake_origins": lambda key, value: _string_list(key, value),
+    "sources": lambda key, value: _sources(value),
 }
 """Settings that are tables or lists, each with its own parser."""
 
@@ -164,7 +178,8 @@ _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_time
              "body_timeout", "outbox_limit",
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
-             "retention_count", "retention_age", "token_ttl", "demo_speed")
+             "retention_count", "retention_age", "token_ttl", "demo_speed",
+             "connector_checkpoint")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 

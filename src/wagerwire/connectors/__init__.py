@@ -1,0 +1,13 @@
+"""Upstream connectors: other feeds (any dialect wagerwire speaks) published into the hub.
+
+The sans-I/O part decides everything that can be decided without a socket or a clock:
+:mod:`.sources` (what a ``[[sources]]`` entry means), :mod:`.model` (publications,
+idempotency keys, gap markers, cursors), :mod:`.normalise` (each dialect's frames into the
+hub's model), :mod:`.gaps` (sequence tracking) and :mod:`.health` (per-source counters).
+The adapters do the I/O: :mod:`.runner` (reconnect loop, publishing, checkpoints, the
+manager) and :mod:`.clients` (one upstream client per dialect).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,28 @@
+"""Which client session speaks which dialect (the composition of :mod:`wagerwire.connectors`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from wagerwire.connectors.native import NativeSession
+from wagerwire.connectors.runner import Session
+from wagerwire.connectors.sources import SourceConfig
+from wagerwire.errors import BadParameter
+
+__all__ = ["SESSIONS", "session_for"]
+
+SESSIONS: dict[str, Callable[[SourceConfig], Session]] = {
+    "native": NativeSession,
+}
+
+
+def session_for(config: SourceConfig) -> Session:
+    """The client session for ``config``'s dialect.
+
+    Raises:
+        BadParameter: no client for that dialect in this build.
+    """
+    make = SESSIONS.get(config.dialect)
+    if make is None:
+        raise BadParameter(f"no connector client for dialect {config.dialect} yet")
+    return make(config)

@@ -1,0 +1,219 @@
+"""Each dialect's frames, as a client receives them, into the hub's model (no I/O).
+
+Rounds become the simulators' round schema (``sources/casino.py``: ``round_id``, ``index``,
+``game_slug``, ``game_type``, ``result``, ``finished_at``, ``timestamp``, ``fairness`` when the
+frame reveals it, ``source``, ``raw``) on ``game:{slug}``, so the fairness, statistics and
+dialect encoders work on relayed rounds; the source's own frame is kept under ``raw`` when the
+round schema has no place for it. Each function returns ``None`` for a frame that is not what
+the dialect documents (the connector counts and skips it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from wagerwire.analytics.fairness import (
+    ROOBET_MODULUS,
+    STAKE_EDGE,
+    STYLE_ROOBET,
+    STYLE_STAKE,
+    sha256_hex,
+)
+from wagerwire.connectors.model import Publication
+
+__all__ = [
+    "datastream_round",
+    "native_publication",
+    "parse_rfc3339_ms",
+    "round_attrs",
+    "round_identity",
+    "stake_publication",
+    "trackersino_round",
+]
+
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
+)
+_EXTRAS_TYPES: Final = (("point", "crash"), ("reels", "slot"), ("color", "double"),
+                        ("trending", "wallstreet"))
+_CATEGORY: Final = {"crash": "multiplier", "slot": "multiplier", "double": "color",
+                    "wallstreet": "trending"}
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_rfc3339_ms(text: object) -> int | None:
+    """Milliseconds since the epoch of an RFC 3339 time; None if it is not one."""
+    match = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    y, mo, d, h, mi, s = (int(match.group(i)) for i in range(1, 7))
+    frac = (match.group(7) or "").ljust(3, "0")[:3]
+    zone = match.group(8)
+    offset = 0
+    if zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * (int(zone[1:3]) * 60 + int(zone[4:6]))
+    seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset * 60
+    return seconds * 1000 + int(frac)
+
+
+def round_identity(data: Any) -> str | None:
+    """``round:{slug}:{index}`` for a round of the hub's schema (the same from any feed that
+    carries that round, so failover peers deduplicate); None for anything else."""
+    if not isinstance(data, Mapping):
+        return None
+    slug, index = data.get("game_slug"), data.get("index")
+    if isinstance(slug, str) and isinstance(index, int) and not isinstance(index, bool):
+        return f"round:{slug}:{index}"
+    return None
+
+
+def round_attrs(data: Mapping[str, Any]) -> dict[str, str]:
+    """The attributes the simulators publish a round with."""
+    attrs = {"game": str(data.get("game_slug")), "game_type": str(data.get("game_type"))}
+    if data.get("provider"):
+        attrs["provider"] = str(data["provider"])
+    return attrs
+
+
+def native_publication(channel: str, epoch: str, offset: int, ts: int, data: Any,
+                       attrs: Mapping[str, str] | None) -> Publication:
+    """A native hub message as it is: rounds keyed by their round, anything else by the
+    upstream's (channel, epoch, offset)."""
+    identity = round_identity(data) or f"msg:{channel}:{epoch}:{offset}"
+    return Publication(channel, data, identity, dict(attrs or {}), ts)
+
+
+def stake_publication(frame: Any) -> Publication | None:
+    """A Stake ``{"channel", "payload"}`` frame: the payload is the hub's data as it is."""
+    if not isinstance(frame, Mapping) or "payload" not in frame:
+        return None
+    channel, payload = frame.get("channel"), frame.get("payload")
+    if not isinstance(channel, str):
+        return None
+    identity = round_identity(payload)
+    if identity is None:
+        return None  # balances and score updates carry no identifier to resume or dedupe by
+    ts = payload.get("timestamp") if isinstance(payload, Mapping) else None
+    attrs = round_attrs(payload) if isinstance(payload, Mapping) else {}
+    return Publication(channel, payload, identity, attrs, ts if isinstance(ts, int) else None)
+
+
+def _fairness_from_raw(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a Stake or Roobet envelope reveals of the round's provable fairness: the revealed
+    hash (the link played before it is its SHA-256) and the public seed, so the result
+    recomputes; the chain commitment is not in the frame."""
+    if raw.get("__typename") == "CrashGame":
+        digest = raw.get("hash")
+        game_hash = digest.get("hash") if isinstance(digest, Mapping) else None
+        if isinstance(game_hash, str) and isinstance(raw.get("seed"), str):
+            return {"style": STYLE_STAKE, "game_hash": game_hash,
+                    "previous_hash": sha256_hex(game_hash), "salt": raw["seed"],
+                    "house_edge": str(STAKE_EDGE)}
+    inner = raw.get("data")
+    if raw.get("event") == "crash:finished" and isinstance(inner, Mapping):
+        if isinstance(inner.get("hash"), str) and isinstance(inner.get("clientSeed"), str):
+            return {"style": STYLE_ROOBET, "game_hash": inner["hash"],
+                    "previous_hash": sha256_hex(inner["hash"]),
+                    "client_seed": inner["clientSeed"], "modulus": ROOBET_MODULUS}
+    return None
+
+
+def trackersino_round(frame: Any, source: str) -> Publication | None:
+    """A TrackerSino round frame (or one item of its ``/rounds`` answer) as a hub round."""
+    if not isinstance(frame, Mapping):
+        return None
+    slug, index, multiplier = frame.get("game_id"), frame.get("round_index"), frame.get("multiplier")
+    if not isinstance(slug, str) or not isinstance(index, int) or not isinstance(multiplier, str):
+        return None
+    raw = frame.get("raw") if isinstance(frame.get("raw"), Mapping) else {}
+    assert isinstance(raw, Mapping)
+    finished = frame.get("finalized_at")
+    ts = parse_rfc3339_ms(finished)
+    data: dict[str, Any] = {
+        "round_id": f"{slug}-{index}",
+        "index": index,
+        "game_slug": slug,
+        "game_type": "crash",
+        "category": "multiplier",
+        "provider": str(frame.get("multiplier_source") or slug.split("-")[0]),
+        "result": {"multiplier": multiplier, "crash_point": _number(multiplier)},
+        "finished_at": finished,
+        "timestamp": ts,
+        "source": source,
+        "upstream_round_id": frame.get("round_id"),
+        "raw": dict(raw),
+        "extras": {"point": multiplier},
+    }
+    fairness = _fairness_from_raw(raw)
+    if fairness is not None:
+        data["fairness"] = fairness
+    return Publication(f"game:{slug}", data, f"round:{slug}:{index}", round_attrs(data), ts)
+
+
+def _number(text: object) -> float | None:
+    """The simulators' float ``crash_point`` of a decimal string."""
+    try:
+        return float(str(text))
+    except ValueError:
+        return None
+
+
+def _result_from_extras(game_type: str, extras: Mapping[str, Any]) -> dict[str, Any]:
+    if game_type == "crash":
+        return {"multiplier": extras.get("point"), "crash_point": _number(extras.get("point"))}
+    if game_type == "slot":
+        return {"reels": extras.get("reels"), "multiplier": extras.get("multiplier")}
+    if game_type == "double":
+        return {"color": extras.get("color"), "number": extras.get("number")}
+    return {"direction": extras.get("trending")}
+
+
+def datastream_round(frame: Any, source: str) -> Publication | None:
+    """A Data Stream ``Round`` (``extras`` a JSON string) as a hub round."""
+    if not isinstance(frame, Mapping):
+        return None
+    index, slug, extras_text = frame.get("round_id"), frame.get("game_slug"), frame.get("extras")
+    if not isinstance(index, int) or not isinstance(slug, str) or not isinstance(extras_text, str):
+        return None
+    try:
+        extras = orjson.loads(extras_text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(extras, Mapping):
+        return None
+    game_type = next((t for key, t in _EXTRAS_TYPES if key in extras), None)
+    if game_type is None:
+        return None
+    finished = frame.get("finished_at")
+    ts = parse_rfc3339_ms(finished)
+    data: dict[str, Any] = {
+        "round_id": f"{slug}-{index}",
+        "index": index,
+        "game_id": frame.get("game_id"),
+        "game_slug": slug,
+        "game_type": game_type,
+        "category": frame.get("game_type") or _CATEGORY[game_type],
+        "result": _result_from_extras(game_type, extras),
+        "finished_at": finished,
+        "timestamp": ts,
+        "source": source,
+        "raw": dict(frame),
+        "extras": dict(extras),
+    }
+    sent = frame.get("timestamp")
+    return Publication(f"game:{slug}", data, f"round:{slug}:{index}", round_attrs(data),
+                       sent if isinstance(sent, int) else ts)

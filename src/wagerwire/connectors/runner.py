@@ -1,0 +1,270 @@
+"""The I/O side of a connector: its reconnect loop, publishing, checkpoints, and the manager.
+
+:class:`Connector` runs one source forever: load the saved cursor, open a session (the
+dialect's client in :mod:`.clients`), publish what it yields with idempotency keys, and after
+any end of the session back off with full jitter (``client/backoff.py``) and open another. A
+source that refuses the credentials is put in the ``error`` state with the reason and retried
+on the same back-off (at most ``max_backoff`` apart), never in a tight loop and never taking the
+node down. :class:`ConnectorManager` owns every connector of a node: the configured ones and
+those added at run time through the admin REST route (``wagerwire sources add``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from wagerwire.client.backoff import Backoff
+from wagerwire.connectors.health import SourceHealth
+from wagerwire.connectors.model import (
+    Gap,
+    Publication,
+    checkpoint_channel,
+    cursor_payload,
+    gap_marker,
+    idempotency_key,
+    read_cursor,
+)
+from wagerwire.connectors.sources import SourceConfig
+from wagerwire.core.hub import Hub
+from wagerwire.errors import BadParameter, NotFound, WagerwireError
+from wagerwire.types import Json, now_ms
+
+__all__ = ["Connector", "ConnectorManager", "SessionEnded", "SourceRefused"]
+
+log = logging.getLogger("wagerwire.connectors")
+
+CHECKPOINT_S = 1.0
+
+
+class SourceRefused(Exception):
+    """The upstream refused us for a reason retrying soon will not fix (credentials, plan,
+    quota): the source goes to the ``error`` state and waits out its back-off."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SessionEnded(Exception):
+    """The upstream closed or dropped the connection (the usual reason to reconnect)."""
+
+
+class Session(Protocol):
+    """One dialect's client: runs one connection and returns (or raises) when it ends."""
+
+    async def run(self, connector: Connector) -> None: ...
+
+
+class Connector:
+    """One upstream source, published into ``hub``."""
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        hub: Hub,
+        session: Session,
+        *,
+        backoff: Backoff | None = None,
+        checkpoint_s: float = CHECKPOINT_S,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.hub = hub
+        self.session = session
+        self.backoff = backoff or Backoff(
+            float(config.options.get("min_backoff", 0.5)),
+            float(config.options.get("max_backoff", 30.0)),
+        )
+        self.checkpoint_s = checkpoint_s
+        self.rand = rand
+        self.health = SourceHealth(config.name, config.dialect)
+        self.cursor: dict[str, Json] = {}
+        self._dirty = False
+        self._saved_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.connected_once = False  # set by the session once it receives something
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.health.state = "stopped"
+
+    async def run(self) -> None:
+        """Sessions until cancelled, with back-off between them."""
+        await self._load_cursor()
+        attempt = 0
+        try:
+            while True:
+                self.health.state = "connecting"
+                self.connected_once = False
+                try:
+                    await self.session.run(self)
+                    self.health.state = "backing_off"
+                except SourceRefused as exc:
+                    log.warning("source %s refused: %s", self.config.name, exc)
+                    self.health.failed(exc.code, str(exc))
+                except asyncio.CancelledError:
+                    raise
+                except (SessionEnded, OSError, TimeoutError) as exc:
+                    self.health.state = "backing_off"
+                    self.health.error = f"{type(exc).__name__}: {exc}"[:300]
+                except WagerwireError as exc:  # the local hub refused a publish
+                    self.health.failed(exc.code, f"publishing into the hub: {exc}")
+                except Exception as exc:  # a bug or an unexpected upstream: log, back off
+                    log.exception("source %s failed", self.config.name)
+                    self.health.failed("unreachable", f"{type(exc).__name__}: {exc}"[:300])
+                await self.save_cursor()
+                if self.connected_once:
+                    attempt = 0
+                delay = self.backoff.delay(attempt, self.rand())
+                attempt += 1
+                await asyncio.sleep(delay)
+                self.health.reconnects += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.save_cursor())
+
+    # -- what sessions call ----------------------------------------------------------------
+
+    def connected(self) -> None:
+        self.connected_once = True
+        self.health.connected(now_ms())
+
+    async def publish(self, pub: Publication) -> bool:
+        """Publish ``pub`` with its idempotency key; True unless the hub had it already."""
+        cfg = self.config
+        result = await self.hub.publish(
+            cfg.target(pub.channel), pub.data, attrs=pub.attrs,
+            idempotency_key=idempotency_key(cfg.dedupe_group, pub.identity),
+        )
+        self.health.published(now_ms(), pub.ts, result.duplicate)
+        return not result.duplicate
+
+    async def seen(self, channel: str, identity: str) -> bool:
+        """Whether a publication with ``identity`` is already on ``channel`` (published by
+        this source or a failover peer of its group, within the idempotency window)."""
+        key = idempotency_key(self.config.dedupe_group, identity)
+        since = now_ms() - int(self.hub.limits.idempotency_window_s * 1000)
+        found = await self.hub.store.find_idempotent(self.config.target(channel), key, since)
+        return found is not None
+
+    async def gap(self, gap: Gap) -> None:
+        """Report a hole no backfill could fill: a marker on the channel, and the counter."""
+        self.health.gaps_unfillable += 1
+        log.warning("source %s: %s lost after %s (%s)", self.config.name, gap.upstream,
+                    gap.after, gap.reason)
+        marker = gap_marker(gap, source=self.config.name, dialect=self.config.dialect,
+                            now_ms=now_ms())
+        await self.publish(marker)
+
+    def advance(self, key: str, value: Json) -> None:
+        """Move the cursor (after what it covers is published)."""
+        self.cursor[key] = value
+        self._dirty = True
+
+    async def maybe_checkpoint(self) -> None:
+        if self._dirty and time.monotonic() - self._saved_at >= self.checkpoint_s:
+            await self.save_cursor()
+
+    async def save_cursor(self) -> None:
+        """Save the cursor if it moved since the last save."""
+        if not self._dirty:
+            return
+        payload = cursor_payload(self.config.name, self.config.dialect, self.cursor, now_ms())
+        await self.hub.publish(checkpoint_channel(self.config.name), payload,
+                               attrs={"connector": self.config.name})
+        self._dirty = False
+        self._saved_at = time.monotonic()
+
+    async def _load_cursor(self) -> None:
+        last = await self.hub.store.read_last(checkpoint_channel(self.config.name), 1)
+        if last:
+            try:
+                self.cursor = read_cursor(orjson.loads(last[0].data), self.config.dialect)
+            except orjson.JSONDecodeError:
+                self.cursor = {}
+
+
+class ConnectorManager:
+    """Every connector of one node; the admin REST route adds and removes them."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        sources: Iterable[SourceConfig],
+        session_for: Callable[[SourceConfig], Session],
+        *,
+        checkpoint_s: float = CHECKPOINT_S,
+    ) -> None:
+        self.hub = hub
+        self.session_for = session_for
+        self.checkpoint_s = checkpoint_s
+        self.connectors: dict[str, Connector] = {}
+        self._configured = list(sources)
+        self._running = False
+
+    async def run(self, publisher: Any) -> None:
+        """A node source: start the configured connectors, stop them all when cancelled."""
+        self._running = True
+        for config in self._configured:
+            self.add(config)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._running = False
+            await asyncio.gather(*(c.stop() for c in self.connectors.values()),
+                                 return_exceptions=True)
+
+    def add(self, config: SourceConfig) -> Connector:
+        """Start a connector for ``config``.
+
+        Raises:
+            BadParameter: a source of that name exists already.
+        """
+        if config.name in self.connectors:
+            raise BadParameter(f"a source named {config.name} exists already")
+        connector = Connector(config, self.hub, self.session_for(config),
+                              checkpoint_s=self.checkpoint_s)
+        self.connectors[config.name] = connector
+        if self._running:
+            connector.start()
+        return connector
+
+    async def remove(self, name: str) -> None:
+        """Stop and forget a source (its saved cursor stays in the store).
+
+        Raises:
+            NotFound: no source of that name.
+        """
+        connector = self.connectors.pop(name, None)
+        if connector is None:
+            raise NotFound(f"no source named {name}")
+        await connector.stop()
+
+    def listing(self) -> list[dict[str, Any]]:
+        now = now_ms()
+        return [{**c.config.public(), "health": c.health.snapshot(now)}
+                for c in self.connectors.values()]
+
+    def health(self) -> list[dict[str, Any]]:
+        now = now_ms()
+        return [c.health.snapshot(now) for c in self.connectors.values()]
+
+    def health_of(self) -> Mapping[str, SourceHealth]:
+        return {name: c.health for name, c in self.connectors.items()}
