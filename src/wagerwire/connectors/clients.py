@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wagerwire.connectors.native import NativeSession
+from wagerwire.connectors.rounds import (
+    DataStreamSseSession,
+    DataStreamWsSession,
+    StakeSession,
+    TrackerSinoSession,
+)
 from wagerwire.connectors.runner import Session
 from wagerwire.connectors.sources import SourceConfig
 from wagerwire.errors import BadParameter
@@ -13,6 +19,10 @@ __all__ = ["SESSIONS", "session_for"]
 
 SESSIONS: dict[str, Callable[[SourceConfig], Session]] = {
     "native": NativeSession,
+    "trackersino": TrackerSinoSession,
+    "datastream": DataStreamWsSession,
+    "datastream-sse": DataStreamSseSession,
+    "stake": StakeSession,
 }
 
 
