@@ -19,6 +19,8 @@ from wagerwire.client import Client
 
 __all__ = [
     "collect_rounds",
+    "demo_key",
+    "latest",
     "downstream",
     "history",
     "last_index",
@@ -125,3 +127,24 @@ async def collect_rounds(url: str, channels: list[str], until: Mapping[str, int]
         await asyncio.wait_for(read(), timeout)
         await sub.aclose()
     return got
+
+
+def demo_key(server: ServerProcess, kind: str = "reader") -> str:
+    """A demo key the server printed at its first start (``demo reader key …: ww_…``)."""
+    import re
+
+    for line in server.output:
+        match = re.search(rf"demo {kind} key[^:]*:\s+(\S+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no demo {kind} key in the server output")
+
+
+def latest(url: str, channel: str) -> dict[str, Any] | None:
+    """The newest stored message of ``channel``."""
+    info = httpx.get(f"{url}/v1/channels/{channel}/messages",
+                     params={"since": 0, "limit": 1}, timeout=10)
+    if info.status_code != 200:
+        return None
+    messages = history(url, channel)
+    return messages[-1] if messages else None

@@ -13,6 +13,7 @@ from wagerwire.connectors.rounds import (
 )
 from wagerwire.connectors.runner import Session
 from wagerwire.connectors.sources import SourceConfig
+from wagerwire.connectors.sportsgameodds import SportsGameOddsSession
 from wagerwire.errors import BadParameter
 
 __all__ = ["SESSIONS", "session_for"]
@@ -23,6 +24,7 @@ SESSIONS: dict[str, Callable[[SourceConfig], Session]] = {
     "datastream": DataStreamWsSession,
     "datastream-sse": DataStreamSseSession,
     "stake": StakeSession,
+    "sportsgameodds": SportsGameOddsSession,
 }
 
 

@@ -10,6 +10,7 @@ the dialect documents (the connector counts and skips it).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -26,11 +27,14 @@ from wagerwire.analytics.fairness import (
 from wagerwire.connectors.model import Publication
 
 __all__ = [
+    "channel_part",
+    "content_digest",
     "datastream_round",
     "native_publication",
     "parse_rfc3339_ms",
     "round_attrs",
     "round_identity",
+    "sgo_event_publication",
     "stake_publication",
     "trackersino_round",
 ]
@@ -217,3 +221,66 @@ def datastream_round(frame: Any, source: str) -> Publication | None:
     sent = frame.get("timestamp")
     return Publication(f"game:{slug}", data, f"round:{slug}:{index}", round_attrs(data),
                        sent if isinstance(sent, int) else ts)
+
+
+_CHANNEL_UNSAFE: Final = re.compile(r"[^a-z0-9:_.\-]+")
+
+
+def channel_part(text: object) -> str:
+    """``text`` as a piece of a hub channel name (lowercase, ``[a-z0-9:_.-]``)."""
+    return _CHANNEL_UNSAFE.sub("-", str(text).lower()).strip("-")[:100] or "unknown"
+
+
+def content_digest(obj: Any) -> str:
+    """A short stable digest of a JSON value (key order ignored)."""
+    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+
+
+def _team_name(team: Any) -> str | None:
+    names = team.get("names") if isinstance(team, Mapping) else None
+    if isinstance(names, Mapping):
+        for key in ("long", "medium", "short"):
+            if isinstance(names.get(key), str):
+                return str(names[key])
+    return None
+
+
+def sgo_event_publication(event: Any, source: str) -> Publication | None:
+    """A SportsGameOdds Event object as a hub event on ``sports:event:{id}``.
+
+    The hub's fields it carries (teams, score, status, start, period) are mapped; the whole
+    Event, odds included, is kept under ``raw``. The identity is the event id plus a digest of
+    its content, so a refetch of an unchanged event is a duplicate and a change is published.
+    """
+    if not isinstance(event, Mapping) or not isinstance(event.get("eventID"), str):
+        return None
+    event_id = event["eventID"]
+    status = event.get("status") if isinstance(event.get("status"), Mapping) else {}
+    teams = event.get("teams") if isinstance(event.get("teams"), Mapping) else {}
+    assert isinstance(status, Mapping) and isinstance(teams, Mapping)
+    state = ("finished" if status.get("ended") else "live" if status.get("live")
+             else "upcoming")
+    sport = channel_part(event.get("sportID") or "unknown")
+    league = channel_part(event.get("leagueID") or "unknown")
+    home, away = teams.get("home") or {}, teams.get("away") or {}
+    data = {
+        "event_id": event_id,
+        "sport": sport,
+        "competition": league,
+        "league": league,
+        "participants": {"home": {"name": _team_name(home)}, "away": {"name": _team_name(away)}},
+        "score": {"home": home.get("score") if isinstance(home, Mapping) else None,
+                  "away": away.get("score") if isinstance(away, Mapping) else None},
+        "status": state,
+        "live": state == "live",
+        "starts_at": status.get("startsAt"),
+        "starts_at_ms": parse_rfc3339_ms(status.get("startsAt")),
+        "period_name": status.get("currentPeriodID"),
+        "clock": status.get("displayShort"),
+        "source": source,
+        "raw": dict(event),
+    }
+    attrs = {"sport": sport, "competition": league, "event": event_id,
+             "live": "true" if state == "live" else "false"}
+    return Publication(f"sports:event:{channel_part(event_id)}", data,
+                       f"sgo:{event_id}:{content_digest(event)}", attrs)
