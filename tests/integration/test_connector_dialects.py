@@ -29,6 +29,8 @@ MARKING = {
     "stake": (["game:crash", "game:stake-crash"], ["game:crash", "game:stake-crash"]),
 }
 
+pytestmark = pytest.mark.timeout(180)
+
 
 def _summary(data: dict[str, Any]) -> tuple[Any, ...]:
     if data.get("type") == "gap":

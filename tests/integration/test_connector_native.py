@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from connector_harness import (
     collect_rounds,
     downstream,
@@ -18,6 +19,8 @@ from connector_harness import (
 )
 
 CHANNELS = ["game:crash", "game:stake-crash", "game:roobet-crash"]
+
+pytestmark = pytest.mark.timeout(180)
 
 
 async def test_native_relay_survives_both_restarts_with_no_gap_and_no_duplicate(

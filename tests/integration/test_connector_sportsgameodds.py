@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from connector_harness import demo_key, downstream, latest, source_health, upstream, wait_until
 
 from wagerwire.connectors.normalise import channel_part
+
+pytestmark = pytest.mark.timeout(180)
 
 
 def _messages(url: str) -> int:

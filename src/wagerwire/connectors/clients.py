@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wagerwire.connectors.native import NativeSession
+from wagerwire.connectors.oddsstream import OddsStreamSession
 from wagerwire.connectors.rounds import (
     DataStreamSseSession,
     DataStreamWsSession,
@@ -25,6 +26,7 @@ SESSIONS: dict[str, Callable[[SourceConfig], Session]] = {
     "datastream-sse": DataStreamSseSession,
     "stake": StakeSession,
     "sportsgameodds": SportsGameOddsSession,
+    "oddsstream": OddsStreamSession,
 }
 
 

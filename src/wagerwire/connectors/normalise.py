@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -25,12 +25,15 @@ from wagerwire.analytics.fairness import (
     sha256_hex,
 )
 from wagerwire.connectors.model import Publication
+from wagerwire.dialects.oddsstream import MARKET_TYPES, OddsCatalog, default_catalog
+from wagerwire.errors import BadParameter
 
 __all__ = [
     "channel_part",
     "content_digest",
     "datastream_round",
     "native_publication",
+    "oddsstream_price",
     "parse_rfc3339_ms",
     "round_attrs",
     "round_identity",
@@ -223,6 +226,7 @@ def datastream_round(frame: Any, source: str) -> Publication | None:
                        sent if isinstance(sent, int) else ts)
 
 
+_CATALOG: Final = default_catalog()
 _CHANNEL_UNSAFE: Final = re.compile(r"[^a-z0-9:_.\-]+")
 
 
@@ -284,3 +288,48 @@ def sgo_event_publication(event: Any, source: str) -> Publication | None:
              "live": "true" if state == "live" else "false"}
     return Publication(f"sports:event:{channel_part(event_id)}", data,
                        f"sgo:{event_id}:{content_digest(event)}", attrs)
+
+
+def _slug(lookup: Callable[[str], str], value: str) -> str:
+    try:
+        return lookup(value)
+    except BadParameter:  # a name the built-in catalogue does not know: its own spelling
+        return channel_part(value)
+
+
+_MARKETS_BACK: Final = {v: k for k, v in MARKET_TYPES.items()}
+
+
+def oddsstream_price(frame: Any, source: str, catalog: OddsCatalog | None = None
+                     ) -> Publication | None:
+    """One OddsStream selection price as a hub OddsUpdate on ``odds:{sport}:{competition}``
+    (slugs through the simulator's catalogue, else the names lower-cased), with the
+    bookmaker, sport and competition as attributes. OddsStream has no identifiers: the
+    identity is the price itself (selection, odds and ``scraped_at``)."""
+    catalog = catalog or _CATALOG
+    if not isinstance(frame, Mapping):
+        return None
+    odds = frame.get("odds")
+    names = [frame.get(k) for k in ("bookmaker", "sport", "competition", "selection",
+                                    "market_type")]
+    if isinstance(odds, bool) or not isinstance(odds, int | float) or not all(
+        isinstance(n, str) for n in names
+    ):
+        return None
+    book_name, sport_name, comp_code, selection, market = (str(n) for n in names)
+    sport = _slug(catalog.sport_slug, sport_name)
+    comp = _slug(catalog.competition_slug, comp_code)
+    book = _slug(catalog.bookmaker_slug, book_name)
+    period = frame.get("period") if isinstance(frame.get("period"), int) else 0
+    data = {
+        "bookmaker": book, "match_name": frame.get("match_name"), "competition": comp,
+        "sport": sport, "market_type": _MARKETS_BACK.get(market, market),
+        "selection": selection, "odds": odds, "period": period,
+        "is_live": frame.get("is_live") is True, "scraped_at": frame.get("scraped_at"),
+        "suspended": False, "source": source, "raw": dict(frame),
+    }
+    identity = (f"os:{book}:{frame.get('match_name')}:{market}:{period}:{selection}:"
+                f"{odds}:{frame.get('scraped_at')}")
+    attrs = {"sport": sport, "competition": comp, "bookmaker": book}
+    return Publication(f"odds:{sport}:{comp}", data, identity, attrs,
+                       parse_rfc3339_ms(frame.get("scraped_at")))

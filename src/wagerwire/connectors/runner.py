@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+import httpx
 import orjson
 
 from wagerwire.client.backoff import Backoff
@@ -121,7 +122,7 @@ class Connector:
                     self.health.failed(exc.code, str(exc))
                 except asyncio.CancelledError:
                     raise
-                except (SessionEnded, OSError, TimeoutError) as exc:
+                except (SessionEnded, OSError, TimeoutError, httpx.TransportError) as exc:
                     self.health.state = "backing_off"
                     self.health.error = f"{type(exc).__name__}: {exc}"[:300]
                 except WagerwireError as exc:  # the local hub refused a publish
