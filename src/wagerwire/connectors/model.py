@@ -57,13 +57,15 @@ GAP_REASONS: Final = ("history_lost", "epoch_changed", "no_backfill", "reconnect
 class Publication:
     """One message to publish: normalised ``channel`` (before renames), data, attributes and
     the source identity the idempotency key is made from. ``ts`` is the source's own time
-    (ms) when it has one, for the lag measurement."""
+    (ms) when it has one, for the lag measurement. ``order`` is the round index when the
+    item is one of a counted sequence (failover peers never publish it behind a later one)."""
 
     channel: str
     data: Json
     identity: str
     attrs: Mapping[str, str] = field(default_factory=dict)
     ts: int | None = None
+    order: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

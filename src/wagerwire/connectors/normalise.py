@@ -100,8 +100,10 @@ def native_publication(channel: str, epoch: str, offset: int, ts: int, data: Any
                        attrs: Mapping[str, str] | None) -> Publication:
     """A native hub message as it is: rounds keyed by their round, anything else by the
     upstream's (channel, epoch, offset)."""
-    identity = round_identity(data) or f"msg:{channel}:{epoch}:{offset}"
-    return Publication(channel, data, identity, dict(attrs or {}), ts)
+    identity = round_identity(data)
+    if identity is None:
+        return Publication(channel, data, f"msg:{channel}:{epoch}:{offset}", dict(attrs or {}), ts)
+    return Publication(channel, data, identity, dict(attrs or {}), ts, data["index"])
 
 
 def stake_publication(frame: Any) -> Publication | None:
@@ -116,7 +118,9 @@ def stake_publication(frame: Any) -> Publication | None:
         return None  # balances and score updates carry no identifier to resume or dedupe by
     ts = payload.get("timestamp") if isinstance(payload, Mapping) else None
     attrs = round_attrs(payload) if isinstance(payload, Mapping) else {}
-    return Publication(channel, payload, identity, attrs, ts if isinstance(ts, int) else None)
+    assert isinstance(payload, Mapping)
+    return Publication(channel, payload, identity, attrs, ts if isinstance(ts, int) else None,
+                       payload["index"])
 
 
 def _fairness_from_raw(raw: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -168,7 +172,8 @@ def trackersino_round(frame: Any, source: str) -> Publication | None:
     fairness = _fairness_from_raw(raw)
     if fairness is not None:
         data["fairness"] = fairness
-    return Publication(f"game:{slug}", data, f"round:{slug}:{index}", round_attrs(data), ts)
+    return Publication(f"game:{slug}", data, f"round:{slug}:{index}", round_attrs(data), ts,
+                       index)
 
 
 def _number(text: object) -> float | None:
@@ -223,7 +228,7 @@ def datastream_round(frame: Any, source: str) -> Publication | None:
     }
     sent = frame.get("timestamp")
     return Publication(f"game:{slug}", data, f"round:{slug}:{index}", round_attrs(data),
-                       sent if isinstance(sent, int) else ts)
+                       sent if isinstance(sent, int) else ts, index)
 
 
 _CATALOG: Final = default_catalog()

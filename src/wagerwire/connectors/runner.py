@@ -76,8 +76,12 @@ class Connector:
         backoff: Backoff | None = None,
         checkpoint_s: float = CHECKPOINT_S,
         rand: Callable[[], float] = random.random,
+        orders: dict[str, int] | None = None,
     ) -> None:
         self.config = config
+        # The last round index published on each hub channel by this node's connectors of
+        # the same failover group (shared by the group's connectors).
+        self.orders: dict[str, int] = orders if orders is not None else {}
         self.hub = hub
         self.session = session
         self.backoff = backoff or Backoff(
@@ -148,14 +152,41 @@ class Connector:
         self.health.connected(now_ms())
 
     async def publish(self, pub: Publication) -> bool:
-        """Publish ``pub`` with its idempotency key; True unless the hub had it already."""
+        """Publish ``pub`` with its idempotency key; True unless the hub had it already.
+
+        In a failover group, a round at or below the last index the group published on its
+        channel is a duplicate too: the peer that is behind never publishes out of order.
+        """
         cfg = self.config
+        target = cfg.target(pub.channel)
+        if pub.order is not None and cfg.group:
+            last = self.orders.get(target)
+            if last is None:
+                last = self.orders[target] = await self._last_order(target)
+            if pub.order <= last:
+                self.health.published(now_ms(), pub.ts, duplicate=True)
+                return False
         result = await self.hub.publish(
-            cfg.target(pub.channel), pub.data, attrs=pub.attrs,
+            target, pub.data, attrs=pub.attrs,
             idempotency_key=idempotency_key(cfg.dedupe_group, pub.identity),
         )
+        if pub.order is not None and cfg.group and not result.duplicate:
+            self.orders[target] = max(pub.order, self.orders.get(target, 0))
         self.health.published(now_ms(), pub.ts, result.duplicate)
         return not result.duplicate
+
+    async def _last_order(self, channel: str) -> int:
+        """The highest round index among the channel's newest stored messages."""
+        best = 0
+        for message in await self.hub.store.read_last(channel, 10):
+            try:
+                data = orjson.loads(message.data)
+            except orjson.JSONDecodeError:
+                continue
+            index = data.get("index") if isinstance(data, dict) else None
+            if isinstance(index, int) and not isinstance(index, bool):
+                best = max(best, index)
+        return best
 
     async def seen(self, channel: str, identity: str) -> bool:
         """Whether a publication with ``identity`` is already on ``channel`` (published by
@@ -217,6 +248,7 @@ class ConnectorManager:
         self.session_for = session_for
         self.checkpoint_s = checkpoint_s
         self.connectors: dict[str, Connector] = {}
+        self._orders: dict[str, dict[str, int]] = {}  # failover group -> channel -> index
         self._configured = list(sources)
         self._running = False
 
@@ -241,7 +273,8 @@ class ConnectorManager:
         if config.name in self.connectors:
             raise BadParameter(f"a source named {config.name} exists already")
         connector = Connector(config, self.hub, self.session_for(config),
-                              checkpoint_s=self.checkpoint_s)
+                              checkpoint_s=self.checkpoint_s,
+                              orders=self._orders.setdefault(config.dedupe_group, {}))
         self.connectors[config.name] = connector
         if self._running:
             connector.start()
