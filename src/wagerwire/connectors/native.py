@@ -150,17 +150,21 @@ class NativeSession:
 
     async def _relay(self, connector: Connector, msg: ClientMessage) -> None:
         pub = native_publication(msg.channel, msg.epoch, msg.offset, msg.ts, msg.data, msg.attrs)
-        await connector.publish(pub)
-        if msg.source == "backfill":
-            connector.health.backfilled += 1
         positions = connector.cursor.setdefault("positions", {})
         assert isinstance(positions, dict)
-        positions[msg.channel] = [msg.epoch, msg.offset]
-        connector.advance("positions", positions)
+
+        def done() -> None:
+            positions[msg.channel] = [msg.epoch, msg.offset]
+            connector.advance("positions", positions)
+            if msg.source == "backfill":
+                connector.health.backfilled += 1
+
+        await connector.submit(pub, done)
         await connector.maybe_checkpoint()
 
     async def _gap(self, connector: Connector, gap: GapDetected) -> None:
         connector.health.gaps_found += 1
+        await connector.flush()  # the marker goes after what came before it
         missing = None if gap.before_offset is None else gap.before_offset - gap.after_offset - 1
         await connector.gap(Gap(
             gap.channel, gap.channel, str(gap.after_offset),

@@ -43,6 +43,7 @@ __all__ = ["Connector", "ConnectorManager", "SessionEnded", "SourceRefused"]
 log = logging.getLogger("wagerwire.connectors")
 
 CHECKPOINT_S = 1.0
+MAX_IN_FLIGHT = 512  # submitted publications not yet durable, per connector
 
 
 class SourceRefused(Exception):
@@ -96,6 +97,14 @@ class Connector:
         self._saved_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.connected_once = False  # set by the session once it receives something
+        # Pipelined publishing (submit): one lane per hub channel, in order within it.
+        self._lanes: dict[str, tuple[asyncio.Queue[tuple[Publication, Callable[[], None]]],
+                                     asyncio.Task[None]]] = {}
+        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._lane_error: BaseException | None = None
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -108,6 +117,7 @@ class Connector:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._stop_lanes()
         self.health.state = "stopped"
 
     async def run(self) -> None:
@@ -134,6 +144,7 @@ class Connector:
                 except Exception as exc:  # a bug or an unexpected upstream: log, back off
                     log.exception("source %s failed", self.config.name)
                     self.health.failed("unreachable", f"{type(exc).__name__}: {exc}"[:300])
+                await self._stop_lanes()
                 await self.save_cursor()
                 if self.connected_once:
                     attempt = 0
@@ -187,6 +198,60 @@ class Connector:
             if isinstance(index, int) and not isinstance(index, bool):
                 best = max(best, index)
         return best
+
+    async def submit(self, pub: Publication, done: Callable[[], None]) -> None:
+        """Publish ``pub`` without waiting for it to be durable: publications of one hub
+        channel stay in order (one lane each), channels proceed side by side, at most
+        :data:`MAX_IN_FLIGHT` at once. ``done`` runs once it is published (move the cursor
+        there: a checkpoint then never covers what is not durable). A failed publish ends
+        the session at the next submit."""
+        if self._lane_error is not None:
+            raise self._lane_error
+        await self._room.acquire()
+        self._pending += 1
+        self._idle.clear()
+        target = self.config.target(pub.channel)
+        lane = self._lanes.get(target)
+        if lane is None:
+            queue: asyncio.Queue[tuple[Publication, Callable[[], None]]] = asyncio.Queue()
+            task = asyncio.get_running_loop().create_task(self._lane(queue))
+            lane = self._lanes[target] = (queue, task)
+        lane[0].put_nowait((pub, done))
+
+    async def _lane(self, queue: asyncio.Queue[tuple[Publication, Callable[[], None]]]
+                    ) -> None:
+        while True:
+            pub, done = await queue.get()
+            try:
+                await self.publish(pub)
+                done()
+            except Exception as exc:
+                self._lane_error = exc
+                self._idle.set()
+                raise
+            finally:
+                self._room.release()
+                self._pending -= 1
+                if not self._pending:
+                    self._idle.set()
+
+    async def flush(self) -> None:
+        """Wait until every submitted publication is published (or raise why one failed)."""
+        await self._idle.wait()
+        if self._lane_error is not None:
+            raise self._lane_error
+
+    async def _stop_lanes(self) -> None:
+        """End the session's lanes; what they had not published is not in the cursor, so
+        the next session fetches it again."""
+        lanes, self._lanes = self._lanes, {}
+        for _, task in lanes.values():
+            task.cancel()
+        await asyncio.gather(*(task for _, task in lanes.values()), return_exceptions=True)
+        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._lane_error = None
+        self._pending = 0
+        self._idle.set()
 
     async def seen(self, channel: str, identity: str) -> bool:
         """Whether a publication with ``identity`` is already on ``channel`` (published by
