@@ -84,3 +84,41 @@ async def test_refused_credentials_are_a_source_error_with_backoff(tmp_path: Pat
     finally:
         down.kill()
         up.kill()
+
+
+async def test_native_relay_marks_exactly_what_the_upstream_no_longer_has(
+    tmp_path: Path,
+) -> None:
+    up = upstream(tmp_path, extra=["--retention-count", "3"])  # pruned every 1,000 appends
+    down = downstream(tmp_path, [{
+        "name": "eu", "url": up.url, "dialect": "native", "subscriptions": ["game:crash"],
+        "options": {"max_backoff": 1.0},
+    }])
+    try:
+        wait_until(lambda: last_index(down.url, "game:crash") >= 2, what="first rounds")
+        down.kill()
+        stopped_at = last_index(up.url, "game:crash")
+        wait_until(lambda: history(up.url, "game:crash")[0]["offset"] > stopped_at + 2,
+                   what="the upstream pruning past the downstream's position")
+        down.restart()
+        target = last_index(up.url, "game:crash") + 1
+        wait_until(lambda: last_index(down.url, "game:crash") >= target, what="live again")
+        relayed = [m["data"] for m in history(down.url, "game:crash")]
+        indexes = [d["index"] for d in relayed if "index" in d]
+        assert indexes == sorted(set(indexes))
+        holes = [(a, b) for a, b in zip(indexes, indexes[1:], strict=False) if b > a + 1]
+        markers = [(i, d["gap"]) for i, d in enumerate(relayed) if d.get("type") == "gap"]
+        assert holes, "the downstream missed pruned rounds: there must be a hole"
+        # one marker per hole, right before the first round after it (a marker before the
+        # first round is the start: history already pruned when the connector first came)
+        inner = [(i, g) for i, g in markers if i > 0]
+        assert [(g["after"], g["before"]) for _, g in inner] == [
+            (str(a), str(b)) for a, b in holes]
+        for i, gap in inner:
+            assert relayed[i + 1]["index"] == int(gap["before"])
+            assert gap["reason"] == "history_lost" and gap["missing"] == \
+                int(gap["before"]) - int(gap["after"]) - 1
+        assert source_health(down.url)["eu"]["gaps_unfillable"] >= 1
+    finally:
+        down.kill()
+        up.kill()

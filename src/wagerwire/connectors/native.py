@@ -111,12 +111,22 @@ class NativeSession:
             if info.epoch and (info.name in exact or any(p.fullmatch(info.name) for p in patterns))
         }
 
+    async def _reconcile(self, connector: Connector, positions: dict[str, Position]) -> None:
+        """The cursor may be a checkpoint interval behind after a crash: the relayed
+        messages carry their upstream position (``src_pos``), so read it back."""
+        for channel, pos in list(positions.items()):
+            for epoch, offset in await connector.stored_positions(connector.config.target(channel)):
+                if epoch == pos.epoch and offset > pos.offset:
+                    positions[channel] = Position(epoch, offset)
+                break
+
     async def run(self, connector: Connector) -> None:
         config = self.config
         auth = Auth(config.credentials)
         async with httpx.AsyncClient(base_url=self.http_base, timeout=10.0) as http:
             rest = RestApi(http, auth)
             positions = self._positions(connector)
+            await self._reconcile(connector, positions)
             if not positions and config.start == "earliest":
                 try:
                     positions = await self._start_positions(rest)
@@ -149,7 +159,8 @@ class NativeSession:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def _relay(self, connector: Connector, msg: ClientMessage) -> None:
-        pub = native_publication(msg.channel, msg.epoch, msg.offset, msg.ts, msg.data, msg.attrs)
+        pub = native_publication(msg.channel, msg.epoch, msg.offset, msg.ts, msg.data, msg.attrs,
+                                 self.config.name)
         positions = connector.cursor.setdefault("positions", {})
         assert isinstance(positions, dict)
 

@@ -97,13 +97,19 @@ def round_attrs(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def native_publication(channel: str, epoch: str, offset: int, ts: int, data: Any,
-                       attrs: Mapping[str, str] | None) -> Publication:
+                       attrs: Mapping[str, str] | None, source: str) -> Publication:
     """A native hub message as it is: rounds keyed by their round, anything else by the
-    upstream's (channel, epoch, offset)."""
+    upstream's (channel, epoch, offset). Two attributes are added: ``src`` (the source's
+    name) and ``src_pos`` (``epoch:offset`` upstream), from which a restarted connector reads
+    back exactly where it was (not on a message that already has 31 or 32 attributes, the
+    hub's limit: its position then comes from the cursor alone)."""
+    tagged = dict(attrs or {})
+    if len(tagged) <= 30:
+        tagged.update(src=source, src_pos=f"{epoch}:{offset}")
     identity = round_identity(data)
     if identity is None:
-        return Publication(channel, data, f"msg:{channel}:{epoch}:{offset}", dict(attrs or {}), ts)
-    return Publication(channel, data, identity, dict(attrs or {}), ts, data["index"])
+        return Publication(channel, data, f"msg:{channel}:{epoch}:{offset}", tagged, ts)
+    return Publication(channel, data, identity, tagged, ts, data["index"])
 
 
 def stake_publication(frame: Any) -> Publication | None:

@@ -94,15 +94,14 @@ class RoundFeed:
             {str(k): int(v) for k, v in last.items()} if isinstance(last, dict) else None)
 
     async def reconcile(self) -> None:
-        """Move each game's position past rounds published after the last saved cursor (a
-        crash loses up to one checkpoint interval of it): their idempotency keys are in the
-        store, so the position is exact again and no marker claims a published round."""
+        """Move each game's position to the newest round its hub channel has: a crash loses
+        up to one checkpoint interval of the cursor, and those rounds must neither come twice
+        (however long the node was down) nor be claimed lost by a marker."""
         for slug, last in list(self.tracker.last.items()):
-            index = last
-            while await self.connector.seen(f"game:{slug}", f"round:{slug}:{index + 1}"):
-                index += 1
-            if index != last:
-                self.tracker.advance(slug, index)
+            stored = await self.connector.stored_round_index(
+                self.connector.config.target(f"game:{slug}"))
+            if stored > last:
+                self.tracker.advance(slug, stored)
                 self.connector.advance("last", dict(self.tracker.last))
 
     async def live(self, pub: Publication, slug: str, index: int) -> None:

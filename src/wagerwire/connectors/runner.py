@@ -173,7 +173,7 @@ class Connector:
         if pub.order is not None and cfg.group:
             last = self.orders.get(target)
             if last is None:
-                last = self.orders[target] = await self._last_order(target)
+                last = self.orders[target] = await self.stored_round_index(target)
             if pub.order <= last:
                 self.health.published(now_ms(), pub.ts, duplicate=True)
                 return False
@@ -186,8 +186,8 @@ class Connector:
         self.health.published(now_ms(), pub.ts, result.duplicate)
         return not result.duplicate
 
-    async def _last_order(self, channel: str) -> int:
-        """The highest round index among the channel's newest stored messages."""
+    async def stored_round_index(self, channel: str) -> int:
+        """The highest round index among the hub channel's newest stored messages (0: none)."""
         best = 0
         for message in await self.hub.store.read_last(channel, 10):
             try:
@@ -252,6 +252,19 @@ class Connector:
         self._lane_error = None
         self._pending = 0
         self._idle.set()
+
+    async def stored_positions(self, channel: str) -> list[tuple[str, int]]:
+        """The upstream positions (``src_pos`` attribute) of this source's newest messages on
+        the hub channel, newest first."""
+        found = []
+        for message in reversed(await self.hub.store.read_last(channel, 20)):
+            attrs = message.attrs or {}
+            if attrs.get("src") != self.config.name or ":" not in attrs.get("src_pos", ""):
+                continue
+            epoch, _, offset = attrs["src_pos"].rpartition(":")
+            if offset.isdigit():
+                found.append((epoch, int(offset)))
+        return found
 
     async def seen(self, channel: str, identity: str) -> bool:
         """Whether a publication with ``identity`` is already on ``channel`` (published by

@@ -117,9 +117,12 @@ def test_rfc3339_times_parse_to_milliseconds() -> None:
 
 def test_native_rounds_are_keyed_by_their_round_other_messages_by_offset() -> None:
     rnd = _round("crash")
-    assert native_publication("game:crash", "e1", 9, 1, rnd, None).identity == "round:crash:7"
-    other = native_publication("odds:x", "e1", 9, 1, {"odds": 2.0}, {"sport": "x"})
-    assert other.identity == "msg:odds:x:e1:9" and other.attrs == {"sport": "x"}
+    pub = native_publication("game:crash", "e1", 9, 1, rnd, None, "eu")
+    assert pub.identity == "round:crash:7" and pub.order == 7
+    assert pub.attrs == {"src": "eu", "src_pos": "e1:9"}
+    other = native_publication("odds:x", "e1", 9, 1, {"odds": 2.0}, {"sport": "x"}, "eu")
+    assert other.identity == "msg:odds:x:e1:9" and other.order is None
+    assert other.attrs == {"sport": "x", "src": "eu", "src_pos": "e1:9"}
 
 
 @pytest.mark.parametrize("slug", ["stake-crash", "roobet-crash", "crash"])
