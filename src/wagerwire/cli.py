@@ -94,6 +94,8 @@ def _serve_parser(sub: Any) -> None:
                    "(off by default: any web page could publish into this hub)")
     p.add_argument("--no-anonymous-publish", dest="anonymous_publish", action="store_const",
                    const=False, help="refuse publishing without a publisher key (default)")
+    p.add_argument("--connector-checkpoint", type=float,
+                   help="seconds between saves of each upstream connector's position (1.0)")
     p.add_argument("--retention-count", type=int,
                    help="messages kept per channel (default 100000)")
     p.add_argument("--retention-age", type=float,
