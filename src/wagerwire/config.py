@@ -77,8 +77,11 @@ class Settings:
         return "wagerwire-keys.db"
 
     def retention_rules(self) -> list[RetentionRule]:
-        """Configured rules, then the default rule for every other channel."""
-        return [*self.retention, RetentionRule("*", self.retention_count, self.retention_age)]
+        """Configured rules, then the connectors' checkpoints (the last 1,000 are plenty),
+        then the default rule for every other channel."""
+        return [*self.retention,
+                RetentionRule("connector:*", 1000, None),  # connectors' saved positions
+                RetentionRule("*", self.retention_count, self.retention_age)]
 
 
 def store_path(url: str) -> str:

@@ -193,3 +193,26 @@ def test_health_counts_and_reports_age_and_lag() -> None:
     snap = health.snapshot(4000)
     assert (snap["state"], snap["connected"], snap["error_code"]) == (
         "error", False, "unauthorized")
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def test_sources_come_from_toml_or_environment_json(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from wagerwire.config import load_settings
+
+    path = Path(str(tmp_path)) / "c.toml"
+    path.write_text('[[sources]]\nname = "eu"\nurl = "http://a:1"\ndialect = "native"\n'
+                    'subscriptions = ["game:*"]\n')
+    settings = load_settings(config_file=str(path), environ={})
+    (cfg,) = parse_sources(settings.sources)
+    assert (cfg.name, cfg.subscriptions) == ("eu", ("game:*",))
+    env = load_settings(environ={"WAGERWIRE_SOURCES": '[{"name": "x", "url": "ws://b",'
+                                                      ' "dialect": "stake"}]'})
+    assert parse_sources(env.sources)[0].dialect == "stake"
+    with pytest.raises(BadParameter, match="sources"):
+        load_settings(environ={"WAGERWIRE_SOURCES": "{"})
+    rules = settings.retention_rules()
+    assert [r.pattern for r in rules] == ["connector:*", "*"]
