@@ -126,14 +126,14 @@ class NativeSession:
         async with httpx.AsyncClient(base_url=self.http_base, timeout=10.0) as http:
             rest = RestApi(http, auth)
             positions = self._positions(connector)
-            await self._reconcile(connector, positions)
-            if not positions and config.start == "earliest":
+            if config.start == "earliest":  # channels never relayed yet: from their start
                 try:
-                    positions = await self._start_positions(rest)
+                    positions = {**await self._start_positions(rest), **positions}
                 except (AuthError, ForbiddenError) as exc:
                     raise _refused(exc) from exc
                 except SdkError as exc:
                     raise OSError(str(exc)) from exc
+            await self._reconcile(connector, positions)
             heartbeat = float(config.options.get("heartbeat_s", 20.0))
             protocol = ClientProtocol(
                 list(config.subscriptions), since=encode_positions(positions) if positions else None,
