@@ -37,7 +37,8 @@ from wagerwire.stores.sqlite import SqliteStore  # noqa: E402
 
 
 async def run_one(
-    store: str, broker: str, concurrency: int, seconds: float, sqlite_sync: str | None = None
+    store: str, broker: str, concurrency: int, seconds: float, sqlite_sync: str | None = None,
+    rate: float = 0.0,
 ) -> dict[str, object]:
     settings = Settings(store=store, broker=broker, demo=False)
     st, br = build_backends(settings)
@@ -59,8 +60,33 @@ async def run_one(
             done += 1
             i += 1
 
+    async def one(i: int) -> None:
+        nonlocal done
+        t0 = time.perf_counter()
+        await hub.publish(f"bench:c{i % 16}", {"n": 0, "i": i, "odds": [2.1, 3.4]})
+        latencies.append(time.perf_counter() - t0)
+        done += 1
+
+    async def paced() -> None:
+        # A fixed rate: publish i starts at its scheduled time whatever the earlier ones do.
+        pending: set[asyncio.Task[None]] = set()
+        start, i = time.perf_counter(), 0
+        while (now := time.perf_counter()) < stop:
+            due = start + i / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            task = asyncio.ensure_future(one(i))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            i += 1
+        if pending:
+            await asyncio.gather(*pending)
+
     started = time.perf_counter()
-    await asyncio.gather(*(publisher(n) for n in range(concurrency)))
+    if rate > 0:
+        await paced()
+    else:
+        await asyncio.gather(*(publisher(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
     # With Redis the hub's store is a HistoryStore; the group-commit counter is its inner's.
     durable = hub.store.inner if isinstance(hub.store, HistoryStore) else hub.store
@@ -70,7 +96,8 @@ async def run_one(
     return {
         "store": store.split(":", 1)[0] + (f" ({sqlite_sync})" if sqlite_sync else ""),
         "broker": broker.split(":", 1)[0],
-        "concurrency": concurrency, "publishes_per_s": round(done / elapsed),
+        "concurrency": f"{rate:g}/s" if rate > 0 else concurrency,
+        "publishes_per_s": round(done / elapsed),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "per_commit": round(done / commits, 1) if commits else None,
@@ -85,8 +112,15 @@ async def main() -> None:
                         help="comma list of SQLite synchronous modes to compare (NORMAL,FULL)")
     parser.add_argument("--sqlite-only", action="store_true",
                         help="skip PostgreSQL and Redis")
+    parser.add_argument("--only", default="sqlite,postgresql,postgresql+redis",
+                        help="comma list of the combinations to run")
+    parser.add_argument("--rate", default="",
+                        help="comma list of fixed publish rates (per second) to measure the "
+                             "time to acknowledgement at, after the concurrency runs")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ww-bench-"))
+    if args.only.strip() == "sqlite":
+        args.sqlite_only = True
     redis = None if args.sqlite_only else RedisServer(tmp / "redis").start()
     pg = None if args.sqlite_only else PostgresServer(
         Path(tempfile.mkdtemp(prefix="ww-bench-pg-")), fsync=True).start()
@@ -94,18 +128,23 @@ async def main() -> None:
                                if m.strip()] or [None]
     try:
         results = []
-        for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            combos: list[tuple[str, str, str | None]] = [
-                (f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", "memory://", sync) for sync in syncs
-            ]
+        only = {o.strip() for o in args.only.split(",")}
+        loads = [(int(c), 0.0) for c in args.concurrency.split(",") if c.strip()]
+        loads += [(0, float(r)) for r in args.rate.split(",") if r.strip()]
+        for concurrency, rate in loads:
+            combos: list[tuple[str, str, str | None]] = []
+            if "sqlite" in only:
+                combos += [(f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", "memory://", sync)
+                           for sync in syncs]
             if pg is not None and redis is not None:
-                combos += [
-                    (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}", "memory://", None),
-                    (f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}",
-                     f"{redis.url}?prefix=b{uuid.uuid4().hex[:8]}", None),
-                ]
+                if "postgresql" in only:
+                    combos.append((f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}", "memory://",
+                                   None))
+                if "postgresql+redis" in only:
+                    combos.append((f"{pg.url()}?schema=b{uuid.uuid4().hex[:8]}",
+                                   f"{redis.url}?prefix=b{uuid.uuid4().hex[:8]}", None))
             for store, broker, sync in combos:
-                result = await run_one(store, broker, concurrency, args.seconds, sync)
+                result = await run_one(store, broker, concurrency, args.seconds, sync, rate)
                 print(json.dumps(result), flush=True)
                 results.append(result)
         print("\n| store | broker | concurrent publishers | publishes/s | p50 ms | p99 ms "

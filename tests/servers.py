@@ -22,16 +22,19 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+T = TypeVar("T")
+
 __all__ = [
     "PostgresServer",
     "PrometheusServer",
     "RedisServer",
+    "SentinelGroup",
     "free_port",
     "postgres_bin",
     "prometheus_bin",
@@ -84,13 +87,15 @@ def postgres_bin() -> Path | None:
 class RedisServer:
     """One ``redis-server`` child on 127.0.0.1; ``restart()`` keeps the port, loses the data."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         binary = redis_bin()
         if binary is None:
             raise RuntimeError("redis-server is not installed (make system-deps)")
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,7 +108,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.directory), "--daemonize", "no",
-             "--protected-mode", "yes"],
+             "--protected-mode", "yes", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -123,6 +128,116 @@ class RedisServer:
         if down_for:
             time.sleep(down_for)
         self.start()
+
+
+class SentinelGroup:
+    """A Redis primary, one replica and ``count`` Sentinels (``redis-server --sentinel``,
+    which needs no Debian ``redis-sentinel`` package), all on 127.0.0.1 free ports.
+
+    The Sentinels watch the primary as ``service`` with a short ``down_after_ms``, so that
+    killing it (:meth:`kill_primary`) promotes the replica within a few seconds. ``url`` is the
+    ``redis+sentinel://`` URL of the group.
+    """
+
+    def __init__(self, directory: Path, *, count: int = 3, service: str = "ww",
+                 down_after_ms: int = 1000) -> None:
+        self.directory = directory
+        self.service = service
+        self.down_after_ms = down_after_ms
+        self.primary = RedisServer(directory / "primary")
+        self.replica = RedisServer(
+            directory / "replica",
+            extra_args=("--replicaof", "127.0.0.1", str(self.primary.port)),
+        )
+        self.sentinel_ports = [free_port() for _ in range(count)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    def start(self) -> SentinelGroup:
+        self.primary.start()
+        self.replica.start()
+        quorum = len(self.sentinel_ports) // 2 + 1
+        for i, port in enumerate(self.sentinel_ports):
+            folder = self.directory / f"sentinel{i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            config = folder / "sentinel.conf"  # Sentinel rewrites it: it must be writable
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {folder}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} {quorum}\n"
+                f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.service} 5000\n"
+                f"sentinel parallel-syncs {self.service} 1\n"
+            )
+            log = open(folder / "sentinel.log", "ab")  # noqa: SIM115 - owned by the child
+            proc = subprocess.Popen([self.primary.binary, str(config), "--sentinel"],
+                                    stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            self.sentinels.append(proc)
+            _wait_port(port, proc, 10, "redis sentinel")
+        self.wait_replica_synced()
+        return self
+
+    @staticmethod
+    def _ask(port: int, ask: Callable[[Any], T]) -> T:
+        """``ask(client)`` with a short-lived client of the server on ``port``."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2,
+                             decode_responses=True)
+        try:
+            return ask(client)
+        finally:
+            client.close()
+
+    def wait_replica_synced(self, timeout: float = 20) -> None:
+        """Wait until the replica has finished its first sync and every Sentinel knows it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                info = self._ask(self.replica.port, lambda c: c.info("replication"))
+                known = [
+                    {int(r["port"]) for r in self._ask(p, lambda c: c.sentinel_slaves(
+                        self.service))}
+                    for p in self.sentinel_ports
+                ]
+                if info.get("master_link_status") == "up" and all(
+                        self.replica.port in k for k in known):
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the replica did not sync or Sentinel did not see it in time")
+
+    def primary_port(self, sentinel: int = 0) -> int:
+        """The primary's port as Sentinel ``sentinel`` reports it now."""
+        address = self._ask(self.sentinel_ports[sentinel],
+                            lambda c: c.sentinel_get_master_addr_by_name(self.service))
+        return int(address[1])
+
+    def kill_primary(self) -> None:
+        """SIGKILL the primary (no shutdown, no last write to the replica)."""
+        self.primary.kill()
+
+    def wait_promoted(self, timeout: float = 30) -> None:
+        """Wait until every Sentinel names the replica as the primary and it says so."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                ports = {self.primary_port(i) for i in range(len(self.sentinel_ports))}
+                role = self._ask(self.replica.port, lambda c: c.execute_command("ROLE"))
+                if ports == {self.replica.port} and role[0] == "master":
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("Sentinel did not promote the replica in time")
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            _stop(proc)
+        self.sentinels.clear()
+        self.replica.kill()
+        self.primary.kill()
 
 
 class PostgresServer:

@@ -33,7 +33,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
     p.add_argument("--store", help="history store URL (default sqlite:///wagerwire.db)")
-    p.add_argument("--broker", help="broker URL (default memory://, one process)")
+    p.add_argument("--broker", help="broker URL (default memory://, one process; "
+                   "redis://host:port/0 or redis+sentinel://host:port,…/service for many)")
     p.add_argument("--workers", type=int,
                    help="worker processes sharing the port, each with its own event loop "
                    "(default 1; more than 1 needs --broker redis://… and --store "
@@ -96,10 +97,26 @@ def _serve_parser(sub: Any) -> None:
                    const=False, help="refuse publishing without a publisher key (default)")
     p.add_argument("--connector-checkpoint", type=float,
                    help="seconds between saves of each upstream connector's position (1.0)")
+    p.add_argument("--webtransport", dest="webtransport", action="store_const", const=True,
+                   help="also serve WebTransport (HTTP/3, UDP): /wt, /wt/{game}, /v1/wt")
+    p.add_argument("--webtransport-port", type=int,
+                   help="UDP port of the WebTransport listener (default 4433)")
     p.add_argument("--retention-count", type=int,
                    help="messages kept per channel (default 100000)")
     p.add_argument("--retention-age", type=float,
                    help="maximum age of kept messages, in seconds (default 7 days)")
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="serve https:// and wss:// with this certificate chain (leaf first; "
+                   "reloaded when it changes, and on SIGHUP)")
+    p.add_argument("--tls-key", metavar="PEM",
+                   help="the certificate's private key (default: in the --tls-cert file)")
+    p.add_argument("--tls-dev", dest="tls_dev", action="store_const", const=True,
+                   help="serve TLS with a generated ECDSA P-256 certificate valid 13 days, "
+                   "rotated before expiry; its hash is at GET /v1/tls/certificate-hashes")
+    p.add_argument("--tls-dev-dir", metavar="DIR",
+                   help="keep the generated certificate here (default: a temporary directory)")
+    p.add_argument("--tls-reload-interval", type=float, metavar="SECONDS",
+                   help="seconds between checks of the certificate files (default 5)")
 
 
 def _client_parser(sub: Any) -> None:

@@ -64,9 +64,18 @@ class Settings:
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
+    pusher_max_connections: int = 0  # this node's Pusher connections; beyond: 4100 (0: none)
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
     sources: list[dict[str, Any]] = field(default_factory=list)  # [[sources]]: connectors
     connector_checkpoint: float = 1.0  # seconds between saves of a connector's position
+    # TLS on the TCP listener (https://, wss://); TOML may group them as [tls] cert = … .
+    tls_cert: str = ""  # PEM certificate chain (leaf first); may also hold the key
+    tls_key: str = ""  # PEM private key, unencrypted
+    tls_dev: bool = False  # a generated ECDSA P-256 certificate (≤ 14 days, rotated)
+    tls_dev_dir: str = ""  # where the dev certificate lives ("" = a temporary directory)
+    tls_reload_interval: float = 5.0  # seconds between checks of the certificate files
+    webtransport: bool = False  # HTTP/3 + WebTransport listener on UDP (needs a certificate)
+    webtransport_port: int = 4433  # its UDP port (0 = any free); advertised in Alt-Svc
 
     def keys_path(self) -> str:
         """Where API keys live: the SQLite store's file, else ``keys_db``."""
@@ -182,7 +191,7 @@ _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_time
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed",
-             "connector_checkpoint")
+             "tls_reload_interval", "connector_checkpoint")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -191,6 +200,8 @@ def _check_ranges(settings: Settings) -> None:
         value = getattr(settings, name)
         if value <= 0:
             raise BadParameter(f"setting {name} must be greater than 0, got {value}")
+    if settings.pusher_max_connections < 0:
+        raise BadParameter("pusher_max_connections must be >= 0 (0: no limit)")
     if settings.log_level.lower() not in _LOG_LEVELS:
         raise BadParameter(
             f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
@@ -198,6 +209,25 @@ def _check_ranges(settings: Settings) -> None:
         )
     if settings.log_format not in ("plain", "json"):
         raise BadParameter(f"log_format must be 'plain' or 'json', not {settings.log_format!r}")
+
+
+_TLS_KEYS = ("cert", "key", "dev", "dev_dir", "reload_interval")
+
+
+def _flatten_tls(values: dict[str, Any]) -> None:
+    """A TOML ``[tls]`` table (``cert``, ``key``, ``dev``, ``dev_dir``, ``reload_interval``)
+    becomes the ``tls_*`` settings."""
+    table = values.pop("tls", None)
+    if table is None:
+        return
+    if not isinstance(table, Mapping):
+        raise BadParameter("tls must be a [tls] table with cert, key, dev, dev_dir, "
+                           "reload_interval")
+    unknown = sorted(set(table) - set(_TLS_KEYS))
+    if unknown:
+        raise BadParameter(f"unknown [tls] setting(s): {', '.join(unknown)}")
+    for key, value in table.items():
+        values.setdefault(f"tls_{key}", value)
 
 
 def load_settings(
@@ -219,6 +249,7 @@ def load_settings(
             values.update(tomllib.loads(Path(path).read_text()))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise BadParameter(f"cannot read config file {path}: {exc}") from exc
+    _flatten_tls(values)
     names = {f.name: f for f in fields(Settings)}
     for f in names:
         if ENV_PREFIX + f.upper() in env:
@@ -239,6 +270,13 @@ def load_settings(
     _check_ranges(settings)
     if settings.auth not in ("open", "required"):
         raise BadParameter(f"auth must be 'open' or 'required', not {settings.auth!r}")
+    if settings.tls_key and not settings.tls_cert:
+        raise BadParameter("tls_key needs tls_cert (the certificate it belongs to)")
     if not 0 <= settings.port <= 65535:
         raise BadParameter(f"port {settings.port} is out of range")
+    if not 0 <= settings.webtransport_port <= 65535:
+        raise BadParameter(f"webtransport_port {settings.webtransport_port} is out of range")
+    if settings.webtransport and settings.workers > 1:
+        raise BadParameter("webtransport runs in one process: QUIC connections cannot be "
+                           "spread over workers sharing a UDP port (use --workers 1)")
     return dataclasses.replace(settings)

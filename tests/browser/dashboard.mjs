@@ -182,7 +182,9 @@ try {
   // -- keyboard: every control is reachable with Tab and shows a focus ring -----------------
   await page.focus('a.skip');
   const tabbed = [];
-  for (let i = 0; i < 24; i++) {
+  // two tab stops per game card, then the game select and verify: up to 80 presses (the demo
+  // catalog has 12 games), stopping once the last control was reached
+  for (let i = 0; i < 80 && !tabbed.some((t) => t.startsWith('button#verify-latest')); i++) {
     await page.keyboard.press('Tab');
     tabbed.push(await page.evaluate(() => {
       const a = document.activeElement;

@@ -7,6 +7,8 @@
 - api/ and dashboard/ never import the composition root (node/);
 - the connectors' decoding, gap detection and health (connectors/ but runner, clients and the
   per-dialect sessions) are sans-I/O: no asyncio, clock, adapter library, SDK driver or hub;
+- tls/ (certificates, the TLS context) imports only itself and no web library; its certs.py
+  takes bytes and ``now`` and touches no file;
 - nothing in core/ or auth/ talks to Redis directly (auth/ states the Limits contract; the Redis
   implementation lives beside the Redis broker).
 
@@ -74,6 +76,10 @@ RULES = (
     Rule("api/ and dashboard/ do not import the composition root", ("api/", "dashboard/"),
          frozenset({"wagerwire.node"})),
     Rule("core/ and auth/ do not import redis", ("core/", "auth/"), frozenset({"redis"})),
+    Rule("tls/ is a leaf adapter: certificates only, no web or server framework", ("tls/",),
+         ADAPTER_LIBRARIES, allowed_wagerwire=("wagerwire.tls",)),
+    Rule("tls/certs.py works on values: no files, sockets or clock", ("tls/certs.py",),
+         IO_AND_CLOCK - {"datetime"} | {"os", "pathlib", "tempfile"}),
 )
 
 
@@ -139,6 +145,7 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
         "client/protocol.py": "import socket\n",
         "core/tokens.py": "from . import hub\n",
         "connectors/gaps.py": "import websockets\n",
+        "tls/certs.py": "import pathlib\nfrom wagerwire.api import system\n",
     }
     for rel, text in additions.items():
         target = copy / rel
@@ -152,5 +159,6 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
         "client/protocol.py", "imports socket",
         "core/tokens.py", "imports wagerwire.core.hub",
         "connectors/gaps.py", "imports websockets",
+        "tls/certs.py:", "imports pathlib", "imports wagerwire.api",
     ):
         assert expected in reported, (expected, reported)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.responses import HTMLResponse
 
-from wagerwire.api import auth, channels, system
+from wagerwire.api import auth, channels, system, tls
 from wagerwire.api.deps import Services
 from wagerwire.api.docs import render_docs
 from wagerwire.api.errors import install_error_handlers
@@ -36,6 +36,7 @@ def create_api(svc: Services, extra_routers: Iterable[APIRouter] = ()) -> FastAP
     app.include_router(system.router)
     app.include_router(channels.router)
     app.include_router(auth.router)
+    app.include_router(tls.router)
     for router in extra_routers:
         app.include_router(router)
 

@@ -19,7 +19,8 @@ __all__ = ["PUBLIC_PATHS", "caller", "rest_guard", "router"]
 
 router = APIRouter(tags=["auth"])
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/",
+                          "/v1/tls/certificate-hashes"})
 
 
 async def rest_guard(request: Request) -> None:

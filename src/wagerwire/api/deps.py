@@ -11,6 +11,7 @@ from fastapi import Request
 
 from wagerwire.auth.identity import Gate
 from wagerwire.core.hub import Hub
+from wagerwire.tls import CertificateSource
 
 __all__ = ["Services", "services"]
 
@@ -28,6 +29,7 @@ class Services:
     metrics: Any = None  # the node's observability.NodeMetrics, set by the server
     gate: Gate = field(default_factory=Gate)
     extra: dict[str, Any] = field(default_factory=dict)
+    tls: CertificateSource | None = None  # the TCP listener's certificate, when TLS is on
 
 
 def services(request: Request) -> Services:

@@ -61,6 +61,7 @@ log = logging.getLogger("wagerwire.auth")
 REVOCATION_POLL_S = 2.0
 SLOT_RENEW_S = 8.0  # all of this node's stream slots (30 s TTL) are renewed this often
 TOUCH_EVERY_S = 60.0
+SPENT_MARGIN_S = 60.0  # a spent token is remembered this long past its expiry (clock skew)
 
 
 def credential_from(headers: Mapping[str, str], query_token: str | None) -> str | None:
@@ -101,7 +102,11 @@ class _Slot(StreamSlot):
     async def admit(self) -> None:
         plan = self.plan
         if self.once is not None:  # a single-use token: spent here, on every node at once
-            if await self.gate.limits.take_daily(f"spent:{self.once}", 1):
+            # Remembered for the token's whole life (+ clock skew), not per calendar day.
+            left = (self.gate.token_ttl if self.expires_at is None
+                    else max(0.0, self.expires_at - self.gate.clock()))
+            ttl = left + SPENT_MARGIN_S
+            if not await self.gate.limits.spend_once(self.once, ttl):
                 raise Unauthorized("this stream token was already used; request a new token "
                                    "for every connection")
         slot_id = await self.gate.limits.acquire_stream(self.key_id, plan.max_streams)

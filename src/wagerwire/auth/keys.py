@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT,
     created_at REAL NOT NULL,
     last_used_at REAL,
-    revoked_at REAL
+    revoked_at REAL,
+    prefix TEXT NOT NULL DEFAULT 'ww_'
 );
 CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT PRIMARY KEY,
@@ -51,6 +52,9 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     retired_at REAL
 );
 """
+
+_COLUMNS = ("id, key_hash, role, plan, user_id, name, created_at, last_used_at, revoked_at, "
+            "prefix")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class KeyRecord:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    key_prefix: str = KEY_PREFIX  # ww_ or os_live_ (keys made before it was stored: ww_)
 
     def public(self) -> dict[str, object]:
         """What listings show: everything but the hash."""
@@ -73,7 +78,7 @@ class KeyRecord:
             "id": self.id, "role": self.role, "plan": self.plan, "user_id": self.user_id,
             "name": self.name, "created_at": self.created_at,
             "last_used_at": self.last_used_at, "revoked_at": self.revoked_at,
-            "prefix": f"{KEY_PREFIX}{self.id}_",
+            "prefix": f"{self.key_prefix}{self.id}_",
         }
 
 
@@ -102,6 +107,10 @@ class KeyStore:
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+        if "prefix" not in columns:  # a file made before the prefix was stored
+            self._conn.execute("ALTER TABLE api_keys ADD COLUMN prefix TEXT NOT NULL "
+                               "DEFAULT 'ww_'")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -127,18 +136,20 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         key = f"{prefix}{key_id}_{secrets.token_urlsafe(24)}"
         record = KeyRecord(key_id, hash_key(key), role, plan, user_id, name, time.time(),
-                           None, None)
+                           None, None, prefix)
         with self._lock:
             self._conn.execute(
-                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO api_keys (id, key_hash, role, plan, user_id, name, created_at, "
+                "last_used_at, revoked_at, prefix) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.key_hash, role, plan, user_id, name, record.created_at,
-                 None, None),
+                 None, None, prefix),
             )
         return record, key
 
     def get(self, key_id: str) -> KeyRecord | None:
         with self._lock:
-            row = self._conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?",
+                                     (key_id,)).fetchone()
         return KeyRecord(*row) if row else None
 
     def verify(self, key: str) -> KeyRecord | None:
@@ -151,7 +162,8 @@ class KeyStore:
 
     def list(self) -> list[KeyRecord]:
         with self._lock:
-            rows = self._conn.execute("SELECT * FROM api_keys ORDER BY created_at").fetchall()
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
         return [KeyRecord(*row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:

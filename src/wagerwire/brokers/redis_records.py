@@ -29,6 +29,7 @@ from wagerwire.core.messages import Message
 
 __all__ = [
     "ChannelKeys",
+    "batch_of",
     "decode_record",
     "decode_records",
     "encode_record",
@@ -81,6 +82,15 @@ def decode_record(channel: str, record: bytes) -> tuple[str, Message]:
 def frame_record(record: bytes) -> bytes:
     """``record`` with its length prefix, ready to be joined into a PUBLISHed batch."""
     return _LEN.pack(len(record)) + record
+
+
+def batch_of(node: str, payload: bytes) -> bool:
+    """Whether the PUBLISHed batch ``payload`` was committed by ``node``, without decoding it.
+
+    One commit PUBLISHes one batch, all of one node, so the first record's header tells.
+    """
+    mark = b'["' + node.encode() + b'",'
+    return payload.startswith(mark, _LEN.size)
 
 
 def decode_records(channel: str, payload: bytes) -> list[tuple[str, Message]]:

@@ -1,7 +1,8 @@
 """Hypetech "Data Stream" (seed 004), sans-I/O: stream paths in, ``Round`` frames out.
 
 Endpoints (no client messages): WebSocket ``/ws/{game}`` and ``/ws/type/{type}``, SSE
-``/sse/{game}`` and ``/sse/type/{type}``. Every frame is one ``Round``::
+``/sse/{game}`` and ``/sse/type/{type}``, WebTransport ``/wt`` (every game the key may read),
+``/wt/{game}`` and ``/wt/type/{type}`` (each Round one datagram). Every frame is one ``Round``::
 
     {"round_id": 512, "game_id": 1, "game_slug": "crash", "game_type": "multiplier",
      "finished_at": "2026-01-17T00:45:42Z", "extras": "{\\"point\\":\\"11.72\\"}",
@@ -48,7 +49,7 @@ from wagerwire.dialects.base import (
 )
 from wagerwire.dialects.catalog import Catalog
 from wagerwire.dialects.payload import data_object
-from wagerwire.errors import WagerwireError
+from wagerwire.errors import Forbidden, WagerwireError
 from wagerwire.wire.sse import parse_last_event_id, sse_retry
 from wagerwire.wire.websocket import text_frame
 
@@ -59,6 +60,9 @@ __all__ = [
     "DataStreamSseSession",
     "DataStreamWs",
     "DataStreamWsSession",
+    "DataStreamWt",
+    "DataStreamWtSession",
+    "DatagramRoundEncoder",
     "SseRoundEncoder",
     "Target",
     "WsRoundEncoder",
@@ -183,6 +187,19 @@ class SseRoundEncoder:
         return sse_event("message", payload) if payload else b""
 
 
+class DatagramRoundEncoder:
+    """A Round as its bare JSON (one WebTransport datagram); the WebSocket encoder's payload
+    exactly, without the WebSocket frame header."""
+
+    __slots__ = ("clock",)
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def encode(self, message: Message) -> bytes:
+        return encode_round(message.data, self.clock())
+
+
 def _resolved(directory: Directory, identity: Identity, channels: tuple[str, ...]
               ) -> tuple[str, ...]:
     return tuple(directory.resolve_channel(identity, c) for c in channels)
@@ -213,7 +230,7 @@ class DataStreamWsSession(Session):
 
     __slots__ = ("channels",)
 
-    def __init__(self, identity: Identity, encoder: WsRoundEncoder,
+    def __init__(self, identity: Identity, encoder: WsRoundEncoder | DatagramRoundEncoder,
                  channels: tuple[str, ...]) -> None:
         super().__init__(identity, encoder)
         self.channels = channels
@@ -308,3 +325,45 @@ class DataStreamSseSession(Session):
         """An ``event: error`` with the error object, then the end of the stream."""
         self.send(sse_event("error", orjson.dumps(error.to_json()["error"])))
         super().fail(error)
+
+
+# -- WebTransport -----------------------------------------------------------------------------
+
+
+class DataStreamWt:
+    """``/wt`` (every game the key may read), ``/wt/{game}``, ``/wt/type/{type}``.
+
+    The transport sends each frame of :attr:`encoder` as one datagram (one that does not fit
+    goes on a unidirectional stream of its own). No client messages.
+    """
+
+    __slots__ = ("catalog", "encoder")
+    transport: Literal["ws", "sse", "wt"] = "wt"
+
+    def __init__(self, catalog: Catalog, clock: Clock) -> None:
+        self.catalog = catalog
+        self.encoder = DatagramRoundEncoder(clock)
+
+    def accept(self, request: StreamRequest, directory: Directory) -> DataStreamWtSession:
+        game = request.params.get("game")
+        type_ = request.params.get("type")
+        identity = directory.authenticate(request.headers, request.query_one("token"))
+        if game is None and type_ is None:
+            channels: list[str] = []
+            for slug in sorted(self.catalog.games):
+                try:
+                    channels.append(directory.resolve_channel(identity, f"game:{slug}"))
+                except Forbidden:
+                    continue
+            if not channels:
+                raise Forbidden(f"plan {identity.plan!r} includes none of the games")
+            return DataStreamWtSession(identity, self.encoder, tuple(channels))
+        target = Target.parse(self.catalog, game, type_).channels
+        return DataStreamWtSession(identity, self.encoder,
+                                   _resolved(directory, identity, target))
+
+
+class DataStreamWtSession(DataStreamWsSession):
+    """Subscribed at connect to fixed channels; nothing but Rounds is sent."""
+
+    __slots__ = ()

@@ -9,6 +9,8 @@ Apps come from the ``pusher_apps`` setting, a table of tables keyed by app id::
     # client_events = true     allow client-* events on private and presence channels
     # max_client_events = 10   per connection per second; more is pusher:error 4301
     # encryption_master_key_base64 = "…"   32 bytes: private-encrypted- channels
+    # enabled = true           false: connections are refused (pusher:error 4003)
+    # max_connections = 0      connections on every node; more are refused with 4004
     # webhook_url = "https://…"  channel_occupied/vacated, member_added/removed,
     #                           client_event, cache_miss (signed, retried)
 
@@ -66,6 +68,8 @@ class PusherApp:
     builtin: bool = False  # made by the server (SportsGameOdds'), not configured
     encryption_master_key: bytes | None = None  # 32 bytes: private-encrypted- channels
     webhook_url: str | None = None  # where webhook batches are POSTed
+    enabled: bool = True  # False: connections are refused with 4003
+    max_connections: int = 0  # connections on every node; beyond: 4004 (0: no limit)
 
 
 class PusherApps:
@@ -107,6 +111,10 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
         if not isinstance(table, Mapping):
             raise BadParameter(f"pusher_apps.{app_id} must be a table with key and secret")
         key, secret = table.get("key"), table.get("secret")
+        limit = table.get("max_connections", 0)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise BadParameter(f"pusher_apps.{app_id}.max_connections must be an integer "
+                               ">= 0 (0: no limit)")
         if not isinstance(key, str) or not key or not isinstance(secret, str) or not secret:
             raise BadParameter(f"pusher_apps.{app_id} needs a non-empty key and secret")
         apps.append(PusherApp(
@@ -114,6 +122,8 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
             bool(table.get("client_events", True)), int(table.get("max_client_events", 10)),
             encryption_master_key=_master_key(app_id, table.get("encryption_master_key_base64")),
             webhook_url=_url(app_id, table.get("webhook_url")),
+            enabled=bool(table.get("enabled", True)),
+            max_connections=limit,
         ))
     return apps
 

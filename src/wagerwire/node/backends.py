@@ -15,6 +15,9 @@
 ``memory://``                                 ``MemoryBroker`` (one process)
 ``redis://host:port/db?prefix=ww``            ``RedisBroker``; ``&listen=local`` listens
                                               only to channels with local subscribers
+``redis+sentinel://h1:p1,h2:p2/mymaster``     ``RedisBroker`` on the primary the Sentinels
+                                              name ``mymaster`` (``/mymaster/db`` for another
+                                              db), following it across failovers; same options
 ============================================  ============================================
 
 With the Redis broker the hub's store is wrapped in :class:`HistoryStore`, so replays and
@@ -49,7 +52,7 @@ __all__ = [
 ]
 
 _PG_SCHEMES = ("postgresql", "postgres")
-_REDIS_SCHEMES = ("redis", "rediss")
+_REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel")
 
 
 def _split_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -117,8 +120,13 @@ def build_broker(
                             or IDEMPOTENCY_WINDOW_BYTES)
     if scheme in _REDIS_SCHEMES:
         from wagerwire.brokers.redis import RedisBroker
+        from wagerwire.brokers.redis_url import parse_redis_url
 
         clean, extra = _split_query(url, ["prefix", "listen"])
+        try:
+            parse_redis_url(clean)
+        except ValueError as exc:
+            raise BadParameter(f"broker URL {url!r}: {exc}") from exc
         listen = extra.get("listen", "all")
         if listen not in ("all", "local"):
             raise BadParameter(f"broker URL {url!r}: listen must be 'all' or 'local'")
@@ -127,7 +135,10 @@ def build_broker(
             idempotency_window_s=idempotency_window_s, subscribe_all=listen == "all",
             idempotency_window_bytes=idempotency_window_bytes or IDEMPOTENCY_WINDOW_BYTES,
         )
-    raise BadParameter(f"unsupported broker URL {url!r}: use memory:// or redis://host:port/0")
+    raise BadParameter(
+        f"unsupported broker URL {url!r}: use memory://, redis://host:port/0 or "
+        "redis+sentinel://host:port,host:port/service"
+    )
 
 
 def build_backends(settings: Settings) -> tuple[Store, Broker]:

@@ -1,38 +1,69 @@
 """The Pusher protocol as one feature: ``/app/{key}`` streams, the HTTP API, ``/pusher/auth``.
 
 Apps come from the ``pusher_apps`` setting (:mod:`wagerwire.dialects.pusher_apps`); the
-WebSocket route and the REST routes share one :class:`~wagerwire.dialects.pusher.Presence`
-(this node's presence members).
+WebSocket route and the REST routes share one :class:`~wagerwire.node.pusher_state.
+PusherState`: occupancy, presence members, connection counts and terminations for every node
+(in Redis with the Redis broker, in this process with the memory broker).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from wagerwire.api.feature import Feature
 from wagerwire.api.pusher import pusher_router
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
-from wagerwire.dialects.pusher import Presence, Pusher, Users
+from wagerwire.dialects.pusher import Pusher, Users
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, apps_from_config
+from wagerwire.node.backends import redis_url_and_prefix
+from wagerwire.node.pusher_state import Backend, LocalBackend, PusherState
 from wagerwire.node.pusher_webhooks import WebhookSender
 from wagerwire.transports.dialects import dialect_stream
 
-__all__ = ["pusher_feature"]
+__all__ = ["pusher_backend", "pusher_feature"]
+
+
+def pusher_backend(broker_url: str) -> Backend:
+    """Redis (shared by every node) with the Redis broker, else this process's state."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        from wagerwire.brokers.redis_pusher import RedisPusher
+
+        url, prefix = redis_url_and_prefix(broker_url)
+        return RedisPusher.from_url(url, prefix=prefix)
+    return LocalBackend()
 
 
 def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()) -> Feature:
     """Routes of the configured Pusher apps (plus ``extra`` ones, e.g. SportsGameOdds')."""
     apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
-    presence = Presence()
     users = Users()
     hooks = WebhookSender()
 
+    async def publish(channel: str, data: Any, attrs: Mapping[str, str] | None) -> object:
+        return await hub.publish(channel, data, attrs=attrs)
+
+    state = PusherState(apps, pusher_backend(settings.broker), publish, users=users,
+                        hook=hooks)
+
+    def start(hub: Hub, services: Any) -> None:
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(state.start())
+        _STARTS.add(task)
+        task.add_done_callback(_STARTS.discard)
+
     return Feature(
-        routers=[pusher_router(apps, presence, users)],
+        routers=[pusher_router(apps, state)],
         stream_routes=[("ws", "/app/{key}", dialect_stream(
-            Pusher(apps, clock=time.monotonic, presence=presence, users=users,
-                   hook=hooks)
+            Pusher(apps, clock=time.monotonic, cluster=state, users=users, hook=hooks,
+                   max_connections=settings.pusher_max_connections)
         ))],
+        on_start=[start],
+        on_stop=[state.stop],
     )
+
+
+_STARTS: set[Any] = set()  # start tasks, held until done

@@ -33,12 +33,14 @@ from wagerwire.errors import BadParameter
 from wagerwire.node.backends import build_backends, redis_url_and_prefix
 from wagerwire.observability.access import AccessLog
 from wagerwire.observability.metrics import NodeMetrics
+from wagerwire.tls import CertificateError, CertificateSource, open_certificate_source
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
 from wagerwire.transports.sse import NativeSseConnection, SseConnection
 from wagerwire.transports.stream import Flusher, StreamConfig, StreamRegistry
 from wagerwire.transports.websocket import NativeWsConnection
+from wagerwire.transports.webtransport import Certified, WebTransportServer
 
-__all__ = ["Server", "build_hub", "install_uvloop", "run"]
+__all__ = ["Server", "build_hub", "build_tls", "install_uvloop", "run"]
 
 log = logging.getLogger("wagerwire.node.server")
 
@@ -70,7 +72,7 @@ def build_hub(settings: Settings) -> Hub:
 
 def shared_limits(broker_url: str) -> RedisLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
+    if not broker_url.startswith(("redis://", "rediss://", "redis+sentinel://")):
         return None
     url, prefix = redis_url_and_prefix(broker_url)
     return RedisLimits.from_url(url, prefix=f"{prefix}:limits")
@@ -100,6 +102,16 @@ def create_demo_keys(gate: KeyGate) -> list[str]:
             "  (shown once; only their hashes are stored)"]
 
 
+def build_tls(settings: Settings) -> CertificateSource | None:
+    """The listener's certificate (``tls_cert``/``tls_key``, or ``tls_dev``), None: plain."""
+    try:
+        return open_certificate_source(settings.tls_cert or None, settings.tls_key or None,
+                                       dev=settings.tls_dev,
+                                       dev_dir=settings.tls_dev_dir or None)
+    except (OSError, CertificateError) as exc:
+        raise BadParameter(f"TLS certificate: {exc}") from exc
+
+
 class Server:
     """One running wagerwire node: hub, HTTP front door, streams and sources."""
 
@@ -121,10 +133,17 @@ class Server:
         self._http: HttpServerState | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.port = settings.port
+        # The TCP listener's certificate (None: plain HTTP); the HTTP/3 listener uses it too.
+        self.tls: CertificateSource | None = None
+        # The WebTransport listener (settings.webtransport) and where its certificate comes
+        # from: (leaf, chain, private key), asked again for every reload.
+        self.webtransport: WebTransportServer | None = None
+        self.certificate: Callable[[], Certified] | None = None
 
     async def start(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
+        self.tls = build_tls(settings)  # first: a certificate that does not load stops here
         # The store's writer thread must get the GIL promptly while the loop is busy fanning
         # out, or every commit waits out the default 5 ms switch interval (measured: bench/).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -146,7 +165,8 @@ class Server:
         routes = StreamRoutes()
         routes.add("ws", "/v1/ws", NativeWsConnection.from_request)
         routes.add("sse", "/v1/sse", NativeSseConnection.from_request)
-        svc = self.services = Services(self.hub, time.time(), gate=self.gate)
+        tls = self.tls
+        svc = self.services = Services(self.hub, time.time(), gate=self.gate, tls=tls)
         svc.connection_counts = self._connection_counts
         svc.slow_consumers = lambda: registry.slow_consumers
         svc.metrics = self.metrics
@@ -175,14 +195,50 @@ class Server:
             ) from exc
         self.port = sock.getsockname()[1]
         http = self._http = HttpServerState(AccessLog(api), routes, registry, loop,
-                                            (settings.host, self.port))
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(http), sock=sock, backlog=4096
-        )
+                                            (settings.host, self.port), tls=tls is not None)
+        if tls is None:
+            self._server = await loop.create_server(
+                lambda: HttpProtocol(http), sock=sock, backlog=4096
+            )
+        else:  # a handshake that stalls is cut like a request head that does
+            self._server = await loop.create_server(
+                lambda: HttpProtocol(http), sock=sock, backlog=4096, ssl=tls.ssl_context(),
+                ssl_handshake_timeout=settings.header_timeout,
+            )
+            tls.start(settings.tls_reload_interval)
+        if settings.webtransport:
+            await self._start_webtransport(registry)
+            assert self.webtransport is not None
+            self.advertise_http3(self.webtransport.port)
         self._tasks.append(loop.create_task(self._tick()))
         for feature in self.features:
             for source in feature.sources:
                 self._tasks.append(loop.create_task(self._run_source(source)))
+
+    async def _start_webtransport(self, registry: StreamRegistry) -> None:
+        from wagerwire.node.webtransport import webtransport_server
+
+        certificate = self.certificate
+        tls = self.tls
+        if certificate is None and tls is not None:
+            source = tls
+
+            def certificate() -> Certified:
+                m = source.current()
+                return m.certificate, list(m.chain), m.private_key
+
+        if certificate is None:
+            raise BadParameter("WebTransport needs a TLS certificate (HTTP/3 is TLS only): "
+                               "--tls-cert/--tls-key, or --tls-dev for a development one")
+        wt = self.webtransport = webtransport_server(self.settings, registry, certificate)
+        if self.certificate is None and tls is not None:
+            tls.subscribe(lambda _material: wt.reload())  # new connections, new certificate
+        try:
+            await wt.start()
+        except OSError as exc:
+            raise BadParameter(f"cannot listen on UDP {self.settings.host}:"
+                               f"{self.settings.webtransport_port}: {exc.strerror or exc}"
+                               ) from exc
 
     async def _run_source(self, source: Any) -> None:
         try:
@@ -193,10 +249,11 @@ class Server:
             log.exception("source %r stopped with an error", source)
 
     def _connection_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {"ws": 0, "sse": 0}
+        counts: dict[str, int] = {"ws": 0, "sse": 0, "wt": 0}
         if self.registry is not None:
             for conn in self.registry.connections:
-                kind = "sse" if isinstance(conn, SseConnection) else "ws"
+                kind = "sse" if isinstance(conn, SseConnection) else (
+                    "wt" if conn.transport_kind == "wt" else "ws")
                 counts[kind] += 1
         return counts
 
@@ -208,6 +265,12 @@ class Server:
                 key = conn.tally.key
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def advertise_http3(self, port: int | None) -> None:
+        """From now on REST responses carry ``Alt-Svc: h3=":<port>"; ma=86400`` (the
+        HTTP/3 + WebTransport listener's UDP port, once it is bound); None stops it."""
+        if self._http is not None:
+            self._http.advertise_http3(port)
 
     async def _tick(self) -> None:
         """One timer for every connection: pings, idle timeouts, SSE heartbeats."""
@@ -232,6 +295,9 @@ class Server:
         registry = self.registry
         if registry is not None:
             registry.closing = True
+        if self.webtransport is not None:
+            await self.webtransport.stop()
+        if registry is not None:
             for conn in list(registry.connections):
                 conn.shutdown()
         for task in self._tasks:
@@ -244,6 +310,14 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
+        if any(feature.on_stop for feature in self.features):
+            await asyncio.sleep(0.05)  # closed streams' last updates (Pusher presence)
+            for feature in self.features:
+                for stop in feature.on_stop:
+                    with contextlib.suppress(Exception):
+                        await stop()
+        if self.tls is not None:
+            await self.tls.aclose()
         await self.gate.aclose()
         await self.hub.close()
         self.gate.keystore.close()
@@ -252,8 +326,18 @@ class Server:
 
 def banner(server: Server) -> str:
     s = server.settings
-    base = f"http://{s.host}:{server.port}"
-    ws = f"ws://{s.host}:{server.port}"
+    secure = "s" if server.tls is not None else ""
+    base = f"http{secure}://{s.host}:{server.port}"
+    ws = f"ws{secure}://{s.host}:{server.port}"
+    tls = []
+    if server.tls is not None:
+        cert = server.tls.current()
+        tls = [f"  TLS        {server.tls.mode} certificate, sha-256 {cert.sha256_b64}, "
+               f"valid until {cert.not_after:%Y-%m-%d %H:%M} UTC "
+               f"({base}/v1/tls/certificate-hashes)"]
+    if server.webtransport is not None:
+        wt = f"https://{s.host}:{server.webtransport.port}"
+        tls.append(f"  WebTransport {wt}/wt (Data Stream), {wt}/v1/wt (native), UDP")
     return "\n".join([
         f"wagerwire listening on {base}",
         f"  dashboard  {base}/",
@@ -262,6 +346,7 @@ def banner(server: Server) -> str:
         f"  REST docs  {base}/docs  (OpenAPI {base}/openapi.json)",
         f"  store {s.store}   broker {s.broker}   demo {'on' if s.demo else 'off'}"
         f"   auth {s.auth}",
+        *tls,
     ])
 
 
@@ -292,6 +377,8 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if server.tls is not None:  # SIGHUP: look at the certificate files now
+        loop.add_signal_handler(signal.SIGHUP, server.tls.check)
     await stop.wait()
     print("wagerwire: shutting down (clients told to resume)", file=sys.stderr, flush=True)
     await server.stop()

@@ -22,15 +22,18 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from wagerwire.config import Settings
 from wagerwire.node.backends import FeaturesFactory, check_workers, with_readiness
+from wagerwire.tls import DevCertificateSource
 
 __all__ = ["Supervisor", "serve"]
 
@@ -60,7 +63,7 @@ def _worker(settings: Settings, features: FeaturesFactory | None, index: int) ->
     from wagerwire.node import server
 
     _die_with_parent()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # server.run installs its own on the loop
     if index > 0:  # one simulated casino and one connector per source, not N
         settings = dataclasses.replace(settings, demo=False, sources=[])
@@ -110,11 +113,27 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
 
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: every worker looks at its TLS certificate files now."""
+        for proc in self.procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGHUP)
+
     def run(self) -> int:
         reserved = self._reserve_port()
         self.settings = dataclasses.replace(self.settings, port=reserved.getsockname()[1])
+        shared_dir = None
+        if self.settings.tls_dev and not self.settings.tls_cert:
+            # One generated certificate for all workers: made here, in a directory they share
+            # (they poll it, so a rotation one of them makes reaches the others).
+            if not self.settings.tls_dev_dir:
+                shared_dir = tempfile.mkdtemp(prefix="wagerwire-tls-dev-")
+                self.settings = dataclasses.replace(self.settings, tls_dev_dir=shared_dir)
+            DevCertificateSource(self.settings.tls_dev_dir)
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
+        if self.settings.tls_cert or self.settings.tls_dev:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             for index in range(self.settings.workers):
                 self._start(index)
@@ -126,6 +145,8 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             reserved.close()
+            if shared_dir is not None:
+                shutil.rmtree(shared_dir, ignore_errors=True)
         return 0
 
     def _watch(self) -> None:

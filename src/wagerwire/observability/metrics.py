@@ -285,6 +285,17 @@ class _Collector:
                                 value=_task_count())
         yield GaugeMetricFamily("wagerwire_uptime_seconds", "Seconds since the node started",
                                 value=round(time.time() - m.started_at))
+        durable = getattr(store, "inner", store)  # a HistoryStore wraps the durable store
+        yield GaugeMetricFamily("wagerwire_store_up",
+                                "1 when the last store write or read succeeded",
+                                value=1 if getattr(durable, "healthy", True) else 0)
+        broker = m.hub.broker
+        yield GaugeMetricFamily("wagerwire_broker_up",
+                                "1 when the broker accepts publishes (Redis reachable)",
+                                value=1 if getattr(broker, "ready", True) else 0)
+        yield CounterMetricFamily("wagerwire_broker_failovers",
+                                  "Redis failovers followed (Sentinel promoted a new primary)",
+                                  value=getattr(broker, "failovers", 0))
         for attr, name, doc in (("commits", "wagerwire_store_commits", "Store group commits"),
                                 ("appended", "wagerwire_store_appended_messages",
                                  "Messages committed by the store")):

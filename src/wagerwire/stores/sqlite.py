@@ -9,7 +9,8 @@ loss rolls back the commits since the last checkpoint, acknowledged or not; it i
 benchmarks and tests, never the server's default.
 
 Threads: one writer thread owns the only write connection. ``append`` queues the message and
-awaits a future; the writer takes everything queued (up to ``batch_max``), inserts it in one
+awaits a future; the appends of one event-loop turn reach the writer's queue together (one
+queue item, one wake-up of the thread, not one per append); the writer takes everything queued (up to ``batch_max``), inserts it in one
 transaction, commits, then settles the futures through ``loop.call_soon_threadsafe`` in queue
 order, in one callback per batch, so appends complete in the order they were issued (the hub
 relies on it). Reads run on a small pool of reader threads, each with its own read-only
@@ -187,7 +188,8 @@ class SqliteStore:
         self._reader_count = readers
         self._prune_every = prune_every
         self._prune_interval_s = prune_interval_s
-        self._queue: queue.SimpleQueue[_Append | _Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Append] | _Job | None] = queue.SimpleQueue()
+        self._pending: list[_Append] = []  # this event-loop turn's appends, not handed over
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
@@ -229,6 +231,7 @@ class SqliteStore:
             return
         self._closed = True
         if self._writer is not None:
+            self._hand_over()  # appends of this very turn go before the stop marker
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
         if self._readers is not None:
@@ -275,8 +278,19 @@ class SqliteStore:
             raise Unavailable("the store is closed" if self._closed else "the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Append(message, future, loop))
+        pending = self._pending
+        if pending and pending[0].loop is not loop:  # another loop's turn: hand it over
+            self._hand_over()
+        if not pending:
+            loop.call_soon(self._hand_over)
+        pending.append(_Append(message, future, loop))
         await future
+
+    def _hand_over(self) -> None:
+        """Give the writer every append of this event-loop turn at once (one queue item)."""
+        if self._pending:
+            self._queue.put(self._pending)
+            self._pending = []
 
     async def prune(self, now_ms: int) -> int:
         """Apply the retention rules to every channel; returns how many messages went."""
@@ -289,6 +303,7 @@ class SqliteStore:
             raise Unavailable("the store is closed" if self._closed else "the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        self._hand_over()  # keep the order: this turn's appends first
         self._queue.put(_Job(run, future, loop))
         return await future
 
@@ -309,11 +324,11 @@ class SqliteStore:
                     break
                 if isinstance(item, _Job):
                     if batch:
-                        self._write_batch(batch)
+                        self._write_batches(batch)
                         batch = []
                     self._run_job(item)
                 else:
-                    batch.append(item)
+                    batch += item
                     if len(batch) >= self.batch_max:
                         break
                 try:
@@ -321,12 +336,16 @@ class SqliteStore:
                 except queue.Empty:
                     break
             if batch:
-                self._write_batch(batch)
+                self._write_batches(batch)
             self._maybe_auto_prune()
             if stop:
                 break
         if self._wconn is not None:
             self._wconn.close()
+
+    def _write_batches(self, appends: list[_Append]) -> None:
+        for start in range(0, len(appends), self.batch_max):
+            self._write_batch(appends[start:start + self.batch_max])
 
     def _write_batch(self, batch: list[_Append]) -> None:
         """Insert one batch in one transaction, then settle its futures in queue order."""

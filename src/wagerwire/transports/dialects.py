@@ -23,9 +23,12 @@ from typing import Any
 from wagerwire.auth.identity import Identity, StreamSlot
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects.base import (
+    Await,
+    Awaited,
     Close,
     Dialect,
     DialectOp,
+    Directory,
     HubEvent,
     LatestRead,
     OpFailed,
@@ -50,6 +53,7 @@ __all__ = [
     "DialectWsConnection",
     "SessionDriver",
     "dialect_stream",
+    "directory_of",
     "stream_request",
 ]
 
@@ -89,6 +93,12 @@ class _Directory:
         )
 
 
+def directory_of(registry: StreamRegistry) -> Directory:
+    """The dialects' :class:`~wagerwire.dialects.base.Directory` over a server's gate and hub
+    (for transports that accept sessions outside the HTTP route table: WebTransport)."""
+    return _Directory(registry)
+
+
 def dialect_stream(dialect: Dialect) -> Factory:
     """The stream factory of one route-table row: accept, count the stream, connect."""
     cls: type[DialectWsConnection | DialectSseConnection] = (
@@ -108,22 +118,25 @@ def dialect_stream(dialect: Dialect) -> Factory:
 class SessionDriver:
     """Runs a session's ops against the hub, in order, and feeds each result back.
 
-    ``conn`` is the connection the hub delivers to; ``end`` closes it with a code and reason.
+    ``conn`` is the connection the hub delivers to; ``end`` closes it with a code and reason
+    (None: a WebSocket's ``close``). The driver is the session's waker itself (no bound method kept
+    per connection).
     """
 
     __slots__ = ("conn", "session", "end", "_queue", "_task")
 
     def __init__(
-        self, conn: StreamConnection, session: Session, end: Callable[[int, str], None]
+        self, conn: StreamConnection, session: Session,
+        end: Callable[[int, str], None] | None = None,
     ) -> None:
         self.conn = conn
         self.session = session
         self.end = end
-        self._queue: list[DialectOp] = []  # short: a list is 56 bytes, a deque 760
+        self._queue: list[DialectOp] | None = None  # short, made on the first op
         self._task: asyncio.Task[None] | None = None
-        session.waker = self._wake
+        session.waker = self
 
-    def _wake(self) -> None:
+    def __call__(self) -> None:
         if not self.conn.closed:
             self.conn.registry.loop.call_soon(self.pump)
 
@@ -135,14 +148,21 @@ class SessionDriver:
             conn.send_now(data)
         for op in session.ops_received():
             if isinstance(op, Close):
-                self.end(op.code, op.reason)
+                if self.end is None:
+                    assert isinstance(conn, WsConnection)
+                    conn.close(op.code, op.reason)
+                else:
+                    self.end(op.code, op.reason)
                 return
+            if self._queue is None:
+                self._queue = []
             self._queue.append(op)
         if self._queue and self._task is None and not conn.closed:
             self._task = conn.registry.loop.create_task(self._run())
 
     async def _run(self) -> None:
         queue = self._queue
+        assert queue is not None
         try:
             while queue and not self.conn.closed:
                 event = await self._execute(queue.pop(0))
@@ -170,6 +190,8 @@ class SessionDriver:
                 case Publish(channel=channel, data=data, attrs=attrs):
                     result = await hub.publish(channel, data, attrs=attrs)
                     return Published(op, result.message.offset)
+                case Await(awaitable=awaitable):
+                    return Awaited(op, await awaitable)
                 case ReadLatest(channels=channels, limit=limit):
                     latest: dict[str, Sequence[Message]] = {}
                     for channel in channels:
@@ -214,7 +236,7 @@ class DialectWsConnection(WsConnection):
         super().__init__(registry, session.encoder)
         self.session = session
         self.slot = slot
-        self.driver = SessionDriver(self, session, self.close)
+        self.driver = SessionDriver(self, session)
 
     def started(self, request: Any) -> None:
         self.session.start(self.last_seen)

@@ -4,6 +4,10 @@ It parses requests with ``httptools`` and then either hands the socket to a stre
 connection (a WebSocket upgrade or an SSE stream on a registered stream route) or runs the
 request through the ASGI application (FastAPI) for plain request/response REST. Streaming
 connections never go through ASGI: that is what keeps them at about a kilobyte each.
+
+With TLS (``tls=True``; the listener's ``ssl`` context comes from :mod:`wagerwire.tls`) the
+transport below this protocol decrypts: nothing here changes but the ASGI scope's scheme, so
+every route and dialect answers on ``https://``/``wss://`` exactly as on the plain port.
 """
 
 from __future__ import annotations
@@ -161,11 +165,13 @@ class HttpServerState:
     for request heads and bodies past their deadline; it runs only while there are any.
     """
 
-    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr", "_sweeping")
+    __slots__ = ("app", "routes", "registry", "loop", "connections", "server_addr", "_sweeping",
+                 "scheme", "alt_svc")
 
     def __init__(
         self, app: ASGIApp, routes: StreamRoutes, registry: StreamRegistry,
-        loop: asyncio.AbstractEventLoop, server_addr: tuple[str, int],
+        loop: asyncio.AbstractEventLoop, server_addr: tuple[str, int], *,
+        tls: bool = False, webtransport_port: int | None = None,
     ) -> None:
         self.app = app
         self.routes = routes
@@ -174,6 +180,15 @@ class HttpServerState:
         self.connections: set[HttpProtocol] = set()
         self.server_addr = server_addr
         self._sweeping = False
+        self.scheme = "https" if tls else "http"  # the ASGI scope's: REST builds URLs from it
+        self.alt_svc = b""  # the Alt-Svc header line REST responses carry (HTTP/3 advertised)
+        self.advertise_http3(webtransport_port)
+
+    def advertise_http3(self, port: int | None) -> None:
+        """Add ``Alt-Svc: h3=":<port>"; ma=86400`` to REST responses from now on (the
+        HTTP/3 + WebTransport listener's UDP port), or stop with None. The header line is
+        built here once, not per response."""
+        self.alt_svc = b'alt-svc: h3=":%d"; ma=86400' % port if port else b""
 
     def watch(self) -> None:
         """Make sure the deadline sweep runs (called for each new connection)."""
@@ -601,10 +616,11 @@ class HttpProtocol(asyncio.Protocol):
     async def _run_asgi(self, request: HttpRequest) -> None:
         transport = self.transport
         assert transport is not None
-        exchange = _AsgiExchange(request, transport)
+        state = self.state
+        exchange = _AsgiExchange(request, transport, state.alt_svc)
         try:
-            await self.state.app(exchange.scope(self.state.server_addr), exchange.receive,
-                                 exchange.send)
+            await state.app(exchange.scope(state.server_addr, state.scheme), exchange.receive,
+                            exchange.send)
         except Exception:
             log.exception("REST handler failed for %s %s", request.method, request.path)
             if not exchange.started and not transport.is_closing():
@@ -628,11 +644,13 @@ class _AsgiExchange:
     """One request/response through the ASGI app: ``receive`` and ``send`` for it."""
 
     __slots__ = ("request", "transport", "body_sent", "started", "chunked", "bodyless",
-                 "finished", "disconnected")
+                 "finished", "disconnected", "alt_svc")
 
-    def __init__(self, request: HttpRequest, transport: asyncio.Transport) -> None:
+    def __init__(self, request: HttpRequest, transport: asyncio.Transport,
+                 alt_svc: bytes = b"") -> None:
         self.request = request
         self.transport = transport
+        self.alt_svc = alt_svc
         self.body_sent = False
         self.started = False
         self.chunked = False
@@ -640,7 +658,7 @@ class _AsgiExchange:
         self.finished = False
         self.disconnected = asyncio.Event()
 
-    def scope(self, server: tuple[str, int]) -> dict[str, Any]:
+    def scope(self, server: tuple[str, int], scheme: str = "http") -> dict[str, Any]:
         request = self.request
         peer = self.transport.get_extra_info("peername")
         return {
@@ -648,7 +666,7 @@ class _AsgiExchange:
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
             "method": request.method,
-            "scheme": "http",
+            "scheme": scheme,
             "path": request.path,
             "raw_path": request.path.encode(),
             "query_string": request.query_string,
@@ -685,6 +703,8 @@ class _AsgiExchange:
         head += [k + b": " + v for k, v in headers]
         if self.chunked:
             head.append(b"transfer-encoding: chunked")
+        if self.alt_svc:
+            head.append(self.alt_svc)
         head.append(b"connection: keep-alive" if self.request.keep_alive else b"connection: close")
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n")
 

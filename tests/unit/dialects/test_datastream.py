@@ -30,9 +30,11 @@ from wagerwire.dialects.datastream import (
     DataStreamSse,
     DataStreamSseSession,
     DataStreamWs,
+    DataStreamWt,
+    DataStreamWtSession,
     encode_round,
 )
-from wagerwire.errors import BadResumeToken, NotFound, Unauthorized, Unavailable
+from wagerwire.errors import BadResumeToken, Forbidden, NotFound, Unauthorized, Unavailable
 
 NOW_MS = 1_768_621_542_123
 WS = DataStreamWs(CATALOG, lambda: NOW_MS)
@@ -199,3 +201,39 @@ def test_sse_failure_is_an_error_event_then_the_end() -> None:
         [Close(1001, "store down")],
         [b'event: error\ndata: {"code":"unavailable","message":"store down"}\n\n'],
     )
+
+
+# -- WebTransport -----------------------------------------------------------------------------
+
+WT = DataStreamWt(CATALOG, lambda: NOW_MS)
+
+
+def wt_session(params: dict[str, str], token: str | None = None) -> DataStreamWtSession:
+    query = {"token": token} if token else {}
+    return WT.accept(StreamRequest(params, query, {}), FakeDirectory())
+
+
+def test_wt_paths_select_a_game_a_type_or_every_readable_game() -> None:
+    assert wt_session({"game": "crash"}).channels == ("game:crash",)
+    assert wt_session({"type": "color"}).channels == ("game:double",)
+    assert wt_session({}).channels == tuple(f"game:{s}" for s in sorted(CATALOG.games))
+    # /wt for a plan that reads only some games: exactly those
+    assert wt_session({}, "limited-token").channels == ("game:stake-crash",)
+    with pytest.raises(NotFound):
+        wt_session({"game": "nope"})
+    with pytest.raises(NotFound):
+        wt_session({"type": "nope"})
+    with pytest.raises(Unauthorized):
+        wt_session({"game": "crash"}, "bad-token")
+    with pytest.raises(Forbidden):
+        wt_session({"game": "crash"}, "limited-token")
+
+
+def test_wt_session_subscribes_at_start_and_each_round_is_the_ws_payload() -> None:
+    session = wt_session({"game": "crash"})
+    session.start(0.0)
+    assert session.ops_received() == [Subscribe(("game:crash",))]
+    frame = WT.encoder.encode(message("game:crash", 1, hypetech_round(5)))
+    assert frame == round_json(5)
+    assert WS.encoder.encode(message("game:crash", 1, hypetech_round(5))) == ws_text(frame)
+    assert WT.encoder.encode(message("game:crash", 2, {"not": "a round"})) == b""
