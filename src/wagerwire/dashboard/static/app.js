@@ -76,6 +76,7 @@
     hubStartedAt: null, // server ms when the hub process started (from its uptime)
     rates: { published: null, delivered: null },
     channels: [],
+    sources: [], // /v1/sources/health rows (upstream connectors)
     arbitrage: null,
     dirty: new Set(['tickers', 'detail', 'events', 'board', 'hub', 'conn']),
     dirtyGames: new Set(),
@@ -819,6 +820,30 @@
     renderServer();
   }
 
+  async function pollSources() {
+    try {
+      const r = await api('/v1/sources/health');
+      S.sources = Array.isArray(r.sources) ? r.sources : [];
+      mark('sources');
+    } catch { /* a node without connectors answers 404: keep the empty table */ }
+  }
+
+  function renderSources() {
+    const body = $('sources').tBodies[0];
+    const rows = (S.sources || []).slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
+    if (!rows.length) return;
+    const num = (v, digits) => (v === null || v === undefined ? '—' : Number(v).toFixed(digits));
+    body.replaceChildren(...rows.map((src) => h('tr', { dataset: { source: String(src.name), state: String(src.state) } },
+      h('td', { text: String(src.name) }),
+      h('td', { text: String(src.dialect) }),
+      h('td', { text: src.error ? `${src.state}: ${src.error}` : String(src.state) }),
+      h('td', { class: 'num', text: num(src.last_message_age_s, 1) }),
+      h('td', { class: 'num', text: num(src.lag_ms, 0) }),
+      h('td', { class: 'num', text: String(src.messages ?? '') }),
+      h('td', { class: 'num', text: String(src.reconnects ?? '') }),
+      h('td', { class: 'num', text: `${src.gaps_found}/${src.gaps_filled}/${src.gaps_unfillable}` }))));
+  }
+
   function renderChannels() {
     const body = $('channels').tBodies[0];
     const rows = S.channels.slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
@@ -1027,6 +1052,7 @@
     if (first || !S.subRecovered || S.resuming) loadSnapshots().catch(() => {});
     pollMetrics();
     pollChannels();
+    pollSources();
     pollArbitrage();
   }
 
@@ -1088,6 +1114,7 @@
     if (d.has('board') || d.has('events')) renderBoard();
     if (d.has('hub')) renderHub();
     if (d.has('channels')) renderChannels();
+    if (d.has('sources')) renderSources();
     if (d.has('conn')) renderConn();
     document.body.dataset.ready = S.everConnected ? 'true' : 'false';
     document.body.classList.toggle('offline', S.conn !== 'connected');
@@ -1095,7 +1122,7 @@
 
   setInterval(render, 250);
   setInterval(everySecond, 1000);
-  setInterval(() => { if (S.conn === 'connected') { pollMetrics(); pollChannels(); } }, 2000);
+  setInterval(() => { if (S.conn === 'connected') { pollMetrics(); pollChannels(); pollSources(); } }, 2000);
   setInterval(() => { if (S.conn === 'connected') pollArbitrage(); }, 5000);
   setInterval(() => { if (S.conn === 'reconnecting') mark('conn'); mark('board'); }, 1000);
   window.addEventListener('resize', () => mark('hub'));
