@@ -1,4 +1,4 @@
-"""Command line: ``wagerwire serve | publish | channels``.
+"""Command line: ``wagerwire serve | publish | channels | keys | apps | tail | sources``.
 
 Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.node` or the REST API.
 """
@@ -98,6 +98,11 @@ def _serve_parser(sub: Any) -> None:
                    const=False, help="refuse publishing without a publisher key (default)")
     p.add_argument("--node-id", help="this node's name on the dashboard and in /metrics "
                    "(default: host:port-pid)")
+    p.add_argument("--pusher-max-connections", type=int,
+                   help="Pusher connections this node accepts; beyond, close 4100 "
+                   "(default 0: no limit)")
+    p.add_argument("--connector-checkpoint", type=float,
+                   help="seconds between saves of each upstream connector's position (1.0)")
     p.add_argument("--webtransport", dest="webtransport", action="store_const", const=True,
                    help="also serve WebTransport (HTTP/3, UDP): /wt, /wt/{game}, /v1/wt")
     p.add_argument("--webtransport-port", type=int,
@@ -368,12 +373,72 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_parser(sub)
     _apps_parser(sub)
     _tail_parser(sub)
+    _sources_parser(sub)
     return parser
 
 
-def _request(url: str, key: str | None, body: Any = None) -> Any:
+def _sources_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "sources", help="list, add or remove upstream sources of a running node",
+        description="Upstream connectors of a running node, through its admin REST route "
+                    "(/v1/sources; an admin key is needed).")
+    s.add_argument("--url", default=os.environ.get("WAGERWIRE_URL", DEFAULT_URL),
+                   help=f"hub base URL (default $WAGERWIRE_URL or {DEFAULT_URL})")
+    s.add_argument("--key", default=os.environ.get("WAGERWIRE_KEY"),
+                   help="admin API key (default $WAGERWIRE_KEY)")
+    ss = s.add_subparsers(dest="sources_command", required=True)
+    ls = ss.add_parser("list", help="every source with its health")
+    ls.add_argument("--json", action="store_true", help="print the raw JSON")
+    a = ss.add_parser("add", help="start a source (until the node stops)")
+    a.add_argument("name", help="1-40 of [a-z0-9_.-]")
+    a.add_argument("source_url", metavar="URL", help="the upstream's base URL")
+    a.add_argument("--dialect", required=True, help="native, trackersino, datastream, …")
+    a.add_argument("--credentials", help="upstream API key / token")
+    a.add_argument("--subscribe", action="append", default=[], metavar="WHAT",
+                   help="a subscription (repeatable), e.g. 'game:*' or 'stake-crash'")
+    a.add_argument("--group", default="", help="failover group (same data, deduplicated)")
+    a.add_argument("--start", choices=["earliest", "latest"], default="earliest")
+    a.add_argument("--option", action="append", default=[], metavar="K=V",
+                   help="a dialect option (repeatable); V is parsed as JSON when it can be")
+    r = ss.add_parser("remove", help="stop a source")
+    r.add_argument("name")
+
+
+def _sources(args: argparse.Namespace) -> int:
+    base = args.url.rstrip("/") + "/v1/sources"
+    if args.sources_command == "list":
+        result = _request(base, args.key)
+        if args.json:
+            print(json.dumps(result))
+            return 0
+        for src in result["sources"]:
+            h = src["health"]
+            print(f"{src['name']:20} {src['dialect']:15} {h['state']:12} msgs {h['messages']:>8}"
+                  f"  gaps {h['gaps_found']}/{h['gaps_filled']}/{h['gaps_unfillable']}"
+                  f"  {h['error'] or ''}")
+        return 0
+    if args.sources_command == "remove":
+        print(json.dumps(_request(f"{base}/{args.name}", args.key, method="DELETE")))
+        return 0
+    options: dict[str, Any] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"wagerwire: --option {item!r} is not K=V")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    body = {"name": args.name, "url": args.source_url, "dialect": args.dialect,
+            "credentials": args.credentials, "subscriptions": args.subscribe,
+            "group": args.group, "start": args.start, "options": options}
+    print(json.dumps(_request(base, args.key, body)))
+    return 0
+
+
+def _request(url: str, key: str | None, body: Any = None, method: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
     req.add_header("Content-Type", "application/json")
     if key:
         req.add_header("Authorization", f"Bearer {key}")
@@ -413,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys(args)
         if args.command == "apps":
             return _apps(args)
+        if args.command == "sources":
+            return _sources(args)
         if args.command == "tail":
             from wagerwire.client import tail
 

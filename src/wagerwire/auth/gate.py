@@ -283,6 +283,10 @@ class KeyGate(Gate):
     def max_subscriptions(self, identity: Identity) -> int | None:
         return self.plan(identity.plan).max_subscriptions
 
+    def delivery_rate(self, identity: Identity, conflate_ms: int = 0) -> tuple[int, int]:
+        plan = self.plan(identity.plan)
+        return max(conflate_ms, plan.min_conflate_ms), plan.delay_ms
+
     def check_stream(self, identity: Identity) -> None:
         plan = self.plan(identity.plan)
         if not plan.stream:

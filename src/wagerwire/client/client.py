@@ -163,6 +163,8 @@ class Client:
         filter: Mapping[str, Json] | None = None,
         since: str | None = None,
         transport: Transport | None = None,
+        image: bool = False,
+        conflate_ms: int = 0,
     ) -> Subscription:
         """Open a stream of ``channels`` (exact names or ``*`` patterns).
 
@@ -170,6 +172,10 @@ class Client:
             filter: attribute filter, ``{attr: value | [values]}``.
             since: resume token (e.g. a saved :attr:`Subscription.resume_token`).
             transport: override the client's transport for this stream.
+            image: on conflating channels, start with the latest message per key
+                (``source == "image"``), then live.
+            conflate_ms: at most one update per key per interval on conflating channels
+                (0-120000).
 
         Raises:
             InvalidChannelError, BadResumeTokenError: at once, before connecting.
@@ -183,6 +189,8 @@ class Client:
             filter=filter,
             since=since,
             wire=wire,
+            image=image,
+            conflate_ms=conflate_ms,
             backoff=self.backoff,
             heartbeat_interval=self.heartbeat_interval or _HEARTBEAT[wire],
             backfill=self.backfill,

@@ -27,6 +27,7 @@ from wagerwire.auth.gate import KeyGate
 from wagerwire.auth.plans import parse_plans
 from wagerwire.brokers.redis_limits import RedisLimits
 from wagerwire.config import Settings
+from wagerwire.core.conflation import PolicyTable
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
 from wagerwire.node.backends import build_backends, build_keystore, redis_url_and_prefix
@@ -67,7 +68,7 @@ def build_hub(settings: Settings) -> Hub:
         idempotency_window_s=settings.idempotency_window,
         parse_cache_bytes=settings.parse_cache_bytes,
     )
-    return Hub(store, broker, limits)
+    return Hub(store, broker, limits, PolicyTable.parse(settings.channel_policies or None))
 
 
 def shared_limits(broker_url: str) -> RedisLimits | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -263,6 +263,13 @@ class _Collector:
         yield CounterMetricFamily("wagerwire_slow_consumer_disconnects",
                                   "Streams closed as slow consumers (all transports)",
                                   value=streams.slow_consumers)
+        conflated = CounterMetricFamily(
+            "wagerwire_conflated_messages",
+            "Queued messages dropped for a newer one of their key (conflating channels)",
+            labels=labels)
+        for key, tally in sorted(streams.tallies.items()):
+            conflated.add_metric(list(key), tally.conflated)
+        yield conflated
         frames = CounterMetricFamily("wagerwire_stream_error_frames",
                                      "Error frames sent on streams, by code",
                                      labels=["transport", "code"])
@@ -339,6 +346,51 @@ class _Collector:
         for code, n in sorted(svc.errors.items()):
             http.add_metric([code], n)
         yield http
+        manager = svc.extra.get("connectors")
+        if manager is not None:
+            yield from _sources(manager.health())
+
+
+_SOURCE_COUNTERS = (
+    ("messages", "Messages a source published into the hub (duplicates not counted)"),
+    ("duplicates", "Messages of a source the hub already had (idempotency key)"),
+    ("reconnects", "Times a source reconnected"),
+    ("gaps_found", "Gaps a source's continuity check found"),
+    ("gaps_filled", "Gaps filled by backfill (or by a failover peer)"),
+    ("gaps_unfillable", "Gaps published as markers: the source lost the data"),
+    ("backfilled", "Messages a source obtained through its REST backfill"),
+)
+
+
+def _sources(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per-source connector health (``connectors/health.py``), labelled by source."""
+    labels = ["source", "dialect"]
+    up = GaugeMetricFamily("wagerwire_source_connected", "1 when the source is connected",
+                           labels=labels)
+    age = GaugeMetricFamily("wagerwire_source_last_message_age_seconds",
+                            "Seconds since the source's last message", labels=labels)
+    lag = GaugeMetricFamily("wagerwire_source_lag_seconds",
+                            "Source timestamp to hub acceptance, last message", labels=labels)
+    err = GaugeMetricFamily("wagerwire_source_error", "1 when the source is in the error state",
+                            labels=[*labels, "code"])
+    counters = {name: CounterMetricFamily(f"wagerwire_source_{name}", doc, labels=labels)
+                for name, doc in _SOURCE_COUNTERS}
+    for row in rows:
+        key = [row["name"], row["dialect"]]
+        up.add_metric(key, 1 if row["connected"] else 0)
+        if row["last_message_age_s"] is not None:
+            age.add_metric(key, row["last_message_age_s"])
+        if row["lag_ms"] is not None:
+            lag.add_metric(key, row["lag_ms"] / 1000)
+        if row["state"] == "error":
+            err.add_metric([*key, str(row["error_code"])], 1)
+        for name, family in counters.items():
+            family.add_metric(key, row[name])
+    yield up
+    yield age
+    yield lag
+    yield err
+    yield from counters.values()
 
 
 def _task_count() -> int:

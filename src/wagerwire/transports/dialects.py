@@ -183,6 +183,9 @@ class SessionDriver:
                         conn, list(channels), filter=flt,
                         since=dict(since) if since is not None else None,
                         announce=self._announce if announce else None,
+                        # the plan's delay and minimum interval: a free odds tier gets its
+                        # prices late and conflated in every dialect, from the shared lane
+                        rate=conn.registry.gate.delivery_rate(self.session.identity),
                     )
                     return Subscribed(op, tuple(replies))
                 case Unsubscribe(channels=channels):
@@ -250,11 +253,25 @@ class DialectWsConnection(WsConnection):
         turn on the fan-out path), plus the skip of an empty turn."""
         if self.closed or not joined:
             return
+        lag = self._lag
+        if lag is not None:
+            channel = messages[0].channel
+            if channel in lag.behind:
+                return
+            if channel in lag.floors:
+                for frame, message in zip(frames, messages, strict=True):
+                    self.deliver(frame, message)
+                return
         session = self.session
+        src = self._src
         if session.selects:
             joined = session.select(frames, joined, messages)
             if not joined:
                 return
+            if src is not None:
+                src.append(joined)  # rewritten as a whole: never conflated
+        elif src is not None:
+            src.append((frames, messages))
         self._out.append(joined)
         self._out_bytes += len(joined)
         if not self._dirty:
@@ -265,13 +282,16 @@ class DialectWsConnection(WsConnection):
                 flusher.arm()
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return
         if frame:
             session = self.session
             if session.selects:
                 frame = session.select([frame], frame, [message])
-                if not frame:
-                    return
-            self.send_now(frame)
+                if frame:
+                    self.send_now(frame)
+                return
+            StreamConnection.deliver(self, frame, message)
 
     def on_text(self, text: str) -> None:
         self.session.receive_text(text)
@@ -325,9 +345,11 @@ class DialectSseConnection(SseConnection):
         self.close_transport()
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return
         data = self.session.rewrite(frame, message)
         if data:
-            self.send_now(data)
+            StreamConnection.deliver(self, data, message)
 
     def on_closed(self) -> None:
         self.driver.cancel()
