@@ -160,9 +160,10 @@ class LeaseWriter:
                       ) -> PublishResult:
         """``RedisBroker.publish``: claim, take the lease and an offset, persist, commit."""
         ts, key = args["ts"], publish_key(channel, args)
-        duplicate = await self._window.duplicate(key, ts)
-        if duplicate is not None:
-            return duplicate
+        if key is not None:  # (no coroutine to await for the usual publish without a key)
+            duplicate = await self._window.duplicate(key, ts)
+            if duplicate is not None:
+                return duplicate
         self.link.check_ready()
         loop = asyncio.get_running_loop()
         pub = _RedisPublish(ts, loop.create_future(), key)
