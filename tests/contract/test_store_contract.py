@@ -10,8 +10,9 @@ from typing import Protocol
 
 import pytest
 
+from wagerwire.core.hub import append_soon
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionRule, Store, append_soon
+from wagerwire.core.store import ChannelInfo, RetentionRule, Store
 from wagerwire.errors import Unavailable
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "hash_key",
     "new_key",
     "parse_key_id",
+    "verify_key",
 ]
 
 KEY_PREFIX = "ww_"
@@ -156,6 +157,16 @@ class NodeRecord:
     store: str  # "sqlite" | "postgresql"
     store_ok: bool
     streams: int
+
+
+def verify_key(get: Callable[[str], KeyRecord | None], key: str) -> KeyRecord | None:
+    """The record ``get`` finds for ``key``'s id if the hash matches (constant-time): every
+    key backend verifies the same way."""
+    key_id = parse_key_id(key)
+    record = get(key_id) if key_id else None
+    if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
+        return None
+    return record
 
 
 class KeyBackend(Protocol):
@@ -270,11 +281,7 @@ class KeyStore:
 
     def verify(self, key: str) -> KeyRecord | None:
         """The record of ``key`` if it exists and its hash matches (constant-time)."""
-        key_id = parse_key_id(key)
-        record = self.get(key_id) if key_id else None
-        if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
-            return None
-        return record
+        return verify_key(self.get, key)
 
     def list(self) -> list[KeyRecord]:
         with self._lock:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wagerwire.core.hub import append_soon
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import AppendDone, ChannelInfo, Store, append_soon
+from wagerwire.core.store import AppendDone, ChannelInfo, Store
 
 if TYPE_CHECKING:
     from wagerwire.brokers.redis import RedisBroker

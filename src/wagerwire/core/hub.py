@@ -45,7 +45,7 @@ from wagerwire.core.conflation import (
     skipped_ranges,
 )
 from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
-from wagerwire.core.store import Store, append_soon
+from wagerwire.core.store import AppendDone, Store
 from wagerwire.errors import (
     BadParameter,
     InvalidChannel,
@@ -58,11 +58,34 @@ from wagerwire.types import Json, now_ms
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
 __all__ = ["FrameEncoder", "Hub", "HubLimits", "HubObserver", "HubStats", "Rate", "Sink",
-           "SubscribeReply", "check_rate"]
+           "SubscribeReply", "append_soon", "check_rate"]
 
 log = logging.getLogger("wagerwire.core.hub")
 
 REPLAY_PAGE = 500
+
+
+_APPENDS: set[asyncio.Task[None]] = set()  # append_soon's fallback tasks (strong refs)
+
+
+def append_soon(store: Store, message: Message, done: AppendDone) -> None:
+    """``store.append_soon(message, done)``, or ``append`` in a task for a store without it.
+
+    Raises:
+        Exception: whatever ``append_soon`` raises (the append was not queued).
+    """
+    soon: Callable[[Message, AppendDone], None] | None = getattr(store, "append_soon", None)
+    if soon is not None:
+        soon(message, done)
+        return
+
+    def finished(task: asyncio.Task[None]) -> None:
+        _APPENDS.discard(task)
+        done(Unavailable("the append was cancelled") if task.cancelled() else task.exception())
+
+    task = asyncio.ensure_future(store.append(message))
+    _APPENDS.add(task)
+    task.add_done_callback(finished)
 
 
 class FrameEncoder(Protocol):

@@ -25,7 +25,6 @@ Contract (checked by ``tests/contract/test_store_contract.py`` for every backend
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,7 +35,7 @@ from wagerwire.errors import Unavailable
 
 __all__ = [
     "AppendDone", "AppendSoon", "ChannelInfo", "RetentionPolicy", "RetentionRule", "Store",
-    "append_soon", "hole_error",
+    "hole_error",
 ]
 
 AppendDone = Callable[[BaseException | None], None]  # an append's outcome: None = committed
@@ -148,26 +147,3 @@ class Store(Protocol):
 
     async def prune(self, now_ms: int) -> int:
         """Apply the retention rules; returns how many messages were removed."""
-
-
-_APPENDS: set[asyncio.Task[None]] = set()  # append_soon's fallback tasks (strong refs)
-
-
-def append_soon(store: Store, message: Message, done: AppendDone) -> None:
-    """``store.append_soon(message, done)``, or ``append`` in a task for a store without it.
-
-    Raises:
-        Exception: whatever ``append_soon`` raises (the append was not queued).
-    """
-    soon: Callable[[Message, AppendDone], None] | None = getattr(store, "append_soon", None)
-    if soon is not None:
-        soon(message, done)
-        return
-
-    def finished(task: asyncio.Task[None]) -> None:
-        _APPENDS.discard(task)
-        done(Unavailable("the append was cancelled") if task.cancelled() else task.exception())
-
-    task = asyncio.ensure_future(store.append(message))
-    _APPENDS.add(task)
-    task.add_done_callback(finished)

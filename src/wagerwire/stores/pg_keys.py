@@ -31,7 +31,6 @@ import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
-import hmac
 import logging
 import secrets
 import threading
@@ -49,9 +48,8 @@ from wagerwire.auth.keys import (
     NodeRecord,
     SigningRow,
     StoreListener,
-    hash_key,
     new_key,
-    parse_key_id,
+    verify_key,
 )
 from wagerwire.errors import BadParameter, Unavailable
 from wagerwire.stores.postgres import migrate
@@ -351,11 +349,7 @@ class PgKeyStore:
         return record
 
     def verify(self, key: str) -> KeyRecord | None:
-        key_id = parse_key_id(key)
-        record = self.get(key_id) if key_id else None
-        if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
-            return None
-        return record
+        return verify_key(self.get, key)
 
     def list(self) -> list[KeyRecord]:
         rows = self._call(self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at"))

@@ -51,6 +51,7 @@ from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import AppendDone, ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import StoreUnavailable, Unavailable
+from wagerwire.stores.outcome import settle_none
 from wagerwire.types import now_ms
 
 if TYPE_CHECKING:
@@ -151,16 +152,6 @@ def _info(row: Any) -> ChannelInfo:
     name, epoch, last_offset, last_ts, first = row
     count = last_offset - first + 1 if first is not None else 0
     return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
-
-
-def _set_outcome(future: asyncio.Future[None], error: BaseException | None) -> None:
-    """``append``'s completion: settle the future it awaits."""
-    if future.done():  # the caller was cancelled; the write happened regardless
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 class _Append:
@@ -324,7 +315,7 @@ class PostgresStore:
         """
         self._check_open()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.append_soon(message, partial(_set_outcome, future))
+        self.append_soon(message, partial(settle_none, future))
         await future
 
     def append_soon(self, message: Message, done: AppendDone) -> None:

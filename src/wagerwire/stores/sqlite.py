@@ -47,6 +47,7 @@ from wagerwire.core.messages import Message, Position
 from wagerwire.core.store import AppendDone, ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
+from wagerwire.stores.outcome import settle, settle_none
 from wagerwire.stores.sqlite_schema import apply_migrations, load_migrations
 from wagerwire.types import now_ms
 
@@ -105,26 +106,6 @@ def _resolve(outcomes: list[tuple[AppendDone, BaseException | None]]) -> None:
             done(error)
         except Exception:  # one caller's bug must not keep the others waiting
             log.exception("an append's completion callback failed")
-
-
-def _resolve_job(future: asyncio.Future[Any], result: object, error: BaseException | None
-                 ) -> None:
-    if future.done():  # the caller was cancelled; the job ran regardless
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
-
-
-def _set_outcome(future: asyncio.Future[None], error: BaseException | None) -> None:
-    """``append``'s completion: settle the future it awaits."""
-    if future.done():  # the caller was cancelled; the write happened regardless
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 class _Append:
@@ -291,7 +272,7 @@ class SqliteStore:
                 channel's last offset + 1, or 1 in a new epoch), or the batch failed.
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.append_soon(message, partial(_set_outcome, future))
+        self.append_soon(message, partial(settle_none, future))
         await future
 
     def append_soon(self, message: Message, done: AppendDone) -> None:
@@ -436,7 +417,7 @@ class SqliteStore:
             self._rollback()
             error = exc
         try:
-            job.loop.call_soon_threadsafe(_resolve_job, job.future, result, error)
+            job.loop.call_soon_threadsafe(settle, job.future, result, error)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
 

@@ -1,4 +1,4 @@
-"""The publish path's store append without a task per publish (``core.store.append_soon``):
+"""The publish path's store append without a task per publish (``core.hub.append_soon``):
 the fallback for a store without ``append_soon``, and the hub's count of appends in flight
 (the flusher waits on it)."""
 
@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from wagerwire.brokers.memory import MemoryBroker
-from wagerwire.core.hub import Hub
+from wagerwire.core.hub import Hub, append_soon
 from wagerwire.core.messages import Message
-from wagerwire.core.store import append_soon
 from wagerwire.errors import Unavailable
 from wagerwire.stores.sqlite import SqliteStore
 
