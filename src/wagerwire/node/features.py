@@ -21,7 +21,7 @@ from wagerwire.dashboard import dashboard_feature
 from wagerwire.node.connectors import connectors_feature
 from wagerwire.node.dialects import dialect_feature
 from wagerwire.node.pusher import pusher_feature
-from wagerwire.node.sportsgameodds import sgo_app, sgo_feature
+from wagerwire.node.sportsgameodds import SgoStreams, sgo_app, sgo_feature
 from wagerwire.sources.casino import (
     DEFAULT_CHAIN_LENGTH,
     BalanceSimulator,
@@ -121,7 +121,8 @@ def default_features(settings: Settings, hub: Hub) -> list[Feature]:
         features.append(demo_feature(settings, hub))
     features.append(dialect_feature(settings, hub))  # Data Stream, TrackerSino, Stake
     sgo = sgo_app()
-    features.append(pusher_feature(settings, hub, [sgo]))  # Pusher protocol, HTTP API, auth
+    # Pusher protocol, HTTP API, auth; SportsGameOdds' per-key channels count key streams
+    features.append(pusher_feature(settings, hub, [sgo], keyed=lambda gate: SgoStreams(sgo, gate)))
     # SportsGameOdds REST + notifications on Pusher (from one node: a Redis lease)
     features.append(sgo_feature(sgo, settings.broker))
     features.append(connectors_feature(settings, hub))  # [[sources]]: upstream connectors

@@ -9,14 +9,15 @@ PusherState`: occupancy, presence members, connection counts and terminations fo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wagerwire.api.feature import Feature
 from wagerwire.api.pusher import pusher_router
+from wagerwire.auth.identity import Gate
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
-from wagerwire.dialects.pusher import Pusher, Users
+from wagerwire.dialects.pusher import KeyedStreams, Pusher, Users
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, apps_from_config
 from wagerwire.node.backends import redis_url_and_prefix
 from wagerwire.node.pusher_state import Backend, LocalBackend, PusherState
@@ -36,8 +37,10 @@ def pusher_backend(broker_url: str) -> Backend:
     return LocalBackend()
 
 
-def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()) -> Feature:
-    """Routes of the configured Pusher apps (plus ``extra`` ones, e.g. SportsGameOdds')."""
+def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = (),
+                   keyed: Callable[[Gate], KeyedStreams] | None = None) -> Feature:
+    """Routes of the configured Pusher apps (plus ``extra`` ones, e.g. SportsGameOdds');
+    ``keyed`` makes the per-key channels counted against a key's streams from the gate."""
     apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
     users = Users()
     hooks = WebhookSender()
@@ -48,8 +51,14 @@ def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()
     state = PusherState(apps, pusher_backend(settings.broker), publish, users=users,
                         hook=hooks)
 
+    dialect = Pusher(apps, clock=time.monotonic, cluster=state, users=users, hook=hooks,
+                     max_connections=settings.pusher_max_connections)
+
     def start(hub: Hub, services: Any) -> None:
         import asyncio
+
+        if keyed is not None:
+            dialect.keyed = keyed(services.gate)
 
         task = asyncio.get_running_loop().create_task(state.start())
         _STARTS.add(task)
@@ -57,10 +66,7 @@ def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()
 
     return Feature(
         routers=[pusher_router(apps, state)],
-        stream_routes=[("ws", "/app/{key}", dialect_stream(
-            Pusher(apps, clock=time.monotonic, cluster=state, users=users, hook=hooks,
-                   max_connections=settings.pusher_max_connections)
-        ))],
+        stream_routes=[("ws", "/app/{key}", dialect_stream(dialect))],
         on_start=[start],
         on_stop=[state.stop],
     )
