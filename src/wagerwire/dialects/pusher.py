@@ -84,6 +84,7 @@ __all__ = [
     "Users",
     "envelope",
     "error_frame",
+    "renamed",
     "event_payload",
 ]
 
