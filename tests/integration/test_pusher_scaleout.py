@@ -352,9 +352,18 @@ async def test_sportsgameodds_stream_limit_holds_across_nodes(
     args = [*nodes_args(redis_server, postgres_server), "--keys-db", str(tmp_path / "keys.db"),
             "--config", str(config)]
     a, b = server_factory(args), server_factory(args)
+
+    async def shared() -> bool:  # both nodes sign with the secret kept in Redis
+        return await sgo_channel(a, key_a) == await sgo_channel(b, key_a)
+    await until(shared, 30, "one SportsGameOdds secret on both nodes")
     first, ok = await sgo_stream(a, key_a)
     assert ok["event"] == "pusher_internal:subscription_succeeded", ok
-    second, refused = await sgo_stream(b, key_a)  # the key's second stream, on the other node
+    # the key's second stream, on the other node (a channel node a handed out: valid there)
+    second = await connect(f"{b.ws_url}/app/sportsgameodds?protocol=7")
+    await asyncio.wait_for(second.recv(), 30)
+    await second.send(json.dumps({"event": "pusher:subscribe",
+                                  "data": {"channel": await sgo_channel(a, key_a)}}))
+    refused = json.loads(await asyncio.wait_for(second.recv(), 30))
     assert refused["event"] == "pusher:error" and refused["data"]["code"] == 4004, refused
     with contextlib.suppress(ConnectionClosed):
         await asyncio.wait_for(second.recv(), 30)

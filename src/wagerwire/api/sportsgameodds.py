@@ -19,6 +19,7 @@ credential).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -74,8 +75,9 @@ def _may_stream(identity: Identity) -> None:
                     "does not include it")
 
 
-def sgo_router(app: PusherApp) -> APIRouter:
-    """The SportsGameOdds routes; streams ride the Pusher ``app``."""
+def sgo_router(current: Callable[[], PusherApp]) -> APIRouter:
+    """The SportsGameOdds routes; streams ride the Pusher app ``current()`` answers (its
+    secret may change once, to the one every node shares)."""
     router = APIRouter(tags=["sportsgameodds"])
 
     @router.options("/v2/stream/events", summary="CORS preflight (SportsGameOdds)")
@@ -103,6 +105,7 @@ def sgo_router(app: PusherApp) -> APIRouter:
                 events = [one] if one is not None else []
         except WagerwireError as exc:
             return _error(exc)
+        app = current()
         host = request.url.hostname or "127.0.0.1"
         port = request.url.port or (443 if request.url.scheme == "https" else 80)
         base = f"{request.url.scheme}://{request.url.netloc}"

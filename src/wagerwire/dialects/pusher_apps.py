@@ -89,6 +89,15 @@ class PusherApps:
         self.by_id[app.app_id] = app
         self.by_key[app.key] = app
 
+    def replace(self, app: PusherApp) -> None:
+        """Swap in a new version of an app (same id and key; e.g. a secret every node
+        shares, learnt after start)."""
+        old = self.by_id.get(app.app_id)
+        if old is None or old.key != app.key:
+            raise BadParameter(f"pusher app {app.app_id!r}: replace keeps the id and key")
+        self.by_id[app.app_id] = app
+        self.by_key[app.key] = app
+
     def get(self, app_id: str) -> PusherApp:
         """Raises ``NotFound`` for an unknown app id."""
         app = self.by_id.get(app_id)

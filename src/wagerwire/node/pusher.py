@@ -38,10 +38,13 @@ def pusher_backend(broker_url: str) -> Backend:
 
 
 def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = (),
-                   keyed: Callable[[Gate], KeyedStreams] | None = None) -> Feature:
-    """Routes of the configured Pusher apps (plus ``extra`` ones, e.g. SportsGameOdds');
-    ``keyed`` makes the per-key channels counted against a key's streams from the gate."""
-    apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
+                   keyed: Callable[[Gate], KeyedStreams] | None = None,
+                   apps: PusherApps | None = None) -> Feature:
+    """Routes of the configured Pusher apps (plus ``extra`` ones, e.g. SportsGameOdds'),
+    or of ``apps`` when given (the caller made them from the config); ``keyed`` makes the
+    per-key channels counted against a key's streams from the gate."""
+    if apps is None:
+        apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
     users = Users()
     hooks = WebhookSender()
 
