@@ -210,6 +210,9 @@ async def closed_with(ws: ClientConnection) -> int | None:
 
 
 async def test_a_keys_concurrent_streams_are_limited(tmp_path: Any) -> None:
+    """max_streams = 1: the key's second stream is refused with 4004 while another key
+    connects; both read the feed's one hub channel under their own names; closing the first
+    frees the slot."""
     async with running_server(tmp_path, plans=ONE_STREAM) as server:
         await publish_event(server, event("e1", "live"))
         store = server.server.gate.keystore
@@ -258,6 +261,9 @@ async def test_a_keys_concurrent_streams_are_limited(tmp_path: Any) -> None:
 
 
 async def test_private_per_key_channel_is_signed_only_for_its_key(tmp_path: Any) -> None:
+    """The auth endpoint signs only the key's own private per-key channel (403 for another
+    key's, the shared feed channel, a plan without streaming); it counts like the public
+    one; revoking the key closes its stream."""
     async with running_server(tmp_path, plans=ONE_STREAM) as server:
         store = server.server.gate.keystore
         rec_a, key_a = store.create("reader", "sgo1")
@@ -288,4 +294,6 @@ async def test_private_per_key_channel_is_signed_only_for_its_key(tmp_path: Any)
             assert ok["event"] == "pusher_internal:subscription_succeeded", ok
             second, refused = await sgo_subscribe(url, boot["channel"])
             assert refused["data"]["code"] == 4004 and await closed_with(second) == 4004
-            await ws.close()
+            server.server.gate.revoke(rec_a.id)  # a revoked key's streams end (4009)
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["data"]["code"] == 4009
+            assert await closed_with(ws) == 4009
