@@ -216,6 +216,11 @@ class KeyedStreams(Protocol):
         ``Unauthorized`` (401) for an unknown or revoked key."""
         ...
 
+    def abandon(self, pending: Awaitable[StreamSlot]) -> None:
+        """The connection closed before ``pending`` (from :meth:`acquire`) was answered to
+        it: release its slot whenever it resolves."""
+        ...
+
 
 @dataclass(slots=True)
 class Users:
@@ -354,7 +359,7 @@ class PusherSession(Session):
     __slots__ = (
         "dialect", "app", "socket_id", "refusal", "subs", "members", "_pending",
         "ping_interval", "_active", "_last", "_pinged", "_window", "_count", "_cached",
-        "user", "_counted", "_streams", "_renames",
+        "user", "_counted", "_streams", "_renames", "_acquiring",
     )
     selects = True
 
@@ -382,6 +387,7 @@ class PusherSession(Session):
         self._streams: dict[str, StreamSlot] | None = None  # per-key channel -> its slot
         # hub channel of a per-key channel -> (shared name, per-key name) in its frames
         self._renames: dict[str, tuple[bytes, bytes]] | None = None
+        self._acquiring: list[Awaitable[StreamSlot]] | None = None  # slots not answered yet
 
     def _hub(self, name: str) -> str | None:
         sub = self.subs.get(name)
@@ -440,6 +446,10 @@ class PusherSession(Session):
             slot.release()
         self._streams = None
         self._renames = None
+        if self._acquiring and self.dialect.keyed is not None:
+            for pending in self._acquiring:  # their answers may never reach this session
+                self.dialect.keyed.abandon(pending)
+        self._acquiring = None
         if self.user is not None:
             self.dialect.users.remove(app.app_id, self.user, self)
         if self._counted:
@@ -587,13 +597,20 @@ class PusherSession(Session):
         hub = sys.intern(hub_channel(app.app_id, split[0] if split else name))
         self.subs[name] = (hub,)
         if keyed is not None and split is not None:  # the key's stream slot first
-            self._emit("slot", name, Await(keyed.acquire(split[1])))
+            self._acquire(keyed, name, split[1])
             return
         if name.startswith("cache-") or name.startswith("private-cache-") or \
                 name.startswith("presence-cache-"):
             self._emit("cache", name, ReadLatest((hub,), 1))
         else:
             self._emit("sub", name, base.Subscribe((hub,)))
+
+    def _acquire(self, keyed: KeyedStreams, name: str, key_id: str) -> None:
+        pending = keyed.acquire(key_id)
+        if self._acquiring is None:
+            self._acquiring = []
+        self._acquiring.append(pending)
+        self._emit("slot", name, Await(pending))
 
     def _free(self, name: str) -> None:
         slot = self._streams.pop(name, None) if self._streams else None
@@ -692,10 +709,13 @@ class PusherSession(Session):
                 self._subscribed(name, op)
             case Awaited(value=value):
                 if kind == "slot":
+                    self._answered(event.op)
                     self._slotted(name, value)
                 else:
                     self._joined(name, value)
             case OpFailed(error=error):
+                if kind == "slot":
+                    self._answered(event.op)
                 self._failed(kind, name, error.status, error.message)
             case _:
                 pass
@@ -732,6 +752,10 @@ class PusherSession(Session):
             self.send(_frame({"event": "pusher:cache_miss", "channel": name}))
             if self.app is not None:
                 self.dialect.notify(self.app, {"name": "cache_miss", "channel": name})
+
+    def _answered(self, op: object) -> None:
+        if isinstance(op, Await) and self._acquiring:
+            self._acquiring = [p for p in self._acquiring if p is not op.awaitable] or None
 
     def _refused(self, name: str, status: int, message: str) -> None:
         """No slot for a per-key channel: over the key's concurrent streams (429) is

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import orjson
@@ -48,6 +49,11 @@ def sgo_app() -> PusherApp:
                      builtin=True)
 
 
+def _release_result(future: asyncio.Future[StreamSlot]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().release()
+
+
 class SgoStreams:
     """The SportsGameOdds app's per-key channels (``KeyedStreams`` of the Pusher dialect):
     each subscription holds one of the key's stream slots from ``gate`` (its ``Limits``: in
@@ -66,6 +72,10 @@ class SgoStreams:
 
     def exclusive(self, app: PusherApp) -> bool:
         return app.app_id == self.app.app_id  # its feed channels only through a key's name
+
+    def abandon(self, pending: Awaitable[StreamSlot]) -> None:
+        if isinstance(pending, asyncio.Future):
+            pending.add_done_callback(_release_result)
 
     def acquire(self, key_id: str) -> asyncio.Future[StreamSlot]:
         return asyncio.ensure_future(self._acquire(key_id))

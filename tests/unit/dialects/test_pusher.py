@@ -515,13 +515,19 @@ class FakeKeyed:
     def exclusive(self, app: PusherApp) -> bool:
         return app is APP
 
+    def __init__(self) -> None:
+        self.abandoned: list[object] = []
+
     def acquire(self, key_id: str) -> object:
         return ("slot", key_id)
 
+    def abandon(self, pending: object) -> None:
+        self.abandoned.append(pending)
 
-def keyed_session() -> PusherSession:
+
+def keyed_session(keyed: FakeKeyed | None = None) -> PusherSession:
     d = dialect()
-    d.keyed = FakeKeyed()  # type: ignore[assignment]
+    d.keyed = keyed or FakeKeyed()  # type: ignore[assignment]
     return opened(d)
 
 
@@ -585,3 +591,15 @@ def test_per_key_over_the_limit_is_4004_and_other_refusals_a_subscription_error(
     send(t, {"event": "pusher:subscribe", "data": {"channel": "feed"}})  # not per-key
     ops, out = drain(t)
     assert ops == [] and orjson.loads(ws_payload(out[0]))["data"]["status"] == 403
+
+
+def test_per_key_slot_not_answered_before_close_is_abandoned() -> None:
+    keyed = FakeKeyed()
+    s = keyed_session(keyed)
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "feed@k1"}})
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "other@k1"}})
+    (first, _), _ = drain(s)
+    s.receive_event(OpFailed(first, RateLimited("over")))  # type: ignore[arg-type]
+    drain(s)
+    s.stop()  # the second was never answered: its slot is released when it resolves
+    assert keyed.abandoned == [("slot", "k1")]
