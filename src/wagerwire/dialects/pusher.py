@@ -30,6 +30,11 @@ kept by the :class:`Cluster` for every node, joins and leaves are hub messages
 ``{"type", "error", "status"}``. Client events (``client-*``) go to the other subscribers
 of a private or presence channel the sender is subscribed to, at most
 ``max_client_events`` per second per connection (more: ``pusher:error`` 4301, dropped).
+
+Per-key channels (:class:`KeyedStreams`, SportsGameOdds'): a subscription first holds one of
+the key's stream slots (an :class:`~wagerwire.dialects.base.Await`; over the limit
+``pusher:error`` 4004 and close 4004), then reads the feed's shared hub channel; its frames
+get the per-key name spliced in by :meth:`PusherSession.select` (:func:`renamed`).
 """
 
 from __future__ import annotations

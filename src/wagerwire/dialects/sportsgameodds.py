@@ -12,6 +12,11 @@ built-in Pusher app :data:`APP_ID`. Feeds and their (public) Pusher channels:
                                               has characters a Pusher name cannot hold)
 =====================  =====================  ===========================================
 
+A client subscribes to its key's own name of a feed channel, ``<channel>@<key id>@<tag>``
+(:func:`key_channel`) or ``private-<channel>@<key id>`` (signed by the auth endpoint for that
+key only): the subscription holds one of the key's concurrent streams and reads the feed
+channel's one hub channel (:class:`~wagerwire.dialects.pusher.KeyedStreams`).
+
 Every change of a ``sports:event:{id}`` message becomes the event ``data`` with data
 ``[{"eventID": id}, …]`` on each feed channel the event belongs to (live while it is live
 and on the update that ends it; upcoming while it is upcoming and on the update that starts
