@@ -11,6 +11,11 @@ fsynced, durable against power loss; ``--sqlite-sync NORMAL,FULL`` measures both
 PostgreSQL: fsync=on, synchronous_commit=on) and, with Redis, committed there
 and fanned out. Publishes go to 16 channels round-robin. Redis and PostgreSQL are started on
 loopback in temporary directories (``tests/servers.py``) and stopped at the end.
+
+CPU per publish (the machine is shared, so wall-clock rates are noisy; CPU time is less so):
+``cpu_us`` is this process's CPU time (every thread: the hub, the SQLite writer, the drivers)
+divided by the publishes; ``db_cpu_us`` is the same for the Redis and PostgreSQL server
+processes (and their children: PostgreSQL's backends), read from ``/proc``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -35,6 +41,34 @@ from wagerwire.core.hub import Hub, HubLimits  # noqa: E402
 from wagerwire.node.backends import build_backends  # noqa: E402
 from wagerwire.stores.sqlite import SqliteStore  # noqa: E402
 
+SERVER_PIDS: list[int] = []  # Redis and PostgreSQL (their children are counted too)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def servers_cpu() -> float:
+    """CPU seconds used so far by the live server processes and their descendants."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    total = 0.0
+    for pid in cpu:
+        p = pid
+        while p > 1:
+            if p in SERVER_PIDS:
+                total += cpu[pid]
+                break
+            p = parents.get(p, 0)
+    return total
+
 
 async def run_one(
     store: str, broker: str, concurrency: int, seconds: float, sqlite_sync: str | None = None,
@@ -49,6 +83,7 @@ async def run_one(
     done = 0
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
+    cpu0, db0 = time.process_time(), servers_cpu()
 
     async def publisher(n: int) -> None:
         nonlocal done
@@ -88,6 +123,7 @@ async def run_one(
     else:
         await asyncio.gather(*(publisher(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu, db = time.process_time() - cpu0, servers_cpu() - db0
     # With Redis the hub's store is a HistoryStore; the group-commit counter is its inner's.
     durable = hub.store.inner if isinstance(hub.store, HistoryStore) else hub.store
     commits = getattr(durable, "commits", None)
@@ -101,6 +137,8 @@ async def run_one(
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "per_commit": round(done / commits, 1) if commits else None,
+        "cpu_us": round(cpu / done * 1e6, 1) if done else None,
+        "db_cpu_us": round(db / done * 1e6, 1) if done and SERVER_PIDS else None,
     }
 
 
@@ -124,6 +162,7 @@ async def main() -> None:
     redis = None if args.sqlite_only else RedisServer(tmp / "redis").start()
     pg = None if args.sqlite_only else PostgresServer(
         Path(tempfile.mkdtemp(prefix="ww-bench-pg-")), fsync=True).start()
+    SERVER_PIDS[:] = [s.proc.pid for s in (redis, pg) if s is not None and s.proc is not None]
     syncs: list[str | None] = [m.strip().upper() for m in args.sqlite_sync.split(",")
                                if m.strip()] or [None]
     try:
@@ -148,10 +187,12 @@ async def main() -> None:
                 print(json.dumps(result), flush=True)
                 results.append(result)
         print("\n| store | broker | concurrent publishers | publishes/s | p50 ms | p99 ms "
-              "| publishes per commit |\n|---|---|---:|---:|---:|---:|---:|")
+              "| publishes per commit | CPU µs/publish | server CPU µs/publish |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['store']} | {r['broker']} | {r['concurrency']} | "
-                  f"{r['publishes_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['per_commit']} |")
+                  f"{r['publishes_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['per_commit']} | "
+              f"{r['cpu_us']} | {r['db_cpu_us']} |")
     finally:
         if redis is not None:
             redis.stop()

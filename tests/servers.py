@@ -49,12 +49,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str,
+               host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.02)
     raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
@@ -85,34 +86,37 @@ def postgres_bin() -> Path | None:
 
 
 class RedisServer:
-    """One ``redis-server`` child on 127.0.0.1; ``restart()`` keeps the port, loses the data."""
+    """One ``redis-server`` child on 127.0.0.1 (or ``host``, an address of a network the test
+    made); ``restart()`` keeps the port, loses the data."""
 
     def __init__(self, directory: Path, port: int | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), host: str = "127.0.0.1") -> None:
         binary = redis_bin()
         if binary is None:
             raise RuntimeError("redis-server is not installed (make system-deps)")
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.host = host
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.binary, "--port", str(self.port), "--bind", self.host, "--save", "",
              "--appendonly", "no", "--dir", str(self.directory), "--daemonize", "no",
-             "--protected-mode", "yes", *self.extra_args],
+             "--protected-mode", "yes" if self.host == "127.0.0.1" else "no",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
-        _wait_port(self.port, self.proc, 10, "redis-server")
+        _wait_port(self.port, self.proc, 10, "redis-server", self.host)
         return self
 
     def stop(self) -> None:
@@ -241,9 +245,11 @@ class SentinelGroup:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only."""
+    """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only (or on
+    ``host`` too, an address of a network the test made, trusting that /24)."""
 
-    def __init__(self, directory: Path, *, fsync: bool = False) -> None:
+    def __init__(self, directory: Path, *, fsync: bool = False, host: str = "127.0.0.1"
+                 ) -> None:
         bindir = postgres_bin()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (make system-deps)")
@@ -251,13 +257,14 @@ class PostgresServer:
         self.directory = directory
         self.port = free_port()
         self.fsync = fsync
+        self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
         self._user: str | None = None
         if os.geteuid() == 0:
             self._user = "postgres"
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
+        return f"postgresql://postgres@{host}:{self.port}/{database}"
 
     def _user_kwargs(self) -> dict[str, Any]:
         """Run the child as the server's user itself (not under runuser, which would not
@@ -288,10 +295,15 @@ class PostgresServer:
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 cwd=self.directory, **self._user_kwargs(),
             )
+            if self.host != "127.0.0.1":
+                net = ".".join(self.host.split(".")[:3]) + ".0/24"
+                with open(data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {net} trust\n")
+        listen = "127.0.0.1" if self.host == "127.0.0.1" else f"127.0.0.1,{self.host}"
         log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.directory),
+             "-h", listen, "-k", str(self.directory),
              "-c", f"fsync={'on' if self.fsync else 'off'}",
              "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, **self._user_kwargs(),

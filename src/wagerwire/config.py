@@ -78,11 +78,13 @@ class Settings:
     tls_dev: bool = False  # a generated ECDSA P-256 certificate (≤ 14 days, rotated)
     tls_dev_dir: str = ""  # where the dev certificate lives ("" = a temporary directory)
     tls_reload_interval: float = 5.0  # seconds between checks of the certificate files
+    node_id: str = ""  # this node's name on the dashboard and /metrics ("" = host:port-pid)
     webtransport: bool = False  # HTTP/3 + WebTransport listener on UDP (needs a certificate)
     webtransport_port: int = 4433  # its UDP port (0 = any free); advertised in Alt-Svc
 
     def keys_path(self) -> str:
-        """Where API keys live: the SQLite store's file, else ``keys_db``."""
+        """The SQLite file of API keys when they are not in PostgreSQL: ``keys_db``, else
+        the SQLite store's file (``node/backends.build_keystore`` decides)."""
         if self.keys_db:
             return self.keys_db
         if self.store.startswith("sqlite:"):

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from servers import PostgresServer, RedisServer, postgres_server, redis_server
-from wagerwire.auth.keys import KeyStore
 from wagerwire.dialects.pusher_apps import PusherApp, channel_auth, user_auth
 
 __all__ = ["postgres_server", "redis_server"]
@@ -282,11 +283,9 @@ async def test_sportsgameodds_notifies_once_with_two_nodes(
 ) -> None:
     from test_dialect_sportsgameodds import event
 
-    keys = KeyStore(str(tmp_path / "keys.db"))
-    key = keys.create("reader", "allstar")[1]
-    keys.close()
-    args = [*nodes_args(redis_server, postgres_server), "--keys-db", str(tmp_path / "keys.db")]
+    args = nodes_args(redis_server, postgres_server)
     a, b = server_factory(args), server_factory(args)
+    key = new_key(tmp_path, args, "allstar")
     sgo = "sportsgameodds"
     clients = []
     for node in (a, b):
@@ -321,6 +320,17 @@ async def test_sportsgameodds_notifies_once_with_two_nodes(
         await ws.close()
 
 
+def new_key(workdir: Path, args: list[str], plan: str) -> str:
+    """A reader key of ``plan`` made with the CLI in the nodes' (PostgreSQL) key store."""
+    store = args[args.index("--store") + 1]
+    config = args[args.index("--config"):][:2] if "--config" in args else []  # its plans
+    done = subprocess.run([sys.executable, "-m", "wagerwire", "keys", "--store", store,
+                           *config, "create", "--role", "reader", "--plan", plan, "--json"],
+                          cwd=workdir, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["key"])
+
+
 async def sgo_channel(node: Any, key: str) -> str:
     """The per-key channel the node's SportsGameOdds bootstrap hands ``key``."""
     async with httpx.AsyncClient(base_url=node.url) as http:
@@ -344,14 +354,11 @@ async def test_sportsgameodds_stream_limit_holds_across_nodes(
     server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,
     tmp_path: Path,
 ) -> None:
-    keys = KeyStore(str(tmp_path / "keys.db"))
-    key_a, key_b = keys.create("reader", "sgo1")[1], keys.create("reader", "sgo1")[1]
-    keys.close()
     config = tmp_path / "sgo.toml"
     config.write_text("[plans.sgo1]\nmax_streams = 1\n")
-    args = [*nodes_args(redis_server, postgres_server), "--keys-db", str(tmp_path / "keys.db"),
-            "--config", str(config)]
+    args = [*nodes_args(redis_server, postgres_server), "--config", str(config)]
     a, b = server_factory(args), server_factory(args)
+    key_a, key_b = new_key(tmp_path, args, "sgo1"), new_key(tmp_path, args, "sgo1")
 
     async def shared() -> bool:  # both nodes sign with the secret kept in Redis
         return await sgo_channel(a, key_a) == await sgo_channel(b, key_a)

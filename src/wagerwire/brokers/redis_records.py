@@ -32,6 +32,7 @@ __all__ = [
     "batch_of",
     "decode_record",
     "decode_records",
+    "encode_batch",
     "encode_record",
     "fanout_prefix",
     "frame_record",
@@ -77,6 +78,16 @@ def decode_record(channel: str, record: bytes) -> tuple[str, Message]:
     cut = record.index(b"\n")
     node, offset, epoch, ts, attrs, key = orjson.loads(record[:cut])
     return node, Message(channel, offset, epoch, ts, record[cut + 1:], attrs, key)
+
+
+def encode_batch(node: str, messages: list[Message]) -> bytes:
+    """The PUBLISHed batch of ``messages``: each record after its 4-byte length."""
+    parts: list[bytes] = []
+    pack = _LEN.pack
+    for message in messages:
+        record = encode_record(node, message)
+        parts += (pack(len(record)), record)
+    return b"".join(parts)
 
 
 def frame_record(record: bytes) -> bytes:

@@ -37,8 +37,7 @@ from wagerwire.brokers.redis_link import REDIS_ERRORS, RedisLink
 from wagerwire.brokers.redis_records import (
     ChannelKeys,
     decode_record,
-    encode_record,
-    frame_record,
+    encode_batch,
 )
 from wagerwire.core.broker import PublishArgs
 from wagerwire.core.messages import Message, Position, PublishResult
@@ -161,9 +160,10 @@ class LeaseWriter:
                       ) -> PublishResult:
         """``RedisBroker.publish``: claim, take the lease and an offset, persist, commit."""
         ts, key = args["ts"], publish_key(channel, args)
-        duplicate = await self._window.duplicate(key, ts)
-        if duplicate is not None:
-            return duplicate
+        if key is not None:  # (no coroutine to await for the usual publish without a key)
+            duplicate = await self._window.duplicate(key, ts)
+            if duplicate is not None:
+                return duplicate
         self.link.check_ready()
         loop = asyncio.get_running_loop()
         pub = _RedisPublish(ts, loop.create_future(), key)
@@ -454,23 +454,20 @@ class LeaseWriter:
 
     def _commit_args(self, state: _Writing, epoch: str, messages: list[Message]
                      ) -> tuple[list[Any], list[Any]]:
-        link = self.link
+        """One ``commit.lua`` call: the records go once, in the batch payload the script
+        PUBLISHes and splits for the stream; only keyed messages add arguments."""
+        node = self.link.node_id
         keys: list[Any] = [state.keys.meta, state.keys.lease, state.keys.stream,
                            state.keys.wanted]
         window = self._window.window_ms + 60_000
-        records = []
-        per_message: list[Any] = []
-        for m in messages:
-            record = encode_record(link.node_id, m)
-            records.append(frame_record(record))
-            per_message.append(record)
+        keyed: list[Any] = []
+        for index, m in enumerate(messages):
             if m.idempotency_key is not None:
                 keys.append(state.keys.idempotency(m.idempotency_key))
-                per_message += [b"d%d|" % m.ts + record, window]
-            else:
-                per_message += ["", 0]
-        args: list[Any] = [link.node_id, epoch, self.history_size, state.keys.fanout,
-                           b"".join(records), messages[0].offset, len(messages), *per_message]
+                keyed += (index, b"d%d|" % m.ts, window)
+        args: list[Any] = [node, epoch, self.history_size, state.keys.fanout,
+                           encode_batch(node, messages), messages[0].offset, len(messages),
+                           *keyed]
         return keys, args
 
     async def _commit_call(self, state: _Writing, epoch: str, messages: list[Message]) -> Any:

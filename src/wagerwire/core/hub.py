@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import orjson
@@ -44,7 +45,7 @@ from wagerwire.core.conflation import (
     skipped_ranges,
 )
 from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
-from wagerwire.core.store import Store
+from wagerwire.core.store import Store, append_soon
 from wagerwire.errors import (
     BadParameter,
     InvalidChannel,
@@ -137,6 +138,38 @@ MAX_GROUPED_CHANNELS = 65536
 MAX_DELAY_MS = 3_600_000
 
 
+class _Persist:
+    """The hub's ``persist``: the store append, counted so the flusher can tell a commit is
+    about to land. ``soon`` (``core.broker.PersistSoon``) is the brokers' path: no task."""
+
+    __slots__ = ("_hub",)
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def __call__(self, message: Message) -> None:
+        hub = self._hub
+        hub.persisting += 1
+        try:
+            await hub.store.append(message)
+        finally:
+            hub.persisting -= 1
+
+    def soon(self, message: Message, done: Callable[[BaseException | None], None]) -> None:
+        hub = self._hub
+        hub.persisting += 1
+        try:
+            append_soon(hub.store, message, partial(self._done, done))
+        except BaseException:
+            hub.persisting -= 1
+            raise
+
+    def _done(self, done: Callable[[BaseException | None], None], error: BaseException | None
+              ) -> None:
+        self._hub.persisting -= 1
+        done(error)
+
+
 class Hub:
     """Owns local subscriptions and fans out what the broker delivers."""
 
@@ -178,6 +211,7 @@ class Hub:
         self._turn_at = 0.0
         self._turn_encoders: dict[FrameEncoder, None] = {}
         self.observer: HubObserver | None = None  # set by the composition root
+        self._persist = _Persist(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -255,14 +289,6 @@ class Hub:
             if self.observer is not None:
                 self.observer.published(time.perf_counter() - accepted)
         return result
-
-    async def _persist(self, message: Message) -> None:
-        """The store append, counted so the flusher can tell a commit is about to land."""
-        self.persisting += 1
-        try:
-            await self.store.append(message)
-        finally:
-            self.persisting -= 1
 
     # -- fan-out (hot path) ----------------------------------------------------------------
 

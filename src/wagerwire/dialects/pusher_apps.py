@@ -73,28 +73,45 @@ class PusherApp:
 
 
 class PusherApps:
-    """The configured apps, by id and by key."""
+    """The configured apps, by id and by key, and the stored ones (``wagerwire apps
+    create``), which :meth:`set_stored` replaces whenever the key store's set changes."""
 
-    __slots__ = ("by_id", "by_key")
+    __slots__ = ("by_id", "by_key", "stored")
 
     def __init__(self, apps: Iterable[PusherApp] = ()) -> None:
         self.by_id: dict[str, PusherApp] = {}
         self.by_key: dict[str, PusherApp] = {}
+        self.stored: set[str] = set()  # ids of the apps that came from the key store
         for app in apps:
             self.add(app)
+
+    def set_stored(self, apps: Iterable[PusherApp]) -> list[str]:
+        """Make ``apps`` the stored apps (dropping stored ones no longer there); a stored app
+        whose id or key a configured one has is skipped. Returns the ids skipped."""
+        for app_id in self.stored:
+            old = self.by_id.pop(app_id, None)
+            if old is not None:
+                self.by_key.pop(old.key, None)
+        self.stored = set()
+        skipped = []
+        for app in apps:
+            if app.app_id in self.by_id or app.key in self.by_key:
+                skipped.append(app.app_id)
+                continue
+            self.add(app)
+            self.stored.add(app.app_id)
+        return skipped
+
+    def replace(self, app: PusherApp) -> None:
+        """Put ``app`` in place of the app with its id (a built-in app's shared secret)."""
+        old = self.by_id.pop(app.app_id, None)
+        if old is not None:
+            self.by_key.pop(old.key, None)
+        self.add(app)
 
     def add(self, app: PusherApp) -> None:
         if app.app_id in self.by_id or app.key in self.by_key:
             raise BadParameter(f"pusher app {app.app_id!r}: app id and key must be unique")
-        self.by_id[app.app_id] = app
-        self.by_key[app.key] = app
-
-    def replace(self, app: PusherApp) -> None:
-        """Swap in a new version of an app (same id and key; e.g. a secret every node
-        shares, learnt after start)."""
-        old = self.by_id.get(app.app_id)
-        if old is None or old.key != app.key:
-            raise BadParameter(f"pusher app {app.app_id!r}: replace keeps the id and key")
         self.by_id[app.app_id] = app
         self.by_key[app.key] = app
 

@@ -20,6 +20,10 @@
                                               db), following it across failovers; same options
 ============================================  ============================================
 
+API keys, signing keys and stored Pusher apps (:func:`build_keystore`) live where the store
+is: in PostgreSQL for a ``postgresql://`` store (every node shares them), in the SQLite file
+otherwise; ``--keys-db FILE`` puts them in a SQLite file of their own instead.
+
 With the Redis broker the hub's store is wrapped in :class:`HistoryStore`, so replays and
 history reads come from the Redis stream first and from the store when the stream no longer
 reaches back. The backends are imported only when named, so a SQLite + memory hub never
@@ -28,6 +32,8 @@ imports redis or asyncpg.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -40,18 +46,23 @@ from wagerwire.errors import BadParameter
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
+    from wagerwire.auth.keys import KeyBackend
     from wagerwire.core.hub import Hub
 
 __all__ = [
     "build_backends",
     "build_broker",
+    "build_keystore",
     "build_store",
     "check_workers",
     "redis_url_and_prefix",
     "with_readiness",
 ]
 
+log = logging.getLogger("wagerwire.node.backends")
+
 _PG_SCHEMES = ("postgresql", "postgres")
+LEGACY_KEYS_DB = "wagerwire-keys.db"  # where keys of a PostgreSQL hub were before 0002_keys
 _REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel")
 
 
@@ -102,6 +113,25 @@ def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
         f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:port/database"
     )
+
+
+def build_keystore(settings: Settings) -> KeyBackend:
+    """The key store of ``settings`` (opened): PostgreSQL's when the store is, unless
+    ``keys_db`` names a SQLite file for the keys."""
+    scheme = urlsplit(settings.store).scheme
+    if scheme in _PG_SCHEMES and not settings.keys_db:
+        from wagerwire.stores.pg_keys import PgKeyStore
+
+        dsn, extra = _split_query(settings.store, ["schema"])
+        if os.path.exists(LEGACY_KEYS_DB):
+            log.warning("%s (keys beside a PostgreSQL node, before they moved into "
+                        "PostgreSQL) is no longer read; bring its keys over with "
+                        "`wagerwire keys --store URL import %s`", LEGACY_KEYS_DB,
+                        LEGACY_KEYS_DB)
+        return PgKeyStore(dsn, extra.get("schema") or None)
+    from wagerwire.auth.keys import KeyStore
+
+    return KeyStore(settings.keys_path())
 
 
 def build_broker(

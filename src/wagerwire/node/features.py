@@ -124,7 +124,7 @@ def default_features(settings: Settings, hub: Hub) -> list[Feature]:
     sgo = sgo_app()
     apps = PusherApps([*apps_from_config(settings.pusher_apps), sgo])
     # Pusher protocol, HTTP API, auth; SportsGameOdds' per-key channels count key streams
-    features.append(pusher_feature(settings, hub, apps=apps,
+    features.append(pusher_feature(settings, hub, [sgo], apps=apps,
                                    keyed=lambda gate: SgoStreams(sgo, gate)))
     # SportsGameOdds REST + notifications on Pusher (from one node: a Redis lease)
     features.append(sgo_feature(sgo, settings.broker, apps))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable
@@ -182,42 +181,12 @@ class SgoBridge:
             log.warning("SportsGameOdds notification on %s not published: %s", channel, exc)
 
 
-SECRET_RETRY_S = 2.0
-
-
-async def share_secret(app: PusherApp, apps: PusherApps, url: str, name: str) -> None:
-    """Make every node sign with one secret: the first node's random one, kept in Redis at
-    ``name`` (``SET NX``); a bootstrap's per-key channel and the auth endpoint's signatures
-    then hold on any node. Retried until Redis answers (meanwhile this node's own)."""
-    from wagerwire.brokers.redis_url import client, close_pool, parse_redis_url
-
-    redis = client(parse_redis_url(url), socket_timeout=2.0, socket_connect_timeout=2.0)
-    try:
-        while True:
-            try:
-                await redis.set(name, app.secret, nx=True)
-                value = await redis.get(name)
-            except Exception as exc:  # Redis down at start: this node's secret meanwhile
-                log.warning("SportsGameOdds: shared secret not read yet: %s", exc)
-                await asyncio.sleep(SECRET_RETRY_S)
-                continue
-            if value:
-                secret = value.decode() if isinstance(value, bytes) else str(value)
-                apps.replace(dataclasses.replace(app, secret=secret))
-            return
-    finally:
-        pool = redis.connection_pool
-        await redis.aclose()
-        await close_pool(pool)
-
-
 def sgo_feature(app: PusherApp, broker_url: str = "memory://",
                 apps: PusherApps | None = None) -> Feature:
     """REST routes and the bridge (started with the server; with a Redis broker, behind
-    the lease, and the app's secret shared by every node through Redis when ``apps`` —
-    the Pusher feature's — is given)."""
+    the lease). ``apps`` (the Pusher feature's) hold the app as it is now: its secret
+    becomes the one the key store shares once the node starts."""
     bridges: list[SgoBridge] = []
-    tasks: set[asyncio.Task[None]] = set()
 
     def install(hub: Hub, services: Any) -> None:
         lease: Lease | None = None
@@ -227,19 +196,12 @@ def sgo_feature(app: PusherApp, broker_url: str = "memory://",
 
             url, prefix = redis_url_and_prefix(broker_url)
             lease = RedisLease.from_url(url, f"{prefix}:sgo:bridge")
-            if apps is not None:
-                task = asyncio.get_running_loop().create_task(
-                    share_secret(app, apps, url, f"{prefix}:sgo:secret"))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
         bridge = SgoBridge(hub, lease)
         bridges.append(bridge)
         hub.add_listener(bridge.on_message)
         bridge.start()
 
     async def stop() -> None:
-        for task in list(tasks):
-            task.cancel()
         for bridge in bridges:
             await bridge.stop()
 

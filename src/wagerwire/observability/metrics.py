@@ -46,7 +46,9 @@ from wagerwire.transports.stream import StreamConnection, dialect_of
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
+    from wagerwire.auth.gate import KeyGate
     from wagerwire.core.hub import Hub
+    from wagerwire.observability.cluster import ClusterView
     from wagerwire.transports.stream import StreamRegistry
 
 __all__ = ["CONTENT_TYPE", "MAX_CHANNELS", "NodeMetrics"]
@@ -70,6 +72,8 @@ class NodeMetrics:
         self.streams: StreamRegistry | None = None
         self.services: Services | None = None
         self.connection_counts: Callable[[], dict[Key, int]] | None = None
+        self.cluster: ClusterView | None = None  # every node's heartbeat (cluster.py)
+        self.gate: KeyGate | None = None
         self.durable = LoopHistogram(LATENCY_BUCKETS)
         self.replay_messages = LoopHistogram(COUNT_BUCKETS)
         self.replay_seconds = LoopHistogram(LATENCY_BUCKETS)
@@ -283,8 +287,29 @@ class _Collector:
         yield closes
         yield refused
 
+    def _keys(self) -> Iterator[Metric]:
+        gate = self.m.gate
+        if gate is None:
+            return
+        applied = CounterMetricFamily(
+            "wagerwire_key_revocations_applied", "Key revocations this node applied (its "
+            "streams of the key closed), by how they arrived: local, notify, poll",
+            labels=["via"])
+        for via, n in sorted(gate.revocations.items()):
+            applied.add_metric([via], n)
+        yield applied
+        listening = getattr(gate.keystore, "listening", None)
+        if isinstance(listening, bool):
+            yield GaugeMetricFamily(
+                "wagerwire_keystore_notifications_up", "1 while the shared key store's "
+                "change notifications are received (else revocations arrive by polling)",
+                value=1 if listening else 0)
+
     def _node(self) -> Iterator[Metric]:
         m = self.m
+        if m.cluster is not None:
+            yield from m.cluster.collect(time.time())
+        yield from self._keys()
         svc = m.services
         store = m.hub.store
         yield GaugeMetricFamily("wagerwire_asyncio_tasks",

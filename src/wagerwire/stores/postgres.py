@@ -3,10 +3,10 @@
 Same contract as the SQLite store (``core/store.py``; the one contract suite runs over both).
 
 Writes: one writer task owns one connection. ``append`` queues the message and awaits a
-future; the writer takes everything queued (up to ``batch_max``) and commits it in one
+future (``append_soon`` takes a callback instead); the writer takes everything queued (up to ``batch_max``) and commits it in one
 statement, one round trip whatever the batch size: the rows go in as arrays to the
 ``ww_append`` function (``pg_migrations/0010_append_batch.sql``), which inserts them with
-``INSERT … SELECT FROM unnest(…)`` and upserts the channel positions likewise. Futures
+``INSERT … SELECT FROM unnest(…)`` and upserts the channel positions likewise. Appends
 are settled in queue order, so appends complete in the order they were issued. Every session
 sets ``synchronous_commit = on``, so a commit returns (and its appends are acknowledged) only
 once its WAL is flushed to disk, even where the server or the database defaults it off.
@@ -41,13 +41,14 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
 
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
+from wagerwire.core.store import AppendDone, ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import StoreUnavailable, Unavailable
 from wagerwire.types import now_ms
@@ -55,7 +56,7 @@ from wagerwire.types import now_ms
 if TYPE_CHECKING:
     from wagerwire.core.store import Store
 
-__all__ = ["PostgresStore", "load_pg_migrations"]
+__all__ = ["PostgresStore", "load_pg_migrations", "migrate"]
 
 log = logging.getLogger("wagerwire.stores.postgres")
 
@@ -109,6 +110,35 @@ def load_pg_migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+async def migrate(conn: asyncpg.Connection, schema: str | None) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema`` (created if missing); one node at
+    a time. The store and the key store (``pg_keys.py``) both call it: whichever opens first
+    creates every table."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+        )
+        done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, sql in load_pg_migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_ms) "
+                    "VALUES ($1, $2, $3)", version, name, now_ms(),
+                )
+            applied.append(version)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
 def _message(row: Any) -> Message:
     channel, offset, epoch, ts, data, attrs, key = row
     return Message(
@@ -123,12 +153,22 @@ def _info(row: Any) -> ChannelInfo:
     return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
 
 
-class _Append:
-    __slots__ = ("future", "message")
+def _set_outcome(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """``append``'s completion: settle the future it awaits."""
+    if future.done():  # the caller was cancelled; the write happened regardless
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
-    def __init__(self, message: Message, future: asyncio.Future[None]) -> None:
+
+class _Append:
+    __slots__ = ("done", "message")
+
+    def __init__(self, message: Message, done: AppendDone) -> None:
         self.message = message
-        self.future = future
+        self.done = done
 
 
 class _Job:
@@ -253,30 +293,7 @@ class PostgresStore:
         self._writer = asyncio.get_running_loop().create_task(self._run_writer())
 
     async def _migrate(self, conn: asyncpg.Connection) -> list[int]:
-        """Apply the migrations not yet recorded; one at a time across nodes."""
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            if self.schema is not None:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
-            )
-            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            applied = []
-            for version, name, sql in load_pg_migrations():
-                if version in done:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_ms) "
-                        "VALUES ($1, $2, $3)", version, name, now_ms(),
-                    )
-                applied.append(version)
-            return applied
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        return await migrate(conn, self.schema)
 
     async def close(self) -> None:
         """Commit every append queued so far, then close the connections."""
@@ -307,9 +324,19 @@ class PostgresStore:
         """
         self._check_open()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(message, future))
-        self._wake.set()
+        self.append_soon(message, partial(_set_outcome, future))
         await future
+
+    def append_soon(self, message: Message, done: AppendDone) -> None:
+        """``append`` without a future: ``done`` hears the outcome (``core.store.AppendSoon``).
+
+        Raises:
+            Unavailable: the store is closed or not open (nothing was queued).
+        """
+        self._check_open()
+        self._queue.append(_Append(message, done))
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def prune(self, now_ms: int) -> int:
         """Apply the retention rules to every channel; returns how many messages went."""
@@ -352,10 +379,14 @@ class PostgresStore:
                 await self._write_batch(batch)
                 await self._maybe_auto_prune()
             if stop:
-                for left in queue:  # only possible if something was queued after close
-                    if left is not None and not left.future.done():
-                        left.future.set_exception(Unavailable("the store is closed"))
-                queue.clear()
+                left = [item for item in queue if item is not None]
+                queue.clear()  # only possible if something was queued after close
+                closed = Unavailable("the store is closed")
+                _settle([item for item in left if isinstance(item, _Append)],
+                        [closed] * len(left))
+                for item in left:
+                    if isinstance(item, _Job) and not item.future.done():
+                        item.future.set_exception(closed)
                 return
 
     async def _writer_conn(self) -> asyncpg.Connection:
@@ -365,7 +396,7 @@ class PostgresStore:
         return conn
 
     async def _write_batch(self, batch: list[_Append]) -> None:
-        """Commit one batch in one statement (``ww_append``), then settle its futures in order.
+        """Commit one batch in one statement (``ww_append``), then settle its appends in order.
 
         One round trip whatever the batch size: the function takes the channels' advisory
         locks, checks every offset under them, inserts the accepted rows and upserts the
@@ -373,10 +404,14 @@ class PostgresStore:
         """
         started = time.perf_counter()
         errors: list[BaseException | None] = [None] * len(batch)
-        rows: list[list[object]] = [[], [], [], [], [], [], []]
-        for item in batch:
-            for column, value in zip(rows, _row(item.message), strict=True):
-                column.append(value)
+        messages = [item.message for item in batch]
+        rows: list[list[Any]] = [  # one array per column of ww_append
+            [m.channel for m in messages], [m.offset for m in messages],
+            [m.epoch for m in messages], [m.ts for m in messages], [m.data for m in messages],
+            [None if m.attrs is None else orjson.dumps(dict(m.attrs)).decode()
+             for m in messages],
+            [m.idempotency_key for m in messages],
+        ]
         try:
             conn = await self._writer_conn()
             refused, refused_epoch, refused_last = await conn.fetchrow(_APPEND, *rows)
@@ -391,19 +426,13 @@ class PostgresStore:
                 errors[index - 1] = _hole(m, None if epoch is None else (epoch, last))
             self.healthy = True
             appended = len(batch) - len(refused)
-            self._dirty.update(m.message.channel for m in batch)
+            self._dirty.update(rows[0])
             self._since_prune += appended
             self.appended += appended
             self.commits += 1
             if self.on_commit is not None:
                 self.on_commit(appended, time.perf_counter() - started)
-        for item, error in zip(batch, errors, strict=True):
-            if item.future.done():  # the caller was cancelled; the write happened regardless
-                continue
-            if error is None:
-                item.future.set_result(None)
-            else:
-                item.future.set_exception(error)
+        _settle(batch, errors)
 
     async def _drop_broken_conn(self) -> None:
         """After a failure, the writer's next batch opens a new connection."""
@@ -573,13 +602,13 @@ class PostgresStore:
         return plans
 
 
-def _row(m: Message) -> tuple[object, ...]:
-    attrs = m.attrs
-    return (
-        m.channel, m.offset, m.epoch, m.ts, m.data,
-        orjson.dumps(dict(attrs)).decode() if attrs is not None else None,
-        m.idempotency_key,
-    )
+def _settle(batch: Sequence[_Append], errors: Sequence[BaseException | None]) -> None:
+    """Tell each append its outcome, in queue order."""
+    for item, error in zip(batch, errors, strict=True):
+        try:
+            item.done(error)
+        except Exception:  # one caller's bug must not keep the others waiting
+            log.exception("an append's completion callback failed")
 
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ loss rolls back the commits since the last checkpoint, acknowledged or not; it i
 benchmarks and tests, never the server's default.
 
 Threads: one writer thread owns the only write connection. ``append`` queues the message and
-awaits a future; the appends of one event-loop turn reach the writer's queue together (one
+awaits a future (``append_soon`` takes a callback instead); the appends of one event-loop turn reach the writer's queue together (one
 queue item, one wake-up of the thread, not one per append); the writer takes everything queued (up to ``batch_max``), inserts it in one
-transaction, commits, then settles the futures through ``loop.call_soon_threadsafe`` in queue
+transaction, commits, then settles the appends through ``loop.call_soon_threadsafe`` in queue
 order, in one callback per batch, so appends complete in the order they were issued (the hub
 relies on it). Reads run on a small pool of reader threads, each with its own read-only
 connection; under WAL they block neither the writer nor each other.
@@ -38,12 +38,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
+from wagerwire.core.store import AppendDone, ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
 from wagerwire.stores.sqlite_schema import apply_migrations, load_migrations
@@ -97,28 +98,43 @@ def _info(row: Any) -> ChannelInfo:
     return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
 
 
-_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
+def _resolve(outcomes: list[tuple[AppendDone, BaseException | None]]) -> None:
+    """Tell each append its outcome, in the given order (runs on their event loop)."""
+    for done, error in outcomes:
+        try:
+            done(error)
+        except Exception:  # one caller's bug must not keep the others waiting
+            log.exception("an append's completion callback failed")
 
 
-def _resolve(outcomes: list[_Outcome]) -> None:
-    """Settle futures in the given order (runs on their event loop)."""
-    for future, result, exc in outcomes:
-        if future.done():  # the caller was cancelled; the write happened regardless
-            continue
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
+def _resolve_job(future: asyncio.Future[Any], result: object, error: BaseException | None
+                 ) -> None:
+    if future.done():  # the caller was cancelled; the job ran regardless
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+def _set_outcome(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """``append``'s completion: settle the future it awaits."""
+    if future.done():  # the caller was cancelled; the write happened regardless
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 class _Append:
-    __slots__ = ("future", "loop", "message")
+    __slots__ = ("done", "loop", "message")
 
     def __init__(
-        self, message: Message, future: asyncio.Future[None], loop: asyncio.AbstractEventLoop
+        self, message: Message, done: AppendDone, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.message = message
-        self.future = future
+        self.done = done
         self.loop = loop
 
 
@@ -274,17 +290,26 @@ class SqliteStore:
             Unavailable: the store is closed, the offset would leave a hole (it must be the
                 channel's last offset + 1, or 1 in a new epoch), or the batch failed.
         """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.append_soon(message, partial(_set_outcome, future))
+        await future
+
+    def append_soon(self, message: Message, done: AppendDone) -> None:
+        """``append`` without a future: ``done`` hears the outcome (``core.store.AppendSoon``).
+
+        Raises:
+            Unavailable: the store is closed or not open (nothing was queued).
+        """
         if self._closed or self._writer is None:
             raise Unavailable("the store is closed" if self._closed else "the store is not open")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
         pending = self._pending
         if pending and pending[0].loop is not loop:  # another loop's turn: hand it over
             self._hand_over()
+            pending = self._pending
         if not pending:
             loop.call_soon(self._hand_over)
-        pending.append(_Append(message, future, loop))
-        await future
+        pending.append(_Append(message, done, loop))
 
     def _hand_over(self) -> None:
         """Give the writer every append of this event-loop turn at once (one queue item)."""
@@ -397,7 +422,7 @@ class SqliteStore:
             self.commits += 1
             if self.on_commit is not None:
                 self.on_commit(appended, time.perf_counter() - started)
-        self._settle(batch, [None] * len(batch), errors)
+        self._settle(batch, errors)
 
     def _run_job(self, job: _Job) -> None:
         result: object = None
@@ -410,7 +435,10 @@ class SqliteStore:
         except Exception as exc:
             self._rollback()
             error = exc
-        self._settle([job], [result], [error])
+        try:
+            job.loop.call_soon_threadsafe(_resolve_job, job.future, result, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
     def _rollback(self) -> None:
         conn = self._wconn
@@ -421,15 +449,16 @@ class SqliteStore:
                 log.exception("SQLite rollback failed")
 
     @staticmethod
-    def _settle(
-        items: Sequence[_Append | _Job],
-        results: Sequence[object],
-        errors: Sequence[BaseException | None],
-    ) -> None:
-        """Hand the outcomes to each item's loop: one callback per loop, queue order kept."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for item, result, error in zip(items, results, errors, strict=True):
-            by_loop.setdefault(item.loop, []).append((item.future, result, error))
+    def _settle(batch: Sequence[_Append], errors: Sequence[BaseException | None]) -> None:
+        """Hand the outcomes to each append's loop: one callback per loop, queue order kept."""
+        loop = batch[0].loop
+        if all(item.loop is loop for item in batch):  # the usual case: one event loop
+            by_loop = {loop: [(item.done, error) for item, error in
+                              zip(batch, errors, strict=True)]}
+        else:
+            by_loop = {}
+            for item, error in zip(batch, errors, strict=True):
+                by_loop.setdefault(item.loop, []).append((item.done, error))
         for loop, outcomes in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, outcomes)

@@ -448,6 +448,21 @@ def test_webhook_events() -> None:
     ]
 
 
+def test_stored_apps_are_replaced_as_a_set_and_never_shadow_configured_ones() -> None:
+    configured = PusherApp("42", "cfgkey", "cfgsecret")
+    apps = PusherApps([configured])
+    a, b = PusherApp("shop-1", "k1", "s1"), PusherApp("shop-2", "k2", "s2")
+    assert apps.set_stored([a, b]) == []
+    assert apps.get("shop-1") is a and apps.by_key["k2"] is b
+    clash = [PusherApp("42", "other", "x"), PusherApp("shop-3", "cfgkey", "x")]
+    assert apps.set_stored([b, *clash]) == ["42", "shop-3"]  # configured ones win
+    assert "shop-1" not in apps.by_id and "k1" not in apps.by_key
+    assert apps.get("42") is configured and apps.by_key["cfgkey"] is configured
+    shared = PusherApp("42", "cfgkey", "from-the-store", builtin=True)
+    apps.replace(shared)  # a built-in app takes the shared secret
+    assert apps.get("42") is shared and apps.by_key["cfgkey"] is shared
+
+
 @pytest.mark.parametrize(("apps", "cluster", "capacity", "code"), [
     ([PusherApp("42", APP.key, APP.secret, enabled=False)], FakeCluster(), 0, 4003),
     ([PusherApp("42", APP.key, APP.secret, max_connections=3)], FakeCluster(others=3), 0,

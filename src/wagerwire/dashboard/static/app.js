@@ -685,8 +685,9 @@
   // Server-side histograms and counters, as Prometheus would read them: every series with
   // its labels. Buckets are summed over labels (all transports and dialects together).
   function parseSeries(text) {
-    const out = { durable: {}, fanout: {}, channels: {}, transports: {}, dialects: {} };
+    const out = { durable: {}, fanout: {}, channels: {}, transports: {}, dialects: {}, nodes: {}, self: null };
     const add = (o, k, v) => { o[k] = (o[k] || 0) + v; };
+    const node = (id) => (out.nodes[id] = out.nodes[id] || { id });
     for (const line of text.split('\n')) {
       if (!line || line.startsWith('#')) continue;
       const m = /^([a-z_]+)(?:\{(.*)\})?\s+(\S+)$/.exec(line.trim());
@@ -700,7 +701,13 @@
       else if (m[1] === 'wagerwire_connections') out.transports[labels.transport] = v;
       else if (m[1] === 'wagerwire_stream_connections' && labels.dialect !== 'native' && v > 0) {
         add(out.dialects, `${labels.dialect} (${labels.transport})`, v);
-      }
+      } else if (m[1] === 'wagerwire_node_info') out.self = labels.node_id;
+      else if (m[1] === 'wagerwire_cluster_node_up') {
+        Object.assign(node(labels.node_id), { address: labels.address, broker: labels.broker, store: labels.store, up: v === 1 });
+      } else if (m[1] === 'wagerwire_cluster_node_broker_up') node(labels.node_id).brokerUp = v === 1;
+      else if (m[1] === 'wagerwire_cluster_node_store_up') node(labels.node_id).storeUp = v === 1;
+      else if (m[1] === 'wagerwire_cluster_node_streams') node(labels.node_id).streams = v;
+      else if (m[1] === 'wagerwire_cluster_node_seen_age_seconds') node(labels.node_id).age = v;
     }
     return out;
   }
@@ -762,6 +769,26 @@
     const body = $('channel-rates').tBodies[0];
     body.replaceChildren(...w.rates.map(([ch, r]) => h('tr', { dataset: { channel: ch } },
       h('td', { text: ch }), h('td', { class: 'num', text: r.toFixed(1) }))));
+    renderNodes();
+  }
+
+  // Every node of the hub, from the heartbeats this node reads (wagerwire_cluster_node_*).
+  function renderNodes() {
+    const last = S.serverSamples[S.serverSamples.length - 1];
+    if (!last) return;
+    const ok = (up, what) => `${what || '?'} ${up ? 'ok' : 'DOWN'}`;
+    const rows = Object.values(last.nodes).sort((a, b) => a.id.localeCompare(b.id));
+    $('nodes').tBodies[0].replaceChildren(...rows.map((n) => h('tr', {
+      dataset: { node: n.id, state: n.up ? 'up' : 'down' },
+      class: n.up && n.brokerUp && n.storeUp ? '' : 'bad',
+    },
+      h('td', { text: n.id + (n.id === last.self ? ' (this page)' : '') }),
+      h('td', { text: n.address || '' }),
+      h('td', { text: n.up ? 'up' : 'down' }),
+      h('td', { text: ok(n.brokerUp, n.broker) }),
+      h('td', { text: ok(n.storeUp, n.store) }),
+      h('td', { class: 'num', text: String(n.streams ?? '') }),
+      h('td', { class: 'num', text: n.age === undefined ? '' : `${n.age.toFixed(0)} s` }))));
   }
 
   async function pollMetrics() {
