@@ -62,9 +62,9 @@ class Live:
 @contextlib.asynccontextmanager
 async def running_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Live]:
     """A started in-process server (no demo sources, auth ``open``) with :data:`TEST_KEYS`."""
+    overrides.setdefault("plans", TEST_PLANS)
     settings = Settings(
-        port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False, plans=TEST_PLANS,
-        **overrides,
+        port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False, **overrides,
     )
     server = Server(settings, default_features)
     await server.start()

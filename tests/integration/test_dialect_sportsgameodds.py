@@ -5,11 +5,24 @@ connect with the returned ``pusherKey``/``pusherOptions``, receive ``data`` noti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import json
 from typing import Any
 
 import httpx
-from dialect_harness import Live, run_node, run_python, running_server, seed_text, subscribed
+from dialect_harness import (
+    TEST_PLANS,
+    Live,
+    run_node,
+    run_python,
+    running_server,
+    seed_text,
+    subscribed,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 LIVE_HUB = "pusher:sportsgameodds:events-live"
 NFL_HUB = "pusher:sportsgameodds:events-upcoming-_n_f_l"
@@ -119,7 +132,8 @@ async def test_rest_errors_and_events(tmp_path: Any) -> None:
             r = await http.get("/v2/stream/events",
                                params={"feed": "events:byid", "eventID": "e1", "apiKey": key})
             body = r.json()
-            assert r.status_code == 200 and body["channel"] == "events-byid-e1"
+            key_id = key.split("_")[1]  # the per-key name of the feed channel
+            assert r.status_code == 200 and body["channel"].startswith(f"events-byid-e1@{key_id}@")
             assert body["pusherKey"] == "sportsgameodds"
             assert body["pusherOptions"]["wsPort"] == server.port
             assert [e["eventID"] for e in body["data"]] == ["e1"]
@@ -158,3 +172,128 @@ async def test_seed_python_example_with_pusherclient(tmp_path: Any) -> None:
                                    what="the handler refetched e1")
         finally:
             await child.stop()
+
+
+# -- a key's concurrent streams ------------------------------------------------------------------
+
+ONE_STREAM = {**TEST_PLANS, "sgo1": {"max_streams": 1}}  # a custom plan: it may stream
+
+
+async def bootstrap(base: str, key: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base) as http:
+        r = await http.get("/v2/stream/events", params={"feed": "events:live"},
+                           headers={"x-api-key": key})
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+async def sgo_subscribe(url: str, channel: str, auth: str | None = None
+                        ) -> tuple[ClientConnection, dict[str, Any]]:
+    """A raw Pusher connection to the SportsGameOdds app and the answer to its subscribe."""
+    ws = await connect(f"{url}/app/sportsgameodds?protocol=7")
+    hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    data: dict[str, Any] = {"channel": channel}
+    if auth is not None:
+        data["auth"] = auth
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": data}))
+    answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    answer["socket_id"] = json.loads(hello["data"])["socket_id"]
+    return ws, answer
+
+
+async def closed_with(ws: ClientConnection) -> int | None:
+    with contextlib.suppress(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 10)
+    await asyncio.wait_for(ws.wait_closed(), 10)
+    return ws.close_code
+
+
+async def test_a_keys_concurrent_streams_are_limited(tmp_path: Any) -> None:
+    """max_streams = 1: the key's second stream is refused with 4004 while another key
+    connects; both read the feed's one hub channel under their own names; closing the first
+    frees the slot."""
+    async with running_server(tmp_path, plans=ONE_STREAM) as server:
+        await publish_event(server, event("e1", "live"))
+        store = server.server.gate.keystore
+        key_a, key_b = store.create("reader", "sgo1")[1], store.create("reader", "sgo1")[1]
+        base, url = f"http://127.0.0.1:{server.port}", f"ws://127.0.0.1:{server.port}"
+        chan_a, chan_b = (await bootstrap(base, key_a))["channel"], \
+            (await bootstrap(base, key_b))["channel"]
+        assert chan_a.startswith("events-live@") and chan_a != chan_b
+
+        first, ok = await sgo_subscribe(url, chan_a)
+        assert ok["event"] == "pusher_internal:subscription_succeeded", ok
+        second, refused = await sgo_subscribe(url, chan_a)  # the same key's second stream
+        assert refused["event"] == "pusher:error" and refused["data"]["code"] == 4004
+        assert await closed_with(second) == 4004
+        other, ok_b = await sgo_subscribe(url, chan_b)  # another key still connects
+        assert ok_b["event"] == "pusher_internal:subscription_succeeded"
+        # both read the feed's one hub channel, each under its own name
+        await subscribed(server, LIVE_HUB, 2)
+        await publish_event(server, event("e1", "live"))
+        for ws, name in ((first, chan_a), (other, chan_b)):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert frame["event"] == "data" and frame["channel"] == name, frame
+            assert json.loads(frame["data"]) == [{"eventID": "e1"}]
+        # the shared feed channel itself, or a forged tag, is not a channel of the app
+        for name in ("events-live", chan_a[:-1] + ("0" if chan_a[-1] != "0" else "1")):
+            ws, answer = await sgo_subscribe(url, name)
+            assert answer["event"] == "pusher:subscription_error"
+            assert answer["data"]["status"] == 403
+            await ws.close()
+
+        await first.close()  # the slot is freed: the key's next stream connects
+        async def again() -> bool:
+            ws, answer = await sgo_subscribe(url, chan_a)
+            if answer["event"] == "pusher_internal:subscription_succeeded":
+                await ws.close()
+                return True
+            await ws.close()
+            await asyncio.sleep(0.5)
+            return False
+        for _ in range(20):
+            if await again():
+                break
+        else:
+            raise AssertionError("the freed slot was not granted")
+        await other.close()
+
+
+async def test_private_per_key_channel_is_signed_only_for_its_key(tmp_path: Any) -> None:
+    """The auth endpoint signs only the key's own private per-key channel (403 for another
+    key's, the shared feed channel, a plan without streaming); it counts like the public
+    one; revoking the key closes its stream."""
+    async with running_server(tmp_path, plans=ONE_STREAM) as server:
+        store = server.server.gate.keystore
+        rec_a, key_a = store.create("reader", "sgo1")
+        rec_b, _ = store.create("reader", "sgo1")
+        _, key_free = store.create("reader", "free")
+        base, url = f"http://127.0.0.1:{server.port}", f"ws://127.0.0.1:{server.port}"
+        boot = await bootstrap(base, key_a)
+        endpoint = boot["pusherOptions"]["channelAuthorization"]["endpoint"]
+        async with httpx.AsyncClient() as http:
+            async def sign(key: str, channel: str, socket_id: str = "1.2") -> httpx.Response:
+                return await http.post(endpoint, headers={"x-api-key": key},
+                                       data={"socket_id": socket_id, "channel_name": channel})
+            r = await sign(key_a, f"private-events-live@{rec_b.id}")  # another key's channel
+            assert r.status_code == 403, r.text
+            r = await sign(key_a, "private-events-live")  # the shared feed channel
+            assert r.status_code == 403
+            r = await sign(key_free, "private-events-live@" + key_free.split("_")[1])
+            assert r.status_code == 403  # a plan without streaming
+            # its own: signed, subscribed, counted (a second stream is refused)
+            mine = f"private-events-live@{rec_a.id}"
+            ws = await connect(f"{url}/app/sportsgameodds?protocol=7")
+            socket_id = json.loads(json.loads(await ws.recv())["data"])["socket_id"]
+            r = await sign(key_a, mine, socket_id)
+            assert r.status_code == 200
+            await ws.send(json.dumps({"event": "pusher:subscribe",
+                                      "data": {"channel": mine, "auth": r.json()["auth"]}}))
+            ok = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert ok["event"] == "pusher_internal:subscription_succeeded", ok
+            second, refused = await sgo_subscribe(url, boot["channel"])
+            assert refused["data"]["code"] == 4004 and await closed_with(second) == 4004
+            server.server.gate.revoke(rec_a.id)  # a revoked key's streams end (4009)
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["data"]["code"] == 4009
+            assert await closed_with(ws) == 4009

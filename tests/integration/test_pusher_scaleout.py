@@ -1,6 +1,7 @@
 """Pusher and SportsGameOdds on two nodes sharing one Redis and one PostgreSQL (issue 14):
 presence members, occupancy, webhooks and ``terminate_connections`` hold across nodes, a dead
-node's members leave when its lease expires, and the SportsGameOdds bridge notifies once.
+node's members leave when its lease expires, the SportsGameOdds bridge notifies once, and a
+key's concurrent SportsGameOdds streams are counted once for both nodes (Redis-kept limits).
 
 Nodes are real ``wagerwire serve`` processes; the clients speak the Pusher protocol on raw
 WebSockets (exact frames) and the official PyPI ``pusher`` library queries and terminates
@@ -10,11 +11,16 @@ through the HTTP API, changing only host and port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from test_dialect_pusher import WebhookReceiver
 from websockets.asyncio.client import ClientConnection, connect
@@ -273,18 +279,20 @@ async def test_a_stopped_nodes_members_leave_at_the_next_heartbeat(
 @pytest.mark.timeout(240)
 async def test_sportsgameodds_notifies_once_with_two_nodes(
     server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,
+    tmp_path: Path,
 ) -> None:
     from test_dialect_sportsgameodds import event
 
     args = nodes_args(redis_server, postgres_server)
     a, b = server_factory(args), server_factory(args)
+    key = new_key(tmp_path, args, "allstar")
     sgo = "sportsgameodds"
     clients = []
     for node in (a, b):
         ws = await connect(f"{node.ws_url}/app/{sgo}?protocol=7")
         await ws.recv()
         await ws.send(json.dumps({"event": "pusher:subscribe",
-                                  "data": {"channel": "events-live"}}))
+                                  "data": {"channel": await sgo_channel(node, key)}}))
         assert json.loads(await ws.recv())["event"] == "pusher_internal:subscription_succeeded"
         clients.append(ws)
     await asyncio.sleep(4)  # a node has taken the bridge's lease
@@ -310,3 +318,71 @@ async def test_sportsgameodds_notifies_once_with_two_nodes(
                     seen += [x["eventID"] for x in json.loads(frame["data"])]
         assert sorted(seen) == ids, seen  # each event id once
         await ws.close()
+
+
+def new_key(workdir: Path, args: list[str], plan: str) -> str:
+    """A reader key of ``plan`` made with the CLI in the nodes' (PostgreSQL) key store."""
+    store = args[args.index("--store") + 1]
+    config = args[args.index("--config"):][:2] if "--config" in args else []  # its plans
+    done = subprocess.run([sys.executable, "-m", "wagerwire", "keys", "--store", store,
+                           *config, "create", "--role", "reader", "--plan", plan, "--json"],
+                          cwd=workdir, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["key"])
+
+
+async def sgo_channel(node: Any, key: str) -> str:
+    """The per-key channel the node's SportsGameOdds bootstrap hands ``key``."""
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        r = await http.get("/v2/stream/events", params={"feed": "events:live"},
+                           headers={"x-api-key": key})
+        assert r.status_code == 200, r.text
+        return str(r.json()["channel"])
+
+
+async def sgo_stream(node: Any, key: str) -> tuple[ClientConnection, dict[str, Any]]:
+    """A Pusher connection on ``node`` subscribed to ``key``'s live feed, and the answer."""
+    ws = await connect(f"{node.ws_url}/app/sportsgameodds?protocol=7")
+    await asyncio.wait_for(ws.recv(), 30)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": await sgo_channel(node, key)}}))
+    return ws, json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+
+@pytest.mark.timeout(240)
+async def test_sportsgameodds_stream_limit_holds_across_nodes(
+    server_factory: Any, redis_server: RedisServer, postgres_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "sgo.toml"
+    config.write_text("[plans.sgo1]\nmax_streams = 1\n")
+    args = [*nodes_args(redis_server, postgres_server), "--config", str(config)]
+    a, b = server_factory(args), server_factory(args)
+    key_a, key_b = new_key(tmp_path, args, "sgo1"), new_key(tmp_path, args, "sgo1")
+
+    async def shared() -> bool:  # both nodes sign with the secret kept in Redis
+        return await sgo_channel(a, key_a) == await sgo_channel(b, key_a)
+    await until(shared, 30, "one SportsGameOdds secret on both nodes")
+    first, ok = await sgo_stream(a, key_a)
+    assert ok["event"] == "pusher_internal:subscription_succeeded", ok
+    # the key's second stream, on the other node (a channel node a handed out: valid there)
+    second = await connect(f"{b.ws_url}/app/sportsgameodds?protocol=7")
+    await asyncio.wait_for(second.recv(), 30)
+    await second.send(json.dumps({"event": "pusher:subscribe",
+                                  "data": {"channel": await sgo_channel(a, key_a)}}))
+    refused = json.loads(await asyncio.wait_for(second.recv(), 30))
+    assert refused["event"] == "pusher:error" and refused["data"]["code"] == 4004, refused
+    with contextlib.suppress(ConnectionClosed):
+        await asyncio.wait_for(second.recv(), 30)
+    await asyncio.wait_for(second.wait_closed(), 30)
+    assert second.close_code == 4004
+    other, ok_b = await sgo_stream(b, key_b)  # another key connects
+    assert ok_b["event"] == "pusher_internal:subscription_succeeded"
+    await first.close()  # freed in Redis: the key's stream now opens on node b
+
+    async def freed() -> bool:
+        ws, answer = await sgo_stream(b, key_a)
+        await ws.close()
+        return bool(answer["event"] == "pusher_internal:subscription_succeeded")
+    await until(freed, 30, "the freed slot granted on the other node")
+    await other.close()

@@ -93,9 +93,11 @@ async def test_pusher_apps_are_shared(two_nodes: tuple[Any, Any, str], tmp_path:
     form = {"socket_id": "123.456", "channel_name": "private-orders"}
     async with httpx.AsyncClient(timeout=10) as http:
         builtin = []
-        for node in (a, b):  # the built-in app: one secret on both nodes
+        # the built-in app: one secret on both nodes (it signs only the key's own channel)
+        own = {**form, "channel_name": f"private-events-live@{key.split('_')[1]}"}
+        for node in (a, b):
             res = await http.post(node.url + "/pusher/auth", headers={"x-api-key": key},
-                                  data={**form, "app_id": "sportsgameodds"})
+                                  data={**own, "app_id": "sportsgameodds"})
             assert res.status_code == 200, res.text
             builtin.append(res.json()["auth"])
         assert builtin[0] == builtin[1]

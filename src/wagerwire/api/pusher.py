@@ -44,6 +44,7 @@ from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.core.hub import Hub
+from wagerwire.dialects import sportsgameodds as sgo
 from wagerwire.dialects.pusher import EXCLUDE, envelope
 from wagerwire.dialects.pusher_apps import (
     PusherApp,
@@ -301,6 +302,14 @@ async def _authorize(request: Request, apps: PusherApps) -> dict[str, str]:
         raise ClientError(f"{channel[:80]!r} is not a private- or presence- channel")
     app = _app_of(form, apps)
     svc, identity = await _key_holder(request)
+    if app.app_id == sgo.APP_ID:  # only the key's own per-key channels, for stream plans
+        split = sgo.split_key_channel(channel, app.secret)
+        if split is None or split[1] != identity.key_id:
+            raise Forbidden(f"{channel[:80]!r} is not a channel of this key: use the "
+                            "channel /v2/stream/events returned")
+        if not sgo.may_stream(identity.plan):
+            raise Forbidden(f"streaming is for AllStar and custom plans; plan "
+                            f"{identity.plan!r} does not include it")
     svc.gate.resolve_channel(identity, hub_channel(app.app_id, channel))
     if channel.startswith("private-encrypted-"):
         return {"auth": channel_auth(app, socket_id, channel),

@@ -3,7 +3,10 @@
 * ``GET /v2/stream/events?feed=events:live|events:upcoming&leagueID=|events:byid&eventID=``
   → ``{"success": true, "data": [Event…], "pusherKey", "pusherOptions", "channel", "user"}``;
   ``pusherOptions`` point a stock pusher-js at this server (``wsHost``/``wsPort`` from the
-  request's ``Host``, plain ``ws``, the auth endpoint with the caller's key).
+  request's ``Host``, plain ``ws``, the auth endpoint with the caller's key). ``channel``
+  is the caller's per-key name of the feed's channel (``<feed channel>@<key id>@<tag>``,
+  :func:`~wagerwire.dialects.sportsgameodds.key_channel`): subscribing to it holds one of the
+  key's concurrent streams.
 * ``GET /v2/events?eventIDs=a,b`` (or ``leagueID=``, ``live=true``) → ``{"success": true,
   "data": [Event…], "nextCursor": null}``.
 
@@ -16,6 +19,7 @@ credential).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,14 +31,13 @@ from wagerwire.api.domain import domain
 from wagerwire.api.pusher import CORS_HEADERS
 from wagerwire.api.responses import JsonResponse
 from wagerwire.auth.identity import Identity
-from wagerwire.auth.plans import DEFAULT_PLANS
 from wagerwire.dialects import sportsgameodds as sgo
 from wagerwire.dialects.pusher_apps import PusherApp
 from wagerwire.errors import BadParameter, Forbidden, Unauthorized, WagerwireError
 
 __all__ = ["STREAM_PLANS", "sgo_router"]
 
-STREAM_PLANS = ("allstar", "internal")  # plus every plan not among the defaults (custom)
+STREAM_PLANS = sgo.STREAM_PLANS  # plus every plan not among the defaults (custom)
 MAX_IDS = 100
 
 
@@ -66,14 +69,15 @@ async def _identity(request: Request) -> tuple[Identity, str]:
 
 
 def _may_stream(identity: Identity) -> None:
-    if identity.plan in STREAM_PLANS or identity.plan not in DEFAULT_PLANS:
+    if sgo.may_stream(identity.plan):
         return
     raise Forbidden(f"streaming is for AllStar and custom plans; plan {identity.plan!r} "
                     "does not include it")
 
 
-def sgo_router(app: PusherApp) -> APIRouter:
-    """The SportsGameOdds routes; streams ride the Pusher ``app``."""
+def sgo_router(current: Callable[[], PusherApp]) -> APIRouter:
+    """The SportsGameOdds routes; streams ride the Pusher app ``current()`` answers (its
+    secret may change once, to the one every node shares)."""
     router = APIRouter(tags=["sportsgameodds"])
 
     @router.options("/v2/stream/events", summary="CORS preflight (SportsGameOdds)")
@@ -101,6 +105,7 @@ def sgo_router(app: PusherApp) -> APIRouter:
                 events = [one] if one is not None else []
         except WagerwireError as exc:
             return _error(exc)
+        app = current()
         host = request.url.hostname or "127.0.0.1"
         port = request.url.port or (443 if request.url.scheme == "https" else 80)
         base = f"{request.url.scheme}://{request.url.netloc}"
@@ -118,7 +123,9 @@ def sgo_router(app: PusherApp) -> APIRouter:
                     "transport": "ajax", "headers": {"x-api-key": key},
                 },
             },
-            "channel": channel,
+            # the key's own name for the feed's shared channel: its subscription holds
+            # one of the key's concurrent streams
+            "channel": sgo.key_channel(channel, identity.key_id or "", app.secret),
             "user": identity.user_id or identity.key_id,
         })
 

@@ -30,6 +30,11 @@ kept by the :class:`Cluster` for every node, joins and leaves are hub messages
 ``{"type", "error", "status"}``. Client events (``client-*``) go to the other subscribers
 of a private or presence channel the sender is subscribed to, at most
 ``max_client_events`` per second per connection (more: ``pusher:error`` 4301, dropped).
+
+Per-key channels (:class:`KeyedStreams`, SportsGameOdds'): a subscription first holds one of
+the key's stream slots (an :class:`~wagerwire.dialects.base.Await`; over the limit
+``pusher:error`` 4004 and close 4004), then reads the feed's shared hub channel; its frames
+get the per-key name spliced in by :meth:`PusherSession.select` (:func:`renamed`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from wagerwire.auth.identity import Identity
+from wagerwire.auth.identity import Identity, StreamSlot
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects import base
 from wagerwire.dialects.base import (
@@ -75,6 +80,7 @@ __all__ = [
     "EXCLUDE",
     "Cluster",
     "Hook",
+    "KeyedStreams",
     "MAX_CLIENT_EVENT_BYTES",
     "PONG_TIMEOUT",
     "Pusher",
@@ -83,6 +89,7 @@ __all__ = [
     "Users",
     "envelope",
     "error_frame",
+    "renamed",
     "event_payload",
 ]
 
@@ -149,6 +156,16 @@ def _frame(obj: Mapping[str, Any]) -> bytes:
     return text_frame(orjson.dumps(obj))
 
 
+def renamed(frame: bytes, old: bytes, new: bytes) -> bytes:
+    """A shared text frame with its ``"channel":old`` made ``"channel":new`` (a per-key
+    channel's own name: a byte splice and a new header, not a second JSON encode). The
+    data is a JSON string, so its quotes are escaped and never match."""
+    n = frame[1] & 0x7F
+    head = 2 if n < 126 else 4 if n == 126 else 10
+    payload = frame[head:].replace(b'"channel":"' + old + b'"', b'"channel":"' + new + b'"', 1)
+    return text_frame(payload)
+
+
 def error_frame(code: int | None, message: str) -> bytes:
     """``pusher:error`` with ``data`` an object (what every client library reads)."""
     return _frame({"event": "pusher:error", "data": {"code": code, "message": message}})
@@ -181,6 +198,33 @@ class Cluster(Protocol):
         ...
 
     def connected(self, app: PusherApp, delta: int) -> None: ...
+
+
+class KeyedStreams(Protocol):
+    """Per-key channels counted against the key's concurrent streams (SportsGameOdds).
+
+    A subscription to a name :meth:`split` recognises reads the feed's one shared hub
+    channel (one encode per message for every key) and first holds a stream slot of the
+    key, which the connection releases on unsubscribe or close."""
+
+    def split(self, app: PusherApp, name: str) -> tuple[str, str] | None:
+        """``(shared Pusher channel, key id)`` of a per-key channel of ``app``, else None."""
+        ...
+
+    def exclusive(self, app: PusherApp) -> bool:
+        """Whether every channel of ``app`` is per-key (others are refused with 403)."""
+        ...
+
+    def acquire(self, key_id: str) -> Awaitable[StreamSlot]:
+        """A future resolving to the key's admitted slot; it fails with ``RateLimited``
+        (429) at the plan's limit, ``Forbidden`` (403) for a plan without streaming,
+        ``Unauthorized`` (401) for an unknown or revoked key."""
+        ...
+
+    def abandon(self, pending: Awaitable[StreamSlot]) -> None:
+        """The connection closed before ``pending`` (from :meth:`acquire`) was answered to
+        it: release its slot whenever it resolves."""
+        ...
 
 
 @dataclass(slots=True)
@@ -224,7 +268,7 @@ class Pusher:
 
     __slots__ = ("apps", "cluster", "users", "activity_timeout", "socket_ids", "clock",
                  "encoder", "hook", "ping_interval", "max_connections", "sessions",
-                 "_identities", "_batch", "_excluded")
+                 "_identities", "_batch", "_excluded", "keyed")
     transport: Literal["ws", "sse"] = "ws"
 
     def __init__(
@@ -248,6 +292,7 @@ class Pusher:
         self.users = users if users is not None else Users()
         self.hook = hook  # webhook events of apps with a webhook_url (queued, sent elsewhere)
         self.max_connections = max_connections
+        self.keyed: KeyedStreams | None = None  # set by the composition root (the gate)
         self.sessions = 0  # this node's open, accepted Pusher connections
         self._identities: dict[str, Identity] = {}
         self._batch: list[Message] | None = None  # the batch whose exclusions are known
@@ -319,7 +364,7 @@ class PusherSession(Session):
     __slots__ = (
         "dialect", "app", "socket_id", "refusal", "subs", "members", "_pending",
         "ping_interval", "_active", "_last", "_pinged", "_window", "_count", "_cached",
-        "user", "_counted",
+        "user", "_counted", "_streams", "_renames", "_acquiring",
     )
     selects = True
 
@@ -344,6 +389,10 @@ class PusherSession(Session):
         self._cached: dict[str, Message | None] | None = None  # cache channel -> last event
         self.user: str | None = None  # the signed-in user's id
         self._counted = False  # counted in the app's and the node's connections
+        self._streams: dict[str, StreamSlot] | None = None  # per-key channel -> its slot
+        # hub channel of a per-key channel -> (shared name, per-key name) in its frames
+        self._renames: dict[str, tuple[bytes, bytes]] | None = None
+        self._acquiring: list[Awaitable[StreamSlot]] | None = None  # slots not answered yet
 
     def _hub(self, name: str) -> str | None:
         sub = self.subs.get(name)
@@ -398,6 +447,14 @@ class PusherSession(Session):
                 self._leave(name, sub)
                 cluster.occupy(app, name, sub, -1)
         self.subs = {}
+        for slot in (self._streams or {}).values():
+            slot.release()
+        self._streams = None
+        self._renames = None
+        if self._acquiring and self.dialect.keyed is not None:
+            for pending in self._acquiring:  # their answers may never reach this session
+                self.dialect.keyed.abandon(pending)
+        self._acquiring = None
         if self.user is not None:
             self.dialect.users.remove(app.app_id, self.user, self)
         if self._counted:
@@ -414,12 +471,17 @@ class PusherSession(Session):
     def select(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> bytes:
         excluded = self.dialect.excluded(messages)
         sid = self.socket_id
-        if excluded is None or sid not in excluded:
+        renames = self._renames
+        if renames is None and (excluded is None or sid not in excluded):
             return joined
-        return b"".join(
-            frame for frame, message in zip(frames, messages, strict=True)
-            if message.attrs is None or message.attrs.get(EXCLUDE) != sid
-        )
+        out: list[bytes] = []
+        for frame, message in zip(frames, messages, strict=True):
+            if excluded is not None and message.attrs is not None and \
+                    message.attrs.get(EXCLUDE) == sid:
+                continue
+            rename = renames.get(message.channel) if renames is not None else None
+            out.append(frame if rename is None else renamed(frame, *rename))
+        return b"".join(out)
 
     # -- client frames -------------------------------------------------------------------
 
@@ -495,6 +557,12 @@ class PusherSession(Session):
             return
         if name in self.subs:
             return  # already subscribing or subscribed
+        keyed = self.dialect.keyed
+        split = keyed.split(app, name) if keyed is not None else None
+        if split is None and keyed is not None and keyed.exclusive(app):
+            self._sub_error(name, "AuthError", f"{name} is not a channel of this app: "
+                            "subscribe to the channel your key's bootstrap returned", 403)
+            return
         auth = data.get("auth")
         if name.startswith(USER_PREFIX):
             if name != USER_PREFIX + (self.user or "\0"):
@@ -531,18 +599,37 @@ class PusherSession(Session):
                             "sign socket_id:channel with the app secret", 401)
             return
         name = sys.intern(name)  # one string per channel, not one per connection
-        hub = sys.intern(hub_channel(app.app_id, name))
+        hub = sys.intern(hub_channel(app.app_id, split[0] if split else name))
         self.subs[name] = (hub,)
+        if keyed is not None and split is not None:  # the key's stream slot first
+            self._acquire(keyed, name, split[1])
+            return
         if name.startswith("cache-") or name.startswith("private-cache-") or \
                 name.startswith("presence-cache-"):
             self._emit("cache", name, ReadLatest((hub,), 1))
         else:
             self._emit("sub", name, base.Subscribe((hub,)))
 
+    def _acquire(self, keyed: KeyedStreams, name: str, key_id: str) -> None:
+        pending = keyed.acquire(key_id)
+        if self._acquiring is None:
+            self._acquiring = []
+        self._acquiring.append(pending)
+        self._emit("slot", name, Await(pending))
+
+    def _free(self, name: str) -> None:
+        slot = self._streams.pop(name, None) if self._streams else None
+        if slot is not None:
+            slot.release()
+        if self._renames:
+            self._renames = {h: r for h, r in self._renames.items()
+                             if r[1] != name.encode()} or None
+
     def _unsubscribe(self, name: str) -> None:
         sub = self.subs.pop(name, None)
         if sub is None:
             return
+        self._free(name)
         if isinstance(sub, str):
             self._leave(name, sub)
             if self.app is not None:
@@ -626,21 +713,33 @@ class PusherSession(Session):
             case Subscribed(op=op):
                 self._subscribed(name, op)
             case Awaited(value=value):
-                self._joined(name, value)
+                if kind == "slot":
+                    self._answered(event.op)
+                    self._slotted(name, value)
+                else:
+                    self._joined(name, value)
             case OpFailed(error=error):
-                if kind in ("sub", "cache", "cached"):
-                    sub = self.subs.get(name)
-                    if sub is not None and not isinstance(sub, str):
-                        self.subs.pop(name, None)
-                        if self.members:
-                            self.members.pop(name, None)
-                        self._sub_error(name, "SubscriptionError", error.message, error.status)
-                elif kind == "join":
-                    self._sub_error(name, "SubscriptionError", error.message, error.status)
-                elif kind == "pub":
-                    self.send(error_frame(None, f"Event not published: {error.message}"))
+                if kind == "slot":
+                    self._answered(event.op)
+                self._failed(kind, name, error.status, error.message)
             case _:
                 pass
+
+    def _failed(self, kind: str, name: str, status: int, message: str) -> None:
+        if kind == "slot":
+            self._refused(name, status, message)
+        elif kind in ("sub", "cache", "cached"):
+            self._free(name)
+            sub = self.subs.get(name)
+            if sub is not None and not isinstance(sub, str):
+                self.subs.pop(name, None)
+                if self.members:
+                    self.members.pop(name, None)
+                self._sub_error(name, "SubscriptionError", message, status)
+        elif kind == "join":
+            self._sub_error(name, "SubscriptionError", message, status)
+        elif kind == "pub":
+            self.send(error_frame(None, f"Event not published: {message}"))
 
     def receive_reply(self, reply: SubscribeReply) -> None:
         """A cache channel is subscribed (before anything after its last event is replayed):
@@ -658,6 +757,44 @@ class PusherSession(Session):
             self.send(_frame({"event": "pusher:cache_miss", "channel": name}))
             if self.app is not None:
                 self.dialect.notify(self.app, {"name": "cache_miss", "channel": name})
+
+    def _answered(self, op: object) -> None:
+        if isinstance(op, Await) and self._acquiring:
+            self._acquiring = [p for p in self._acquiring if p is not op.awaitable] or None
+
+    def _refused(self, name: str, status: int, message: str) -> None:
+        """No slot for a per-key channel: over the key's concurrent streams (429) is
+        ``pusher:error`` and close 4004 (pusher-js stays disconnected, as over quota);
+        a plan without streaming or a bad key is ``subscription_error``."""
+        sub = self.subs.get(name)
+        if sub is None or isinstance(sub, str):
+            return
+        del self.subs[name]
+        if status == 429:
+            self.send(error_frame(4004, message))
+            self.emit(Close(4004, message[:120]))
+        else:
+            self._sub_error(name, "AuthError", message, status)
+
+    def _slotted(self, name: str, slot: object) -> None:
+        """The key's slot is held: subscribe the shared hub channel (or give the slot back
+        when the channel was left meanwhile)."""
+        if not isinstance(slot, StreamSlot):
+            return
+        sub = self.subs.get(name)
+        if sub is None or isinstance(sub, str) or self.app is None:
+            slot.release()
+            return
+        if self._streams is None:
+            self._streams = {}
+        self._streams[name] = slot
+        slot.on_revoke = self.terminate  # a revoked key ends its streams
+        split = self.dialect.keyed.split(self.app, name) if self.dialect.keyed else None
+        if split is not None:
+            if self._renames is None:
+                self._renames = {}
+            self._renames[sub[0]] = (split[0].encode(), name.encode())
+        self._emit("sub", name, base.Subscribe(sub))
 
     def _subscribed(self, name: str, op: base.Subscribe) -> None:
         hub = op.channels[0]

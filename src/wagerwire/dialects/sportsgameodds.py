@@ -12,6 +12,11 @@ built-in Pusher app :data:`APP_ID`. Feeds and their (public) Pusher channels:
                                               has characters a Pusher name cannot hold)
 =====================  =====================  ===========================================
 
+A client subscribes to its key's own name of a feed channel, ``<channel>@<key id>@<tag>``
+(:func:`key_channel`) or ``private-<channel>@<key id>`` (signed by the auth endpoint for that
+key only): the subscription holds one of the key's concurrent streams and reads the feed
+channel's one hub channel (:class:`~wagerwire.dialects.pusher.KeyedStreams`).
+
 Every change of a ``sports:event:{id}`` message becomes the event ``data`` with data
 ``[{"eventID": id}, …]`` on each feed channel the event belongs to (live while it is live
 and on the update that ends it; upcoming while it is upcoming and on the update that starts
@@ -27,10 +32,12 @@ strings (``"+150"``, ``"-110"``) as SportsGameOdds writes them.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from wagerwire.auth.plans import DEFAULT_PLANS
 from wagerwire.dialects.pusher_names import valid_name
 from wagerwire.errors import BadParameter
 
@@ -40,13 +47,58 @@ __all__ = [
     "american",
     "feed_channel",
     "feeds_of",
+    "key_channel",
+    "may_stream",
+    "split_key_channel",
     "notifications",
     "sgo_event",
 ]
 
 APP_ID = "sportsgameodds"
 FEEDS = ("events:live", "events:upcoming", "events:byid")
-_ID = re.compile(r"[A-Za-z0-9_\-=@,.;]{1,140}")
+_ID = re.compile(r"[A-Za-z0-9_\-=,.;]{1,100}")
+_KEY_ID = re.compile(r"[A-Za-z0-9-]{1,24}")
+TAG_HEX = 20  # hex digits of a public per-key channel's tag (80 bits)
+STREAM_PLANS = ("allstar", "internal")  # plus every plan not among the defaults (custom)
+
+
+def may_stream(plan: str) -> bool:
+    """Whether a plan streams SportsGameOdds feeds: AllStar, internal and custom plans."""
+    return plan in STREAM_PLANS or plan not in DEFAULT_PLANS
+
+
+def _tag(secret: str, feed: str, key_id: str) -> str:
+    mac = hmac.new(secret.encode(), f"{feed}@{key_id}".encode(), "sha256")
+    return mac.hexdigest()[:TAG_HEX]
+
+
+def key_channel(feed: str, key_id: str, secret: str) -> str:
+    """The per-key channel of feed channel ``feed`` the bootstrap hands key ``key_id``:
+    ``<feed>@<key id>@<tag>``, public (pusherclient can only join public channels) but
+    unguessable: the tag is an HMAC of both under the app ``secret``, so only the key's
+    holder (who got it from the bootstrap) can name it."""
+    return f"{feed}@{key_id}@{_tag(secret, feed, key_id)}"
+
+
+def split_key_channel(name: str, secret: str) -> tuple[str, str] | None:
+    """``(feed channel, key id)`` of a per-key channel, else None.
+
+    Two forms: the public ``<feed>@<key id>@<tag>`` (:func:`key_channel`; a wrong tag is
+    None, an ordinary channel name) and ``private-<feed>@<key id>``, whose subscription is
+    signed by the auth endpoint, which signs it only for that key.
+    """
+    if name.startswith("private-"):
+        feed, sep, key_id = name[8:].rpartition("@")
+        if sep and feed.startswith("events-") and _KEY_ID.fullmatch(key_id):
+            return feed, key_id
+        return None
+    head, sep, tag = name.rpartition("@")
+    feed, sep2, key_id = head.rpartition("@")
+    if not (sep and sep2 and feed.startswith("events-") and _KEY_ID.fullmatch(key_id)):
+        return None
+    if not hmac.compare_digest(tag, _tag(secret, feed, key_id)):
+        return None
+    return feed, key_id
 
 
 def _byid(event_id: str) -> str:

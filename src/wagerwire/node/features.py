@@ -18,10 +18,11 @@ from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.dashboard import dashboard_feature
+from wagerwire.dialects.pusher_apps import PusherApps, apps_from_config
 from wagerwire.node.connectors import connectors_feature
 from wagerwire.node.dialects import dialect_feature
 from wagerwire.node.pusher import pusher_feature
-from wagerwire.node.sportsgameodds import sgo_app, sgo_feature
+from wagerwire.node.sportsgameodds import SgoStreams, sgo_app, sgo_feature
 from wagerwire.sources.casino import (
     DEFAULT_CHAIN_LENGTH,
     BalanceSimulator,
@@ -121,8 +122,11 @@ def default_features(settings: Settings, hub: Hub) -> list[Feature]:
         features.append(demo_feature(settings, hub))
     features.append(dialect_feature(settings, hub))  # Data Stream, TrackerSino, Stake
     sgo = sgo_app()
-    features.append(pusher_feature(settings, hub, [sgo]))  # Pusher protocol, HTTP API, auth
+    apps = PusherApps([*apps_from_config(settings.pusher_apps), sgo])
+    # Pusher protocol, HTTP API, auth; SportsGameOdds' per-key channels count key streams
+    features.append(pusher_feature(settings, hub, [sgo], apps=apps,
+                                   keyed=lambda gate: SgoStreams(sgo, gate)))
     # SportsGameOdds REST + notifications on Pusher (from one node: a Redis lease)
-    features.append(sgo_feature(sgo, settings.broker))
+    features.append(sgo_feature(sgo, settings.broker, apps))
     features.append(connectors_feature(settings, hub))  # [[sources]]: upstream connectors
     return features

@@ -17,16 +17,17 @@ import binascii
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wagerwire.api.feature import Feature
 from wagerwire.api.pusher import pusher_router
 from wagerwire.auth.gate import KeyGate
+from wagerwire.auth.identity import Gate
 from wagerwire.auth.keys import AppRecord
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
-from wagerwire.dialects.pusher import Pusher, Users
+from wagerwire.dialects.pusher import KeyedStreams, Pusher, Users
 from wagerwire.dialects.pusher_apps import PusherApp, PusherApps, apps_from_config
 from wagerwire.node.backends import redis_url_and_prefix
 from wagerwire.node.pusher_state import Backend, LocalBackend, PusherState
@@ -70,11 +71,15 @@ def _record_of(app: PusherApp) -> AppRecord:
                      app.webhook_url, app.builtin)
 
 
-def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()) -> Feature:
+def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = (),
+                   keyed: Callable[[Gate], KeyedStreams] | None = None,
+                   apps: PusherApps | None = None) -> Feature:
     """Routes of the configured and stored Pusher apps (plus ``extra`` ones, e.g.
-    SportsGameOdds')."""
+    SportsGameOdds'; ``apps`` when the caller made them, config and ``extra`` in); ``keyed``
+    makes per-key channels count against a key's streams from the gate."""
     extra = list(extra)
-    apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
+    if apps is None:
+        apps = PusherApps([*apps_from_config(settings.pusher_apps), *extra])
     users = Users()
     hooks = WebhookSender()
 
@@ -84,8 +89,14 @@ def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()
     state = PusherState(apps, pusher_backend(settings.broker), publish, users=users,
                         hook=hooks)
 
+    dialect = Pusher(apps, clock=time.monotonic, cluster=state, users=users, hook=hooks,
+                     max_connections=settings.pusher_max_connections)
+
     def start(hub: Hub, services: Any) -> None:
         import asyncio
+
+        if keyed is not None:
+            dialect.keyed = keyed(services.gate)
 
         task = asyncio.get_running_loop().create_task(state.start())
         _STARTS.add(task)
@@ -111,10 +122,7 @@ def pusher_feature(settings: Settings, hub: Hub, extra: Iterable[PusherApp] = ()
 
     return Feature(
         routers=[pusher_router(apps, state)],
-        stream_routes=[("ws", "/app/{key}", dialect_stream(
-            Pusher(apps, clock=time.monotonic, cluster=state, users=users, hook=hooks,
-                   max_connections=settings.pusher_max_connections)
-        ))],
+        stream_routes=[("ws", "/app/{key}", dialect_stream(dialect))],
         on_start=[share, start],
         on_stop=[state.stop],
     )

@@ -17,20 +17,23 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import orjson
 
 from wagerwire.api.feature import Feature
 from wagerwire.api.sportsgameodds import sgo_router
+from wagerwire.auth.identity import NO_SLOT, Gate, Identity, StreamSlot
 from wagerwire.core.hub import Hub
 from wagerwire.core.messages import Message
 from wagerwire.dialects.pusher import envelope
-from wagerwire.dialects.pusher_apps import PusherApp
+from wagerwire.dialects.pusher_apps import PusherApp, PusherApps
 from wagerwire.dialects.pusher_names import hub_channel
-from wagerwire.dialects.sportsgameodds import APP_ID, notifications
+from wagerwire.dialects.sportsgameodds import APP_ID, may_stream, notifications, split_key_channel
+from wagerwire.errors import Forbidden, Unauthorized
 
-__all__ = ["Lease", "SgoBridge", "sgo_app", "sgo_feature"]
+__all__ = ["Lease", "SgoBridge", "SgoStreams", "sgo_app", "sgo_feature"]
 
 log = logging.getLogger("wagerwire.sportsgameodds")
 
@@ -43,6 +46,57 @@ def sgo_app() -> PusherApp:
     with it: the secret is random per process)."""
     return PusherApp(APP_ID, "sportsgameodds", secrets.token_hex(16), client_events=False,
                      builtin=True)
+
+
+def _release_result(future: asyncio.Future[StreamSlot]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().release()
+
+
+class SgoStreams:
+    """The SportsGameOdds app's per-key channels (``KeyedStreams`` of the Pusher dialect):
+    each subscription holds one of the key's stream slots from ``gate`` (its ``Limits``: in
+    this process, or in Redis with the Redis broker, so the limit holds across nodes)."""
+
+    __slots__ = ("app", "gate")
+
+    def __init__(self, app: PusherApp, gate: Gate) -> None:
+        self.app = app
+        self.gate = gate
+
+    def split(self, app: PusherApp, name: str) -> tuple[str, str] | None:
+        if app.app_id != self.app.app_id:
+            return None
+        return split_key_channel(name, app.secret)
+
+    def exclusive(self, app: PusherApp) -> bool:
+        return app.app_id == self.app.app_id  # its feed channels only through a key's name
+
+    def abandon(self, pending: Awaitable[StreamSlot]) -> None:
+        if isinstance(pending, asyncio.Future):
+            pending.add_done_callback(_release_result)
+
+    def acquire(self, key_id: str) -> asyncio.Future[StreamSlot]:
+        return asyncio.ensure_future(self._acquire(key_id))
+
+    async def _acquire(self, key_id: str) -> StreamSlot:
+        keystore = getattr(self.gate, "keystore", None)
+        if keystore is None:  # auth off: no keys, nothing to count
+            return NO_SLOT
+        record = keystore.get(key_id)
+        if record is None or record.revoked_at is not None:
+            raise Unauthorized("the key of this channel is unknown or revoked")
+        if not may_stream(record.plan):
+            raise Forbidden(f"streaming is for AllStar and custom plans; plan "
+                            f"{record.plan!r} does not include it")
+        identity = Identity(record.id, record.role, record.plan, record.user_id)
+        slot = self.gate.open_stream(identity, "ws")
+        try:
+            await slot.admit()
+        except BaseException:
+            slot.release()
+            raise
+        return slot
 
 
 class Lease(Protocol):
@@ -127,9 +181,11 @@ class SgoBridge:
             log.warning("SportsGameOdds notification on %s not published: %s", channel, exc)
 
 
-def sgo_feature(app: PusherApp, broker_url: str = "memory://") -> Feature:
+def sgo_feature(app: PusherApp, broker_url: str = "memory://",
+                apps: PusherApps | None = None) -> Feature:
     """REST routes and the bridge (started with the server; with a Redis broker, behind
-    the lease)."""
+    the lease). ``apps`` (the Pusher feature's) hold the app as it is now: its secret
+    becomes the one the key store shares once the node starts."""
     bridges: list[SgoBridge] = []
 
     def install(hub: Hub, services: Any) -> None:
@@ -149,4 +205,7 @@ def sgo_feature(app: PusherApp, broker_url: str = "memory://") -> Feature:
         for bridge in bridges:
             await bridge.stop()
 
-    return Feature(routers=[sgo_router(app)], on_start=[install], on_stop=[stop])
+    def current() -> PusherApp:  # the app as it is now (its secret may be the shared one)
+        return apps.by_id.get(app.app_id, app) if apps is not None else app
+
+    return Feature(routers=[sgo_router(current)], on_start=[install], on_stop=[stop])

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from dialect_fakes import FakeDirectory, drain, message, ws_payload, ws_text
 
+from wagerwire.auth.identity import StreamSlot
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects.base import (
     Await,
@@ -34,7 +35,7 @@ from wagerwire.dialects.pusher_apps import (
     verify_api_request,
 )
 from wagerwire.dialects.pusher_names import hub_channel, pusher_name
-from wagerwire.errors import TooManyChannels, Unauthorized
+from wagerwire.errors import Forbidden, RateLimited, TooManyChannels, Unauthorized
 
 APP = PusherApp("42", "278d425bdf160c739803", "7ad3773142a6692b25b8", max_client_events=2)
 SID = "1234.1234"
@@ -506,3 +507,114 @@ def test_app_limits_from_the_config() -> None:
     for bad in (-1, "5", True):
         with pytest.raises(BadParameter, match="max_connections"):
             apps_from_config({"a": {"key": "k", "secret": "s", "max_connections": bad}})
+
+
+# -- per-key channels (SportsGameOdds): a stream slot per subscription ---------------------------
+
+
+class FakeSlot(StreamSlot):
+    released = 0
+
+    def release(self) -> None:
+        FakeSlot.released += 1
+        super().release()
+
+
+class FakeKeyed:
+    """Per-key channels ``<feed>@<key id>`` of :data:`APP`; ``acquire`` answers a token."""
+
+    def split(self, app: PusherApp, name: str) -> tuple[str, str] | None:
+        feed, sep, key_id = name.rpartition("@")
+        return (feed, key_id) if sep and app is APP else None
+
+    def exclusive(self, app: PusherApp) -> bool:
+        return app is APP
+
+    def __init__(self) -> None:
+        self.abandoned: list[object] = []
+
+    def acquire(self, key_id: str) -> object:
+        return ("slot", key_id)
+
+    def abandon(self, pending: object) -> None:
+        self.abandoned.append(pending)
+
+
+def keyed_session(keyed: FakeKeyed | None = None) -> PusherSession:
+    d = dialect()
+    d.keyed = keyed or FakeKeyed()  # type: ignore[assignment]
+    return opened(d)
+
+
+def test_per_key_channel_holds_a_slot_and_reads_the_shared_channel() -> None:
+    FakeSlot.released = 0
+    s = keyed_session()
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "feed@k1"}})
+    (wait,), out = drain(s)
+    assert out == [] and wait == Await(("slot", "k1"))  # type: ignore[arg-type]
+    s.receive_event(Awaited(wait, FakeSlot()))  # type: ignore[arg-type]
+    (op,), _ = drain(s)
+    assert op == Subscribe(("pusher:42:feed",))  # the feed's one hub channel
+    s.receive_event(Subscribed(op))  # type: ignore[arg-type]
+    assert drain(s) == ([], [succeeded("feed@k1")])
+    # the shared frame (one encode) reaches this connection under its own channel name
+    m = message("pusher:42:feed", 1, envelope("data", "[1]"))
+    shared = ENCODER.encode(m)
+    mine = s.select([shared, shared], shared + shared, [m, m])
+    assert mine == frame({"event": "data", "channel": "feed@k1", "data": "[1]"}) * 2
+    send(s, {"event": "pusher:unsubscribe", "data": {"channel": "feed@k1"}})
+    assert drain(s)[0] == [Unsubscribe(("pusher:42:feed",))]
+    assert FakeSlot.released == 1
+    assert s.select([shared], shared, [m]) == shared  # no longer renamed
+
+
+def test_per_key_slot_released_on_close_and_when_left_while_acquiring() -> None:
+    FakeSlot.released = 0
+    s = keyed_session()
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "feed@k1"}})
+    (wait,), _ = drain(s)
+    s.receive_event(Awaited(wait, FakeSlot()))  # type: ignore[arg-type]
+    (op,), _ = drain(s)
+    s.receive_event(Subscribed(op))  # type: ignore[arg-type]
+    drain(s)
+    s.stop()
+    assert FakeSlot.released == 1
+    t = keyed_session()
+    send(t, {"event": "pusher:subscribe", "data": {"channel": "feed@k2"}})
+    (wait,), _ = drain(t)
+    send(t, {"event": "pusher:unsubscribe", "data": {"channel": "feed@k2"}})
+    t.receive_event(Awaited(wait, FakeSlot()))  # type: ignore[arg-type]
+    assert drain(t) == ([], []) and FakeSlot.released == 2  # given back, not subscribed
+
+
+def test_per_key_over_the_limit_is_4004_and_other_refusals_a_subscription_error() -> None:
+    s = keyed_session()
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "feed@k1"}})
+    (wait,), _ = drain(s)
+    s.receive_event(OpFailed(wait, RateLimited("1 stream per key")))  # type: ignore[arg-type]
+    ops, out = drain(s)
+    assert ops == [Close(4004, "1 stream per key")]
+    assert out == [frame({"event": "pusher:error",
+                          "data": {"code": 4004, "message": "1 stream per key"}})]
+    t = keyed_session()
+    send(t, {"event": "pusher:subscribe", "data": {"channel": "feed@k1"}})
+    (wait,), _ = drain(t)
+    t.receive_event(OpFailed(wait, Forbidden("no streaming")))  # type: ignore[arg-type]
+    ops, out = drain(t)
+    assert ops == [] and orjson.loads(ws_payload(out[0]))["data"] == {
+        "type": "AuthError", "error": "no streaming", "status": 403}
+    send(t, {"event": "pusher:subscribe", "data": {"channel": "feed"}})  # not per-key
+    ops, out = drain(t)
+    assert ops == [] and orjson.loads(ws_payload(out[0]))["data"]["status"] == 403
+
+
+def test_per_key_slot_not_answered_before_close_is_abandoned() -> None:
+    keyed = FakeKeyed()
+    s = keyed_session(keyed)
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "feed@k1"}})
+    send(s, {"event": "pusher:subscribe", "data": {"channel": "other@k1"}})
+    (first, _), _ = drain(s)
+    s.receive_event(OpFailed(first, RateLimited("over")))  # type: ignore[arg-type]
+    drain(s)
+    s.stop()  # the second was never answered: its slot is released when it resolves
+    assert keyed.abandoned == [("slot", "k1")]

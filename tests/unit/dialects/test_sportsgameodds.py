@@ -3,16 +3,23 @@ payloads of a batch, American odds and the Event shape."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from wagerwire.dialects.pusher import renamed
+from wagerwire.dialects.pusher_names import valid_name
 from wagerwire.dialects.sportsgameodds import (
     american,
     feed_channel,
     feeds_of,
+    key_channel,
+    may_stream,
     notifications,
     sgo_event,
+    split_key_channel,
 )
 from wagerwire.errors import BadParameter
+from wagerwire.wire.websocket import text_frame
 
 
 def test_feed_channels() -> None:
@@ -84,3 +91,30 @@ def test_period_markets_carry_their_period_id() -> None:
     ev = sgo_event({"event_id": "e1", "status": "upcoming"}, odds)
     assert ev["odds"]["total:2.5-over"]["periodID"] == "game"
     assert ev["odds"]["total:p1:1.5-over"]["periodID"] == "1p"
+
+
+def test_per_key_channels() -> None:
+    name = key_channel("events-live", "abc123", "s3cret")
+    assert name.startswith("events-live@abc123@") and valid_name(name)
+    assert split_key_channel(name, "s3cret") == ("events-live", "abc123")
+    assert split_key_channel(name, "other") is None  # a tag of another secret
+    forged = name[:-1] + ("0" if name[-1] != "0" else "1")
+    assert split_key_channel(forged, "s3cret") is None
+    assert split_key_channel("events-live", "s3cret") is None
+    assert split_key_channel("private-events-live@abc123", "s3cret") == ("events-live", "abc123")
+    assert split_key_channel("private-chat@abc123", "s3cret") is None
+    longest = feed_channel("events:byid", None, "E" * 100)  # stays a valid Pusher name
+    assert valid_name(key_channel(longest, "a" * 24, "s"))
+    assert feed_channel("events:byid", None, "E" * 101).startswith("events-byid-h")
+
+
+def test_stream_plans() -> None:
+    assert may_stream("allstar") and may_stream("internal") and may_stream("my-custom")
+    assert not may_stream("free")
+
+
+def test_renamed_frame_keeps_a_valid_header() -> None:
+    for size in (10, 200, 70_000):  # 7-bit, 16-bit and 64-bit lengths
+        payload = orjson.dumps({"event": "data", "channel": "events-live", "data": "x" * size})
+        out = renamed(text_frame(payload), b"events-live", b"events-live@k1@0123")
+        assert out == text_frame(payload.replace(b'"events-live"', b'"events-live@k1@0123"'))
