@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,20 +16,22 @@ from typing import Any
 
 import pytest
 from dialect_harness import TEST_KEYS, TEST_PLANS, Live
-from serverproc import ServerProcess
 from wsutil import take, until_connected
 from wtclient import TestCertificate
 
+from serverproc import ServerProcess
+from tlsutil import TestCA
 from wagerwire.client import (
     AuthError,
     Backoff,
+    CertificateError,
     Client,
     ClientMessage,
     Connected,
     ForbiddenError,
     RequestError,
 )
-from wagerwire.client.webtransport import CertificateError, parse_hash, webtransport_url
+from wagerwire.client.webtransport import parse_hash, webtransport_url
 from wagerwire.config import Settings
 from wagerwire.node.features import default_features
 from wagerwire.node.server import Server
@@ -84,3 +85,247 @@ async def test_live_messages_arrive_in_order_over_webtransport(tmp_path: Path) -
         assert msgs[0].data == {"i": 0} and all(m.source == "live" for m in msgs)
         assert client.latency.snapshot()["wt"]["count"] == 6
         assert sub.resume_token is not None
+
+
+# -- a real `wagerwire serve` child: TLS from a test CA, WebTransport on a fixed UDP port -------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def wt_process(tmp_path: Path) -> Iterator[tuple[ServerProcess, TestCA, int]]:
+    ca = TestCA(tmp_path / "ca")
+    leaf = ca.issue()
+    port = free_udp_port()
+    srv = ServerProcess(tmp_path, ["--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key),
+                                   "--webtransport", "--webtransport-port", str(port)])
+    try:
+        yield srv.start(0), ca, port
+    finally:
+        srv.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+async def test_server_restart_resumes_without_gap_or_duplicate(
+    wt_process: tuple[ServerProcess, TestCA, int], sig: int
+) -> None:
+    """SIGTERM closes the session with 1001 (reconnect at once); after SIGKILL nothing says
+    goodbye over UDP, so the client's ping gets no answer and the watchdog (two quiet
+    heartbeat intervals) ends the link. Either way: every offset once, in order."""
+    srv, ca, port = wt_process
+    trust: Any = str(ca.path) if sig == signal.SIGKILL else ca.client_context()  # file | ctx
+    assert srv.url.startswith("https://")
+    async with Client(srv.url, transport="wt", ca=trust, backoff=FAST, heartbeat_interval=1.0,
+                      open_timeout=3.0,
+                      webtransport_url=f"https://127.0.0.1:{port}/v1/wt") as client:
+        sub = client.subscribe(["game:crash", "game:dice"])
+        await until_connected(sub)
+        for i in range(4):
+            await client.publish("game:crash" if i % 2 else "game:dice", i)
+        first = await take(sub, 4)
+        await asyncio.to_thread(srv.signal, sig)
+        await asyncio.to_thread(srv.restart)
+        for i in range(4, 10):
+            await client.publish("game:crash" if i % 2 else "game:dice", i)
+        rest = await take(sub, 6, timeout=60)
+        assert client.counters.reconnects >= 1
+        assert sub.error is None
+    got = keyed(first + rest)
+    assert sorted(got) == sorted(set(got))  # no duplicate
+    for ch in ("game:crash", "game:dice"):
+        assert [o for c, o in got if c == ch] == [1, 2, 3, 4, 5]  # no gap, in order
+
+
+async def test_a_fresh_store_means_a_new_epoch_backfilled_over_rest(
+    wt_process: tuple[ServerProcess, TestCA, int]
+) -> None:
+    srv, ca, port = wt_process
+    async with Client(srv.url, transport="wt", ca=str(ca.path), backoff=FAST,
+                      heartbeat_interval=1.0, open_timeout=3.0,
+                      webtransport_url=f"https://127.0.0.1:{port}/v1/wt") as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        await client.publish("game:crash", "old")
+        (old,) = await take(sub, 1)
+        await asyncio.to_thread(srv.signal, signal.SIGKILL)
+        srv.db.unlink()  # history lost: the channel restarts in a new epoch
+        await asyncio.to_thread(srv.restart)
+        for word in ("a", "b", "c"):  # published before the client notices the kill
+            await client.publish("game:crash", word)
+        msgs = await take(sub, 3, timeout=60)
+    assert [(m.offset, m.data) for m in msgs] == [(1, "a"), (2, "b"), (3, "c")]
+    assert {m.epoch for m in msgs} != {old.epoch}
+    assert "backfill" in {m.source for m in msgs}  # the new epoch came over REST
+
+
+# -- history, refusals, tokens (in-process server) ---------------------------------------------
+
+
+async def test_history_that_no_longer_reaches_is_backfilled_and_the_hole_reported(
+    tmp_path: Path,
+) -> None:
+    async with wt_server(tmp_path, retention_count=5) as live, client_for(live) as client:
+        sub = client.subscribe(["game:crash"])
+        await until_connected(sub)
+        for i in range(2):
+            await client.publish("game:crash", i)
+        await take(sub, 2)
+        token = sub.resume_token
+        await sub.aclose()
+        for i in range(2, 20):
+            await client.publish("game:crash", i)
+        await live.hub.store.prune(int(time.time() * 1000))  # only offsets 16..20 are kept
+        again = client.subscribe(["game:crash"], since=token)
+        kept = await take(again, 5)
+        await until_connected(again)
+        await client.publish("game:crash", 20)
+        (live_msg,) = await take(again, 1)
+        assert [m.offset for m in kept] == [16, 17, 18, 19, 20]
+        assert {m.source for m in kept} == {"backfill"} and live_msg.source == "live"
+        assert live_msg.offset == 21
+        gap = again.gaps[0]
+        assert (gap.after_offset, gap.before_offset) == (2, 16)
+        assert again.counters.gaps_unrecovered == 1
+
+
+def refusals(live: Live, code: str) -> int:
+    return int(live.registry.errors["wt", "refused", code])
+
+
+async def test_a_refused_key_is_an_auth_error_with_one_attempt(tmp_path: Path) -> None:
+    async with wt_server(tmp_path, auth="required") as live:
+        async with client_for(live, key="ww_0000_not-a-key", stream_tokens=False) as client:
+            sub = client.subscribe(["game:crash"])
+            t = time.monotonic()
+            with pytest.raises(AuthError):
+                async for _ in sub:
+                    pass
+            took = time.monotonic() - t
+            await asyncio.sleep(1.0)  # a retry loop would have come back by now (FAST)
+        assert took < 10
+        assert refusals(live, "unauthorized") == 1
+        assert client.counters.reconnects == 0
+
+
+async def test_a_forbidden_channel_is_a_forbidden_error_with_one_attempt(tmp_path: Path) -> None:
+    async with wt_server(tmp_path, auth="required") as live:
+        async with client_for(live, key=live.key("key-stake-only")) as client:
+            sub = client.subscribe(["game:crash"])
+            with pytest.raises(ForbiddenError):
+                async for _ in sub:
+                    pass
+            await asyncio.sleep(1.0)
+        assert client.counters.reconnects == 0
+        assert refusals(live, "forbidden") + refusals(live, "unauthorized") <= 1
+
+
+async def test_the_stream_outlives_its_tokens(tmp_path: Path) -> None:
+    """Each stream token expires after 2 s: the server closes the session with 4001, the
+    SDK fetches a new token and resumes, and no message is lost or repeated."""
+    async with wt_server(tmp_path, auth="required", token_ttl=2) as live:
+        async with client_for(live, key=live.key("key-reader")) as client:
+            sub = client.subscribe(["game:crash"])
+            await until_connected(sub)
+            got: list[ClientMessage] = []
+            for n in range(30):
+                await live.hub.publish("game:crash", {"n": n})
+                got += await take(sub, 1)
+                await asyncio.sleep(0.2)  # 6 s in all: past three token lifetimes
+            assert [m.offset for m in got] == list(range(1, 31))
+            assert client.counters.reconnects >= 2 and sub.error is None
+            assert client.auth.tokens_fetched >= 3
+
+
+# -- the datagram lane --------------------------------------------------------------------------
+
+
+async def test_the_datagram_lane_delivers_odds_with_offsets(tmp_path: Path) -> None:
+    async with wt_server(tmp_path) as live, client_for(live) as client:
+        sub = client.subscribe(["odds:soccer:*"], lane="datagram")
+        await until_connected(sub)
+        got: list[ClientMessage] = []
+        for n in range(200):
+            await client.publish("odds:soccer:epl", {"price": n})
+            with contextlib.suppress(TimeoutError):
+                got += await take(sub, 1, timeout=0.05)
+            if len(got) >= 5:
+                break
+        assert len(got) >= 5
+        offsets = [m.offset for m in got]
+        assert offsets == sorted(set(offsets))  # in order, no duplicate
+        assert all(m.data == {"price": m.offset - 1} for m in got)
+        # what never arrived is counted, not fetched: delivered + skipped covers the range
+        c = sub.counters
+        assert c.messages_delivered + c.datagrams_superseded == offsets[-1] - offsets[0] + 1
+        assert c.gaps_backfilled == 0 and c.gaps_unrecovered == 0
+        assert sum(s.before_offset - s.after_offset - 1 for s in sub.skipped) == \
+            c.datagrams_superseded
+
+
+async def test_the_datagram_lane_is_for_live_odds_over_webtransport(tmp_path: Path) -> None:
+    async with wt_server(tmp_path) as live, client_for(live) as client:
+        with pytest.raises(RequestError, match="odds"):
+            client.subscribe(["game:crash"], lane="datagram")
+        with pytest.raises(RequestError, match="since"):
+            client.subscribe(["odds:x"], lane="datagram", since="Z2FtZTpjcmFzaCxrM3g5cTJhYiw0Mg")
+        with pytest.raises(RequestError, match="WebTransport"):
+            client.subscribe(["odds:x"], lane="datagram", transport="ws")
+
+
+# -- certificates -------------------------------------------------------------------------------
+
+
+async def test_a_certificate_that_is_not_pinned_ends_the_subscription(tmp_path: Path) -> None:
+    async with wt_server(tmp_path) as live, \
+            client_for(live, cert_hashes=[bytes(32)]) as client:
+        sub = client.subscribe(["game:crash"])
+        with pytest.raises(CertificateError, match="not pinned"):
+            async for _ in sub:
+                pass
+        assert client.counters.reconnects == 0
+
+
+async def test_a_dev_certificate_is_trusted_by_its_served_hash(tmp_path: Path) -> None:
+    """``cert_hashes="served"``: the hash published at GET /v1/tls/certificate-hashes (here
+    read over https trusting the dev certificate's own PEM) pins the QUIC handshake."""
+    settings = Settings(port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False,
+                        webtransport=True, webtransport_port=0, tls_dev=True,
+                        anonymous_publish=True, tls_dev_dir=str(tmp_path / "tls"))
+    server = Server(settings, default_features)
+    await server.start()
+    try:
+        assert server.webtransport is not None
+        dev_pem = tmp_path / "tls" / "current.pem"
+        base = f"https://127.0.0.1:{server.port}"
+        async with Client(base, transport="wt", ca=str(dev_pem), cert_hashes="served",
+                          webtransport_url=webtransport_url(base, server.webtransport.port),
+                          backoff=FAST) as client:
+            served = await client.certificate_hashes()
+            assert len(served) >= 1 and all(len(h) == 32 for h in served)
+            sub = client.subscribe(["game:crash"])
+            await until_connected(sub)
+            await client.publish("game:crash", {"n": 1})
+            (msg,) = await take(sub, 1)
+            assert msg.offset == 1 and isinstance(sub.state, Connected)
+    finally:
+        await server.stop()
+
+
+def test_certificate_hashes_parse_from_every_form() -> None:
+    raw = CERT.sha256
+    import base64
+
+    assert parse_hash(raw) == raw
+    assert parse_hash(raw.hex()) == raw
+    assert parse_hash(":".join(f"{b:02X}" for b in raw)) == raw
+    assert parse_hash(base64.b64encode(raw).decode()) == raw
+    for bad in ("", "abc", base64.b64encode(b"short").decode(), b"x" * 31):
+        with pytest.raises(ValueError):
+            parse_hash(bad)
+    assert webtransport_url("http://example.test:8000/base") == \
+        "https://example.test:4433/base/v1/wt"

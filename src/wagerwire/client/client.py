@@ -251,7 +251,15 @@ class Client:
     def _webtransport_driver(self, protocol: ClientProtocol, options: DriverOptions
                              ) -> StreamDriver:
         # imported here: aioquic is only needed by clients that use WebTransport
-        from wagerwire.client.webtransport import WebTransportDriver, WtTrust, webtransport_url
+        try:
+            from wagerwire.client.webtransport import (
+                WebTransportDriver,
+                WtTrust,
+                webtransport_url,
+            )
+        except ModuleNotFoundError as exc:
+            raise ImportError(f"transport='wt' needs aioquic ({exc.name} is missing): "
+                              "pip install 'wagerwire[webtransport]'") from exc
 
         if self._wt_trust is None:
             self._wt_trust = WtTrust.of(self.ca, self.cert_hashes)

@@ -51,7 +51,7 @@ from aioquic.quic.events import (
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from wagerwire.client.connection import DriverOptions, StreamDriver
-from wagerwire.client.errors import SdkError, TransportError
+from wagerwire.client.errors import CertificateError, SdkError, TransportError
 from wagerwire.client.protocol import ClientProtocol
 from wagerwire.client.rest import error_from_response
 from wagerwire.types import Json
@@ -66,7 +66,6 @@ from wagerwire.wire.webtransport import (
 
 __all__ = [
     "DEFAULT_PORT",
-    "CertificateError",
     "WebTransportDriver",
     "WtTrust",
     "parse_hash",
@@ -74,12 +73,6 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 4433
-
-
-class CertificateError(SdkError):
-    """The WebTransport server's certificate is not the pinned one (fatal: retrying the same
-    certificate cannot help). A certificate a CA does not vouch for fails the handshake and
-    is retried like any failed connection, as on ``wss://``."""
 
 
 def parse_hash(value: str | bytes) -> bytes:
@@ -337,6 +330,7 @@ class WebTransportDriver(StreamDriver):
         self.trust = trust or WtTrust()
         self._pins: tuple[bytes, ...] = self.trust.pins
         self._conn: _WtConnection | None = None
+        self._last: _WtConnection | None = None  # the connection of the current attempt
 
     async def send(self, frame: dict[str, Json]) -> None:
         if self._conn is not None:
@@ -359,12 +353,25 @@ class WebTransportDriver(StreamDriver):
             fresh = True
         pins = self._pins
         config = self.trust.configuration(self.host, pins)
+        try:
+            await self._connect_and_read(config, pins, fresh)
+        finally:
+            # aioquic closes the UDP socket at the end of its own teardown, which a
+            # cancellation (the owner closing the subscription) can cut short
+            conn = self._last
+            self._last = None
+            if conn is not None and conn._transport is not None:
+                conn._transport.close()
+
+    async def _connect_and_read(self, config: QuicConfiguration, pins: Sequence[bytes],
+                                fresh: bool) -> None:
+        proto = self.protocol
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout(self.open_timeout):
                     conn = await stack.enter_async_context(connect(
                         self.host, self.port, configuration=config,
-                        create_protocol=_WtConnection, wait_connected=True))
+                        create_protocol=self._made, wait_connected=True))
                     assert isinstance(conn, _WtConnection)
                     stack.callback(conn.close_session)
                     if pins and not self._pinned(conn, pins, fresh):
@@ -377,6 +384,7 @@ class WebTransportDriver(StreamDriver):
                 self.dispatch(proto.connection_failed(failure, self.now()))
                 return
             if conn.status != 200:
+                err: SdkError
                 if conn.status is None:
                     err = TransportError("connection lost before the CONNECT answer")
                 else:
@@ -384,6 +392,10 @@ class WebTransportDriver(StreamDriver):
                 self.dispatch(proto.connection_failed(err, self.now()))
                 return
             await self._read(conn)
+
+    def _made(self, *args: Any, **kwargs: Any) -> _WtConnection:
+        conn = self._last = _WtConnection(*args, **kwargs)
+        return conn
 
     def _pinned(self, conn: _WtConnection, pins: Sequence[bytes], fresh: bool) -> bool:
         """Whether the certificate is a pinned one; if not, the subscription fails (or, with
