@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from dialect_harness import TEST_KEYS, TEST_PLANS, Live
 from wsutil import take, until_connected
@@ -329,3 +330,26 @@ def test_certificate_hashes_parse_from_every_form() -> None:
             parse_hash(bad)
     assert webtransport_url("http://example.test:8000/base") == \
         "https://example.test:4433/base/v1/wt"
+
+
+def test_tail_follows_over_webtransport(wt_process: tuple[ServerProcess, TestCA, int]) -> None:
+    import httpx
+    from test_client_faults import Tail
+
+    srv, ca, port = wt_process
+    wt_url = f"https://127.0.0.1:{port}/v1/wt"
+    with httpx.Client(verify=ca.client_context()) as http:
+        for i in range(3):
+            http.post(srv.url + "/v1/publish",
+                      json={"channel": "game:tail", "data": {"i": i}}).raise_for_status()
+    tail = Tail("game:tail", "--from-start", "--json", "--url", srv.url, "--ca", str(ca.path),
+                "--transport", "wt", "--webtransport-url", wt_url)
+    try:
+        lines = [orjson.loads(x) for x in tail.lines(3)]
+        assert [(m["offset"], m["data"]["i"]) for m in lines] == [(1, 0), (2, 1), (3, 2)]
+        code, token = tail.interrupt()
+        assert code == 0 and token
+        resume = next(x for x in tail.err if x.startswith("resume with:"))
+        assert f"--transport wt --webtransport-url {wt_url} --ca" in resume
+    finally:
+        tail.kill()
