@@ -1,22 +1,22 @@
 """The Python SDK over WebTransport (``transport="wt"``) against a real server on 127.0.0.1:
-live delivery, resume across a kill and a restart with no gap and no duplicate, REST backfill
-when history no longer reaches, refusals as typed errors (no retry loop), the datagram lane,
-and certificate trust (CA file, SSLContext, pinned hash, served hash)."""
+REST backfill when history no longer reaches, refusals as typed errors (no retry loop),
+stream token expiry, the datagram lane, certificate trust (pinned and served hashes), and
+``wagerwire tail --transport wt``. Live order, restarts (SIGTERM, SIGKILL), new epochs and
+resume tokens over WebTransport are in test_client_sdk.py's transport matrix."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from dialect_harness import TEST_KEYS, TEST_PLANS, Live
+from sdkservers import wt_process  # noqa: F401  (a fixture)
 from wsutil import take, until_connected
 from wtclient import TestCertificate
 
@@ -73,95 +73,6 @@ def keyed(msgs: list[ClientMessage]) -> list[tuple[str, int]]:
     return [(m.channel, m.offset) for m in msgs]
 
 
-async def test_live_messages_arrive_in_order_over_webtransport(tmp_path: Path) -> None:
-    async with wt_server(tmp_path) as live, client_for(live) as client:
-        sub = client.subscribe(["game:crash", "odds:football:*"])
-        await until_connected(sub)
-        for i in range(5):
-            await client.publish("game:crash", {"i": i})
-        await client.publish("odds:football:epl", {"price": 2.1})
-        await client.publish("odds:tennis:atp", {"price": 1.1})  # not subscribed
-        msgs = await take(sub, 6)
-        assert keyed(msgs) == [("game:crash", n) for n in range(1, 6)] + [("odds:football:epl", 1)]
-        assert msgs[0].data == {"i": 0} and all(m.source == "live" for m in msgs)
-        assert client.latency.snapshot()["wt"]["count"] == 6
-        assert sub.resume_token is not None
-
-
-# -- a real `wagerwire serve` child: TLS from a test CA, WebTransport on a fixed UDP port -------
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def wt_process(tmp_path: Path) -> Iterator[tuple[ServerProcess, TestCA, int]]:
-    ca = TestCA(tmp_path / "ca")
-    leaf = ca.issue()
-    port = free_udp_port()
-    srv = ServerProcess(tmp_path, ["--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key),
-                                   "--webtransport", "--webtransport-port", str(port)])
-    try:
-        yield srv.start(0), ca, port
-    finally:
-        srv.kill()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-async def test_server_restart_resumes_without_gap_or_duplicate(
-    wt_process: tuple[ServerProcess, TestCA, int], sig: int
-) -> None:
-    """SIGTERM closes the session with 1001 (reconnect at once); after SIGKILL nothing says
-    goodbye over UDP, so the client's ping gets no answer and the watchdog (two quiet
-    heartbeat intervals) ends the link. Either way: every offset once, in order."""
-    srv, ca, port = wt_process
-    trust: Any = str(ca.path) if sig == signal.SIGKILL else ca.client_context()  # file | ctx
-    assert srv.url.startswith("https://")
-    async with Client(srv.url, transport="wt", ca=trust, backoff=FAST, heartbeat_interval=1.0,
-                      open_timeout=3.0,
-                      webtransport_url=f"https://127.0.0.1:{port}/v1/wt") as client:
-        sub = client.subscribe(["game:crash", "game:dice"])
-        await until_connected(sub)
-        for i in range(4):
-            await client.publish("game:crash" if i % 2 else "game:dice", i)
-        first = await take(sub, 4)
-        await asyncio.to_thread(srv.signal, sig)
-        await asyncio.to_thread(srv.restart)
-        for i in range(4, 10):
-            await client.publish("game:crash" if i % 2 else "game:dice", i)
-        rest = await take(sub, 6, timeout=60)
-        assert client.counters.reconnects >= 1
-        assert sub.error is None
-    got = keyed(first + rest)
-    assert sorted(got) == sorted(set(got))  # no duplicate
-    for ch in ("game:crash", "game:dice"):
-        assert [o for c, o in got if c == ch] == [1, 2, 3, 4, 5]  # no gap, in order
-
-
-async def test_a_fresh_store_means_a_new_epoch_backfilled_over_rest(
-    wt_process: tuple[ServerProcess, TestCA, int]
-) -> None:
-    srv, ca, port = wt_process
-    async with Client(srv.url, transport="wt", ca=str(ca.path), backoff=FAST,
-                      heartbeat_interval=1.0, open_timeout=3.0,
-                      webtransport_url=f"https://127.0.0.1:{port}/v1/wt") as client:
-        sub = client.subscribe(["game:crash"])
-        await until_connected(sub)
-        await client.publish("game:crash", "old")
-        (old,) = await take(sub, 1)
-        await asyncio.to_thread(srv.signal, signal.SIGKILL)
-        srv.db.unlink()  # history lost: the channel restarts in a new epoch
-        await asyncio.to_thread(srv.restart)
-        for word in ("a", "b", "c"):  # published before the client notices the kill
-            await client.publish("game:crash", word)
-        msgs = await take(sub, 3, timeout=60)
-    assert [(m.offset, m.data) for m in msgs] == [(1, "a"), (2, "b"), (3, "c")]
-    assert {m.epoch for m in msgs} != {old.epoch}
-    assert "backfill" in {m.source for m in msgs}  # the new epoch came over REST
 
 
 # -- history, refusals, tokens (in-process server) ---------------------------------------------
@@ -332,7 +243,9 @@ def test_certificate_hashes_parse_from_every_form() -> None:
         "https://example.test:4433/base/v1/wt"
 
 
-def test_tail_follows_over_webtransport(wt_process: tuple[ServerProcess, TestCA, int]) -> None:
+def test_tail_follows_over_webtransport(
+    wt_process: tuple[ServerProcess, TestCA, int],  # noqa: F811
+) -> None:
     import httpx
     from test_client_faults import Tail
 
