@@ -174,9 +174,11 @@ def node_available() -> None:
                        cwd=NODE_DIR, check=True, timeout=300)
 
 
-async def run_node(source: str, suffix: str = ".mjs", preload: str | None = None) -> Child:
+async def run_node(source: str, suffix: str = ".mjs", preload: str | None = None,
+                   env: Mapping[str, str] | None = None) -> Child:
     """Run JavaScript ``source`` as an ES module (``suffix=".cjs"``: CommonJS) that resolves
-    tests/node's packages; ``preload`` is CommonJS run first (``node --require``)."""
+    tests/node's packages; ``preload`` is CommonJS run first (``node --require``); ``env``
+    replaces the environment (e.g. with ``NODE_EXTRA_CA_CERTS``)."""
     node_available()
     run_dir = NODE_DIR / "node_modules" / ".wagerwire-seed-run"  # inside the ignored tree
     run_dir.mkdir(exist_ok=True)
@@ -189,7 +191,7 @@ async def run_node(source: str, suffix: str = ".mjs", preload: str | None = None
         args = ["--require", str(hook), *args]
     proc = await asyncio.create_subprocess_exec(
         "node", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd=NODE_DIR,
+        cwd=NODE_DIR, env=None if env is None else dict(env),
     )
     return Child(proc, path)
 
@@ -211,11 +213,14 @@ def seed_python_path(_cache: object = None) -> Path:
     return target
 
 
-async def run_python(source: str, tmp_path: Path, deps: Path) -> Child:
-    """Run Python ``source`` with ``deps`` (websockets 13.1) first on the path."""
+async def run_python(source: str, tmp_path: Path, deps: Path,
+                     env: Mapping[str, str] | None = None) -> Child:
+    """Run Python ``source`` with ``deps`` (websockets 13.1) first on the path, in ``env``
+    (default: this process's environment; e.g. with ``SSL_CERT_FILE``)."""
     path = tmp_path / f"seed_{uuid.uuid4().hex[:8]}.py"
     path.write_text(source)
-    env = dict(os.environ, PYTHONPATH=str(deps), PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+    env = dict(os.environ if env is None else env, PYTHONPATH=str(deps), PYTHONUNBUFFERED="1",
+               PYTHONIOENCODING="utf-8")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(path), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, cwd=tmp_path, env=env,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -398,3 +400,144 @@ async def test_a_reset_stream_ends_only_its_own_subscriptions(tmp_path: Path) ->
                          20, "the reset stream's subscription is gone")
         await live.hub.publish("game:crash", {"n": 1})
         assert (await second.line())["data"] == {"n": 1}
+
+
+async def test_a_replaced_certificate_serves_new_connections_without_a_restart(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    def write(cert: TestCertificate) -> None:
+        (tmp_path / "cert.pem").write_bytes(
+            cert.certificate.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / "key.pem").write_bytes(cert.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+
+    def presented(conn: Any) -> bytes:
+        peer = conn._quic.tls._peer_certificate
+        return bytes(peer.public_bytes(serialization.Encoding.DER))
+
+    first, second = TestCertificate(), TestCertificate()
+    write(first)
+    settings = Settings(port=0, store=f"sqlite:///{tmp_path / 'hub.db'}", demo=False,
+                        webtransport=True, webtransport_port=0,
+                        tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"))
+    server = Server(settings, default_features)
+    await server.start()
+    try:
+        assert server.webtransport is not None and server.tls is not None
+        port = server.webtransport.port
+        async with wt_connect(port) as old:
+            assert presented(old) == first.der
+            write(second)
+            os.utime(tmp_path / "cert.pem", (1, 1))  # a changed mtime, whatever the clock
+            assert server.tls.check()
+            async with wt_connect(port) as new:
+                assert presented(new) == second.der
+                assert (await new.open("/wt/crash")).status == 200
+            assert (await old.open("/wt/crash")).status == 200  # the old one goes on
+    finally:
+        await server.stop()
+
+
+class FreezingUdpProxy(asyncio.DatagramProtocol):
+    """127.0.0.1 UDP relay to ``port`` for one client; while ``frozen`` it drops everything
+    (a peer that stops reading and acknowledging)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.frozen = False
+        self.client: Any = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.upstream: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=("127.0.0.1", 0))
+        proxy = self
+
+        class Upstream(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                if not proxy.frozen and proxy.transport is not None and proxy.client:
+                    proxy.transport.sendto(data, proxy.client)
+
+        self.upstream, _ = await loop.create_datagram_endpoint(
+            Upstream, remote_addr=self.target)
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.client = addr
+        if not self.frozen and self.upstream is not None:
+            self.upstream.sendto(data)
+
+    def close(self) -> None:
+        for t in (self.transport, self.upstream):
+            if t is not None:
+                t.close()
+
+
+async def test_a_native_stream_past_the_outbox_limit_is_closed_4000_and_resumes(
+        tmp_path: Path) -> None:
+    """A peer that stops acknowledging: the stream pauses, frames wait in the outbox, past
+    the limit the session closes with 4000 (delivered once the peer reads again); a resume
+    replays a backlog bigger than the limit page by page, without another cut."""
+    async with wt_server(tmp_path, outbox_limit=256 * 1024) as live:
+        proxy = FreezingUdpProxy(wt_port(live))
+        proxy_port = await proxy.start()
+        try:
+            async with wt_connect(proxy_port) as conn:
+                session, stream = await native_session(conn)
+                stream.send_line({"op": "subscribe", "channels": ["game:crash"]})
+                assert (await stream.line())["op"] == "subscribed"
+                await live.hub.publish("game:crash", {"n": 0})
+                token = (await stream.line())["token"]
+                proxy.frozen = True
+                await asyncio.gather(*(live.hub.publish("game:crash", {"n": n, "pad": "x" * 300})
+                                       for n in range(1, 1201)))
+                await wait_for(lambda: live.registry is not None
+                               and live.registry.slow_consumers == 1, "the 4000 cut")
+                proxy.frozen = False
+                info = await session.closed(timeout=60)
+                assert info is not None and info[0] == 4000
+        finally:
+            proxy.close()
+        async with wt_connect(wt_port(live)) as conn:
+            _, stream = await native_session(conn)
+            stream.send_line({"op": "subscribe", "channels": ["game:crash"], "since": token})
+            assert (await stream.line())["recovered"] is True
+            got = [(await stream.line())["data"]["n"] for _ in range(1200)]
+            assert got == list(range(1, 1201))
+            assert live.registry is not None and live.registry.slow_consumers == 1
+
+
+async def wait_for(pred: Any, what: str, timeout: float = 30.0) -> None:
+    from dialect_harness import wait_until
+    await wait_until(pred, timeout, what)
+
+
+
+
+async def test_server_pings_keep_an_idle_session_alive(tmp_path: Path) -> None:
+    """The client's QUIC idle timeout is 1.5 s and it sends nothing: the server's PING every
+    ping interval (0.5 s here) keeps the session through 3 quiet seconds."""
+    from aioquic.asyncio.client import connect
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+    from wtclient import WtConn
+
+    async with wt_server(tmp_path, ping_interval=0.5) as live:
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
+                                   max_datagram_frame_size=65536, idle_timeout=1.5)
+        config.verify_mode = ssl.CERT_NONE
+        async with connect("127.0.0.1", wt_port(live), configuration=config,
+                           create_protocol=WtConn) as conn:
+            assert isinstance(conn, WtConn)
+            conn.port = wt_port(live)
+            _, stream = await native_session(conn)
+            stream.send_line({"op": "subscribe", "channels": ["game:crash"]})
+            assert (await stream.line())["op"] == "subscribed"
+            await asyncio.sleep(3)
+            assert not conn.terminated.is_set()
+            await live.hub.publish("game:crash", {"n": 1})
+            assert (await stream.line())["data"] == {"n": 1}

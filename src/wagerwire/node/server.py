@@ -143,6 +143,7 @@ class Server:
     async def start(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
+        self.tls = build_tls(settings)  # first: a certificate that does not load stops here
         # The store's writer thread must get the GIL promptly while the loop is busy fanning
         # out, or every commit waits out the default 5 ms switch interval (measured: bench/).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -164,7 +165,7 @@ class Server:
         routes = StreamRoutes()
         routes.add("ws", "/v1/ws", NativeWsConnection.from_request)
         routes.add("sse", "/v1/sse", NativeSseConnection.from_request)
-        tls = self.tls = build_tls(settings)
+        tls = self.tls
         svc = self.services = Services(self.hub, time.time(), gate=self.gate, tls=tls)
         svc.connection_counts = self._connection_counts
         svc.slow_consumers = lambda: registry.slow_consumers
@@ -208,7 +209,7 @@ class Server:
         if settings.webtransport:
             await self._start_webtransport(registry)
             assert self.webtransport is not None
-            http.advertise_http3(self.webtransport.port)
+            self.advertise_http3(self.webtransport.port)
         self._tasks.append(loop.create_task(self._tick()))
         for feature in self.features:
             for source in feature.sources:
@@ -264,6 +265,12 @@ class Server:
                 key = conn.tally.key
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def advertise_http3(self, port: int | None) -> None:
+        """From now on REST responses carry ``Alt-Svc: h3=":<port>"; ma=86400`` (the
+        HTTP/3 + WebTransport listener's UDP port, once it is bound); None stops it."""
+        if self._http is not None:
+            self._http.advertise_http3(port)
 
     async def _tick(self) -> None:
         """One timer for every connection: pings, idle timeouts, SSE heartbeats."""

@@ -33,6 +33,7 @@ from types import FrameType
 
 from wagerwire.config import Settings
 from wagerwire.node.backends import FeaturesFactory, check_workers, with_readiness
+from wagerwire.tls import DevCertificateSource
 
 __all__ = ["Supervisor", "serve"]
 
@@ -122,10 +123,13 @@ class Supervisor:
         reserved = self._reserve_port()
         self.settings = dataclasses.replace(self.settings, port=reserved.getsockname()[1])
         shared_dir = None
-        if self.settings.tls_dev and not self.settings.tls_cert and not self.settings.tls_dev_dir:
-            # One generated certificate for all workers: they share its directory.
-            shared_dir = tempfile.mkdtemp(prefix="wagerwire-tls-dev-")
-            self.settings = dataclasses.replace(self.settings, tls_dev_dir=shared_dir)
+        if self.settings.tls_dev and not self.settings.tls_cert:
+            # One generated certificate for all workers: made here, in a directory they share
+            # (they poll it, so a rotation one of them makes reaches the others).
+            if not self.settings.tls_dev_dir:
+                shared_dir = tempfile.mkdtemp(prefix="wagerwire-tls-dev-")
+                self.settings = dataclasses.replace(self.settings, tls_dev_dir=shared_dir)
+            DevCertificateSource(self.settings.tls_dev_dir)
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         if self.settings.tls_cert or self.settings.tls_dev:

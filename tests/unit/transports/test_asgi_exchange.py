@@ -48,3 +48,30 @@ async def test_an_answer_without_length_is_chunked() -> None:
 async def test_an_answer_with_length_is_sent_as_it_is() -> None:
     written = await _answer("GET", 200, b"hello", [(b"content-length", b"5")])
     assert b"transfer-encoding" not in written and written.endswith(b"\r\n\r\nhello")
+
+
+async def test_alt_svc_line_is_added_when_given() -> None:
+    transport = _Transport()
+    line = b'alt-svc: h3=":4433"; ma=86400'
+    exchange = _AsgiExchange(HttpRequest("GET", "/x", b"", {}, []), transport,  # type: ignore[arg-type]
+                             line)
+    await exchange.send({"type": "http.response.start", "status": 200, "headers": []})
+    await exchange.send({"type": "http.response.body", "body": b"", "more_body": False})
+    assert line + b"\r\n" in bytes(transport.written)
+    assert b"alt-svc" not in await _answer("GET", 200, b"", [])
+
+
+async def test_front_door_precomputes_the_alt_svc_line() -> None:
+    import asyncio
+
+    from wagerwire.transports.http import HttpServerState, StreamRoutes
+
+    loop = asyncio.get_running_loop()
+    state = HttpServerState(None, StreamRoutes(), None, loop,  # type: ignore[arg-type]
+                            ("127.0.0.1", 0), tls=True, webtransport_port=4433)
+    assert state.alt_svc == b'alt-svc: h3=":4433"; ma=86400' and state.scheme == "https"
+    state.advertise_http3(None)
+    assert state.alt_svc == b""
+    plain = HttpServerState(None, StreamRoutes(), None, loop,  # type: ignore[arg-type]
+                            ("127.0.0.1", 0))
+    assert plain.alt_svc == b"" and plain.scheme == "http"
