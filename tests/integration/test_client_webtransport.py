@@ -179,6 +179,18 @@ async def test_the_datagram_lane_delivers_odds_with_offsets(tmp_path: Path) -> N
             c.datagrams_superseded
 
 
+async def test_a_lane_message_too_big_for_a_datagram_arrives_on_its_own_stream(
+    tmp_path: Path,
+) -> None:
+    async with wt_server(tmp_path) as live, client_for(live) as client:
+        sub = client.subscribe(["odds:soccer:epl"], lane="datagram")
+        await until_connected(sub)
+        big = {"price": 1.5, "book": "x" * 3000}  # over the 1,100-byte datagram bound
+        await client.publish("odds:soccer:epl", big)
+        (msg,) = await take(sub, 1)
+        assert msg.data == big and msg.offset == 1
+
+
 async def test_the_datagram_lane_is_for_live_odds_over_webtransport(tmp_path: Path) -> None:
     async with wt_server(tmp_path) as live, client_for(live) as client:
         with pytest.raises(RequestError, match="odds"):

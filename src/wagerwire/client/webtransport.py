@@ -39,7 +39,12 @@ import orjson
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DatagramReceived, DataReceived, HeadersReceived
+from aioquic.h3.events import (
+    DatagramReceived,
+    DataReceived,
+    HeadersReceived,
+    WebTransportStreamDataReceived,
+)
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionTerminated,
@@ -193,6 +198,7 @@ class _WtConnection(QuicConnectionProtocol):
         self.ended = False
         self._lines = LineReader(self.max_line)
         self._capsules = CapsuleReader()
+        self._uni: dict[int, bytearray] = {}  # lane payloads too big for a datagram
 
     # -- driver side -----------------------------------------------------------------------
 
@@ -246,6 +252,8 @@ class _WtConnection(QuicConnectionProtocol):
                 if h3_event.stream_id == self.session_id and not self.ended:
                     if self.inbox.qsize() < self.max_buffered:  # lossy by nature
                         self.inbox.put_nowait(_Datagram(h3_event.data))
+            elif isinstance(h3_event, WebTransportStreamDataReceived):
+                self._uni_data(h3_event)
             elif isinstance(h3_event, HeadersReceived) and h3_event.stream_id == self.session_id:
                 head = dict(h3_event.headers)
                 self.status = int(head.get(b":status", b"0") or 0)
@@ -257,6 +265,22 @@ class _WtConnection(QuicConnectionProtocol):
                     self._end(None, "session ended")
             elif isinstance(h3_event, DataReceived) and h3_event.stream_id == self.session_id:
                 self._session_data(h3_event.data, h3_event.stream_ended)
+
+    def _uni_data(self, event: WebTransportStreamDataReceived) -> None:
+        """A server-opened unidirectional stream: one lane message too big for a datagram
+        (its JSON, then FIN), handed on like a datagram."""
+        if event.session_id != self.session_id or self.ended:
+            return
+        buf = self._uni.setdefault(event.stream_id, bytearray())
+        if len(buf) + len(event.data) > self.max_line:
+            self._uni.pop(event.stream_id, None)
+            with contextlib.suppress(Exception):
+                self._quic.stop_stream(event.stream_id, 0)
+            return
+        buf += event.data
+        if event.stream_ended:
+            del self._uni[event.stream_id]
+            self.inbox.put_nowait(_Datagram(bytes(buf)))
 
     def _session_data(self, data: bytes, ended: bool) -> None:
         if self.status != 200:  # a refusal's JSON body
