@@ -175,17 +175,21 @@ async def sdk_subscribers(base: str, wt_port: int, n: int, transport: str,
             async for msg in sub:
                 receipts.add(msg.data)
 
-    subs = []
-    for _ in range(n):
-        sub = client.subscribe([CHANNEL], lane=lane)  # type: ignore[arg-type]
-        subs.append(sub)
-        task = asyncio.get_running_loop().create_task(reader(sub))
-        stack.callback(task.cancel)
-    deadline = time.monotonic() + 120
-    while not all(isinstance(s.state, Connected) for s in subs):
-        if time.monotonic() > deadline:
-            raise RuntimeError("SDK subscriptions did not all connect within 120 s")
-        await asyncio.sleep(0.2)
+    subs: list[Any] = []
+    for start in range(0, n, 50):  # in batches of 50, like the raw clients
+        for _ in range(min(50, n - start)):
+            sub = client.subscribe([CHANNEL], lane=lane)  # type: ignore[arg-type]
+            subs.append(sub)
+            task = asyncio.get_running_loop().create_task(reader(sub))
+            stack.callback(task.cancel)
+        deadline = time.monotonic() + 60
+        while not all(isinstance(s.state, Connected) for s in subs):
+            if time.monotonic() > deadline:
+                states: dict[str, int] = {}
+                for s in subs:
+                    states[repr(s.state)[:80]] = states.get(repr(s.state)[:80], 0) + 1
+                raise RuntimeError(f"SDK subscriptions not connected after 60 s: {states}")
+            await asyncio.sleep(0.1)
 
 
 def cpu_seconds(pid: int) -> float:
