@@ -15,14 +15,19 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 WAGERWIRE = [sys.executable, "-m", "wagerwire"]
-BANNER = re.compile(r"listening on (https?)://127\.0\.0\.1:(\d+)")
+BANNER = re.compile(r"listening on (https?)://[0-9.]+:(\d+)")
 
 
 class ServerProcess:
     """One ``wagerwire serve`` child process; restartable on the same store file."""
 
-    def __init__(self, workdir: Path, args: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, args: list[str] | None = None, *,
+                 host: str = "127.0.0.1", wrap: list[str] | None = None) -> None:
+        """``host``: the address it listens on and is reached at; ``wrap``: a command
+        prefix it runs under (``ip netns exec NS``: a host of its own)."""
         self.workdir = workdir
+        self.host = host
+        self.wrap = wrap or []
         self.db = workdir / "hub.db"
         self.args = args or []
         self.proc: subprocess.Popen[str] | None = None
@@ -32,15 +37,18 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"{'wss' if self.scheme == 'https' else 'ws'}://127.0.0.1:{self.port}"
+        return f"{'wss' if self.scheme == 'https' else 'ws'}://{self.host}:{self.port}"
 
     def start(self, port: int | None = None, timeout: float = 30.0) -> ServerProcess:
-        cmd = [*WAGERWIRE, "serve", "--port", str(port if port is not None else self.port),
-               "--store", f"sqlite:///{self.db}", *self.args]
+        cmd = [*self.wrap, *WAGERWIRE, "serve", "--port",
+               str(port if port is not None else self.port), "--store", f"sqlite:///{self.db}",
+               *self.args]
+        if self.host != "127.0.0.1":
+            cmd += ["--host", self.host]
         if not any(a.startswith("--demo") or a == "--no-demo" for a in self.args):
             cmd.append("--no-demo")
         if not any(a.endswith("anonymous-publish") for a in self.args):

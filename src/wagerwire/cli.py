@@ -1,4 +1,4 @@
-"""Command line: ``wagerwire serve | publish | channels``.
+"""Command line: ``wagerwire serve | publish | channels | keys | apps | tail | sources``.
 
 Thin on purpose: parse flags, set up logging, call into :mod:`wagerwire.node` or the REST API.
 """
@@ -33,7 +33,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
     p.add_argument("--store", help="history store URL (default sqlite:///wagerwire.db)")
-    p.add_argument("--broker", help="broker URL (default memory://, one process)")
+    p.add_argument("--broker", help="broker URL (default memory://, one process; "
+                   "redis://host:port/0 or redis+sentinel://host:port,…/service for many)")
     p.add_argument("--workers", type=int,
                    help="worker processes sharing the port, each with its own event loop "
                    "(default 1; more than 1 needs --broker redis://… and --store "
@@ -66,8 +67,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--stake-origins",
                    help="comma-separated Origin values the Stake WebSocket accepts "
                    "(exact, re:<regex> or *; default: the Stake dialect's own list)")
-    p.add_argument("--keys-db", help="SQLite file for API keys when the store is not SQLite "
-                   "(default: the store's own file)")
+    p.add_argument("--keys-db", help="SQLite file for API keys instead of the store's own "
+                   "database (default: the SQLite store's file, or PostgreSQL's tables: "
+                   "every node then shares the keys)")
     p.add_argument("--no-demo-keys", dest="demo_keys", action="store_const", const=False,
                    help="do not create the demo reader/publisher keys on first start")
     p.add_argument("--max-body-bytes", type=int,
@@ -94,6 +96,13 @@ def _serve_parser(sub: Any) -> None:
                    "(off by default: any web page could publish into this hub)")
     p.add_argument("--no-anonymous-publish", dest="anonymous_publish", action="store_const",
                    const=False, help="refuse publishing without a publisher key (default)")
+    p.add_argument("--node-id", help="this node's name on the dashboard and in /metrics "
+                   "(default: host:port-pid)")
+    p.add_argument("--pusher-max-connections", type=int,
+                   help="Pusher connections this node accepts; beyond, close 4100 "
+                   "(default 0: no limit)")
+    p.add_argument("--connector-checkpoint", type=float,
+                   help="seconds between saves of each upstream connector's position (1.0)")
     p.add_argument("--webtransport", dest="webtransport", action="store_const", const=True,
                    help="also serve WebTransport (HTTP/3, UDP): /wt, /wt/{game}, /v1/wt")
     p.add_argument("--webtransport-port", type=int,
@@ -134,11 +143,12 @@ def _client_parser(sub: Any) -> None:
 def _keys_parser(sub: Any) -> None:
     k = sub.add_parser(
         "keys", help="create, list and revoke API keys",
-        description="Manage API keys in the configured database (works with the server "
-        "stopped; a running server sees revocations within seconds).",
+        description="Manage API keys in the store's database (SQLite file, or PostgreSQL: "
+        "then every node shares them). Works with the servers stopped; running servers "
+        "close a revoked key's streams at once (PostgreSQL) or within seconds (SQLite).",
     )
     k.add_argument("--store", help="store URL whose database holds the keys")
-    k.add_argument("--keys-db", help="SQLite file for keys when the store is not SQLite")
+    k.add_argument("--keys-db", help="SQLite file for keys instead of the store's database")
     k.add_argument("--config", help="TOML config file")
     ks = k.add_subparsers(dest="keys_command", required=True)
     c = ks.add_parser("create", help="create a key (printed once)")
@@ -155,15 +165,18 @@ def _keys_parser(sub: Any) -> None:
         "--json", action="store_true", help="print JSON")
     r = ks.add_parser("revoke", help="revoke a key by id")
     r.add_argument("id", help="key id (the part after ww_)")
+    i = ks.add_parser("import", help="copy keys, signing keys and stored apps of a SQLite "
+                      "keys file into the PostgreSQL store (those not there yet)")
+    i.add_argument("file", help="SQLite file, e.g. wagerwire-keys.db")
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from wagerwire.auth.keys import KeyStore
     from wagerwire.auth.plans import parse_plans
+    from wagerwire.node.backends import build_keystore
 
     settings = load_settings({"store": args.store, "keys_db": args.keys_db},
                              config_file=args.config)
-    store = KeyStore(settings.keys_path())
+    store = build_keystore(settings)
     try:
         if args.keys_command == "create":
             plans = parse_plans(settings.plans)
@@ -179,6 +192,8 @@ def _keys(args: argparse.Namespace) -> int:
                 print(f"created key {record.id} ({args.role}, plan {args.plan}"
                       f"{', user ' + args.user if args.user else ''}):\n{key}\n"
                       "store it now: it is not shown again")
+        elif args.keys_command == "import":
+            return _import_keys(store, args.file)
         elif args.keys_command == "list":
             records = [r.public() for r in store.list()]
             if args.json:
@@ -197,19 +212,51 @@ def _keys(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _import_keys(store: Any, path: str) -> int:
+    from wagerwire.auth.keys import KeyStore
+
+    if not hasattr(store, "import_rows"):
+        print("wagerwire: keys import copies into a PostgreSQL store: give --store "
+              "postgresql://…", file=sys.stderr)
+        return 2
+    if not os.path.exists(path):
+        print(f"wagerwire: no file {path}", file=sys.stderr)
+        return 2
+    source = KeyStore(path)
+    try:
+        keys, signing, apps = store.import_rows(*source.export_rows())
+    finally:
+        source.close()
+    print(f"imported {keys} key(s), {signing} signing key(s), {apps} app(s)")
+    return 0
+
+
 def _apps_parser(sub: Any) -> None:
     a = sub.add_parser(
-        "apps", help="Pusher apps: make a new app's credentials, list the configured ones",
-        description="Pusher apps live in the config ([pusher_apps.ID] tables). `new` prints "
-        "a table with a random key and secret to paste there; `list` shows the configured "
-        "apps (never their secrets).",
+        "apps", help="Pusher apps: create, list and delete apps, or print a config table",
+        description="Pusher apps come from the config ([pusher_apps.ID] tables) and from the "
+        "key store (`create`: in the store's database, shared by every node when it is "
+        "PostgreSQL; running servers pick new apps up within seconds). `new` prints a "
+        "table with a random key and secret to paste in the config; `list` shows both kinds "
+        "(never their secrets).",
     )
     a.add_argument("--config", help="TOML config file")
+    a.add_argument("--store", help="store URL whose database holds the apps")
+    a.add_argument("--keys-db", help="SQLite file for keys and apps instead of the store's")
     s = a.add_subparsers(dest="apps_command", required=True)
     n = s.add_parser("new", help="print a [pusher_apps.ID] table with a new key and secret")
     n.add_argument("app_id", help="app id: 1-40 of [a-z0-9_.-] (part of hub channel names)")
     n.add_argument("--json", action="store_true", help='print {"app_id","key","secret"}')
-    s.add_parser("list", help="list the configured apps").add_argument(
+    c = s.add_parser("create", help="store a new app (key and secret printed once)")
+    c.add_argument("app_id", help="app id: 1-40 of [a-z0-9_.-] (part of hub channel names)")
+    c.add_argument("--plan", default="open", help="wagerwire plan of its connections")
+    c.add_argument("--no-client-events", dest="client_events", action="store_false",
+                   help="refuse client-* events")
+    c.add_argument("--webhook-url", help="where webhook batches are POSTed")
+    c.add_argument("--json", action="store_true", help='print {"app_id","key","secret"}')
+    d = s.add_parser("delete", help="delete a stored app")
+    d.add_argument("app_id")
+    s.add_parser("list", help="list the configured and stored apps").add_argument(
         "--json", action="store_true", help="print JSON")
 
 
@@ -217,22 +264,74 @@ def _apps(args: argparse.Namespace) -> int:
     from wagerwire.dialects.pusher_apps import apps_from_config, new_app
     from wagerwire.dialects.pusher_names import valid_app_id
 
+    if args.apps_command in ("new", "create") and not valid_app_id(args.app_id):
+        print("wagerwire: app id must be 1-40 characters of [a-z0-9_.-]", file=sys.stderr)
+        return 2
     if args.apps_command == "new":
-        if not valid_app_id(args.app_id):
-            print("wagerwire: app id must be 1-40 characters of [a-z0-9_.-]", file=sys.stderr)
-            return 2
         app = new_app(args.app_id)
         if args.json:
             print(json.dumps({"app_id": app.app_id, "key": app.key, "secret": app.secret}))
         else:
             print(f'[pusher_apps.{app.app_id}]\nkey = "{app.key}"\nsecret = "{app.secret}"')
         return 0
-    apps = apps_from_config(load_settings(config_file=args.config).pusher_apps)
+    settings = load_settings({"store": args.store, "keys_db": args.keys_db},
+                             config_file=args.config)
+    if args.apps_command in ("create", "delete"):
+        return _stored_apps(args, settings)
+    listed: list[dict[str, Any]] = [{"app_id": a.app_id, "key": a.key}
+                                    for a in apps_from_config(settings.pusher_apps)]
+    if _has_keystore(settings):
+        from wagerwire.node.backends import build_keystore
+
+        store = build_keystore(settings)
+        try:
+            listed += [{"app_id": r.app_id, "key": r.key, "stored": True}
+                       for r in store.apps() if not r.builtin]
+        finally:
+            store.close()
     if args.json:
-        print(json.dumps([{"app_id": a.app_id, "key": a.key} for a in apps]))
-    for app in [] if args.json else apps:
-        print(f"{app.app_id:20} key {app.key}")
+        print(json.dumps(listed))
+    for item in [] if args.json else listed:
+        print(f"{item['app_id']:20} key {item['key']}"
+              f"{'  (stored)' if item.get('stored') else ''}")
     return 0
+
+
+def _has_keystore(settings: Any) -> bool:
+    """Whether there is a key store to read (a SQLite file is not created just to list)."""
+    if settings.store.startswith(("postgresql:", "postgres:")) and not settings.keys_db:
+        return True
+    return os.path.exists(settings.keys_path())
+
+
+def _stored_apps(args: argparse.Namespace, settings: Any) -> int:
+    from wagerwire.auth.keys import AppRecord
+    from wagerwire.dialects.pusher_apps import new_app
+    from wagerwire.node.backends import build_keystore
+
+    store = build_keystore(settings)
+    try:
+        if args.apps_command == "delete":
+            if not store.delete_app(args.app_id):
+                print(f"wagerwire: no stored app {args.app_id}", file=sys.stderr)
+                return 1
+            print(f"deleted app {args.app_id}")
+            return 0
+        if args.webhook_url and not args.webhook_url.startswith(("http://", "https://")):
+            print("wagerwire: --webhook-url must be an http(s) URL", file=sys.stderr)
+            return 2
+        made = new_app(args.app_id)
+        record = store.create_app(AppRecord(made.app_id, made.key, made.secret, args.plan,
+                                            args.client_events, webhook_url=args.webhook_url))
+        if args.json:
+            print(json.dumps({"app_id": record.app_id, "key": record.key,
+                              "secret": record.secret}))
+        else:
+            print(f"created app {record.app_id}: key {record.key} secret {record.secret}\n"
+                  "store the secret now: `apps list` never shows it")
+        return 0
+    finally:
+        store.close()
 
 
 def _tail_parser(sub: Any) -> None:
@@ -283,12 +382,72 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_parser(sub)
     _apps_parser(sub)
     _tail_parser(sub)
+    _sources_parser(sub)
     return parser
 
 
-def _request(url: str, key: str | None, body: Any = None) -> Any:
+def _sources_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "sources", help="list, add or remove upstream sources of a running node",
+        description="Upstream connectors of a running node, through its admin REST route "
+                    "(/v1/sources; an admin key is needed).")
+    s.add_argument("--url", default=os.environ.get("WAGERWIRE_URL", DEFAULT_URL),
+                   help=f"hub base URL (default $WAGERWIRE_URL or {DEFAULT_URL})")
+    s.add_argument("--key", default=os.environ.get("WAGERWIRE_KEY"),
+                   help="admin API key (default $WAGERWIRE_KEY)")
+    ss = s.add_subparsers(dest="sources_command", required=True)
+    ls = ss.add_parser("list", help="every source with its health")
+    ls.add_argument("--json", action="store_true", help="print the raw JSON")
+    a = ss.add_parser("add", help="start a source (until the node stops)")
+    a.add_argument("name", help="1-40 of [a-z0-9_.-]")
+    a.add_argument("source_url", metavar="URL", help="the upstream's base URL")
+    a.add_argument("--dialect", required=True, help="native, trackersino, datastream, …")
+    a.add_argument("--credentials", help="upstream API key / token")
+    a.add_argument("--subscribe", action="append", default=[], metavar="WHAT",
+                   help="a subscription (repeatable), e.g. 'game:*' or 'stake-crash'")
+    a.add_argument("--group", default="", help="failover group (same data, deduplicated)")
+    a.add_argument("--start", choices=["earliest", "latest"], default="earliest")
+    a.add_argument("--option", action="append", default=[], metavar="K=V",
+                   help="a dialect option (repeatable); V is parsed as JSON when it can be")
+    r = ss.add_parser("remove", help="stop a source")
+    r.add_argument("name")
+
+
+def _sources(args: argparse.Namespace) -> int:
+    base = args.url.rstrip("/") + "/v1/sources"
+    if args.sources_command == "list":
+        result = _request(base, args.key)
+        if args.json:
+            print(json.dumps(result))
+            return 0
+        for src in result["sources"]:
+            h = src["health"]
+            print(f"{src['name']:20} {src['dialect']:15} {h['state']:12} msgs {h['messages']:>8}"
+                  f"  gaps {h['gaps_found']}/{h['gaps_filled']}/{h['gaps_unfillable']}"
+                  f"  {h['error'] or ''}")
+        return 0
+    if args.sources_command == "remove":
+        print(json.dumps(_request(f"{base}/{args.name}", args.key, method="DELETE")))
+        return 0
+    options: dict[str, Any] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"wagerwire: --option {item!r} is not K=V")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    body = {"name": args.name, "url": args.source_url, "dialect": args.dialect,
+            "credentials": args.credentials, "subscriptions": args.subscribe,
+            "group": args.group, "start": args.start, "options": options}
+    print(json.dumps(_request(base, args.key, body)))
+    return 0
+
+
+def _request(url: str, key: str | None, body: Any = None, method: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
     req.add_header("Content-Type", "application/json")
     if key:
         req.add_header("Authorization", f"Bearer {key}")
@@ -328,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys(args)
         if args.command == "apps":
             return _apps(args)
+        if args.command == "sources":
+            return _sources(args)
         if args.command == "tail":
             from wagerwire.client import tail
 

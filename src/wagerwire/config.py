@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from wagerwire.core.conflation import PolicyTable
 from wagerwire.core.store import RetentionRule
 from wagerwire.errors import BadParameter
 
@@ -56,6 +57,9 @@ class Settings:
     retention_count: int = 100_000
     retention_age: float = 7 * 24 * 3600.0
     retention: list[RetentionRule] = field(default_factory=list)
+    # [[channel_policies]] pattern, policy = "disconnect" | "conflate", key, lifecycle;
+    # tried before the default (odds:* conflates by event+bookmaker+market+selection_id)
+    channel_policies: list[dict[str, Any]] = field(default_factory=list)
     workers: int = 1  # worker processes on one port (SO_REUSEPORT); > 1 needs Redis
     auth: str = "open"
     anonymous_publish: bool = False  # open mode: may clients without a key publish?
@@ -64,18 +68,23 @@ class Settings:
     demo_keys: bool = True
     plans: dict[str, Any] = field(default_factory=dict)
     pusher_apps: dict[str, Any] = field(default_factory=dict)  # [pusher_apps.ID] key, secret
+    pusher_max_connections: int = 0  # this node's Pusher connections; beyond: 4100 (0: none)
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
+    sources: list[dict[str, Any]] = field(default_factory=list)  # [[sources]]: connectors
+    connector_checkpoint: float = 1.0  # seconds between saves of a connector's position
     # TLS on the TCP listener (https://, wss://); TOML may group them as [tls] cert = … .
     tls_cert: str = ""  # PEM certificate chain (leaf first); may also hold the key
     tls_key: str = ""  # PEM private key, unencrypted
     tls_dev: bool = False  # a generated ECDSA P-256 certificate (≤ 14 days, rotated)
     tls_dev_dir: str = ""  # where the dev certificate lives ("" = a temporary directory)
     tls_reload_interval: float = 5.0  # seconds between checks of the certificate files
+    node_id: str = ""  # this node's name on the dashboard and /metrics ("" = host:port-pid)
     webtransport: bool = False  # HTTP/3 + WebTransport listener on UDP (needs a certificate)
     webtransport_port: int = 4433  # its UDP port (0 = any free); advertised in Alt-Svc
 
     def keys_path(self) -> str:
-        """Where API keys live: the SQLite store's file, else ``keys_db``."""
+        """The SQLite file of API keys when they are not in PostgreSQL: ``keys_db``, else
+        the SQLite store's file (``node/backends.build_keystore`` decides)."""
         if self.keys_db:
             return self.keys_db
         if self.store.startswith("sqlite:"):
@@ -83,8 +92,11 @@ class Settings:
         return "wagerwire-keys.db"
 
     def retention_rules(self) -> list[RetentionRule]:
-        """Configured rules, then the default rule for every other channel."""
-        return [*self.retention, RetentionRule("*", self.retention_count, self.retention_age)]
+        """Configured rules, then the connectors' checkpoints (the last 1,000 are plenty),
+        then the default rule for every other channel."""
+        return [*self.retention,
+                RetentionRule("connector:*", 1000, None),  # connectors' saved positions
+                RetentionRule("*", self.retention_count, self.retention_age)]
 
 
 def store_path(url: str) -> str:
@@ -143,14 +155,33 @@ def _retention(raw: Any) -> list[RetentionRule]:
 
 
 def _pusher_apps(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):  # WAGERWIRE_PUSHER_APPS='{"42": {"key": …, "secret": …}}'
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise BadParameter(f"pusher_apps is not JSON: {exc}") from exc
+    value = _from_json("pusher_apps", value)  # WAGERWIRE_PUSHER_APPS='{"42": {"key": …}}'
     if not isinstance(value, Mapping):
         raise BadParameter("pusher_apps must be a table of [pusher_apps.ID] tables")
     return dict(value)
+
+
+def _from_json(key: str, value: Any) -> Any:
+    """A table given as JSON text (an environment variable) is parsed; anything else is kept."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadParameter(f"{key} is not JSON: {exc}") from exc
+
+
+def _channel_policies(value: Any) -> list[dict[str, Any]]:
+    value = _from_json("channel_policies", value)  # WAGERWIRE_CHANNEL_POLICIES='[{"pattern": …}]'
+    PolicyTable.parse(value)  # refuse a bad policy at start-up
+    return list(value)
+
+
+def _sources(value: Any) -> list[dict[str, Any]]:
+    value = _from_json("sources", value)  # WAGERWIRE_SOURCES='[{"name": …, "url": …}]'
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise BadParameter("sources must be a list of [[sources]] tables")
+    return [dict(v) for v in value]
 
 
 def _plans(key: str, value: Any) -> dict[str, Any]:
@@ -164,6 +195,8 @@ _STRUCTURED: dict[str, Callable[[str, Any], Any]] = {
     "plans": _plans,
     "pusher_apps": lambda key, value: _pusher_apps(value),
     "stake_origins": lambda key, value: _string_list(key, value),
+    "channel_policies": lambda key, value: _channel_policies(value),
+    "sources": lambda key, value: _sources(value),
 }
 """Settings that are tables or lists, each with its own parser."""
 
@@ -173,7 +206,7 @@ _POSITIVE = ("max_channels", "max_message_bytes", "max_body_bytes", "header_time
              "ping_interval", "pong_timeout", "sse_heartbeat", "idempotency_window",
              "idempotency_window_bytes", "parse_cache_bytes",
              "retention_count", "retention_age", "token_ttl", "demo_speed",
-             "tls_reload_interval")
+             "tls_reload_interval", "connector_checkpoint")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -182,6 +215,8 @@ def _check_ranges(settings: Settings) -> None:
         value = getattr(settings, name)
         if value <= 0:
             raise BadParameter(f"setting {name} must be greater than 0, got {value}")
+    if settings.pusher_max_connections < 0:
+        raise BadParameter("pusher_max_connections must be >= 0 (0: no limit)")
     if settings.log_level.lower() not in _LOG_LEVELS:
         raise BadParameter(
             f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, "

@@ -23,7 +23,8 @@ Tree::
     │   └── RateLimited            a limit tripped; ``retry_after`` seconds tells when to retry
     └── ServerError                our fault or our dependency's
         ├── Unavailable            store/broker down or the server is shutting down
-        │   └── LimitsUnavailable  the plan limits' backend (Redis) cannot answer
+        │   ├── LimitsUnavailable  the plan limits' backend (Redis) cannot answer
+        │   └── StoreUnavailable   the durable store (PostgreSQL) cannot be reached
         └── InternalError          a bug; logged with a traceback
 
 ``ERROR_CODES`` is the table the README's error section is generated from.
@@ -54,6 +55,7 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "ServerError",
+    "StoreUnavailable",
     "TooManyChannels",
     "Unauthorized",
     "Unavailable",
@@ -216,6 +218,14 @@ class LimitsUnavailable(Unavailable):
     code = "limits_unavailable"
 
 
+class StoreUnavailable(Unavailable):
+    """The durable store (PostgreSQL) cannot be reached (restarting, network): a publish is
+    refused and was not acknowledged, so retry it (with an idempotency key it is safe); the
+    store reconnects by itself."""
+
+    code = "store_unavailable"
+
+
 class InternalError(ServerError):
     code = "internal"
     status = 500
@@ -243,6 +253,8 @@ _MEANINGS: dict[type[WagerwireError], str] = {
     RateLimited: "a rate, quota or concurrency limit tripped; see Retry-After",
     Unavailable: "store or broker unavailable, or the server is shutting down",
     LimitsUnavailable: "plan limits cannot be checked (their Redis is unreachable); retry",
+    StoreUnavailable: "the durable store (PostgreSQL) is unreachable: nothing was "
+                      "acknowledged; retry, it reconnects by itself",
     InternalError: "unexpected server error (a bug; it is logged)",
 }
 

@@ -5,7 +5,7 @@ Two formats: ``plain`` (one human line) and ``json`` (one JSON object per line: 
 ``conn_id``, ``request_id``, ``method``, ``path``, ``status``, ``duration_ms``).
 
 No secret reaches a log line: every record goes through :class:`RedactSecrets`, which masks
-API keys (``ww_<id>_<secret>``), stream tokens (``wwt1.…``), ``Bearer`` credentials and the
+API keys (``ww_<id>_<secret>``, ``os_live_<id>_<secret>``), stream tokens (``wwt1.…``), ``Bearer`` credentials and the
 values of secret-named query parameters, in the message and in every extra field. Code
 should not log secrets in the first place (the access log drops query values it does not
 know); this is the net under it.
@@ -26,7 +26,7 @@ __all__ = ["FORMATS", "JsonFormatter", "RedactSecrets", "redact", "setup_logging
 FORMATS = ("plain", "json")
 
 _SECRET = re.compile(
-    r"(ww_[A-Za-z0-9]+_)[A-Za-z0-9_\-]+"                    # API key: keep the id part
+    r"((?:ww|os_live)_[A-Za-z0-9]+_)[A-Za-z0-9_\-]+"         # API key: keep the id part
     r"|wwt1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"  # stream token
     r"|((?:bearer|basic)\s+)\S+"                              # Authorization values
     r"|((?:token|key|api_key|apikey|secret|signature|auth|password|access_token)=)[^&\s\"']+",

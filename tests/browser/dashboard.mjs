@@ -179,10 +179,20 @@ try {
     && p99(server.durable) > 0 && p99(server.durable) < 5000
     && /ws [1-9]/.test(server.transports) && server.rates.every(([, r]) => r > 0), server);
 
+  // The nodes of the hub (one here), from the heartbeats in the store: id, state, backends.
+  await page.waitForFunction(() => document.querySelectorAll('#nodes tbody tr').length > 0, null, { timeout: 30000 });
+  const nodes = await page.evaluate(() => Array.from(document.querySelectorAll('#nodes tbody tr')).map((r) => ({
+    state: r.dataset.state, cells: Array.from(r.cells).map((c) => c.textContent),
+  })));
+  check('hub_nodes', nodes.length === 1 && nodes[0].state === 'up' && nodes[0].cells[0].includes('(this page)')
+    && nodes[0].cells[3] === 'memory ok' && nodes[0].cells[4] === 'sqlite ok', nodes);
+
   // -- keyboard: every control is reachable with Tab and shows a focus ring -----------------
   await page.focus('a.skip');
   const tabbed = [];
-  for (let i = 0; i < 24; i++) {
+  // two tab stops per game card, then the game select and verify: up to 80 presses (the demo
+  // catalog has 12 games), stopping once the last control was reached
+  for (let i = 0; i < 80 && !tabbed.some((t) => t.startsWith('button#verify-latest')); i++) {
     await page.keyboard.press('Tab');
     tabbed.push(await page.evaluate(() => {
       const a = document.activeElement;

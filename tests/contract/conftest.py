@@ -2,7 +2,9 @@
 
 A store factory opens a fresh store (``await store_factory()``), reopens the database of the
 last one (``reopen=True``) and can simulate an outage of that database (``outage()``). A broker
-factory returns a started broker. A limits factory returns one node's view of one shared set
+factory returns a started broker. A key store factory returns one node's view of one shared key store (``keystore_factory()``;
+every call is another node, or the CLI); ``pushes`` says whether the backend notifies the
+other nodes of changes (PostgreSQL) or leaves them to poll (SQLite). A limits factory returns one node's view of one shared set
 of plan limits (``await limits_factory(slot_ttl_s=…)``; every call is another node) and, where
 the backend can fail, limits whose backend is down (``unavailable()``). Every store, broker
 and limits made is closed at teardown.
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from servers import PostgresServer, RedisServer, postgres_server, redis_server
+from wagerwire.auth.keys import KeyBackend, KeyStore
 from wagerwire.auth.limits import SLOT_TTL_S, Limits, LocalLimits
 from wagerwire.brokers.memory import MemoryBroker
 from wagerwire.core.broker import BrokerHandler
@@ -28,6 +31,7 @@ from wagerwire.core.store import RetentionRule
 from wagerwire.stores.sqlite import SqliteStore
 
 __all__ = [
+    "KeyStoreFactory",
     "LocalLimitsFactory",
     "MemoryBrokerFactory",
     "PostgresStoreFactory",
@@ -271,3 +275,37 @@ async def limits_factory(
         factory = LocalLimitsFactory()
     yield factory
     await factory.aclose()
+
+
+class KeyStoreFactory:
+    """Nodes' views of one shared key store: one SQLite file, or one PostgreSQL schema."""
+
+    def __init__(self, pushes: bool, make: Any) -> None:
+        self.pushes = pushes
+        self._make = make
+        self._made: list[KeyBackend] = []
+
+    def __call__(self) -> KeyBackend:
+        store: KeyBackend = self._make()
+        self._made.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self._made:
+            store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def keystore_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    factory: KeyStoreFactory
+    if request.param == "postgres":
+        from wagerwire.stores.pg_keys import PgKeyStore
+
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        schema = f"k_{uuid.uuid4().hex[:12]}"
+        factory = KeyStoreFactory(True, lambda: PgKeyStore(server.url(), schema))
+    else:
+        path = str(tmp_path / "keys.db")
+        factory = KeyStoreFactory(False, lambda: KeyStore(path))
+    yield factory
+    factory.close()

@@ -122,6 +122,17 @@ async def test_daily_quota_counts_uses_until_the_next_utc_day(
     assert await node_a.take_daily("other", 3) == 0.0
 
 
+async def test_a_credential_is_spent_once_on_every_node_for_its_ttl(
+    limits_factory: LimitsFactory,
+) -> None:
+    node_a, node_b = await limits_factory(), await limits_factory()
+    assert await node_a.spend_once("tok", 0.5) is True
+    assert await node_b.spend_once("tok", 0.5) is False
+    assert await node_a.spend_once("other", 0.5) is True
+    await asyncio.sleep(0.7)
+    assert await node_b.spend_once("tok", 0.5) is True  # forgotten after its TTL
+
+
 # --------------------------------------------------------------------------- failure
 
 
@@ -134,7 +145,7 @@ async def test_a_backend_that_cannot_answer_raises_limits_unavailable(
     calls: list[Any] = [
         limits.acquire_stream("k", 1), limits.renew_streams([("k", "s")]),
         limits.release_streams([("k", "s")]), limits.take_rate("k", 60),
-        limits.take_daily("k", 3),
+        limits.take_daily("k", 3), limits.spend_once("k", 1.0),
     ]
     for call in calls:
         with pytest.raises(LimitsUnavailable) as info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -10,7 +11,7 @@ from typing import Protocol
 import pytest
 
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionRule, Store
+from wagerwire.core.store import ChannelInfo, RetentionRule, Store, append_soon
 from wagerwire.errors import Unavailable
 
 
@@ -238,6 +239,45 @@ async def test_a_hole_fails_only_its_append_in_a_batch(store_factory: StoreFacto
                                           type(None)]
     assert offsets(await store.read("a", 0, 10)) == [1, 2, 3]
     assert await store.positions() == {"a": Position("ep1", 3), "b": Position("ep1", 1)}
+
+
+async def test_append_soon_reports_each_outcome_in_queue_order(
+    store_factory: StoreFactory,
+) -> None:
+    """The hub's path (``core.store.AppendSoon``): one callback per append, in queue order,
+    a hole refused on its own; a callback that raises does not stop the others."""
+    store = await store_factory()
+    assert hasattr(store, "append_soon")  # every backend offers it (no task per append)
+    heard: list[tuple[int, type[BaseException] | None]] = []
+    everything = asyncio.get_running_loop().create_future()
+    batch = [msg("a", 1), msg("a", 2), msg("a", 5), msg("a", 3), msg("b", 1)]
+
+    def done(m: Message, error: BaseException | None) -> None:
+        heard.append((m.offset, None if error is None else type(error)))
+        if len(heard) == len(batch):
+            everything.set_result(None)
+        if m.channel == "b":
+            raise RuntimeError("a caller's bug")
+
+    for m in [batch[4], *batch[:4]]:
+        append_soon(store, m, functools.partial(done, m))
+    await asyncio.wait_for(everything, 30)
+    assert heard == [(1, None), (1, None), (2, None), (5, Unavailable), (3, None)]
+    assert offsets(await store.read("a", 0, 10)) == [1, 2, 3]
+    await store.append(msg("b", 2))  # the writer carries on after the raising callback
+    assert await store.positions() == {"a": Position("ep1", 3), "b": Position("ep1", 2)}
+
+
+async def test_append_soon_on_a_closed_store_raises_at_once(
+    store_factory: StoreFactory,
+) -> None:
+    store = await store_factory()
+    await store.close()
+    heard: list[BaseException | None] = []
+    with pytest.raises(Unavailable):
+        append_soon(store, msg("a", 1), heard.append)
+    await asyncio.sleep(0.05)
+    assert heard == []
 
 
 async def test_a_new_epoch_restarts_the_channel(store_factory: StoreFactory) -> None:

@@ -167,7 +167,7 @@ def test_dashboard_in_chromium(server_factory: Any) -> None:
     for name in ("page_served", "connected", "rounds_update", "crash_chips_coloured",
                  "double_colours", "slot_reels", "histogram_and_stats", "verify_valid",
                  "events_listed", "odds_best_highlighted", "implied_probabilities",
-                 "arbitrage_flag_consistent", "hub_panel", "hub_server_panel",
+                 "arbitrage_flag_consistent", "hub_panel", "hub_server_panel", "hub_nodes",
                  "keyboard_navigation",
                  "phone_no_horizontal_scroll", "no_console_errors", "no_foreign_requests",
                  "shows_reconnecting", "reconnect_countdown", "resumed_after_restart",

@@ -582,3 +582,50 @@ try {{
             assert {"goal": "batched"} in lines_json(lines)
         finally:
             await sub.stop()
+
+
+async def test_quota_4004_disabled_4003_and_capacity_4100(tmp_path: Any) -> None:
+    """4004 (the app's ``max_connections``) and 4003 (a disabled app) leave pusher-js
+    disconnected; 4100 (the node's ``pusher_max_connections``) makes it retry after a
+    back-off, and it connects once there is room."""
+    apps = {APP_ID: {"key": KEY, "secret": SECRET, "max_connections": 1},
+            "off": {"key": "offkey", "secret": "s", "enabled": False},
+            "cap": {"key": "capkey", "secret": "s"}}
+    async with running_server(tmp_path, pusher_apps=apps, pusher_max_connections=2) as server:
+        base = f"ws://127.0.0.1:{server.port}/app/"
+
+        async def refused(key: str) -> int:
+            async with connect(base + key + "?protocol=7") as ws:
+                err = json.loads(await ws.recv())
+                assert err["event"] == "pusher:error"
+                await ws.wait_closed()
+                assert ws.close_code == err["data"]["code"]
+                return int(ws.close_code)
+
+        async with connect(base + KEY + "?protocol=7") as first:  # the app's one connection
+            assert json.loads(await first.recv())["event"] == "pusher:connection_established"
+            assert await refused(KEY) == 4004
+            assert await refused("offkey") == 4003
+            child = await run_node(client_js(server.port, "", key=KEY))
+            try:
+                lines = await child.wait_lines(
+                    lambda ls: any('"disconnected"' in x or '"failed"' in x for x in ls),
+                    what="4004 refusal")
+                assert any(e and e.get("code") == 4004
+                           for e in (x.get("error") for x in lines_json(lines) if "error" in x))
+                await asyncio.sleep(2)
+                assert not any('"connected"' in x for x in child.lines)  # no retry
+            finally:
+                await child.stop()
+            async with connect(base + "capkey?protocol=7") as second:  # the node is full now
+                await second.recv()
+                assert await refused("capkey") == 4100
+                child = await run_node(client_js(server.port, "", key="capkey"))
+                try:
+                    await child.wait_lines(lambda ls: any("4100" in x for x in ls),
+                                           what="4100 refusal")
+                    await second.close()  # room again: pusher-js's retry gets in
+                    await child.wait_lines(lambda ls: any('"connected"' in x for x in ls),
+                                           what="reconnected after the back-off")
+                finally:
+                    await child.stop()

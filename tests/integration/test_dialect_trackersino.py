@@ -127,6 +127,32 @@ async def test_frames_have_exactly_the_seed_fields(tmp_path: Path) -> None:
                 await asyncio.wait_for(two.recv(), 0.3)
 
 
+NEW_GAMES = ["duel-crash", "shuffle-crash", "stake-slide", "roobet-slide", "duel-slide",
+             "shuffle-slide"]  # the page's other games (Slide slugs inferred)
+
+
+async def test_every_game_the_page_names_streams_and_backfills(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as server:
+        rounds = Rounds(server)
+        base = f"ws://127.0.0.1:{server.port}/v1-beta/stream"
+        auth = {"Authorization": f"Bearer {server.key('key-reader')}"}
+        async with connect(base + "?games=" + ",".join(NEW_GAMES),
+                           additional_headers=auth) as chosen, \
+                connect(base, additional_headers=auth) as every:
+            await subscribed(server, "game:shuffle-slide", 2)
+            sent = [data for slug in NEW_GAMES for data in await rounds.publish(slug)]
+            for ws in (chosen, every):
+                got = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in sent]
+                for data, frame in zip(sent, got, strict=True):
+                    check_frame(frame, data)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            for data in sent:
+                r = await http.get(f"/v1-beta/games/{data['game_slug']}/rounds", headers=auth)
+                assert r.status_code == 200, r.text
+                (frame,) = r.json()
+                check_frame(frame, data)
+
+
 async def test_big_round_index_stays_an_exact_integer(tmp_path: Path) -> None:
     async with running_server(tmp_path) as server:
         data = Rounds(server).sims["stake-crash"].round_at(956100250495943837, 1_780_000_000_000)

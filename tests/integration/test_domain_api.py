@@ -20,9 +20,10 @@ import pytest
 
 from serverproc import ServerProcess
 from wagerwire.errors import ERROR_CODES
+from wagerwire.sources.casino import demo_games
 
 DOCUMENTED = {spec.code: spec.status for spec in ERROR_CODES}
-DEMO_SLUGS = {"crash", "double", "slot", "wallstreet", "stake-crash", "roobet-crash"}
+DEMO_SLUGS = {spec.slug for spec in demo_games()}  # every TrackerSino game too, each verified
 STATUS_RANK = {"upcoming": 0, "live": 1, "finished": 2}
 T0 = 1_700_000_000_000
 _TLS = ssl.create_default_context()  # built once: httpx would build one per client

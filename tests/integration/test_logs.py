@@ -148,6 +148,7 @@ def test_redaction_masks_keys_tokens_and_secret_parameters() -> None:
     from wagerwire.logs import redact
 
     assert redact("key ww_ab12_s3cr3tvalue used") == "key ww_ab12_*** used"
+    assert redact("key os_live_ab12_s3cr3t-value used") == "key os_live_ab12_*** used"
     assert redact("wwt1.k1.eyJwYXkiOjF9.c2ln") == "wwt1.***"
     assert redact("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
     assert redact("/v1/sse?channels=a&token=xyz&secret=1") == (

@@ -5,6 +5,8 @@
   no asyncio, socket or clock: time comes in as ``now``;
 - wire/ and dialects/ import neither the asyncio hub nor transports/ nor the composition root;
 - api/ and dashboard/ never import the composition root (node/);
+- the connectors' decoding, gap detection and health (connectors/ but runner, clients and the
+  per-dialect sessions) are sans-I/O: no asyncio, clock, adapter library, SDK driver or hub;
 - tls/ (certificates, the TLS context) imports only itself and no web library; its certs.py
   takes bytes and ``now`` and touches no file;
 - nothing in core/ or auth/ talks to Redis directly (auth/ states the Limits contract; the Redis
@@ -33,6 +35,8 @@ IO_AND_CLOCK = frozenset({
     "asyncio", "socket", "selectors", "ssl", "threading", "time", "datetime",
     "wagerwire.types.now_ms",
 })
+CONNECTORS_SANS_IO = ("connectors/sources.py", "connectors/model.py", "connectors/normalise.py",
+                      "connectors/gaps.py", "connectors/health.py")
 SDK_SANS_IO = ("client/protocol.py", "client/actions.py", "client/states.py",
                "client/messages.py", "client/errors.py", "client/backoff.py")
 
@@ -65,6 +69,10 @@ RULES = (
          frozenset({"wagerwire.core.hub", "wagerwire.transports", "wagerwire.node",
                     "wagerwire.dialects"})),
     Rule("the SDK's protocol modules are sans-I/O", SDK_SANS_IO, IO_AND_CLOCK),
+    Rule("the connectors' decoding, gap and health logic is sans-I/O", CONNECTORS_SANS_IO,
+         IO_AND_CLOCK | ADAPTER_LIBRARIES
+         | {"wagerwire.core.hub", "wagerwire.transports", "wagerwire.node", "wagerwire.client",
+            "wagerwire.connectors.runner"}),
     Rule("api/ and dashboard/ do not import the composition root", ("api/", "dashboard/"),
          frozenset({"wagerwire.node"})),
     Rule("core/ and auth/ do not import redis", ("core/", "auth/"), frozenset({"redis"})),
@@ -136,6 +144,7 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
         "auth/gate.py": "from redis.asyncio import Redis\n",
         "client/protocol.py": "import socket\n",
         "core/tokens.py": "from . import hub\n",
+        "connectors/gaps.py": "import websockets\n",
         "tls/certs.py": "import pathlib\nfrom wagerwire.api import system\n",
     }
     for rel, text in additions.items():
@@ -149,6 +158,7 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
         "api/system.py", "auth/gate.py", "imports redis.asyncio",
         "client/protocol.py", "imports socket",
         "core/tokens.py", "imports wagerwire.core.hub",
+        "connectors/gaps.py", "imports websockets",
         "tls/certs.py:", "imports pathlib", "imports wagerwire.api",
     ):
         assert expected in reported, (expected, reported)

@@ -1,4 +1,4 @@
-"""Provably-fair verification: hash chains, crash points, double, slot and wall street results.
+"""Provably-fair verification: hash chains, crash and slide points, double, slot and wall street.
 
 The formulas are the operators' published ones, as written down in the domain reference
 (``domain.md`` a.1–a.5); they are kept here, once, so the simulators that *produce* rounds and the
@@ -18,9 +18,9 @@ Conventions that matter when comparing with an operator's own verifier:
 
 Two families of games:
 
-* **chain games** (crash styles and double): the revealed ``game_hash`` mixed with a public
-  ``salt``/``client_seed`` (a block hash announced after the commitment);
-* **seed games** (slot, wall street): Stake's per-bet byte generator
+* **chain games** (crash and slide styles, double): the revealed ``game_hash`` mixed with a
+  public ``salt``/``client_seed`` (a block hash announced after the commitment);
+* **seed games** (slot, wall street, Shuffle's crash and slide): Stake's per-bet byte generator
   ``HMAC(server_seed, f"{client_seed}:{nonce}:{round}")``; the simulators use each chain link as
   that round's server seed, so ``server_seed_hash`` is the previous link and the same
   commitment covers both families.
@@ -38,6 +38,9 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "CHAIN_STYLES",
+    "EDGE_STYLES",
+    "MODULUS_STYLES",
+    "SALT_STYLES",
     "DOUBLE_COLORS",
     "MAX_CHAIN_WALK",
     "ROOBET_MODULUS",
@@ -46,11 +49,16 @@ __all__ = [
     "SLOT_STRIP",
     "STAKE_EDGE",
     "STYLE_BUSTABIT",
+    "STYLE_BUSTABIT_SLIDE",
     "STYLE_DOUBLE",
     "STYLE_GAME_TYPES",
     "STYLE_ROOBET",
+    "STYLE_ROOBET_SLIDE",
+    "STYLE_SHUFFLE_CRASH",
+    "STYLE_SHUFFLE_SLIDE",
     "STYLE_SLOT",
     "STYLE_STAKE",
+    "STYLE_STAKE_SLIDE",
     "STYLE_WALLSTREET",
     "WALLSTREET_PAYOUT",
     "Verification",
@@ -60,6 +68,7 @@ __all__ = [
     "compute_result",
     "crash_point_bustabit",
     "crash_point_roobet",
+    "crash_point_shuffle",
     "crash_point_stake",
     "crash_result",
     "double_color",
@@ -68,6 +77,7 @@ __all__ = [
     "hmac_sha256_hex",
     "sha256_hex",
     "slot_payout",
+    "slide_result",
     "slot_spin",
     "terminating_hash",
     "verify_round",
@@ -89,15 +99,47 @@ STYLE_SLOT: Final = "slot-v1"
 STYLE_WALLSTREET: Final = "wallstreet-v1"
 """Up/down call: first float of Stake's byte generator below 0.5 means up."""
 
-CHAIN_STYLES: Final = frozenset({STYLE_BUSTABIT, STYLE_STAKE, STYLE_ROOBET, STYLE_DOUBLE})
+STYLE_SHUFFLE_CRASH: Final = "shuffle-crash-v1"
+"""Shuffle's published byte generator (server seed, client seed, nonce; its docs' vector is
+reproduced by :func:`byte_floats`), first float ``X`` mapped by bustabit's
+``max(1, floor(99 / (1 − X)) / 100)``: the mapping is ours (the reference has none of
+Shuffle's crash mapping)."""
+STYLE_STAKE_SLIDE: Final = "stake-slide-v1"
+"""Stake Slide: Stake's seeding-event formula (the same as its Crash) on its own chain."""
+STYLE_ROOBET_SLIDE: Final = "roobet-slide-v1"
+"""Roobet-style formula on a slide chain (no Roobet Slide scheme in the reference: reused)."""
+STYLE_BUSTABIT_SLIDE: Final = "bustabit-slide-v2"
+"""bustabit v2 formula on a slide chain (for sites that publish no scheme, e.g. Duel)."""
+STYLE_SHUFFLE_SLIDE: Final = "shuffle-slide-v1"
+""":data:`STYLE_SHUFFLE_CRASH`'s generator and mapping for Shuffle's Slide."""
+
+CHAIN_STYLES: Final = frozenset({
+    STYLE_BUSTABIT, STYLE_STAKE, STYLE_ROOBET, STYLE_DOUBLE,
+    STYLE_STAKE_SLIDE, STYLE_ROOBET_SLIDE, STYLE_BUSTABIT_SLIDE,
+})
 """Styles whose fairness fields are ``game_hash``, ``previous_hash`` and a salt/client seed."""
-SEED_STYLES: Final = frozenset({STYLE_SLOT, STYLE_WALLSTREET})
+SEED_STYLES: Final = frozenset({
+    STYLE_SLOT, STYLE_WALLSTREET, STYLE_SHUFFLE_CRASH, STYLE_SHUFFLE_SLIDE,
+})
 """Styles whose fairness fields are ``server_seed``, ``server_seed_hash``, ``client_seed``, ``nonce``."""
+SALT_STYLES: Final = frozenset({
+    STYLE_BUSTABIT, STYLE_STAKE, STYLE_DOUBLE, STYLE_STAKE_SLIDE, STYLE_BUSTABIT_SLIDE,
+})
+"""Chain styles whose public seed is called ``salt`` (the others: ``client_seed``)."""
+EDGE_STYLES: Final = frozenset({STYLE_STAKE, STYLE_STAKE_SLIDE})
+"""Styles whose rounds carry ``house_edge`` (Stake's formula)."""
+MODULUS_STYLES: Final = frozenset({STYLE_ROOBET, STYLE_ROOBET_SLIDE})
+"""Styles whose rounds carry ``modulus`` (the instant-bust formula)."""
 
 STYLE_GAME_TYPES: Final[Mapping[str, str]] = {
     STYLE_BUSTABIT: "crash",
     STYLE_STAKE: "crash",
     STYLE_ROOBET: "crash",
+    STYLE_SHUFFLE_CRASH: "crash",
+    STYLE_STAKE_SLIDE: "slide",
+    STYLE_ROOBET_SLIDE: "slide",
+    STYLE_BUSTABIT_SLIDE: "slide",
+    STYLE_SHUFFLE_SLIDE: "slide",
     STYLE_DOUBLE: "double",
     STYLE_SLOT: "slot",
     STYLE_WALLSTREET: "wallstreet",
@@ -239,9 +281,25 @@ def crash_point_roobet(game_hash: str, client_seed: str, modulus: int = ROOBET_M
     return _two_decimals((100 * _E - hv) // (_E - hv))
 
 
+def crash_point_shuffle(server_seed: str, client_seed: str, nonce: int) -> Decimal:
+    """``max(1, floor(99 / (1 − X)) / 100)`` with ``X`` the first float of the byte generator.
+
+    ``X = i / 2^32`` exactly (``i`` the first four bytes), so the value is computed in integers:
+    ``floor(99 · 2^32 / (2^32 − i))`` hundredths, at least 100.
+    """
+    i = int(byte_floats(server_seed, client_seed, nonce, 1)[0] * 2**32)  # exact
+    return _two_decimals(max(100, (99 << 32) // ((1 << 32) - i)))
+
+
 def crash_result(point: Decimal) -> dict[str, Any]:
     """A crash round's ``result``: the exact decimal string plus a float for convenience."""
     return {"multiplier": str(point), "crash_point": float(point)}
+
+
+def slide_result(point: Decimal) -> dict[str, Any]:
+    """A slide round's ``result``: the multiplier the slide stopped on, as a decimal string,
+    plus ``point`` as a float (Data Stream's ``extras`` name)."""
+    return {"multiplier": str(point), "point": float(point)}
 
 
 # --- double -----------------------------------------------------------------------------------
@@ -340,23 +398,26 @@ def compute_result(fairness: Mapping[str, Any]) -> dict[str, Any]:
     style = fairness.get("style")
     if not isinstance(style, str):
         raise ValueError("fairness field 'style' must be a string")
+    wrap = slide_result if STYLE_GAME_TYPES.get(style) == "slide" else crash_result
     if style in CHAIN_STYLES:
         game_hash = _text(fairness, "game_hash")
-        if style == STYLE_BUSTABIT:
-            return crash_result(crash_point_bustabit(game_hash, _text(fairness, "salt")))
-        if style == STYLE_STAKE:
+        if style in (STYLE_BUSTABIT, STYLE_BUSTABIT_SLIDE):
+            return wrap(crash_point_bustabit(game_hash, _text(fairness, "salt")))
+        if style in EDGE_STYLES:
             salt = _text(fairness, "salt")
-            return crash_result(crash_point_stake(game_hash, salt, _edge(fairness)))
-        if style == STYLE_ROOBET:
+            return wrap(crash_point_stake(game_hash, salt, _edge(fairness)))
+        if style in MODULUS_STYLES:
             seed = _text(fairness, "client_seed")
             modulus = _integer(fairness, "modulus", ROOBET_MODULUS)
-            return crash_result(crash_point_roobet(game_hash, seed, modulus))
+            return wrap(crash_point_roobet(game_hash, seed, modulus))
         number = double_roll(game_hash, _text(fairness, "salt"))
         return {"number": number, "color": double_color(number)}
     if style in SEED_STYLES:
         server_seed = _text(fairness, "server_seed")
         client_seed = _text(fairness, "client_seed")
         nonce = _integer(fairness, "nonce")
+        if style in (STYLE_SHUFFLE_CRASH, STYLE_SHUFFLE_SLIDE):
+            return wrap(crash_point_shuffle(server_seed, client_seed, nonce))
         if style == STYLE_SLOT:
             reels, multiplier = slot_spin(server_seed, client_seed, nonce)
             return {"reels": reels, "multiplier": str(multiplier)}
@@ -405,7 +466,7 @@ def _same(key: str, computed: Any, published: Any) -> bool:
             return Decimal(str(published)) == Decimal(computed)
         except InvalidOperation:
             return False
-    if key == "crash_point":
+    if key in ("crash_point", "point"):
         if not isinstance(published, int | float) or isinstance(published, bool):
             return False
         try:

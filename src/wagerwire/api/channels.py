@@ -16,7 +16,8 @@ from wagerwire.api.responses import JsonResponse, message_json
 from wagerwire.api.schemas import ErrorResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.core.channels import validate_channel
-from wagerwire.errors import BadParameter, NotFound
+from wagerwire.errors import BadParameter, Forbidden, NotFound
+from wagerwire.types import now_ms
 
 __all__ = ["router"]
 
@@ -119,6 +120,13 @@ async def channel_messages(
         )
     messages = await hub.store.read(channel, since, limit)
     last = messages[-1].offset if messages else since
+    _, delay_ms = svc.gate.delivery_rate(who)
+    if delay_ms:
+        # A delayed plan reads history as late as its streams: nothing newer than the delay.
+        cutoff = now_ms() - delay_ms
+        kept = [m for m in messages if m.ts <= cutoff]
+        if len(kept) < len(messages):
+            messages, last = kept, info.last_offset  # no next page yet
     return JsonResponse({
         "channel": channel,
         "epoch": info.epoch,
@@ -127,6 +135,39 @@ async def channel_messages(
         "messages": [message_json(m) for m in messages],
         "next": last if last < info.last_offset else None,
     })
+
+
+class ImageOut(BaseModel):
+    channel: str
+    epoch: str
+    offset: int = Field(description="the channel's offset the image stands at; resume from it")
+    image: list[MessageOut] = Field(description="the latest message per key, by offset")
+
+
+@router.get(
+    "/channels/{channel}/image",
+    response_model=ImageOut,
+    responses={**ERRORS, 403: {"model": ErrorResponse,
+                               "description": "not readable, or the plan is delayed"}},
+    summary="Snapshot image of a conflating channel: the latest message per key",
+)
+async def channel_image(
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Identity, Depends(caller)],
+    channel: Annotated[str, Path(description="a conflating channel, e.g. odds:football:epl")],
+) -> Response:
+    validate_channel(channel)
+    channel = svc.gate.resolve_channel(who, channel)
+    if svc.gate.delivery_rate(who)[1]:
+        raise Forbidden("a delayed plan has no snapshot image (it would show the present); "
+                        "read the channel's history")
+    hub = svc.hub
+    info = await hub.store.channel_info(channel)
+    if info is None:
+        raise NotFound(f"channel {channel} has no messages")
+    offset, image = await hub.image(channel)
+    return JsonResponse({"channel": channel, "epoch": info.epoch, "offset": offset,
+                         "image": [message_json(m) for m in image]})
 
 
 @router.post(

@@ -36,7 +36,7 @@ BACKFILL_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {**_ERR, "description": "missing or invalid key"},
     403: {**_ERR, "description": "the key's plan does not include this game"},
     404: {**_ERR, "description": "unknown game"},
-    422: {**_ERR, "description": "not a crash game, or since/limit out of range"},
+    422: {**_ERR, "description": "not a crash or slide game, or since/limit out of range"},
 }
 GRAPHQL_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "not JSON, or not the UserBalances query (GraphQL errors body)"},

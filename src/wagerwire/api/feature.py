@@ -7,7 +7,7 @@ time, so a producer never imports the composition root.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,3 +28,5 @@ class Feature:
     stream_routes: list[tuple[Literal["ws", "sse"], str, Any]] = field(default_factory=list)
     sources: list[Any] = field(default_factory=list)
     on_start: list[Callable[[Hub, Services], None]] = field(default_factory=list)
+    #: Awaited once the server's streams are closed, before the hub closes.
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

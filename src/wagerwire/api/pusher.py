@@ -10,10 +10,10 @@ verify_api_request`), so the official server libraries work unchanged but for ho
 * ``POST /apps/{app_id}/batch_events`` ``{"batch": [{"channel", "name", "data",
   "socket_id"?}, …]}`` (at most :data:`MAX_BATCH`) → ``{"batch": [{}, …]}``.
 * ``GET /apps/{app_id}/channels`` (``filter_by_prefix``), ``/channels/{name}``
-  (``occupied``, ``subscription_count``), ``/channels/{name}/users`` (presence): this node's
-  subscribers.
-* ``POST /apps/{app_id}/users/{user_id}/terminate_connections`` → ``{}``: this node's
-  connections signed in as the user get ``pusher:error`` 4009 and close with 4009. Also
+  (``occupied``, ``subscription_count``, presence ``user_count``), ``/channels/{name}/users``
+  (presence): Pusher subscriptions on every node (:class:`PusherView`).
+* ``POST /apps/{app_id}/users/{user_id}/terminate_connections`` → ``{}``: the user's
+  connections on every node get ``pusher:error`` 4009 and close with 4009. Also
   served as ``POST /users/{user_id}/terminate_connections`` (the app found by ``auth_key``):
   the path the PyPI ``pusher`` 3.3 library sends.
 * ``POST /pusher/user-auth`` (form ``socket_id``; ``pusher:signin``) → ``{"auth",
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -44,7 +44,7 @@ from wagerwire.api.deps import Services, services
 from wagerwire.api.responses import JsonResponse
 from wagerwire.auth.identity import Identity
 from wagerwire.core.hub import Hub
-from wagerwire.dialects.pusher import EXCLUDE, Presence, Users, envelope
+from wagerwire.dialects.pusher import EXCLUDE, envelope
 from wagerwire.dialects.pusher_apps import (
     PusherApp,
     PusherApps,
@@ -53,7 +53,7 @@ from wagerwire.dialects.pusher_apps import (
     user_auth,
     verify_api_request,
 )
-from wagerwire.dialects.pusher_names import hub_channel, pusher_name, valid_name
+from wagerwire.dialects.pusher_names import hub_channel, valid_name
 from wagerwire.errors import (
     ClientError,
     Forbidden,
@@ -62,7 +62,8 @@ from wagerwire.errors import (
     Unauthorized,
 )
 
-__all__ = ["CORS_HEADERS", "MAX_BATCH", "MAX_CHANNELS", "MAX_DATA_BYTES", "pusher_router"]
+__all__ = ["CORS_HEADERS", "MAX_BATCH", "MAX_CHANNELS", "MAX_DATA_BYTES", "PusherView",
+           "pusher_router"]
 
 MAX_CHANNELS = 100
 MAX_DATA_BYTES = 10240
@@ -73,6 +74,15 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "content-type, x-api-key, authorization",
     "Access-Control-Max-Age": "600",
 }
+
+
+class PusherView(Protocol):
+    """Channel state and user connections of every node (the node's ``PusherState``)."""
+
+    async def channels(self, app: PusherApp) -> dict[str, int]: ...
+    async def subscriptions(self, app: PusherApp, name: str) -> int: ...
+    async def members(self, app: PusherApp, name: str) -> dict[str, Any]: ...
+    async def terminate(self, app: PusherApp, user_id: str) -> None: ...
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -115,7 +125,7 @@ async def _publish(hub: Hub, app: PusherApp, event: tuple[str, str, list[str], s
                           attrs=attrs)
 
 
-def pusher_router(apps: PusherApps, presence: Presence, users: Users | None = None,
+def pusher_router(apps: PusherApps, view: PusherView,
                   clock: Callable[[], float] = time.time) -> APIRouter:
     """The HTTP API of ``apps`` and ``/pusher/auth``."""
     router = APIRouter(tags=["pusher"])
@@ -153,15 +163,14 @@ def pusher_router(apps: PusherApps, presence: Presence, users: Users | None = No
             await _publish(hub, app, event)
         return JsonResponse({"batch": [{} for _ in events]})
 
-    _query_routes(router, apps, presence, signed)
+    _query_routes(router, view, signed)
     _auth_routes(router, apps)
-    signed_in = users if users is not None else Users()
 
     @router.post("/apps/{app_id}/users/{user_id}/terminate_connections",
                  summary="Pusher HTTP API: end a signed-in user's connections")
     async def terminate(app_id: str, user_id: str, request: Request) -> Response:
         app, _ = await signed(request, app_id)
-        signed_in.terminate(app.app_id, user_id)
+        await view.terminate(app, user_id)
         return JsonResponse({})
 
     @router.post("/users/{user_id}/terminate_connections",
@@ -171,7 +180,7 @@ def pusher_router(apps: PusherApps, presence: Presence, users: Users | None = No
         if app is None:
             raise Unauthorized("auth_key is not the key of an app of this server")
         await signed(request, app.app_id)
-        signed_in.terminate(app.app_id, user_id)
+        await view.terminate(app, user_id)
         return JsonResponse({})
 
     return router
@@ -180,26 +189,17 @@ def pusher_router(apps: PusherApps, presence: Presence, users: Users | None = No
 Signed = Callable[[Request, str], Awaitable[tuple[PusherApp, bytes]]]
 
 
-def _occupied(hub: Hub, app: PusherApp) -> dict[str, int]:
-    prefix = f"pusher:{app.app_id}:"
-    out: dict[str, int] = {}
-    for channel, count in hub.local_subscriber_counts().items():
-        if count and channel.startswith(prefix):
-            name = pusher_name(channel)
-            if name is not None:
-                out[name] = count
-    return out
-
-
-def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
-                  signed: Signed) -> None:
+def _query_routes(router: APIRouter, view: PusherView, signed: Signed) -> None:
     @router.get("/apps/{app_id}/channels", summary="Pusher HTTP API: occupied channels")
     async def channels(app_id: str, request: Request) -> Response:
         app, _ = await signed(request, app_id)
-        prefix = _query(request).get("filter_by_prefix", "")
-        found = _occupied(services(request).hub, app)
+        query = _query(request)
+        prefix = query.get("filter_by_prefix", "")
+        counts = "subscription_count" in query.get("info", "").split(",")
+        found = await view.channels(app)
         return JsonResponse({"channels": {
-            name: {} for name in sorted(found) if name.startswith(prefix)
+            name: ({"subscription_count": n} if counts else {})
+            for name, n in sorted(found.items()) if name.startswith(prefix)
         }})
 
     @router.get("/apps/{app_id}/channels/{channel_name}",
@@ -208,11 +208,10 @@ def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
         app, _ = await signed(request, app_id)
         if not valid_name(channel_name):
             raise ClientError(f"invalid channel name {channel_name[:80]!r}")
-        hub = services(request).hub
-        count = hub.local_subscriber_counts().get(hub_channel(app.app_id, channel_name), 0)
+        count = await view.subscriptions(app, channel_name)
         info: dict[str, Any] = {"occupied": count > 0, "subscription_count": count}
         if channel_name.startswith("presence-"):
-            info["user_count"] = len(presence.members(hub_channel(app.app_id, channel_name)))
+            info["user_count"] = len(await view.members(app, channel_name))
         return JsonResponse(info)
 
     @router.get("/apps/{app_id}/channels/{channel_name}/users",
@@ -221,7 +220,7 @@ def _query_routes(router: APIRouter, apps: PusherApps, presence: Presence,
         app, _ = await signed(request, app_id)
         if not channel_name.startswith("presence-") or not valid_name(channel_name):
             raise ClientError("users are listed for presence- channels only")
-        members = presence.members(hub_channel(app.app_id, channel_name))
+        members = await view.members(app, channel_name)
         return JsonResponse({"users": [{"id": uid} for uid in members]})
 
 

@@ -15,6 +15,12 @@ gate renews all of this node's slots in one call; if that fails (Redis unreachab
 streams stay open, the failure is logged once, and the next tick renews them again (slots
 that expired meanwhile are counted again). Releases of closed streams are batched the same
 way, best effort: a slot that could not be released expires after ``SLOT_TTL_S``.
+
+Revocations reach every node two ways: the key store pushes changes it is told of
+(PostgreSQL ``NOTIFY``, sent in the revoking transaction: the key's streams on every node
+close within milliseconds), and every ``REVOCATION_POLL_S`` the gate re-reads the revoked ids
+(so a missed notification, or a SQLite file changed by the CLI, converges within seconds).
+The same poll refreshes the stored Pusher apps for whoever listens (:meth:`on_apps`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Literal
 
 from wagerwire.auth.identity import (
     NO_SLOT,
@@ -34,7 +41,7 @@ from wagerwire.auth.identity import (
     StreamSlot,
     may_match_private,
 )
-from wagerwire.auth.keys import KeyRecord, KeyStore
+from wagerwire.auth.keys import AppRecord, KeyBackend, KeyRecord
 from wagerwire.auth.limits import Limits, LocalLimits, SlotRef
 from wagerwire.auth.plans import Plan, plan_allows
 from wagerwire.auth.stream_tokens import (
@@ -61,6 +68,7 @@ log = logging.getLogger("wagerwire.auth")
 REVOCATION_POLL_S = 2.0
 SLOT_RENEW_S = 8.0  # all of this node's stream slots (30 s TTL) are renewed this often
 TOUCH_EVERY_S = 60.0
+SPENT_MARGIN_S = 60.0  # a spent token is remembered this long past its expiry (clock skew)
 
 
 def credential_from(headers: Mapping[str, str], query_token: str | None) -> str | None:
@@ -101,7 +109,11 @@ class _Slot(StreamSlot):
     async def admit(self) -> None:
         plan = self.plan
         if self.once is not None:  # a single-use token: spent here, on every node at once
-            if await self.gate.limits.take_daily(f"spent:{self.once}", 1):
+            # Remembered for the token's whole life (+ clock skew), not per calendar day.
+            left = (self.gate.token_ttl if self.expires_at is None
+                    else max(0.0, self.expires_at - self.gate.clock()))
+            ttl = left + SPENT_MARGIN_S
+            if not await self.gate.limits.spend_once(self.once, ttl):
                 raise Unauthorized("this stream token was already used; request a new token "
                                    "for every connection")
         slot_id = await self.gate.limits.acquire_stream(self.key_id, plan.max_streams)
@@ -131,12 +143,13 @@ class _Slot(StreamSlot):
 
 
 class KeyGate(Gate):
-    """Keys from a :class:`KeyStore`, plans from config; limits from ``limits`` (kept in
-    this process unless given, e.g. Redis-kept ones that hold across nodes)."""
+    """Keys from a :class:`~wagerwire.auth.keys.KeyBackend`, plans from config; limits from
+    ``limits`` (kept in this process unless given, e.g. Redis-kept ones that hold across
+    nodes)."""
 
     def __init__(
         self,
-        keystore: KeyStore,
+        keystore: KeyBackend,
         plans: Mapping[str, Plan],
         mode: str = "open",
         clock: Callable[[], float] = time.time,
@@ -164,6 +177,12 @@ class KeyGate(Gate):
         self._signing: dict[str, bytes] = keystore.signing_keys()
         self._poller: asyncio.Task[None] | None = None
         self._anonymous: Identity | None = None
+        # Revocations applied, by how they arrived: "local" (this node), "notify", "poll".
+        self.revocations: dict[str, int] = {"local": 0, "notify": 0, "poll": 0}
+        self._app_listeners: list[Callable[[list[AppRecord]], None]] = []
+        self._apps_seen: list[AppRecord] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._check_failing = False  # the store could not be read: said once, until it can
 
     # -- identity --------------------------------------------------------------------------
 
@@ -264,6 +283,10 @@ class KeyGate(Gate):
     def max_subscriptions(self, identity: Identity) -> int | None:
         return self.plan(identity.plan).max_subscriptions
 
+    def delivery_rate(self, identity: Identity, conflate_ms: int = 0) -> tuple[int, int]:
+        plan = self.plan(identity.plan)
+        return max(conflate_ms, plan.min_conflate_ms), plan.delay_ms
+
     def check_stream(self, identity: Identity) -> None:
         plan = self.plan(identity.plan)
         if not plan.stream:
@@ -326,33 +349,76 @@ class KeyGate(Gate):
     def revoke(self, key_id: str) -> bool:
         """Revoke in the store and close the key's open streams now."""
         changed = self.keystore.revoke(key_id)
-        self._apply_revocation(key_id)
+        self._apply_revocation(key_id, "local")
         return changed
 
-    def _apply_revocation(self, key_id: str) -> None:
+    def _apply_revocation(self, key_id: str, via: Literal["local", "notify", "poll"]) -> None:
+        if key_id not in self._revoked:
+            self.revocations[via] += 1
         self._revoked.add(key_id)
         for slot in list(self.slots.get(key_id, ())):
             if slot.on_revoke is not None:
                 slot.on_revoke()
 
     def start(self) -> None:
-        """Poll the store for revocations made elsewhere (the CLI, another node), and renew
-        this node's stream slots."""
+        """Follow the store's pushed changes, poll it for revocations made elsewhere (the
+        CLI, another node) and for stored apps, and renew this node's stream slots."""
         loop = asyncio.get_running_loop()
+
+        def pushed(kind: str, ident: str) -> None:  # on the key store's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+                loop.call_soon_threadsafe(self._pushed, kind, ident)
+
+        self.keystore.watch(pushed)
         self._poller = loop.create_task(self._poll())
         self._renewer = loop.create_task(self._renew_slots())
+
+    def _pushed(self, kind: str, ident: str) -> None:
+        if kind == "revoke" and ident not in self._revoked:
+            log.info("key %s revoked (notified); closing its streams", ident)
+            self._apply_revocation(ident, "notify")
+        elif kind in ("apps", "resync"):
+            self._side_task(self._check(revocations=kind == "resync"))
+
+    def _side_task(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def on_apps(self, listener: Callable[[list[AppRecord]], None]) -> None:
+        """Call ``listener`` with the stored Pusher apps now and whenever they change."""
+        self._app_listeners.append(listener)
+        apps = self.keystore.apps()
+        self._apps_seen = apps
+        listener(apps)
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(REVOCATION_POLL_S)
-            try:
+            await self._check()
+
+    async def _check(self, revocations: bool = True) -> None:
+        """Re-read the revoked ids (and the stored apps, when someone listens)."""
+        try:
+            if revocations:
                 revoked = await asyncio.to_thread(self.keystore.revoked_ids)
-            except Exception:
-                log.exception("cannot read revocations")
-                continue
-            for key_id in revoked - self._revoked:
-                log.info("key %s revoked; closing its streams", key_id)
-                self._apply_revocation(key_id)
+                for key_id in revoked - self._revoked:
+                    log.info("key %s revoked; closing its streams", key_id)
+                    self._apply_revocation(key_id, "poll")
+            apps = await asyncio.to_thread(self.keystore.apps) if self._app_listeners else None
+        except Exception as exc:
+            if not self._check_failing:
+                log.warning("cannot read revocations and apps from the key store (retried "
+                            "every %.0f s): %s", REVOCATION_POLL_S, exc)
+            self._check_failing = True
+            return
+        if self._check_failing:
+            log.info("key store readable again")
+            self._check_failing = False
+        if apps is not None and apps != self._apps_seen:
+            self._apps_seen = apps
+            for listener in self._app_listeners:
+                listener(apps)
 
     async def _renew_slots(self) -> None:
         """Every ``SLOT_RENEW_S``, renew all admitted slots at once (one Redis round trip)."""
@@ -395,7 +461,8 @@ class KeyGate(Gate):
                         len(batch), exc.message)
 
     def stop(self) -> None:
-        for task in (self._poller, self._renewer):
+        self.keystore.watch(None)
+        for task in (self._poller, self._renewer, *self._side_tasks):
             if task is not None:
                 task.cancel()
 

@@ -155,6 +155,11 @@ class Gate:
         """The plan's channels-per-connection limit (None: the server's own limit)."""
         return None
 
+    def delivery_rate(self, identity: Identity, conflate_ms: int = 0) -> tuple[int, int]:
+        """``(conflate_ms, delay_ms)`` for a subscription: what the client asked for, raised to
+        the plan's minimum interval, and the plan's delay."""
+        return conflate_ms, 0
+
     async def check_rest(self, identity: Identity) -> None:
         """Count one REST request; raise ``RateLimited`` over the plan's rate."""
 

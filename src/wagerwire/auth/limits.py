@@ -18,6 +18,10 @@ Rate (REST requests per minute)
 Daily quota (stream tokens per UTC day)
     :meth:`Limits.take_daily` answers 0 and counts one use, or the seconds until the next
     UTC day once ``per_day`` uses were counted today.
+Single use (stream tokens)
+    :meth:`Limits.spend_once` answers True the first time a credential is spent and False
+    after, for ``ttl_s`` seconds: the rest of the token's life, whatever the calendar says
+    (a token spent at 23:59 UTC stays spent after midnight; daily counters would forget it).
 
 Backend failure: every method either answers or raises
 :class:`~wagerwire.errors.LimitsUnavailable` (HTTP 503, code ``limits_unavailable``), never
@@ -85,6 +89,11 @@ class Limits(Protocol):
         """0 after counting one use today, else seconds until the next UTC day."""
         ...
 
+    async def spend_once(self, credential: str, ttl_s: float) -> bool:
+        """True if ``credential`` was not spent in the last ``ttl_s`` seconds (and spend it
+        now), else False."""
+        ...
+
     async def aclose(self) -> None:
         """Release the backend's resources (connections)."""
         ...
@@ -142,7 +151,8 @@ class LocalLimits:
         slot_ttl_s: a slot not renewed for this long stops counting.
     """
 
-    __slots__ = ("clock", "slot_ttl_s", "_slots", "_buckets", "_quotas", "_day")
+    __slots__ = ("clock", "slot_ttl_s", "_slots", "_buckets", "_quotas", "_day", "_spent",
+                 "_spent_sweep")
 
     def __init__(
         self, clock: Callable[[], float] = time.time, slot_ttl_s: float = SLOT_TTL_S
@@ -155,6 +165,8 @@ class LocalLimits:
         self._buckets: dict[str, RateBucket] = {}
         self._quotas: dict[str, DailyQuota] = {}
         self._day = -1
+        self._spent: dict[str, float] = {}  # credential -> when it may be forgotten
+        self._spent_sweep = 0.0
 
     def _live(self, subject: str, now: float) -> dict[str, float]:
         slots = self._slots.get(subject)
@@ -202,6 +214,17 @@ class LocalLimits:
         if quota is None:
             quota = self._quotas[subject] = DailyQuota(per_day)
         return quota.take(self.clock())
+
+    async def spend_once(self, credential: str, ttl_s: float) -> bool:
+        now = self.clock()
+        if now >= self._spent_sweep:  # forget expired credentials, at most once a minute
+            self._spent = {c: t for c, t in self._spent.items() if t > now}
+            self._spent_sweep = now + 60.0
+        until = self._spent.get(credential)
+        if until is not None and until > now:
+            return False
+        self._spent[credential] = now + ttl_s
+        return True
 
     async def aclose(self) -> None:
         return None

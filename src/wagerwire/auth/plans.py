@@ -33,6 +33,8 @@ class Plan:
     token_requests_per_day: int = UNLIMITED
     rest_per_minute: int = UNLIMITED
     max_subscriptions: int = 100
+    delay_ms: int = 0  # every stream of the plan runs this far behind (free odds tiers)
+    min_conflate_ms: int = 0  # and gets at most one update per key per this interval
 
     def allows(self, channel: str) -> bool:
         return plan_allows(self.channels, channel)
@@ -97,7 +99,13 @@ def parse_plans(raw: Mapping[str, Any] | None) -> dict[str, Plan]:
                 ),
                 rest_per_minute=int(fields.get("rest_per_minute", base.rest_per_minute)),
                 max_subscriptions=int(fields.get("max_subscriptions", base.max_subscriptions)),
+                delay_ms=int(float(fields.get("delay_s", base.delay_ms / 1000)) * 1000),
+                min_conflate_ms=int(fields.get("min_conflate_ms", base.min_conflate_ms)),
             )
         except (TypeError, ValueError) as exc:
             raise BadParameter(f"plan {name!r}: {exc}") from exc
+        plan = plans[name]
+        if not 0 <= plan.delay_ms <= 3_600_000 or not 0 <= plan.min_conflate_ms <= 120_000:
+            raise BadParameter(f"plan {name!r}: delay_s must be 0-3600 and min_conflate_ms "
+                               "0-120000")
     return plans

@@ -166,8 +166,19 @@ def start_persist(
     """Run ``persist(message)`` as a task kept in ``tasks``; ``done`` gets its outcome.
 
     ``done(None)`` once persisted, ``done(error)`` if it failed (also when ``persist`` raised
-    before returning an awaitable); a cancelled persist is ``Unavailable``.
+    before returning an awaitable); a cancelled persist is ``Unavailable``. A ``persist`` with
+    a ``soon`` method (``core.broker.PersistSoon``, the hub's) reports to ``done`` itself:
+    no task.
     """
+    soon: Callable[[Message, Callable[[BaseException | None], None]], None] | None = getattr(
+        persist, "soon", None
+    )
+    if soon is not None:
+        try:
+            soon(message, done)
+        except Exception as exc:  # nothing was started
+            done(exc)
+        return
     try:
         task = asyncio.ensure_future(persist(message))
     except Exception as exc:  # persist raised before returning an awaitable

@@ -148,9 +148,10 @@ class MemoryBroker:
             Exception: whatever ``persist`` raised; nothing was delivered.
         """
         ts, key = args["ts"], publish_key(channel, args)
-        duplicate = await self._window.duplicate(key, ts)
-        if duplicate is not None:
-            return duplicate
+        if key is not None:  # (no coroutine to await for the usual publish without a key)
+            duplicate = await self._window.duplicate(key, ts)
+            if duplicate is not None:
+                return duplicate
         if self._closed or self._handler is None:
             raise Unavailable("the broker is closed" if self._closed else "broker not started")
         state = self._channels.get(channel)

@@ -18,7 +18,8 @@ Rules
     * An empty page means history no longer has the hole: it is skipped (:class:`Skip`) and
       the subscribers must resume.
     * A message of another epoch restarts the channel: what was held is dropped, and the new
-      epoch is expected from 1 (or, for a channel seen for the first time, from that message).
+      epoch is expected from 1 (or, for a channel seen for the first time, from that message,
+      unless :meth:`ChannelOrder.expect_new` said the channel had no message yet).
 
 Each method decides at once and returns the actions (an iterable), which the caller consumes in
 full, performing each action as it comes. Deliveries that follow from the decision (what was
@@ -96,7 +97,7 @@ class ChannelOrder(Generic[T]):
         page_size: most offsets asked for by one :meth:`fetch_range`.
     """
 
-    __slots__ = ("delivered", "epoch", "fill_to", "filling", "page_size", "pending")
+    __slots__ = ("delivered", "epoch", "fill_to", "filling", "new", "page_size", "pending")
 
     def __init__(self, page_size: int = 500) -> None:
         self.page_size = page_size
@@ -105,6 +106,7 @@ class ChannelOrder(Generic[T]):
         self.pending: dict[int, T] = {}  # held: offset -> item
         self.filling = False
         self.fill_to = 0
+        self.new = False  # known to have no message yet: its first epoch starts at 1
 
     @property
     def position(self) -> tuple[str, int] | None:
@@ -118,10 +120,18 @@ class ChannelOrder(Generic[T]):
         self.epoch = epoch
         self.delivered = offset
 
+    def expect_new(self) -> None:
+        """The channel has no message anywhere yet (neither Redis nor the store knows it):
+        its first epoch must be delivered from offset 1, so a first message seen at a later
+        offset is held while 1… are filled, instead of starting there."""
+        if self.epoch is None:
+            self.new = True
+
     def offer(self, epoch: str, offset: int, item: T) -> Iterable[Action[T]]:
         """A message arrived: deliver it (and what it unblocks), hold it, or drop it."""
         if self.epoch != epoch:
-            known = self.epoch is not None
+            known = self.epoch is not None or self.new
+            self.new = False
             self.epoch = epoch
             self.pending.clear()
             # An unknown channel starts here; a new epoch starts at 1 (fill what is missing).
@@ -138,10 +148,15 @@ class ChannelOrder(Generic[T]):
 
     def sync(self, epoch: str, top: int) -> Iterable[Action[T]]:
         """The channel's top in Redis is (``epoch``, ``top``): fill up to it."""
-        if self.epoch is None:
+        if self.epoch is None and not self.new:
             self.epoch = epoch
             self.delivered = top
             return ()
+        if self.epoch is None:  # new: everything up to the top is to be delivered
+            self.new = False
+            self.epoch = epoch
+            self.delivered = 0
+            return self._start_fill(top) if top > 0 else ()
         if self.epoch != epoch:
             self.epoch = epoch
             self.delivered = 0

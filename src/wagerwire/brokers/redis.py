@@ -23,6 +23,9 @@ Writer lease (``acquire.lua``, ``renew.lua``, ``release.lua``)
     parallel and reach the store in offset order, so the store's group commit stays
     pipelined), commits persisted messages in offset order, one script call per channel at
     a time (batches grow under load), and releases the lease once idle for ``linger_s``.
+    The commits of every channel ready in one event-loop turn go to Redis together, one
+    pipelined round trip (``RedisLink.call_many``): each script still succeeds or fails
+    for its own channel.
     Another node that wants the channel marks it *wanted*; the holder then stops assigning,
     drains and releases. Leases expire after ``lease_ttl_s`` unless renewed, so a SIGKILLed
     holder blocks its channels for at most that long. A lease that was not released cleanly
@@ -53,7 +56,19 @@ Outages
     channels Redis forgot (a restarted Redis) from the store, compares every channel's top
     with what this node delivered and fills the holes before delivering anything newer.
 
-History (``history``)
+Failover (Redis Sentinel, ``redis+sentinel://``, see ``redis_url.py``)
+    Every connection asks the Sentinels for the current primary when it (re)connects. The
+    primary's death is an outage as above (leases dropped, in-flight publishes failed,
+    ``generation`` bumped); the promoted replica may miss the last commits (replication is
+    asynchronous), so after reconnecting the listener fills holes from the stream and the
+    store, and the first lease of every channel since the reconnection reconciles with the
+    store (``redis_writer``: ``checked`` vs ``generation``), committing what the store has and
+    the new primary lost. Two writers of one channel (a replica promoted without the lease
+    key) cannot fork offsets: the store accepts offset n only after n - 1 under the channel's
+    advisory lock, so the loser's persist is refused, and the commit script checks the lease
+    and that offsets follow the top again.
+
+History (``history``)History (``history``)
     The stream holds the newest ``history_size`` messages of each channel, ids = offsets.
     ``history(channel, after, limit)`` returns them, or ``None`` when the stream does not
     reach back to ``after + 1`` (then read the store); ``HistoryStore``
@@ -108,7 +123,7 @@ class RedisBroker:
     """The Broker for many nodes over one Redis; see the module docstring.
 
     Args:
-        url: ``redis://host:port/db``.
+        url: ``redis://host:port/db`` or ``redis+sentinel://host:port,…/service[/db]``.
         store: the durable store of this node (the one ``persist`` writes to); used to seed
             channels Redis does not know, to reconcile after a dead lease holder, and to fill
             holes the stream no longer covers. ``None`` trusts Redis alone.
@@ -177,6 +192,11 @@ class RedisBroker:
     @on_ready_change.setter
     def on_ready_change(self, callback: Callable[[bool], None] | None) -> None:
         self.link.on_ready_change = callback
+
+    @property
+    def failovers(self) -> int:
+        """Redis failovers this node followed (Sentinel named a new primary), for metrics."""
+        return self.link.failovers
 
     @property
     def resyncs(self) -> int:

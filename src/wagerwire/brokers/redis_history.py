@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, Store
+from wagerwire.core.store import AppendDone, ChannelInfo, Store, append_soon
 
 if TYPE_CHECKING:
     from wagerwire.brokers.redis import RedisBroker
@@ -35,6 +35,9 @@ class HistoryStore:
 
     async def append(self, message: Message) -> None:
         await self.inner.append(message)
+
+    def append_soon(self, message: Message, done: AppendDone) -> None:
+        append_soon(self.inner, message, done)
 
     async def positions(self) -> dict[str, Position]:
         return await self.inner.positions()

@@ -9,7 +9,8 @@ clock (``TIME``), so nodes with skewed clocks agree:
 * ``slot_acquire.lua``: a subject's stream slots are a sorted set scored by expiry;
 * ``slot_renew.lua`` / ``slot_release.lua``: every slot of the node in one call;
 * ``rate_take.lua``: a token bucket per subject (hash: tokens, stamp);
-* ``daily_take.lua``: a per-UTC-day counter per subject (hash: day, used).
+* ``daily_take.lua``: a per-UTC-day counter per subject (hash: day, used);
+* single use: ``SET <prefix>:spent:<credential> 1 NX PX <ttl>`` (atomic without a script).
 
 Any Redis error (refused connection, timeout, script error) is raised as
 ``LimitsUnavailable`` (HTTP 503 ``limits_unavailable``).
@@ -28,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from wagerwire.auth.limits import SLOT_TTL_S, Limits, SlotRef
+from wagerwire.brokers.redis_url import client, close_pool, parse_redis_url
 from wagerwire.errors import LimitsUnavailable
 
 __all__ = ["RedisLimits"]
@@ -74,11 +76,12 @@ class RedisLimits:
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "ww", slot_ttl_s: float = SLOT_TTL_S
                  ) -> RedisLimits:
-        """A client for ``url`` that gives up after :data:`TIMEOUT_S` (connect or reply),
+        """A client for ``url`` (``redis://`` or ``redis+sentinel://``, see
+        ``brokers/redis_url.py``: it follows the primary across failovers) that gives up after :data:`TIMEOUT_S` (connect or reply),
         retried once at once: a stalled Redis is answered with 503 within 2 x TIMEOUT_S."""
-        client = Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
-                                retry=Retry(NoBackoff(), 1))
-        return cls(client, prefix=prefix, slot_ttl_s=slot_ttl_s)
+        redis = client(parse_redis_url(url), socket_timeout=TIMEOUT_S,
+                       socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 1))
+        return cls(redis, prefix=prefix, slot_ttl_s=slot_ttl_s)
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -114,9 +117,22 @@ class RedisLimits:
         wait_ms = await self._run(self._daily, [f"{self.prefix}:daily:{subject}"], [per_day])
         return int(wait_ms) / 1000
 
+    async def spend_once(self, credential: str, ttl_s: float) -> bool:
+        key = f"{self.prefix}:spent:{credential}"
+        try:
+            done = await self.redis.set(key, 1, nx=True, px=max(1, int(ttl_s * 1000)))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise LimitsUnavailable(
+                f"plan limits cannot be checked now (Redis: {type(exc).__name__}); "
+                "retry shortly"
+            ) from exc
+        return bool(done)
+
     async def aclose(self) -> None:
         try:
+            pool = self.redis.connection_pool
             await self.redis.aclose()
+            await close_pool(pool)
         except (RedisError, OSError):
             pass
 

@@ -17,11 +17,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from wagerwire.brokers.redis_records import ChannelKeys
+from wagerwire.brokers.redis_url import (
+    close_pool,
+    connection_pool,
+    parse_redis_url,
+    primary_address,
+)
 from wagerwire.core.messages import Position
 from wagerwire.errors import Unavailable
 
@@ -65,14 +71,18 @@ class RedisLink:
     on_ready_change: Callable[[bool], None] | None = None
     on_down: Callable[[BaseException], None] | None = None  # the writer gives up its leases
     probe: asyncio.Task[None] | None = None
+    generation: int = 0  # bumped whenever Redis is lost: leases must be reconciled again
+    primary: tuple[str, int] | None = None  # with Sentinel: the primary we last reached
+    failovers: int = 0  # primary changes seen (Sentinel promoted another server)
     bg: set[asyncio.Future[Any]] = field(default_factory=set)  # our own background work
 
     async def connect(self) -> None:
         """Make the client and its scripts and wait (``connect_timeout_s``) for a ping."""
         # A bounded pool that makes callers wait for a free connection rather than fail.
-        pool = BlockingConnectionPool.from_url(
-            self.url, max_connections=64, timeout=10, retry=Retry(NoBackoff(), 0),
-            socket_timeout=5, socket_connect_timeout=2, decode_responses=False,
+        pool = connection_pool(
+            parse_redis_url(self.url), max_connections=64, timeout=10,
+            retry=Retry(NoBackoff(), 0), socket_timeout=5, socket_connect_timeout=2,
+            decode_responses=False,
         )
         redis = self.redis = Redis.from_pool(pool)  # closing the client closes the pool
         for name in _SCRIPTS:
@@ -89,13 +99,29 @@ class RedisLink:
                     raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
                 await asyncio.sleep(0.2)
         self.cmd_ok = True
+        self.note_primary()
+
+    def note_primary(self) -> None:
+        """Count a failover when Sentinel now names another primary than before."""
+        if self.redis is None:
+            return
+        address = primary_address(self.redis.connection_pool)
+        if address is None:
+            return
+        if self.primary is not None and address != self.primary:
+            self.failovers += 1
+            log.warning("Redis failover: the primary is now %s:%d (was %s:%d)",
+                        *address, *self.primary)
+        self.primary = address
 
     async def aclose(self) -> None:
         """Cancel the background work and close the client."""
         for bg in list(self.bg):
             bg.cancel()
         if self.redis is not None:
+            pool = self.redis.connection_pool
             await self.redis.aclose()
+            await close_pool(pool)
 
     # -- readiness -------------------------------------------------------------------------
 
@@ -131,6 +157,7 @@ class RedisLink:
         if self.cmd_ok:
             log.warning("Redis command failed: %s", exc)
         self.cmd_ok = False
+        self.generation += 1
         self.set_ready()
         if self.on_down is not None:
             self.on_down(exc)
@@ -149,6 +176,7 @@ class RedisLink:
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             self.cmd_ok = True
+            self.note_primary()
             self.set_ready()
             return
 
@@ -161,6 +189,32 @@ class RedisLink:
         except REDIS_ERRORS as exc:
             self.down(exc)
             raise Unavailable(f"Redis is unreachable: {exc}") from exc
+
+    async def call_many(self, name: str, calls: list[tuple[list[Any], list[Any]]]
+                        ) -> list[Any]:
+        """Run script ``name`` once per (keys, args) in one pipelined round trip.
+
+        Each call succeeds or fails alone (the pipeline is not a transaction): the result list
+        holds each call's reply, or the ``RedisError`` it raised. A script Redis does not know
+        (a restarted or newly promoted Redis) is loaded and those calls are run again. A
+        connection failure marks Redis down and raises ``Unavailable`` for all of them.
+        """
+        redis = self.redis
+        assert redis is not None
+        script = self.scripts[name]
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            for i, result in enumerate(results):
+                if isinstance(result, redis_errors.NoScriptError):
+                    keys, args = calls[i]
+                    results[i] = await script(keys=keys, args=args)  # loads it, once
+        except REDIS_ERRORS as exc:
+            self.down(exc)
+            raise Unavailable(f"Redis is unreachable: {exc}") from exc
+        return results
 
     async def seed(self, items: list[tuple[str, Position]]) -> None:
         """Create (or raise) Redis positions from the store's (SETNX-like, in batches)."""

@@ -21,7 +21,12 @@ from redis.asyncio.client import PubSub
 
 from wagerwire.brokers.redis_delivery import OrderedDelivery
 from wagerwire.brokers.redis_link import REDIS_ERRORS, RedisLink
-from wagerwire.brokers.redis_records import ChannelKeys, decode_records, fanout_prefix
+from wagerwire.brokers.redis_records import (
+    ChannelKeys,
+    batch_of,
+    decode_records,
+    fanout_prefix,
+)
 from wagerwire.core.store import Store
 from wagerwire.errors import Unavailable
 
@@ -92,6 +97,7 @@ class FanoutListener:
                 await pubsub.get_message(timeout=0.5)
                 link.sub_ok = True
                 link.cmd_ok = True
+                link.note_primary()
                 await self._resync()
                 self.resyncs += 1
                 link.set_ready()
@@ -124,6 +130,8 @@ class FanoutListener:
                 delay = min(delay * 2, link.retry_max_s)
 
     def _on_fanout(self, channel: str, payload: bytes) -> None:
+        if batch_of(self.link.node_id, payload):
+            return  # our own commit: delivered when it returned, no need to decode it
         try:
             records = decode_records(channel, payload)
         except (ValueError, struct.error, orjson.JSONDecodeError):
@@ -159,6 +167,9 @@ class FanoutListener:
                 await self.link.seed(seeds)
                 for name, pos in seeds:
                     self.delivery.sync(name, pos.epoch, pos.offset)
+                for name in missing:
+                    if name not in positions:  # nowhere yet: deliver it from offset 1
+                        self.delivery.order(name).expect_new()
             for name, (epoch, top) in zip(chunk, metas, strict=True):
                 if epoch is not None:
                     self.delivery.sync(name, epoch.decode(), int(top))

@@ -29,8 +29,10 @@ from wagerwire.core.messages import Message
 
 __all__ = [
     "ChannelKeys",
+    "batch_of",
     "decode_record",
     "decode_records",
+    "encode_batch",
     "encode_record",
     "fanout_prefix",
     "frame_record",
@@ -78,9 +80,28 @@ def decode_record(channel: str, record: bytes) -> tuple[str, Message]:
     return node, Message(channel, offset, epoch, ts, record[cut + 1:], attrs, key)
 
 
+def encode_batch(node: str, messages: list[Message]) -> bytes:
+    """The PUBLISHed batch of ``messages``: each record after its 4-byte length."""
+    parts: list[bytes] = []
+    pack = _LEN.pack
+    for message in messages:
+        record = encode_record(node, message)
+        parts += (pack(len(record)), record)
+    return b"".join(parts)
+
+
 def frame_record(record: bytes) -> bytes:
     """``record`` with its length prefix, ready to be joined into a PUBLISHed batch."""
     return _LEN.pack(len(record)) + record
+
+
+def batch_of(node: str, payload: bytes) -> bool:
+    """Whether the PUBLISHed batch ``payload`` was committed by ``node``, without decoding it.
+
+    One commit PUBLISHes one batch, all of one node, so the first record's header tells.
+    """
+    mark = b'["' + node.encode() + b'",'
+    return payload.startswith(mark, _LEN.size)
 
 
 def decode_records(channel: str, payload: bytes) -> list[tuple[str, Message]]:

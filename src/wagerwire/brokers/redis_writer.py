@@ -5,7 +5,8 @@ across nodes (``claim.lua``), waits for the channel's writer lease (``acquire.lu
 the publishes that wait together; a dirty lease is reconciled with the store first), takes
 the next offset with no round trip, persists as its own task, and once it and every earlier
 publish of the channel are persisted, is committed in a batch (``commit.lua``) and handed to
-``redis_delivery``. The lease is renewed in the background (``renew.lua``) and released
+``redis_delivery``; the commits of all channels ready in one event-loop turn share one
+pipelined round trip. The lease is renewed in the background (``renew.lua``) and released
 (``release.lua``) once the channel is idle for ``linger_s`` or another node wants it.
 """
 
@@ -36,8 +37,7 @@ from wagerwire.brokers.redis_link import REDIS_ERRORS, RedisLink
 from wagerwire.brokers.redis_records import (
     ChannelKeys,
     decode_record,
-    encode_record,
-    frame_record,
+    encode_batch,
 )
 from wagerwire.core.broker import PublishArgs
 from wagerwire.core.messages import Message, Position, PublishResult
@@ -66,7 +66,7 @@ class _Writing:
     """The writer side of one channel: its lease and its publishes in flight."""
 
     __slots__ = (
-        "acquiring", "committing", "inflight", "keys", "lease", "lease_epoch",
+        "acquiring", "checked", "committing", "inflight", "keys", "lease", "lease_epoch",
         "must_reconcile", "name", "next_offset", "release_handle", "released", "releasing",
         "yielding",
     )
@@ -85,6 +85,7 @@ class _Writing:
         self.release_handle: asyncio.TimerHandle | None = None
         self.yielding = False
         self.must_reconcile = False
+        self.checked = -1  # the link generation this channel was last reconciled in
 
 
 class LeaseWriter:
@@ -107,6 +108,9 @@ class LeaseWriter:
         self._channels: dict[str, _Writing] = {}
         self._tasks: set[asyncio.Future[Any]] = set()  # persists in flight (strong refs)
         self._counter = itertools.count()
+        self._to_commit: list[_Writing] = []  # channels to commit this event-loop turn
+        self._flush_scheduled = False
+        self.commit_rounds = 0  # round trips that carried commits (one per loop turn)
         self.renewer: asyncio.Task[None] | None = None
 
     def _state(self, channel: str) -> _Writing:
@@ -156,9 +160,10 @@ class LeaseWriter:
                       ) -> PublishResult:
         """``RedisBroker.publish``: claim, take the lease and an offset, persist, commit."""
         ts, key = args["ts"], publish_key(channel, args)
-        duplicate = await self._window.duplicate(key, ts)
-        if duplicate is not None:
-            return duplicate
+        if key is not None:  # (no coroutine to await for the usual publish without a key)
+            duplicate = await self._window.duplicate(key, ts)
+            if duplicate is not None:
+                return duplicate
         self.link.check_ready()
         loop = asyncio.get_running_loop()
         pub = _RedisPublish(ts, loop.create_future(), key)
@@ -292,7 +297,9 @@ class LeaseWriter:
                 continue
             epoch = reply[1].decode()
             top = int(reply[2])
-            dirty = int(reply[3]) or state.must_reconcile
+            # Also the first lease of a channel since this node (re)connected: a failover
+            # may have promoted a replica that missed the last commits (and the dirty flag).
+            dirty = int(reply[3]) or state.must_reconcile or state.checked != link.generation
             if dirty and self.store is not None:
                 top = await self._reconcile(state, epoch, top)
             state.lease = True
@@ -300,6 +307,7 @@ class LeaseWriter:
             state.next_offset = top + 1
             state.yielding = False
             state.must_reconcile = False
+            state.checked = link.generation
             return
 
     async def _initial_position(self, state: _Writing) -> tuple[str, int]:
@@ -417,52 +425,85 @@ class LeaseWriter:
             self._fail(state, pub, error)
 
     def _maybe_commit(self, state: _Writing) -> None:
+        """Queue ``state``'s persisted head for the commit of this event-loop turn."""
         if state.committing or not state.inflight or not state.inflight[0].persisted:
             return
-        batch: list[_RedisPublish] = []
-        for pub in state.inflight:
-            if not pub.persisted or len(batch) >= COMMIT_MAX:
-                break
-            batch.append(pub)
         state.committing = True
-        self.link.spawn(self._commit(state, batch))
+        self._to_commit.append(state)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_commits)
 
-    async def _commit_call(self, state: _Writing, epoch: str, messages: list[Message]) -> Any:
-        link = self.link
+    def _flush_commits(self) -> None:
+        """Commit every channel queued this turn: one pipelined round trip for all."""
+        self._flush_scheduled = False
+        states, self._to_commit = self._to_commit, []
+        work: list[tuple[_Writing, list[_RedisPublish]]] = []
+        for state in states:
+            batch: list[_RedisPublish] = []
+            for pub in state.inflight:
+                if not pub.persisted or len(batch) >= COMMIT_MAX:
+                    break
+                batch.append(pub)
+            if batch:
+                work.append((state, batch))
+            else:  # abandoned meanwhile
+                state.committing = False
+        if work:
+            self.link.spawn(self._commit_many(work))
+
+    def _commit_args(self, state: _Writing, epoch: str, messages: list[Message]
+                     ) -> tuple[list[Any], list[Any]]:
+        """One ``commit.lua`` call: the records go once, in the batch payload the script
+        PUBLISHes and splits for the stream; only keyed messages add arguments."""
+        node = self.link.node_id
         keys: list[Any] = [state.keys.meta, state.keys.lease, state.keys.stream,
                            state.keys.wanted]
         window = self._window.window_ms + 60_000
-        records = []
-        per_message: list[Any] = []
-        for m in messages:
-            record = encode_record(link.node_id, m)
-            records.append(frame_record(record))
-            per_message.append(record)
+        keyed: list[Any] = []
+        for index, m in enumerate(messages):
             if m.idempotency_key is not None:
                 keys.append(state.keys.idempotency(m.idempotency_key))
-                per_message += [b"d%d|" % m.ts + record, window]
-            else:
-                per_message += ["", 0]
-        args: list[Any] = [link.node_id, epoch, self.history_size, state.keys.fanout,
-                           b"".join(records), messages[0].offset, len(messages), *per_message]
-        return await link.call("commit", keys, args)
+                keyed += (index, b"d%d|" % m.ts, window)
+        args: list[Any] = [node, epoch, self.history_size, state.keys.fanout,
+                           encode_batch(node, messages), messages[0].offset, len(messages),
+                           *keyed]
+        return keys, args
 
-    async def _commit(self, state: _Writing, batch: list[_RedisPublish]) -> None:
-        messages = [p.message for p in batch if p.message is not None]
+    async def _commit_call(self, state: _Writing, epoch: str, messages: list[Message]) -> Any:
+        keys, args = self._commit_args(state, epoch, messages)
+        return await self.link.call("commit", keys, args)
+
+    async def _commit_many(self, work: list[tuple[_Writing, list[_RedisPublish]]]) -> None:
+        self.commit_rounds += 1
+        calls = [
+            self._commit_args(state, state.lease_epoch,
+                              [p.message for p in batch if p.message is not None])
+            for state, batch in work
+        ]
         try:
-            reply = await self._commit_call(state, state.lease_epoch, messages)
+            if len(calls) == 1:
+                replies: list[Any] = [await self.link.call("commit", *calls[0])]
+            else:
+                replies = await self.link.call_many("commit", calls)
         except Unavailable as exc:  # Redis went away: lost_redis() abandoned everything
-            state.committing = False
-            self._abandon(state, exc)
+            for state, _ in work:
+                state.committing = False
+                self._abandon(state, exc)
             return
         except redis_errors.RedisError as exc:
-            state.committing = False
-            log.exception("commit script failed on %s", state.name)
+            replies = [exc] * len(work)
+        for (state, batch), reply in zip(work, replies, strict=True):
+            self._committed(state, batch, reply)
+
+    def _committed(self, state: _Writing, batch: list[_RedisPublish], reply: Any) -> None:
+        state.committing = False
+        if isinstance(reply, redis_errors.RedisError):
+            log.error("commit script failed on %s: %s", state.name, reply)
             state.lease = False
             state.must_reconcile = True
-            self._abandon(state, Unavailable(f"commit failed: {exc}"))
+            self._abandon(state, Unavailable(f"commit failed: {reply}"))
             return
-        state.committing = False
         if int(reply[0]) != 1:
             reason = {-1: "lost its writer lease", -2: "changed epoch",
                       -3: "moved on"}.get(int(reply[0]), "refused the commit")

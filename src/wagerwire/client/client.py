@@ -195,6 +195,8 @@ class Client:
         since: str | None = None,
         transport: Transport | None = None,
         lane: Lane = "stream",
+        image: bool = False,
+        conflate_ms: int = 0,
     ) -> Subscription:
         """Open a stream of ``channels`` (exact names or ``*`` patterns).
 
@@ -207,6 +209,10 @@ class Client:
                 blocking, but lossy: a newer price supersedes a lost one, skipped offsets are
                 counted (``counters.datagrams_superseded``, :attr:`Subscription.skipped`),
                 not backfilled; stale datagrams (older than one delivered) are dropped.
+            image: on conflating channels, start with the latest message per key
+                (``source == "image"``), then live.
+            conflate_ms: at most one update per key per interval on conflating channels
+                (0-120000).
 
         Raises:
             InvalidChannelError, BadResumeTokenError: at once, before connecting.
@@ -222,6 +228,8 @@ class Client:
             since=since,
             wire=wire,
             lane=lane,
+            image=image,
+            conflate_ms=conflate_ms,
             backoff=self.backoff,
             heartbeat_interval=self.heartbeat_interval or _HEARTBEAT[wire],
             backfill=self.backfill,

@@ -56,7 +56,8 @@ class Sink(Protocol):
 
     def gap(self, gap: GapDetected) -> None: ...
 
-    def superseded(self, gap: Superseded) -> None: ...
+    # optional: ``superseded(gap: Superseded)``, offsets the datagram lane skipped (a sink
+    # without it, e.g. a connector's relay that never uses the lane, is not told)
 
     def failed(self, error: SdkError) -> None: ...
 
@@ -200,7 +201,9 @@ class StreamDriver:
                 case GapDetected():
                     self.sink.gap(action)
                 case Superseded():
-                    self.sink.superseded(action)
+                    note = getattr(self.sink, "superseded", None)
+                    if note is not None:
+                        note(action)
                 case Reconnect(refresh_auth=refresh):
                     self._refresh_auth = self._refresh_auth or refresh
                 case StateChanged(state=state):

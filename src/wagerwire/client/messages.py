@@ -12,8 +12,9 @@ from wagerwire.types import Json
 
 __all__ = ["ClientMessage", "MessageSource"]
 
-MessageSource = Literal["live", "replay", "backfill"]
-"""How a message reached the client: pushed live, replayed after a resume, or fetched over REST."""
+MessageSource = Literal["live", "replay", "backfill", "image"]
+"""How a message reached the client: pushed live, replayed after a resume, fetched over REST,
+or sent as part of a snapshot image (the latest message of its key on a conflating channel)."""
 
 
 @dataclass(frozen=True, slots=True)

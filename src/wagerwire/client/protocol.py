@@ -23,6 +23,13 @@ A message at or below the last offset of the same epoch is a duplicate and is dr
 change, or ``recovered: false`` in a ``subscribed`` answer, means history could not be replayed:
 the client asks the driver to backfill over REST, holding that channel's live messages until the
 backfill is done so that delivery stays in offset order.
+
+Conflation: on a conflating channel the server may drop queued messages superseded by a newer
+one of the same key; it says so first (``{"op":"superseded","offsets":[[a,b],…]}``) and the
+client neither reports those offsets as a gap nor backfills them. A subscription with
+``conflate_ms`` (or a plan that conflates) skips offsets by design, so it is not checked for
+holes. ``image`` messages (a snapshot: the latest message per key) are delivered as they come,
+before live data, without moving the position the ``subscribed`` answer set.
 """
 
 from __future__ import annotations
@@ -108,6 +115,8 @@ class Counters:
     live_gaps: int = 0  # holes in an unfiltered live stream, each backfilled (a server fault)
     datagrams_superseded: int = 0  # datagram lane: offsets skipped (lost, or newer value came)
     datagrams_stale: int = 0  # datagram lane: arrived after a newer offset, dropped
+    messages_superseded: int = 0  # offsets skipped because the server said a newer one came
+    images_delivered: int = 0  # snapshot-image messages delivered
 
     @classmethod
     def total(cls, many: Iterable[Counters]) -> Counters:
@@ -123,6 +132,8 @@ class Counters:
             out.live_gaps += c.live_gaps
             out.datagrams_superseded += c.datagrams_superseded
             out.datagrams_stale += c.datagrams_stale
+            out.messages_superseded += c.messages_superseded
+            out.images_delivered += c.images_delivered
         return out
 
 
@@ -155,6 +166,9 @@ class ClientProtocol:
             on the WebTransport datagram lane: messages come through :meth:`datagram_received`,
             newest wins, and skipped offsets are reported as :class:`Superseded`, never
             backfilled.
+        image: ask for a snapshot image on conflating channels (and after a resume the
+            server cannot replay, it sends one anyway).
+        conflate_ms: at most one update per key per interval on conflating channels.
         backoff: reconnect delays.
         heartbeat_interval: expected gap between signs of life; nothing received for two
             intervals means the link is dead. On WebSocket the client pings after one idle
@@ -173,6 +187,8 @@ class ClientProtocol:
         since: str | None = None,
         wire: Wire = "ws",
         lane: Lane = "stream",
+        image: bool = False,
+        conflate_ms: int = 0,
         backoff: Backoff | None = None,
         heartbeat_interval: float = 20.0,
         backfill: bool = True,
@@ -208,6 +224,10 @@ class ClientProtocol:
                 raise RequestError("the datagram lane is live only: no since",
                                    code="bad_parameter")
         self.lane: Lane = lane
+        if not 0 <= conflate_ms <= 120_000:
+            raise RequestError("conflate_ms must be from 0 to 120000", code="bad_parameter")
+        self.image = image
+        self.conflate_ms = conflate_ms
         self.backoff = backoff or Backoff()
         self.heartbeat_interval = heartbeat_interval
         self.backfill_enabled = backfill
@@ -229,6 +249,9 @@ class ClientProtocol:
         self._empty: set[str] = set()  # subscribed while they had no history
         self._catchup: dict[str, int] = {}  # channel -> offset the replay must reach
         self._backfills: dict[str, Backfill] = {}
+        # channel -> (epoch, first, last) runs the server said were superseded
+        self._superseded: dict[str, list[tuple[str, int, int]]] = {}
+        self._conflated: set[str] = set()  # names subscribed with a per-key interval
         self._next_request_id = 1
         self._last_rx = 0.0
         self._last_ping = 0.0
@@ -272,6 +295,10 @@ class ClientProtocol:
         token = self.resume_token
         if token:
             frame["since"] = token
+        if self.image:
+            frame["image"] = True
+        if self.conflate_ms:
+            frame["conflate_ms"] = self.conflate_ms
         return frame
 
     def next_deadline(self) -> float | None:
@@ -385,8 +412,12 @@ class ClientProtocol:
         match op:
             case "message":
                 actions = self._on_message(obj)
+            case "subscribed" if self.lane == "datagram":
+                actions = self._on_lane_subscribed(obj)
             case "subscribed":
                 actions = self._on_subscribed(obj)
+            case "superseded":
+                actions = self._on_superseded(obj)
             case "error":
                 return self._on_error(obj, now)
             case _:
@@ -590,14 +621,42 @@ class ClientProtocol:
         )
         return self._disconnect(err, now)
 
+    def _image_or_rate(self, name: str, obj: Mapping[str, object]) -> bool:
+        """Note a per-key interval; take a snapshot image's position. True: nothing more to
+        do for this answer (an image stands for the history it does not replay)."""
+        if _is_int(obj.get("conflate_ms")) and obj.get("conflate_ms"):
+            self._conflated.add(name)
+        else:
+            self._conflated.discard(name)
+        if obj.get("image") is not True or obj.get("pattern"):
+            return False
+        epoch, offset = obj.get("epoch"), obj.get("offset")
+        if not isinstance(epoch, str) or not isinstance(offset, int):
+            return False
+        self._empty.discard(name)
+        self._catchup.pop(name, None)
+        self._backfills.pop(name, None)
+        if epoch:
+            self._positions[name] = Position(epoch, offset)
+        return True
+
+    def _on_lane_subscribed(self, obj: Mapping[str, object]) -> list[Action]:
+        """Datagram lane: live only, so nothing to recover; the next datagram's offset shows
+        what was skipped meanwhile."""
+        name = obj.get("channel")
+        if not isinstance(name, str):
+            return self._fail(ProtocolError("subscribed frame without a channel"))
+        self._pending_acks.discard(name)
+        return []
+
     def _on_subscribed(self, obj: Mapping[str, object]) -> list[Action]:
         name = obj.get("channel")
         if not isinstance(name, str):
             return self._fail(ProtocolError("subscribed frame without a channel"))
         recovered = obj.get("recovered", True) is not False
         self._pending_acks.discard(name)
-        if self.lane == "datagram":
-            return []  # live only: nothing to recover; the next datagram shows what was skipped
+        if self._image_or_rate(name, obj):
+            return []
         if obj.get("pattern"):
             if recovered:
                 return []
@@ -636,6 +695,39 @@ class ClientProtocol:
             self._catchup[name] = offset
         return []
 
+    def _on_superseded(self, obj: Mapping[str, object]) -> list[Action]:
+        channel, epoch, runs = obj.get("channel"), obj.get("epoch"), obj.get("offsets")
+        if not isinstance(channel, str) or not isinstance(epoch, str) or not isinstance(runs,
+                                                                                       list):
+            return self._fail(ProtocolError(f"malformed superseded frame: {dict(obj)!r:.120}"))
+        known = self._superseded.setdefault(channel, [])
+        for run in runs:
+            if (isinstance(run, list) and len(run) == 2 and all(_is_int(x) for x in run)):
+                known.append((epoch, int(run[0]), int(run[1])))
+        pos = self._positions.get(channel)
+        if pos is not None:  # forget runs already behind us
+            known[:] = [r for r in known if r[0] != pos.epoch or r[2] > pos.offset]
+        del known[:-1000]  # bounded: the server merges them, this only guards
+        return []
+
+    def _skipped(self, channel: str, epoch: str, after: int, before: int) -> bool:
+        """Whether every offset strictly between ``after`` and ``before`` was superseded."""
+        runs = sorted((a, b) for e, a, b in self._superseded.get(channel, ()) if e == epoch)
+        need = after + 1
+        for first, last in runs:
+            if first > need:
+                break
+            need = max(need, last + 1)
+        if need < before:
+            return False
+        self.counters.messages_superseded += before - after - 1
+        return True
+
+    def _is_conflated(self, channel: str) -> bool:
+        conflated = self._conflated
+        return bool(conflated) and (channel in conflated or any(
+            is_pattern(n) and pattern_matcher(n).fullmatch(channel) for n in conflated))
+
     def _on_message(self, obj: Mapping[str, object]) -> list[Action]:
         try:
             msg = ClientMessage.from_json(obj, "live")
@@ -643,6 +735,10 @@ class ClientProtocol:
             return self._fail(exc)
         if not self._covers(msg.channel):
             return []  # e.g. in flight when we unsubscribed
+        if obj.get("image") is True:
+            self.counters.images_delivered += 1
+            self.counters.messages_delivered += 1
+            return [Deliver(msg.with_source("image"))]
         target = self._catchup.get(msg.channel)
         if target is not None:
             if msg.offset <= target:
@@ -678,6 +774,8 @@ class ClientProtocol:
             and pos is not None
             and pos.epoch == msg.epoch
             and msg.offset > pos.offset + 1
+            and not self._is_conflated(msg.channel)
+            and not self._skipped(msg.channel, msg.epoch, pos.offset, msg.offset)
         ):
             # Offsets have no holes and nothing filters this stream: the server skipped
             # messages (e.g. a window around its restart). Fetch them before going on.

@@ -48,6 +48,10 @@ class SseDriver(StreamDriver):
             params["filter"] = orjson.dumps(filter).decode()
         if since:
             params["since"] = since
+        if self.protocol.image:
+            params["image"] = "true"
+        if self.protocol.conflate_ms:
+            params["conflate_ms"] = str(self.protocol.conflate_ms)
         return params
 
     async def session(self) -> None:

@@ -13,6 +13,9 @@ Contract (checked by ``tests/contract/test_broker_contract.py`` for every backen
   flight fail with ``Unavailable`` and their offsets are reused too.
 * ``position`` is the last *delivered* position; cancelling a ``publish`` stops the caller
   waiting, not the publish. The idempotency window is measured on the messages' ``ts``.
+* ``persist`` may also have a ``soon(message, done)`` method (:class:`PersistSoon`): a broker
+  may call it instead of awaiting ``persist(message)``; ``done(None)`` then means persisted and
+  ``done(error)`` failed, as if ``persist`` had returned or raised ``error``.
 * ``positions`` passed to ``start`` seed the offsets (the store's last positions), so a
   restarted node continues each channel in the same epoch.
 """
@@ -24,9 +27,18 @@ from typing import Protocol, TypedDict, Unpack
 
 from wagerwire.core.messages import Message, Position, PublishResult
 
-__all__ = ["Broker", "BrokerHandler", "Persist", "PublishArgs"]
+__all__ = ["Broker", "BrokerHandler", "Persist", "PersistSoon", "PublishArgs"]
 
 Persist = Callable[[Message], Awaitable[None]]
+
+
+class PersistSoon(Protocol):
+    """A ``persist`` that can also report its outcome to a callback (no task, no future)."""
+
+    def __call__(self, message: Message) -> Awaitable[None]: ...
+
+    def soon(self, message: Message, done: Callable[[BaseException | None], None]) -> None:
+        """Start persisting ``message``; ``done`` hears the outcome (``None``: persisted)."""
 
 
 class PublishArgs(TypedDict):

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import orjson
@@ -36,8 +37,15 @@ from wagerwire.core.channels import (
     validate_channel,
     validate_pattern,
 )
+from wagerwire.core.conflation import (
+    MAX_CONFLATE_MS,
+    Lane,
+    LatestTable,
+    PolicyTable,
+    skipped_ranges,
+)
 from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
-from wagerwire.core.store import Store
+from wagerwire.core.store import Store, append_soon
 from wagerwire.errors import (
     BadParameter,
     InvalidChannel,
@@ -49,7 +57,8 @@ from wagerwire.errors import (
 from wagerwire.types import Json, now_ms
 
 # SubscribeReply lives in core/messages.py; re-exported here for existing importers.
-__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubObserver", "HubStats", "Sink", "SubscribeReply"]
+__all__ = ["FrameEncoder", "Hub", "HubLimits", "HubObserver", "HubStats", "Rate", "Sink",
+           "SubscribeReply", "check_rate"]
 
 log = logging.getLogger("wagerwire.core.hub")
 
@@ -123,16 +132,65 @@ class HubStats:
 
 Group = tuple[Filter | None, FrameEncoder, list[Sink]]
 """The subscribers of one channel that share a (filter, format)."""
+Rate = tuple[int, int]
+"""``(conflate_ms, delay_ms)`` of a subscription; ``(0, 0)`` is the plain live stream."""
 MAX_GROUPED_CHANNELS = 65536
+MAX_DELAY_MS = 3_600_000
+
+
+class _Persist:
+    """The hub's ``persist``: the store append, counted so the flusher can tell a commit is
+    about to land. ``soon`` (``core.broker.PersistSoon``) is the brokers' path: no task."""
+
+    __slots__ = ("_hub",)
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def __call__(self, message: Message) -> None:
+        hub = self._hub
+        hub.persisting += 1
+        try:
+            await hub.store.append(message)
+        finally:
+            hub.persisting -= 1
+
+    def soon(self, message: Message, done: Callable[[BaseException | None], None]) -> None:
+        hub = self._hub
+        hub.persisting += 1
+        try:
+            append_soon(hub.store, message, partial(self._done, done))
+        except BaseException:
+            hub.persisting -= 1
+            raise
+
+    def _done(self, done: Callable[[BaseException | None], None], error: BaseException | None
+              ) -> None:
+        self._hub.persisting -= 1
+        done(error)
 
 
 class Hub:
     """Owns local subscriptions and fans out what the broker delivers."""
 
-    def __init__(self, store: Store, broker: Broker, limits: HubLimits | None = None) -> None:
+    def __init__(self, store: Store, broker: Broker, limits: HubLimits | None = None,
+                 policies: PolicyTable | None = None) -> None:
         self.store = store
         self.broker = broker
         self.limits = limits or HubLimits()
+        self.policies = policies or PolicyTable()
+        # Each conflating channel's latest message per key and recent lifecycle messages
+        # (None: the channel does not conflate), for images and for subscribers that fell
+        # behind: updated once per message, shared by every subscriber.
+        self._latest: dict[str, LatestTable | None] = {}
+        self._latest_ready: dict[str, asyncio.Future[None]] = {}
+        # Subscriptions (channel or pattern -> sink) with a per-key interval or a delay: served
+        # by one shared Lane per (channel, interval, delay), never per subscriber.
+        self._rates: dict[str, dict[Sink, Rate]] = {}
+        self._lane_groups: dict[str, dict[Rate, list[Group]]] = {}
+        self._lanes: dict[tuple[str, int, int], Lane] = {}
+        # each lane's one timer and the time (ms) it is armed for
+        self._lane_timers: dict[tuple[str, int, int], tuple[int, asyncio.TimerHandle]] = {}
         self.stats = HubStats()
         self._exact: dict[str, dict[Sink, Filter | None]] = {}
         self._patterns: dict[str, dict[Sink, Filter | None]] = {}
@@ -153,6 +211,7 @@ class Hub:
         self._turn_at = 0.0
         self._turn_encoders: dict[FrameEncoder, None] = {}
         self.observer: HubObserver | None = None  # set by the composition root
+        self._persist = _Persist(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -231,14 +290,6 @@ class Hub:
                 self.observer.published(time.perf_counter() - accepted)
         return result
 
-    async def _persist(self, message: Message) -> None:
-        """The store append, counted so the flusher can tell a commit is about to land."""
-        self.persisting += 1
-        try:
-            await self.store.append(message)
-        finally:
-            self.persisting -= 1
-
     # -- fan-out (hot path) ----------------------------------------------------------------
 
     def on_message(self, message: Message) -> None:
@@ -255,6 +306,18 @@ class Hub:
                 loop.call_soon(self._fan_out_turn)
                 self._turn_at = time.perf_counter()
             turn.append((channel, [message]))
+        latest = self._latest
+        table = latest.get(channel, _UNSEEN)
+        if table is _UNSEEN:
+            table = latest[channel] = (
+                LatestTable(message.epoch, message.offset - 1)
+                if self.policies.conflates(channel) else None
+            )
+        if table is not None:
+            assert isinstance(table, LatestTable)
+            if table.epoch != message.epoch:  # history restarted: so does the table
+                table = latest[channel] = LatestTable(message.epoch, message.offset - 1)
+            table.add(message, self.policies.classify(message))
         if self._listeners:  # after the append: whatever they subscribe starts after it
             self._notify_listeners(message)
 
@@ -273,8 +336,17 @@ class Hub:
         groups = self._grouped.get(channel)
         if groups is None:
             groups = self._group_subscribers(channel)
+        lanes = self._lane_groups.get(channel)
+        if lanes:
+            for rate in lanes:
+                lane = self._lane(channel, rate)
+                lane.offer(messages)
+                self._run_lane(lane)
         if not groups:
             return 0
+        return self._send(channel, groups, messages)
+
+    def _send(self, channel: str, groups: list[Group], messages: list[Message]) -> int:
         floors = self._floors.get(channel)
         batch = _Batch(messages)
         sent = _fan_out(groups, batch, floors)
@@ -293,6 +365,144 @@ class Hub:
             entry[1] += size
         return sent
 
+    # -- lanes: per-key interval and delay, shared per (channel, interval, delay) -------------
+
+    def _lane(self, channel: str, rate: Rate) -> Lane:
+        ident = (channel, rate[0], rate[1])
+        lane = self._lanes.get(ident)
+        if lane is None:
+            lane = self._lanes[ident] = Lane(channel, rate[0], rate[1],
+                                             self._delivered.get(channel, 0),
+                                             self.policies.classify)
+        return lane
+
+    def _run_lane(self, lane: Lane) -> None:
+        """Deliver what the lane has due now, and arm its one timer for what comes next."""
+        ident = (lane.channel, lane.interval_ms, lane.delay_ms)
+        out = lane.due(now_ms())
+        groups = self._lane_sinks(lane.channel, (lane.interval_ms, lane.delay_ms))
+        if out and groups:
+            self._send(lane.channel, groups, out)
+        at = lane.next_at()
+        armed = self._lane_timers.get(ident)
+        if armed is not None:
+            if armed[0] == at:
+                return  # already armed for it (the usual case between two beats)
+            del self._lane_timers[ident]
+            armed[1].cancel()
+        if at is None:
+            if not groups:
+                self._lanes.pop(ident, None)  # no subscriber left and nothing pending
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        self._lane_timers[ident] = (at, loop.call_later(max(0.0, (at - now_ms()) / 1000.0),
+                                                        self._lane_timer, ident))
+
+    def _lane_timer(self, ident: tuple[str, int, int]) -> None:
+        self._lane_timers.pop(ident, None)
+        lane = self._lanes.get(ident)
+        if lane is not None:
+            self._run_lane(lane)
+
+    def _lane_sinks(self, channel: str, rate: Rate) -> list[Group]:
+        lanes = self._lane_groups.get(channel)
+        if lanes is None or channel not in self._grouped:
+            self._group_subscribers(channel)
+            lanes = self._lane_groups.get(channel)
+        return (lanes or {}).get(rate) or []
+
+    def lane_offset(self, channel: str, rate: Rate) -> int | None:
+        """Where a new subscriber of a delayed lane starts (what the lane let through)."""
+        if not rate[1]:
+            return None
+        return self._lane(channel, rate).released
+
+    # -- image tables ---------------------------------------------------------------------
+
+    async def _latest_table(self, channel: str) -> LatestTable:
+        """The channel's latest-per-key table, filled from the store the first time (while
+        live messages already update it: the newer one of each key wins)."""
+        table = self._latest.get(channel)
+        if table is None:
+            top = self.broker.position(channel)
+            table = self._latest[channel] = LatestTable(top.epoch if top else "",
+                                                        self._delivered.get(channel, 0))
+        if table.filled:
+            return table
+        filling = self._latest_ready.get(channel)
+        if filling is not None:
+            await asyncio.shield(filling)
+            return self._latest.get(channel) or table
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._latest_ready[channel] = ready
+        try:
+            until, after = self._delivered.get(channel, 0), 0
+            classify = self.policies.classify
+            while after < until:
+                page = await self.store.read(channel, after, REPLAY_PAGE)
+                if not page:
+                    break
+                for message in page:
+                    key, lifecycle = classify(message)
+                    if key is not None and not lifecycle and message.epoch == table.epoch:
+                        table.put(key, message)
+                after = page[-1].offset
+            table.filled = True
+        finally:
+            del self._latest_ready[channel]
+            ready.set_result(None)
+        return table
+
+    def catch_up(self, sink: Sink, channel: str, after: int
+                 ) -> tuple[list[Message], list[list[int]], str, int] | None:
+        """For ``sink``, which fell behind on conflating ``channel`` at offset ``after``: the
+        messages that stand for everything since (the newest per key, every lifecycle
+        message, through its filter, in offset order), the offsets it will not get, the
+        epoch, and the offset this brings it to (live delivery goes on after it). None when
+        the channel's table cannot tell: the sink is then a plain slow consumer."""
+        table = self._latest.get(channel)
+        if table is None:
+            return None
+        items = table.since(after)
+        if items is None:
+            return None
+        upto = self._delivered.get(channel, 0)
+        entries = self._exact.get(channel)
+        name = channel
+        flt = entries.get(sink, _UNSEEN) if entries else _UNSEEN
+        if flt is _UNSEEN:
+            for pattern, subs in self._patterns.items():
+                if sink in subs and pattern_matcher(pattern).fullmatch(channel):
+                    flt, name = subs[sink], pattern
+                    break
+        if flt is _UNSEEN:
+            return [], [], table.epoch, upto  # unsubscribed meanwhile
+        rate = (self._rates.get(name) or {}).get(sink) if self._rates else None
+        if rate is not None and rate[1]:
+            return None  # the live table would show a delayed plan the present
+        if flt is not None:
+            assert isinstance(flt, Filter)
+            items = [m for m in items if flt.matches(channel, m.attrs)]
+        return items, skipped_ranges(after, upto, [m.offset for m in items]), table.epoch, upto
+
+    async def image(self, channel: str) -> tuple[int, list[Message]]:
+        """The latest message per key of a conflating channel, and the offset it stands at
+        (REST's snapshot; the same as a subscription's image)."""
+        if not self.policies.conflates(channel):
+            raise BadParameter(f"{channel} does not conflate: it has no image; read its "
+                               "history instead")
+        table = await self._latest_table(channel)
+        return self._delivered.get(channel, 0), table.snapshot()
+
+    def _send_image(self, sink: Sink, channel: str, flt: Filter | None) -> None:
+        table = self._latest.get(channel)
+        if table is None:
+            return
+        encode = getattr(sink.encoder, "encode_image", None) or sink.encoder.encode
+        for message in table.snapshot():
+            if flt is None or flt.matches(channel, message.attrs):
+                sink.deliver(encode(message), message)
+
     def _notify_listeners(self, message: Message) -> None:
         for listener in self._listeners:
             try:
@@ -310,30 +520,54 @@ class Hub:
         """``channel``'s subscribers, exact then by pattern (a sink subscribed both ways is
         served once, with its exact subscription's filter), grouped by (filter, format)."""
         matched: dict[Sink, Filter | None] = dict(self._exact.get(channel) or {})
+        rates: dict[Sink, Rate] = {}
+        if self._rates:
+            rates.update(self._rates.get(channel) or {})
         for pattern, entries in self._patterns.items():
             if pattern_matcher(pattern).fullmatch(channel):
+                pattern_rates = self._rates.get(pattern) if self._rates else None
                 for sink, flt in entries.items():
-                    matched.setdefault(sink, flt)
-        by_key: dict[tuple[Filter | None, FrameEncoder], list[Sink]] = {}
+                    if sink not in matched:
+                        matched[sink] = flt
+                        if pattern_rates and sink in pattern_rates:
+                            rates[sink] = pattern_rates[sink]
+        conflates = self.policies.conflates(channel)
+        by_key: dict[tuple[Filter | None, FrameEncoder, Rate], list[Sink]] = {}
         for sink, flt in matched.items():
-            key = (flt, sink.encoder)
+            rate = rates.get(sink) if rates else None
+            if rate is not None and not conflates:
+                rate = (0, rate[1])  # an interval only means something per key
+            key = (flt, sink.encoder, rate or (0, 0))
             sinks = by_key.get(key)
             if sinks is None:
                 by_key[key] = [sink]
             else:
                 sinks.append(sink)
-        result = [(flt, enc, sinks) for (flt, enc), sinks in by_key.items()]
+        result: list[Group] = []
+        lanes: dict[Rate, list[Group]] = {}
+        for (flt, enc, rate), sinks in by_key.items():
+            if rate == (0, 0):
+                result.append((flt, enc, sinks))
+            else:
+                lanes.setdefault(rate, []).append((flt, enc, sinks))
         if len(self._grouped) >= MAX_GROUPED_CHANNELS:
             self._grouped.clear()
+            self._lane_groups.clear()
         self._grouped[channel] = result
+        if lanes:
+            self._lane_groups[channel] = lanes
+        else:
+            self._lane_groups.pop(channel, None)
         return result
 
     def _regroup(self, name: str) -> None:
         """Subscriptions to ``name`` changed: its channels' groups are rebuilt when next used."""
         if is_pattern(name):
             self._grouped.clear()
+            self._lane_groups.clear()
         else:
             self._grouped.pop(name, None)
+            self._lane_groups.pop(name, None)
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -346,24 +580,31 @@ class Hub:
         since: Mapping[str, Position] | None = None,
         announce: Callable[[SubscribeReply], None] | None = None,
         max_channels: int | None = None,
+        image: bool = False,
+        rate: Rate = (0, 0),
     ) -> list[SubscribeReply]:
         """Subscribe ``sink``; replay from ``since`` first, then go live with no gap.
 
         ``announce`` is called with each channel's reply before that channel's replayed
         messages are delivered, so a client sees ``subscribed`` first.
 
+        ``image``: on a conflating channel, send the latest message per key first (and do so
+        anyway when ``since`` is older than the channel's history). ``rate``: ``(conflate_ms,
+        delay_ms)``, served by the channel's shared lane of that rate.
+
         Raises:
             InvalidChannel, TooManyChannels, BadParameter: nothing was subscribed.
         """
         names = self.validate_subscription(channels, since, sink, max_channels)
+        rate = check_rate(rate)
         since = since or {}
         replies: list[SubscribeReply] = []
         for name in names:
             if is_pattern(name):
-                reply = await self._subscribe_pattern(sink, name, filter, since, announce)
+                reply = await self._subscribe_pattern(sink, name, filter, since, announce, rate)
             else:
                 reply = await self._subscribe_exact(
-                    sink, name, filter, since.get(name), announce
+                    sink, name, filter, since.get(name), announce, image, rate
                 )
             replies.append(reply)
         return replies
@@ -375,6 +616,7 @@ class Hub:
         *,
         filter: Filter | None = None,
         max_channels: int | None = None,
+        rate: Rate = (0, 0),
     ) -> list[SubscribeReply] | None:
         """Subscribe without a resume position, synchronously, when nothing needs awaiting.
 
@@ -386,19 +628,28 @@ class Hub:
             InvalidChannel, TooManyChannels, BadParameter: nothing was subscribed.
         """
         names = self.validate_subscription(channels, None, sink, max_channels)
+        rate = check_rate(rate)
         if any(not is_pattern(n) and n not in self._exact for n in names):
             return None
         replies: list[SubscribeReply] = []
         for name in names:
             if is_pattern(name):
-                self._register(self._patterns, sink, name, filter)
-                replies.append(SubscribeReply(name, "", 0, True, pattern=True))
+                self._register(self._patterns, sink, name, filter, rate)
+                replies.append(SubscribeReply(name, "", 0, True, pattern=True,
+                                              conflate_ms=rate[0], delay_ms=rate[1]))
             else:
                 top = self.broker.position(name)
-                self._register(self._exact, sink, name, filter)
-                replies.append(SubscribeReply(name, top.epoch if top else "",
-                                              top.offset if top else 0, True))
+                offset = self.lane_offset(name, rate)
+                if offset is None:
+                    offset = top.offset if top else 0
+                self._register(self._exact, sink, name, filter, rate)
+                replies.append(SubscribeReply(name, top.epoch if top else "", offset, True,
+                                              conflate_ms=self._interval(name, rate),
+                                              delay_ms=rate[1]))
         return replies
+
+    def _interval(self, channel: str, rate: Rate) -> int:
+        return rate[0] if rate[0] and self.policies.conflates(channel) else 0
 
     def validate_subscription(
         self,
@@ -467,6 +718,8 @@ class Hub:
         flt: Filter | None,
         pos: Position | None,
         announce: Callable[[SubscribeReply], None] | None,
+        image: bool = False,
+        rate: Rate = (0, 0),
     ) -> SubscribeReply:
         if channel not in self._exact:
             # First local subscriber: the broker starts listening (and catches up) before
@@ -474,8 +727,36 @@ class Hub:
             await self.broker.subscribe(channel)
         top = self.broker.position(channel)
         epoch, offset = (top.epoch, top.offset) if top else ("", 0)
+        interval = self._interval(channel, rate)
+        if rate[1]:
+            # Delayed: the lane's position, never newer; what lies before it (a resume) is
+            # for REST, which applies the same delay. No image: it would show the present.
+            released = self.lane_offset(channel, rate) or 0
+            ok = pos is None or (pos.epoch == epoch and pos.offset >= released)
+            reply = SubscribeReply(channel, epoch, released, ok, conflate_ms=interval,
+                                   delay_ms=rate[1])
+            if announce is not None:
+                announce(reply)
+            self._register(self._exact, sink, channel, flt, rate)
+            return reply
         page, recovered = (None, True) if pos is None else await self._first_page(channel, pos)
-        reply = SubscribeReply(channel, epoch, offset, recovered)
+        if self.policies.conflates(channel) and (
+            (image and pos is None) or (pos is not None and not recovered)
+        ):
+            # A snapshot image: the latest message per key, then live, with nothing awaited
+            # in between (messages of this turn not yet fanned out are in the image, and the
+            # registration's floor keeps them from coming twice).
+            await self._latest_table(channel)
+            top = self.broker.position(channel)
+            reply = SubscribeReply(channel, top.epoch if top else epoch,
+                                   self._delivered.get(channel, 0), recovered, image=True,
+                                   conflate_ms=interval)
+            if announce is not None:
+                announce(reply)
+            self._send_image(sink, channel, flt)
+            self._register(self._exact, sink, channel, flt, rate)
+            return reply
+        reply = SubscribeReply(channel, epoch, offset, recovered, conflate_ms=interval)
         if announce is not None:
             announce(reply)
         after = None
@@ -485,7 +766,7 @@ class Hub:
             if self.observer is not None:
                 self.observer.replayed(self.stats.replayed - before,
                                        time.perf_counter() - started)
-        self._register(self._exact, sink, channel, flt)
+        self._register(self._exact, sink, channel, flt, rate)
         if after is not None:
             self._set_floor(sink, channel, after)
         return reply
@@ -497,6 +778,7 @@ class Hub:
         flt: Filter | None,
         since: Mapping[str, Position],
         announce: Callable[[SubscribeReply], None] | None,
+        rate: Rate = (0, 0),
     ) -> SubscribeReply:
         matcher = pattern_matcher(pattern)
         recovered = True
@@ -507,7 +789,8 @@ class Hub:
                 recovered = recovered and ok
                 if page is not None:
                     pages.append((channel, pos, page))
-        reply = SubscribeReply(pattern, "", 0, recovered, pattern=True)
+        reply = SubscribeReply(pattern, "", 0, recovered, pattern=True, conflate_ms=rate[0],
+                               delay_ms=rate[1])
         if announce is not None:
             announce(reply)
         afters: dict[str, int] = {}
@@ -525,7 +808,7 @@ class Hub:
                 )
         if pages and self.observer is not None:
             self.observer.replayed(self.stats.replayed - before, time.perf_counter() - started)
-        self._register(self._patterns, sink, pattern, flt)
+        self._register(self._patterns, sink, pattern, flt, rate)
         for channel, after in afters.items():
             self._set_floor(sink, channel, after)
         return reply
@@ -536,12 +819,24 @@ class Hub:
         sink: Sink,
         name: str,
         flt: Filter | None,
+        rate: Rate = (0, 0),
     ) -> None:
         table.setdefault(name, {})[sink] = flt
+        if rate != (0, 0):
+            self._rates.setdefault(name, {})[sink] = rate
+        elif self._rates:
+            self._forget_rate(sink, name)
         self._regroup(name)
         self._sink_subs.setdefault(sink, set()).add(name)
+        if self.policies.may_conflate(name):
+            enable = getattr(sink, "enable_conflation", None)
+            if enable is not None:
+                enable(self.policies)
         # Messages of this turn not yet fanned out were delivered before this subscription
         # in the order of things (its reply already counts them): never hand them over.
+        # (A delayed subscription's reply counts only what its lane let through: it gets them.)
+        if rate[1]:
+            return
         for channel, messages in self._turn:
             if channel == name or (is_pattern(name) and pattern_matcher(name).fullmatch(channel)):
                 floors = self._floors.setdefault(channel, {})
@@ -615,11 +910,18 @@ class Hub:
         del entries[sink]
         if not entries:
             del table[name]
+        if self._rates:
+            self._forget_rate(sink, name)
         self._regroup(name)
         subs = self._sink_subs.get(sink)
         if subs is not None:
             subs.discard(name)
         return True
+
+    def _forget_rate(self, sink: Sink, name: str) -> None:
+        rates = self._rates.get(name)
+        if rates is not None and rates.pop(sink, None) is not None and not rates:
+            del self._rates[name]
 
     def local_subscriber_counts(self) -> dict[str, int]:
         """Subscribers per exact channel on this node (patterns not expanded)."""
@@ -730,6 +1032,21 @@ def _fan_out(groups: list[Group], batch: _Batch, floors: dict[Sink, int] | None)
 
 
 _NO_NAMES: frozenset[str] = frozenset()
+_UNSEEN: object = object()
+
+
+def check_rate(rate: Rate) -> Rate:
+    """``(conflate_ms, delay_ms)`` within bounds.
+
+    Raises:
+        BadParameter.
+    """
+    interval, delay = rate
+    if not (isinstance(interval, int) and 0 <= interval <= MAX_CONFLATE_MS):
+        raise BadParameter(f"conflate_ms must be an integer from 0 to {MAX_CONFLATE_MS}")
+    if not (isinstance(delay, int) and 0 <= delay <= MAX_DELAY_MS):
+        raise BadParameter(f"a delay must be from 0 to {MAX_DELAY_MS} ms")
+    return rate
 
 
 def _validate_names(channels: Iterable[object]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Message", "Position", "PublishResult", "SubscribeReply"]
 
@@ -33,6 +33,8 @@ class Message:
     data: bytes
     attrs: Mapping[str, str] | None = None
     idempotency_key: str | None = None
+    # (conflation key, lifecycle) once a channel policy classified it (core/conflation.py)
+    meta: tuple[str | None, bool] | None = field(default=None, repr=False)
 
     @property
     def position(self) -> Position:
@@ -56,3 +58,6 @@ class SubscribeReply:
     offset: int
     recovered: bool
     pattern: bool = False
+    image: bool = False  # the latest message per key follows, flagged as an image
+    conflate_ms: int = 0  # the effective per-key interval (0: every message)
+    delay_ms: int = 0  # the plan's delay

@@ -15,11 +15,18 @@ Contract (checked by ``tests/contract/test_store_contract.py`` for every backend
 * ``read_by_time`` orders by (ts, offset); ``find_idempotent`` returns the earliest match;
   ``close`` is idempotent. Every backend exposes a ``commits`` counter (batches committed),
   which the contract suite uses to check group commit.
+* Optional fast path (:class:`AppendSoon`): ``append_soon(message, done)`` queues the message
+  for the same group commit as ``append`` and calls ``done(None)`` on the event loop once it
+  is committed, or ``done(error)`` with the error ``append`` would raise; the ``done`` calls
+  of one batch run in queue order within one loop callback. It raises at once (nothing
+  queued) when the store cannot take the append (closed). The hub uses it so that a publish
+  costs no task and no future of its own between the broker and the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +34,12 @@ from wagerwire.core.channels import pattern_matcher
 from wagerwire.core.messages import Message, Position
 from wagerwire.errors import Unavailable
 
-__all__ = ["ChannelInfo", "RetentionPolicy", "RetentionRule", "Store", "hole_error"]
+__all__ = [
+    "AppendDone", "AppendSoon", "ChannelInfo", "RetentionPolicy", "RetentionRule", "Store",
+    "append_soon", "hole_error",
+]
+
+AppendDone = Callable[[BaseException | None], None]  # an append's outcome: None = committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,13 @@ class ChannelInfo:
     last_ts: int | None
 
 
+class AppendSoon(Protocol):
+    """What a store offers besides ``Store.append`` for the hub's publish path (optional)."""
+
+    def append_soon(self, message: Message, done: AppendDone) -> None:
+        """Queue ``message`` for the group commit; ``done`` hears its outcome (see above)."""
+
+
 class Store(Protocol):
     """Durable history. Implementations: ``stores.sqlite.SqliteStore`` (embedded default)."""
 
@@ -129,3 +148,26 @@ class Store(Protocol):
 
     async def prune(self, now_ms: int) -> int:
         """Apply the retention rules; returns how many messages were removed."""
+
+
+_APPENDS: set[asyncio.Task[None]] = set()  # append_soon's fallback tasks (strong refs)
+
+
+def append_soon(store: Store, message: Message, done: AppendDone) -> None:
+    """``store.append_soon(message, done)``, or ``append`` in a task for a store without it.
+
+    Raises:
+        Exception: whatever ``append_soon`` raises (the append was not queued).
+    """
+    soon: Callable[[Message, AppendDone], None] | None = getattr(store, "append_soon", None)
+    if soon is not None:
+        soon(message, done)
+        return
+
+    def finished(task: asyncio.Task[None]) -> None:
+        _APPENDS.discard(task)
+        done(Unavailable("the append was cancelled") if task.cancelled() else task.exception())
+
+    task = asyncio.ensure_future(store.append(message))
+    _APPENDS.add(task)
+    task.add_done_callback(finished)

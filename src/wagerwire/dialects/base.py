@@ -29,7 +29,7 @@ them, in :meth:`Session.rewrite`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -40,6 +40,8 @@ from wagerwire.errors import CloseCode, WagerwireError
 from wagerwire.types import Json
 
 __all__ = [
+    "Await",
+    "Awaited",
     "Clock",
     "Close",
     "Dialect",
@@ -111,6 +113,16 @@ class Publish(DialectOp):
 
 
 @dataclass(frozen=True, slots=True)
+class Await(DialectOp):
+    """Wait for an adapter's answer the session asked for synchronously (Pusher's
+    cluster-wide presence join): the transport awaits ``awaitable`` and feeds back
+    :class:`Awaited` (or :class:`OpFailed`). Never dropped unawaited by design: a
+    future, not a coroutine."""
+
+    awaitable: Awaitable[object]
+
+
+@dataclass(frozen=True, slots=True)
 class Close(DialectOp):
     """Close the stream after what is queued (a WebSocket with ``code``/``reason``)."""
 
@@ -149,6 +161,12 @@ class LatestRead(HubEvent):
 class Published(HubEvent):
     op: Publish
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Awaited(HubEvent):
+    op: Await
+    value: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +245,9 @@ class Session:
         #: A credential that opens one stream only (OddsStream's token): the gate spends it
         #: while admitting the stream, and refuses it at the upgrade once spent.
         self.once: str | None = None
-        self._ops: list[DialectOp] = []
-        self._out: list[bytes] = []
+        # None until used: an idle connection keeps no empty lists (56 bytes each)
+        self._ops: list[DialectOp] | None = None
+        self._out: list[bytes] | None = None
 
     # -- feed --------------------------------------------------------------------------------
 
@@ -277,21 +296,26 @@ class Session:
     def ops_received(self) -> list[DialectOp]:
         """The ops emitted since the last call, in order (run them in this order)."""
         ops = self._ops
-        if ops:
-            self._ops = []
+        if ops is None:
+            return []
+        self._ops = None
         return ops
 
     def data_to_send(self) -> list[bytes]:
         """The bytes to write since the last call, in order."""
         out = self._out
-        if out:
-            self._out = []
+        if out is None:
+            return []
+        self._out = None
         return out
 
     # -- for subclasses ----------------------------------------------------------------------
 
     def emit(self, op: DialectOp) -> None:
-        self._ops.append(op)
+        if self._ops is None:
+            self._ops = [op]
+        else:
+            self._ops.append(op)
 
     def wake(self) -> None:
         """Have the transport drain what was queued outside a feed call."""
@@ -300,7 +324,10 @@ class Session:
 
     def send(self, data: bytes) -> None:
         if data:
-            self._out.append(data)
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
 
 
 class Dialect(Protocol):

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from wagerwire.core.channels import Filter
+from wagerwire.core.conflation import MAX_CONFLATE_MS, Superseded
 from wagerwire.core.messages import Message, Position, PublishResult, SubscribeReply
 from wagerwire.core.tokens import decode_token, encode_position
 from wagerwire.errors import BadParameter, MalformedJson, UnknownOp, WagerwireError
@@ -26,10 +27,12 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "encode_error",
+    "encode_image",
     "encode_message",
     "encode_pong",
     "encode_published",
     "encode_subscribed",
+    "encode_superseded",
     "encode_unsubscribed",
     "parse_op",
 ]
@@ -46,6 +49,8 @@ class Subscribe(NativeOp):
     channels: list[Any]
     filter: Filter | None
     since: dict[str, Position] | None
+    image: bool = False  # on conflating channels: the latest message per key first
+    conflate_ms: int = 0  # at most one update per key per interval (0-120000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,7 @@ class Publish(NativeOp):
 
 # Subscribe frames without a resume token repeat verbatim across a connect storm (every
 # client of one app sends the same one): their parse is remembered by text.
-_SUBSCRIBES: dict[str | bytes, tuple[tuple[str, ...], Filter | None]] = {}
+_SUBSCRIBES: dict[str | bytes, tuple[tuple[str, ...], Filter | None, bool, int]] = {}
 _SUBSCRIBES_MAX = 1024
 _SUBSCRIBE_TEXT_MAX = 2048
 
@@ -83,7 +88,7 @@ def parse_op(text: str | bytes) -> NativeOp:
     """
     known = _SUBSCRIBES.get(text)
     if known is not None:
-        return Subscribe(list(known[0]), known[1], None)
+        return Subscribe(list(known[0]), known[1], None, known[2], known[3])
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -97,13 +102,14 @@ def parse_op(text: str | bytes) -> NativeOp:
         if since is not None and not isinstance(since, str):
             raise BadParameter('"since" must be a resume token string')
         flt = Filter.parse(obj.get("filter"))
+        image, interval = _delivery_options(obj)
         if not since and len(text) <= _SUBSCRIBE_TEXT_MAX and all(
             isinstance(c, str) for c in channels
         ):
             if len(_SUBSCRIBES) >= _SUBSCRIBES_MAX:
                 _SUBSCRIBES.clear()
-            _SUBSCRIBES[text] = (tuple(channels), flt)
-        return Subscribe(channels, flt, decode_token(since) if since else None)
+            _SUBSCRIBES[text] = (tuple(channels), flt, image, interval)
+        return Subscribe(channels, flt, decode_token(since) if since else None, image, interval)
     if op == "unsubscribe":
         return Unsubscribe(_channel_list(obj))
     if op == "ping":
@@ -119,6 +125,18 @@ def parse_op(text: str | bytes) -> NativeOp:
             raise BadParameter('"attrs" must be an object')
         return Publish(obj.get("channel"), obj["data"], attrs, key)
     raise UnknownOp(f"unknown op {op[:40]!r}; expected subscribe, unsubscribe, ping or publish")
+
+
+def _delivery_options(obj: Mapping[str, Any]) -> tuple[bool, int]:
+    """A subscribe's ``image`` and ``conflate_ms``, checked."""
+    image = obj.get("image", False)
+    if not isinstance(image, bool):
+        raise BadParameter('"image" must be true or false')
+    interval = obj.get("conflate_ms", 0)
+    if (not isinstance(interval, int) or isinstance(interval, bool)
+            or not 0 <= interval <= MAX_CONFLATE_MS):
+        raise BadParameter(f'"conflate_ms" must be an integer from 0 to {MAX_CONFLATE_MS}')
+    return image, interval
 
 
 def _channel_list(obj: Mapping[str, Any]) -> list[Any]:
@@ -150,6 +168,20 @@ def encode_message(message: Message) -> bytes:
     )
 
 
+def encode_image(message: Message) -> bytes:
+    """A ``message`` frame that belongs to a snapshot image (``"image":true``): the latest
+    message of its key, sent before live data; offsets between images are not gaps."""
+    frame = encode_message(message)
+    return frame[:-1] + b',"image":true}'
+
+
+def encode_superseded(notice: Superseded) -> bytes:
+    """``{"op":"superseded","channel","epoch","offsets":[[first,last],…]}``: queued messages
+    replaced by a newer message of the same key; a client skips them (no gap, no backfill)."""
+    return orjson.dumps({"op": "superseded", "channel": notice.channel, "epoch": notice.epoch,
+                         "offsets": notice.ranges})
+
+
 def encode_subscribed(reply: SubscribeReply) -> bytes:
     obj: dict[str, Any] = {
         "op": "subscribed",
@@ -160,6 +192,12 @@ def encode_subscribed(reply: SubscribeReply) -> bytes:
     }
     if reply.pattern:
         obj["pattern"] = True
+    if reply.image:
+        obj["image"] = True
+    if reply.conflate_ms:
+        obj["conflate_ms"] = reply.conflate_ms
+    if reply.delay_ms:
+        obj["delay_ms"] = reply.delay_ms
     return orjson.dumps(obj)
 
 

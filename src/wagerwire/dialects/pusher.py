@@ -13,14 +13,18 @@ drops it by the message's ``pusher_socket`` attribute (:meth:`PusherSession.sele
 Connection: ``pusher:connection_established`` (``data`` a JSON string with ``socket_id`` and
 ``activity_timeout``) right after the upgrade; refusals are a ``pusher:error`` then a close
 with the same code: 4001 unknown app key, 4006 a protocol that is not a number, 4007 a
-protocol outside 5-7, 4008 none. ``pusher:ping`` is answered ``pusher:pong``; after
-``activity_timeout`` seconds without a client frame the server sends ``pusher:ping`` and
-closes with 4201 when nothing arrives within :data:`PONG_TIMEOUT` seconds. A server shutting
-down sends ``pusher:error`` 4200 and closes with 4200 (pusher-js reconnects at once).
+protocol outside 5-7, 4008 none, 4003 a disabled app (``enabled = false``), 4004 an app at
+its ``max_connections`` (counted on every node), 4100 a node at its capacity
+(``pusher_max_connections``: pusher-js retries after a back-off). ``pusher:ping`` is
+answered ``pusher:pong``; after ``activity_timeout`` seconds without a client frame the
+server sends ``pusher:ping`` and closes with 4201 when nothing arrives within
+:data:`PONG_TIMEOUT` seconds. A server shutting down sends ``pusher:error`` 4200 and closes
+with 4200 (pusher-js reconnects at once).
 
 Channels: public; ``private-`` and ``private-encrypted-`` (``auth`` = ``key:HMAC(socket_id:
-channel)``); ``presence-`` (``auth`` over ``socket_id:channel:channel_data``; members are kept
-per node, joins and leaves are hub messages ``pusher_internal:member_added``/``_removed``);
+channel)``); ``presence-`` (``auth`` over ``socket_id:channel:channel_data``; members are
+kept by the :class:`Cluster` for every node, joins and leaves are hub messages
+``pusher_internal:member_added``/``_removed``);
 ``cache-`` (the channel's last event right after ``subscription_succeeded``, else
 ``pusher:cache_miss``). A subscription refused answers ``pusher:subscription_error``
 ``{"type", "error", "status"}``. Client events (``client-*``) go to the other subscribers
@@ -33,9 +37,9 @@ from __future__ import annotations
 import hmac
 import secrets
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -43,6 +47,8 @@ from wagerwire.auth.identity import Identity
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects import base
 from wagerwire.dialects.base import (
+    Await,
+    Awaited,
     Close,
     Directory,
     HubEvent,
@@ -67,10 +73,10 @@ from wagerwire.wire.websocket import text_frame
 __all__ = [
     "ACTIVITY_TIMEOUT",
     "EXCLUDE",
+    "Cluster",
     "Hook",
     "MAX_CLIENT_EVENT_BYTES",
     "PONG_TIMEOUT",
-    "Presence",
     "Pusher",
     "PusherEncoder",
     "PusherSession",
@@ -152,43 +158,29 @@ PONG = _frame({"event": "pusher:pong", "data": {}})
 PING = _frame({"event": "pusher:ping", "data": {}})
 
 
-@dataclass(slots=True)
-class Presence:
-    """Members of every presence channel of this node: hub channel → user id → (info,
-    connections)."""
+class Cluster(Protocol):
+    """Occupancy, presence members and app connection counts of every node
+    (:mod:`wagerwire.node.pusher_state`: in this process, or in Redis for a scale-out hub).
 
-    channels: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    Calls are synchronous and queued in order; the cluster sends the webhooks
+    (``channel_occupied``/``vacated``, ``member_added``/``removed``) and publishes
+    ``pusher_internal:member_added``/``member_removed`` when the user's first connection
+    anywhere joins or its last one leaves."""
 
-    def join(self, hub: str, user_id: str, info: object) -> bool:
-        """Add a connection of ``user_id``; True when it is the user's first."""
-        members = self.channels.setdefault(hub, {})
-        entry = members.get(user_id)
-        if entry is None:
-            members[user_id] = [info, 1]
-            return True
-        entry[1] += 1
-        return False
+    def occupy(self, app: PusherApp, name: str, hub: str, delta: int) -> None: ...
 
-    def leave(self, hub: str, user_id: str) -> bool:
-        """Drop a connection of ``user_id``; True when it was the user's last."""
-        members = self.channels.get(hub)
-        entry = members.get(user_id) if members else None
-        if members is None or entry is None:
-            return False
-        entry[1] -= 1
-        if entry[1] > 0:
-            return False
-        del members[user_id]
-        if not members:
-            del self.channels[hub]
-        return True
+    def join(self, app: PusherApp, name: str, hub: str, user_id: str, info: object,
+             socket_id: str) -> Awaitable[dict[str, Any]]:
+        """Add a connection of ``user_id``; resolves to every member (id → user_info)."""
+        ...
 
-    def members(self, hub: str) -> dict[str, Any]:
-        return {uid: entry[0] for uid, entry in self.channels.get(hub, {}).items()}
+    def leave(self, app: PusherApp, name: str, hub: str, user_id: str) -> None: ...
 
-    def snapshot(self, hub: str) -> dict[str, Any]:
-        members = self.members(hub)
-        return {"presence": {"ids": list(members), "hash": members, "count": len(members)}}
+    def connections(self, app: PusherApp) -> int:
+        """The app's open connections on every node (other nodes' as last seen)."""
+        ...
+
+    def connected(self, app: PusherApp, delta: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -230,8 +222,9 @@ def _socket_id() -> str:
 class Pusher:
     """``/app/{key}``: always upgrades; a bad key or protocol is refused on the socket."""
 
-    __slots__ = ("apps", "presence", "users", "activity_timeout", "socket_ids", "clock",
-                 "encoder", "hook", "occupied", "_identities", "_batch", "_excluded")
+    __slots__ = ("apps", "cluster", "users", "activity_timeout", "socket_ids", "clock",
+                 "encoder", "hook", "ping_interval", "max_connections", "sessions",
+                 "_identities", "_batch", "_excluded")
     transport: Literal["ws", "sse"] = "ws"
 
     def __init__(
@@ -239,23 +232,28 @@ class Pusher:
         apps: PusherApps,
         *,
         clock: Callable[[], float],
-        presence: Presence | None = None,
+        cluster: Cluster,
         users: Users | None = None,
         activity_timeout: int = ACTIVITY_TIMEOUT,
         socket_ids: Callable[[], str] = _socket_id,
         hook: Hook | None = None,
+        max_connections: int = 0,
     ) -> None:
         """``clock`` (monotonic seconds) paces client events; the composition root passes
-        ``time.monotonic``."""
+        ``time.monotonic``. ``max_connections`` (0: no limit) is this node's capacity for
+        Pusher connections: beyond it a connection is refused with 4100 (over capacity,
+        pusher-js retries after a back-off)."""
         self.apps = apps
-        self.presence = presence if presence is not None else Presence()
+        self.cluster = cluster
         self.users = users if users is not None else Users()
         self.hook = hook  # webhook events of apps with a webhook_url (queued, sent elsewhere)
-        self.occupied: dict[str, int] = {}  # hub channel -> this node's live subscriptions
+        self.max_connections = max_connections
+        self.sessions = 0  # this node's open, accepted Pusher connections
         self._identities: dict[str, Identity] = {}
         self._batch: list[Message] | None = None  # the batch whose exclusions are known
         self._excluded: frozenset[str] | None = None
         self.activity_timeout = activity_timeout
+        self.ping_interval = float(activity_timeout + PONG_TIMEOUT + 10)  # one shared float
         self.socket_ids = socket_ids
         self.clock = clock
         self.encoder = ENCODER
@@ -279,30 +277,30 @@ class Pusher:
         if app.webhook_url and self.hook is not None:
             self.hook(app, event)
 
-    def occupy(self, app: PusherApp, hub: str, name: str, delta: int) -> None:
-        count = self.occupied.get(hub, 0) + delta
-        if count > 0:
-            self.occupied[hub] = count
-        else:
-            self.occupied.pop(hub, None)
-        if delta > 0 and count == 1:
-            self.notify(app, {"name": "channel_occupied", "channel": name})
-        elif delta < 0 and count <= 0:
-            self.notify(app, {"name": "channel_vacated", "channel": name})
+    def refusal(self, app: PusherApp | None, key: str, protocol: str | None
+                ) -> tuple[int, str] | None:
+        """Why a connection is refused (code, message), in Pusher's order; None: accepted."""
+        if app is None:
+            return 4001, f"App key {key[:60]} not in this cluster"
+        if not app.enabled:
+            return 4003, f"App {app.app_id} is disabled"
+        if protocol is None:
+            return 4008, "No protocol version supplied: add ?protocol=7"
+        if not protocol.isdigit():
+            return 4006, f"Invalid version string format: {protocol[:20]!r}"
+        if int(protocol) not in PROTOCOLS:
+            return 4007, f"Unsupported protocol version {protocol[:20]}; use 5 to 7"
+        if app.max_connections and self.cluster.connections(app) >= app.max_connections:
+            return 4004, (f"App {app.app_id} is over its connection quota "
+                          f"({app.max_connections})")
+        if self.max_connections and self.sessions >= self.max_connections:
+            return 4100, "Over capacity: retry later"
+        return None
 
     def accept(self, request: StreamRequest, directory: Directory) -> PusherSession:
         key = request.params.get("key", "")
         app = self.apps.by_key.get(key)
-        refusal: tuple[int, str] | None = None
-        protocol = request.query_one("protocol")
-        if app is None:
-            refusal = (4001, f"App key {key[:60]} not in this cluster")
-        elif protocol is None:
-            refusal = (4008, "No protocol version supplied: add ?protocol=7")
-        elif not protocol.isdigit():
-            refusal = (4006, f"Invalid version string format: {protocol[:20]!r}")
-        elif int(protocol) not in PROTOCOLS:
-            refusal = (4007, f"Unsupported protocol version {protocol[:20]}; use 5 to 7")
+        refusal = self.refusal(app, key, request.query_one("protocol"))
         plan = app.plan if app is not None else "open"
         identity = self._identities.get(plan)
         if identity is None:  # one per plan, shared by every connection
@@ -310,13 +308,18 @@ class Pusher:
         return PusherSession(identity, self, app, self.socket_ids(), refusal)
 
 
+_Sub = str | tuple[str]
+"""A subscription's hub channel: the string once live (occupancy counted), a 1-tuple while
+the hub subscribes (one dict for both: an idle connection's state stays small)."""
+
+
 class PusherSession(Session):
     """One Pusher connection: its socket id, channels, presence memberships, heartbeat."""
 
     __slots__ = (
-        "dialect", "app", "socket_id", "refusal", "subs", "live", "members", "_pending",
-        "ping_interval",
-        "_active", "_last", "_pinged", "_window", "_count", "_cached", "user",
+        "dialect", "app", "socket_id", "refusal", "subs", "members", "_pending",
+        "ping_interval", "_active", "_last", "_pinged", "_window", "_count", "_cached",
+        "user", "_counted",
     )
     selects = True
 
@@ -327,14 +330,12 @@ class PusherSession(Session):
         self.app = app
         self.socket_id = socket_id
         self.refusal = refusal
-        self.ping_interval = float(dialect.activity_timeout + PONG_TIMEOUT + 10)
-        self.subs: dict[str, str] = {}  # Pusher name -> hub channel (subscribing or live)
-        # Names whose subscription_succeeded was sent (a dict: 64 bytes empty, a set 216;
-        # an idle connection should cost little more than a native one).
-        self.live: dict[str, None] = {}
+        self.ping_interval = dialect.ping_interval
+        # Pusher name -> hub channel (a str once live, a 1-tuple while subscribing)
+        self.subs: dict[str, _Sub] = {}
         # presence name -> (user id, info); None until a presence channel is joined
         self.members: dict[str, tuple[str, object]] | None = None
-        self._pending: list[tuple[str, str]] = []  # (kind, name) per op emitted, in order
+        self._pending: list[tuple[str, str]] | None = None  # (kind, name) per op emitted
         self._active = False
         self._last = 0.0
         self._pinged: float | None = None
@@ -342,6 +343,14 @@ class PusherSession(Session):
         self._count = 0
         self._cached: dict[str, Message | None] | None = None  # cache channel -> last event
         self.user: str | None = None  # the signed-in user's id
+        self._counted = False  # counted in the app's and the node's connections
+
+    def _hub(self, name: str) -> str | None:
+        sub = self.subs.get(name)
+        return sub if sub is None or isinstance(sub, str) else sub[0]
+
+    def _live(self, name: str) -> bool:
+        return isinstance(self.subs.get(name), str)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -352,6 +361,10 @@ class PusherSession(Session):
             self.send(error_frame(code, text))
             self.emit(Close(code, text[:120]))
             return
+        assert self.app is not None
+        self._counted = True
+        self.dialect.sessions += 1
+        self.dialect.cluster.connected(self.app, 1)
         data = orjson.dumps({"socket_id": self.socket_id,
                              "activity_timeout": self.dialect.activity_timeout}).decode()
         self.send(_frame({"event": "pusher:connection_established", "data": data}))
@@ -376,15 +389,21 @@ class PusherSession(Session):
         return True
 
     def stop(self) -> None:
-        for name in list(self.members or ()):
-            self._leave(name)
-        if self.app is not None:
-            for name in self.live:
-                self.dialect.occupy(self.app, self.subs.get(name) or
-                                    hub_channel(self.app.app_id, name), name, -1)
-        self.live = {}
-        if self.user is not None and self.app is not None:
-            self.dialect.users.remove(self.app.app_id, self.user, self)
+        app = self.app
+        if app is None:
+            return
+        cluster = self.dialect.cluster
+        for name, sub in list(self.subs.items()):
+            if isinstance(sub, str):
+                self._leave(name, sub)
+                cluster.occupy(app, name, sub, -1)
+        self.subs = {}
+        if self.user is not None:
+            self.dialect.users.remove(app.app_id, self.user, self)
+        if self._counted:
+            self._counted = False
+            self.dialect.sessions -= 1
+            cluster.connected(app, -1)
 
     def terminate(self) -> None:
         """The HTTP API ended this user's connections."""
@@ -513,7 +532,7 @@ class PusherSession(Session):
             return
         name = sys.intern(name)  # one string per channel, not one per connection
         hub = sys.intern(hub_channel(app.app_id, name))
-        self.subs[name] = hub
+        self.subs[name] = (hub,)
         if name.startswith("cache-") or name.startswith("private-cache-") or \
                 name.startswith("presence-cache-"):
             self._emit("cache", name, ReadLatest((hub,), 1))
@@ -521,33 +540,28 @@ class PusherSession(Session):
             self._emit("sub", name, base.Subscribe((hub,)))
 
     def _unsubscribe(self, name: str) -> None:
-        hub = self.subs.pop(name, None)
-        if hub is None:
+        sub = self.subs.pop(name, None)
+        if sub is None:
             return
-        self._leave(name)
-        if name in self.live:
-            del self.live[name]
+        if isinstance(sub, str):
+            self._leave(name, sub)
             if self.app is not None:
-                self.dialect.occupy(self.app, hub, name, -1)
-            self._emit("unsub", name, base.Unsubscribe((hub,)))
+                self.dialect.cluster.occupy(self.app, name, sub, -1)
+            self._emit("unsub", name, base.Unsubscribe((sub,)))
+        elif self.members:  # still subscribing: the hub's answer unsubscribes
+            self.members.pop(name, None)
 
-    def _leave(self, name: str) -> None:
+    def _leave(self, name: str, hub: str) -> None:
+        """Drop this connection's presence membership of a live channel (the cluster says
+        whether it was the user's last connection and publishes ``member_removed``)."""
         member = self.members.pop(name, None) if self.members else None
-        hub = self.subs.get(name) or (hub_channel(self.app.app_id, name) if self.app else None)
-        if member is None or hub is None or name not in self.live:
-            return
-        uid = member[0]
-        if self.dialect.presence.leave(hub, uid):
-            if self.app is not None:
-                self.dialect.notify(self.app, {"name": "member_removed", "channel": name,
-                                               "user_id": uid})
-            self._emit("pub", name, Publish(hub, envelope(
-                "pusher_internal:member_removed", {"user_id": uid}, channel=name, hub=hub)))
+        if member is not None and self.app is not None:
+            self.dialect.cluster.leave(self.app, name, hub, member[0])
 
     def _client_event(self, event: str, name: object, data: object) -> None:
         app = self.app
         assert app is not None
-        if not isinstance(name, str) or name not in self.live:
+        if not isinstance(name, str) or not self._live(name):
             self.send(error_frame(None, "Client event rejected: subscribe to the channel "
                                         "first"))
             return
@@ -574,6 +588,7 @@ class PusherSession(Session):
                                         f"{MAX_CLIENT_EVENT_BYTES} bytes"))
             return
         hub = self.subs[name]
+        assert isinstance(hub, str)
         member = self.members.get(name) if self.members else None
         env = envelope(event, text, user_id=member[0] if member else None, channel=name, hub=hub)
         self._emit("pub", name, Publish(hub, env, {EXCLUDE: self.socket_id}))
@@ -584,6 +599,8 @@ class PusherSession(Session):
         self.dialect.notify(app, hook)
 
     def _emit(self, kind: str, name: str, op: base.DialectOp) -> None:
+        if self._pending is None:
+            self._pending = []
         self._pending.append((kind, name))
         self.emit(op)
 
@@ -596,7 +613,7 @@ class PusherSession(Session):
         match event:
             case LatestRead(op=op, messages=messages):
                 hub = op.channels[0]
-                if self.subs.get(name) != hub:
+                if self._hub(name) != hub:
                     return
                 recent = messages.get(hub, ())
                 since: dict[str, Position] | None = None
@@ -607,14 +624,19 @@ class PusherSession(Session):
                 self._cached[name] = recent[-1] if recent else None
                 self._emit("cached", name, base.Subscribe((hub,), since, announce=True))
             case Subscribed(op=op):
-                self._subscribed(kind, name, op)
+                self._subscribed(name, op)
+            case Awaited(value=value):
+                self._joined(name, value)
             case OpFailed(error=error):
                 if kind in ("sub", "cache", "cached"):
-                    if self.subs.get(name) is not None:
+                    sub = self.subs.get(name)
+                    if sub is not None and not isinstance(sub, str):
                         self.subs.pop(name, None)
                         if self.members:
                             self.members.pop(name, None)
                         self._sub_error(name, "SubscriptionError", error.message, error.status)
+                elif kind == "join":
+                    self._sub_error(name, "SubscriptionError", error.message, error.status)
                 elif kind == "pub":
                     self.send(error_frame(None, f"Event not published: {error.message}"))
             case _:
@@ -626,7 +648,7 @@ class PusherSession(Session):
         if not self._pending:
             return
         kind, name = self._pending[0]
-        if kind != "cached" or self.subs.get(name) != reply.channel or name in self.live:
+        if kind != "cached" or self.subs.get(name) != (reply.channel,):
             return
         self._succeeded(name, reply.channel)
         last = self._cached.pop(name, None) if self._cached else None
@@ -637,34 +659,38 @@ class PusherSession(Session):
             if self.app is not None:
                 self.dialect.notify(self.app, {"name": "cache_miss", "channel": name})
 
-    def _subscribed(self, kind: str, name: str, op: base.Subscribe) -> None:
+    def _subscribed(self, name: str, op: base.Subscribe) -> None:
         hub = op.channels[0]
         if self._cached:
             self._cached.pop(name, None)
-        if self.subs.get(name) != hub or name in self.live:
+        if self.subs.get(name) != (hub,):  # unsubscribed meanwhile, or live (cache channel)
             if name not in self.subs:
                 self._emit("unsub", name, base.Unsubscribe((hub,)))
             return
         self._succeeded(name, hub)
 
     def _succeeded(self, name: str, hub: str) -> None:
-        self.live[name] = None
+        """The hub subscribed: the channel is live (counted); presence waits for the
+        cluster's member list before its ``subscription_succeeded``."""
+        self.subs[name] = hub
         app = self.app
         assert app is not None
-        self.dialect.occupy(app, hub, name, 1)
+        cluster = self.dialect.cluster
+        cluster.occupy(app, name, hub, 1)
         member = self.members.get(name) if self.members else None
         if member is not None:
             uid, info = member
-            first = self.dialect.presence.join(hub, uid, info)
-            data = orjson.dumps(self.dialect.presence.snapshot(hub)).decode()
-            self.send(_frame({"event": "pusher_internal:subscription_succeeded",
-                              "channel": name, "data": data}))
-            if first:
-                self.dialect.notify(app, {"name": "member_added", "channel": name,
-                                          "user_id": uid})
-                self._emit("pub", name, Publish(hub, envelope(
-                    "pusher_internal:member_added", {"user_id": uid, "user_info": info},
-                    channel=name, hub=hub), {EXCLUDE: self.socket_id}))
+            self._emit("join", name, Await(cluster.join(app, name, hub, uid, info,
+                                                        self.socket_id)))
         else:
             self.send(_frame({"event": "pusher_internal:subscription_succeeded",
                               "channel": name, "data": "{}"}))
+
+    def _joined(self, name: str, members: object) -> None:
+        if not self._live(name) or not self.members or name not in self.members:
+            return  # left before the cluster answered (its leave is queued after the join)
+        hash_ = dict(members) if isinstance(members, Mapping) else {}
+        data = orjson.dumps({"presence": {"ids": list(hash_), "hash": hash_,
+                                          "count": len(hash_)}}).decode()
+        self.send(_frame({"event": "pusher_internal:subscription_succeeded",
+                          "channel": name, "data": data}))

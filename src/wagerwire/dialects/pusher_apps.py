@@ -9,6 +9,8 @@ Apps come from the ``pusher_apps`` setting, a table of tables keyed by app id::
     # client_events = true     allow client-* events on private and presence channels
     # max_client_events = 10   per connection per second; more is pusher:error 4301
     # encryption_master_key_base64 = "…"   32 bytes: private-encrypted- channels
+    # enabled = true           false: connections are refused (pusher:error 4003)
+    # max_connections = 0      connections on every node; more are refused with 4004
     # webhook_url = "https://…"  channel_occupied/vacated, member_added/removed,
     #                           client_event, cache_miss (signed, retried)
 
@@ -66,18 +68,46 @@ class PusherApp:
     builtin: bool = False  # made by the server (SportsGameOdds'), not configured
     encryption_master_key: bytes | None = None  # 32 bytes: private-encrypted- channels
     webhook_url: str | None = None  # where webhook batches are POSTed
+    enabled: bool = True  # False: connections are refused with 4003
+    max_connections: int = 0  # connections on every node; beyond: 4004 (0: no limit)
 
 
 class PusherApps:
-    """The configured apps, by id and by key."""
+    """The configured apps, by id and by key, and the stored ones (``wagerwire apps
+    create``), which :meth:`set_stored` replaces whenever the key store's set changes."""
 
-    __slots__ = ("by_id", "by_key")
+    __slots__ = ("by_id", "by_key", "stored")
 
     def __init__(self, apps: Iterable[PusherApp] = ()) -> None:
         self.by_id: dict[str, PusherApp] = {}
         self.by_key: dict[str, PusherApp] = {}
+        self.stored: set[str] = set()  # ids of the apps that came from the key store
         for app in apps:
             self.add(app)
+
+    def set_stored(self, apps: Iterable[PusherApp]) -> list[str]:
+        """Make ``apps`` the stored apps (dropping stored ones no longer there); a stored app
+        whose id or key a configured one has is skipped. Returns the ids skipped."""
+        for app_id in self.stored:
+            old = self.by_id.pop(app_id, None)
+            if old is not None:
+                self.by_key.pop(old.key, None)
+        self.stored = set()
+        skipped = []
+        for app in apps:
+            if app.app_id in self.by_id or app.key in self.by_key:
+                skipped.append(app.app_id)
+                continue
+            self.add(app)
+            self.stored.add(app.app_id)
+        return skipped
+
+    def replace(self, app: PusherApp) -> None:
+        """Put ``app`` in place of the app with its id (a built-in app's shared secret)."""
+        old = self.by_id.pop(app.app_id, None)
+        if old is not None:
+            self.by_key.pop(old.key, None)
+        self.add(app)
 
     def add(self, app: PusherApp) -> None:
         if app.app_id in self.by_id or app.key in self.by_key:
@@ -107,6 +137,10 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
         if not isinstance(table, Mapping):
             raise BadParameter(f"pusher_apps.{app_id} must be a table with key and secret")
         key, secret = table.get("key"), table.get("secret")
+        limit = table.get("max_connections", 0)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise BadParameter(f"pusher_apps.{app_id}.max_connections must be an integer "
+                               ">= 0 (0: no limit)")
         if not isinstance(key, str) or not key or not isinstance(secret, str) or not secret:
             raise BadParameter(f"pusher_apps.{app_id} needs a non-empty key and secret")
         apps.append(PusherApp(
@@ -114,6 +148,8 @@ def apps_from_config(raw: Mapping[str, Any]) -> list[PusherApp]:
             bool(table.get("client_events", True)), int(table.get("max_client_events", 10)),
             encryption_master_key=_master_key(app_id, table.get("encryption_master_key_base64")),
             webhook_url=_url(app_id, table.get("webhook_url")),
+            enabled=bool(table.get("enabled", True)),
+            max_connections=limit,
         ))
     return apps
 

@@ -134,6 +134,14 @@ def _team(side: str, data: Mapping[str, Any]) -> dict[str, Any]:
             "score": score}
 
 
+def _period_id(period: Any) -> str:
+    """``game`` for the whole game; ``1p`` for the first period (half, quarter or set) —
+    the hub's markets do not carry the sport's own period name."""
+    if isinstance(period, int) and not isinstance(period, bool) and period > 0:
+        return f"{period}p"
+    return "game"
+
+
 def _odds(odds: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for market in (odds or {}).get("markets", []):
@@ -153,7 +161,7 @@ def _odds(odds: Mapping[str, Any] | None) -> dict[str, Any]:
             out[odd_id] = {
                 "oddID": odd_id, "marketName": market.get("name") or market.get("market_type"),
                 "betTypeID": market.get("market_type"), "sideID": selection.get("selection_id"),
-                "periodID": "game", "bookOdds": american(best),
+                "periodID": _period_id(market.get("period")), "bookOdds": american(best),
                 "bookOddsAvailable": best is not None, "byBookmaker": books,
             }
     return out

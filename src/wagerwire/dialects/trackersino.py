@@ -1,8 +1,10 @@
 """TrackerSino ``/v1-beta/stream`` (seed 001), sans-I/O: query in, finalised-round frames out.
 
 The stream is ``GET /v1-beta/stream?games=stake-crash,roobet-crash`` (WebSocket, header
-``Authorization: Bearer <key>``); empty or missing ``games`` means every crash game the key's
-plan may read. The client never sends data frames, and the server sends nothing but rounds
+``Authorization: Bearer <key>``); empty or missing ``games`` means every crash and slide game
+the key's plan may read (the page names ``stake-crash``, ``roobet-crash``, ``duel-crash``,
+``shuffle-crash`` "and their Slide siblings"; a Slide round is one multiplier too, so its frame
+is the same object). The client never sends data frames, and the server sends nothing but rounds
 (both seed clients parse every frame as one), so errors are HTTP statuses at the upgrade or
 close codes. Each frame, and each item of the ``/v1-beta/games/{slug}/rounds`` backfill, is::
 
@@ -36,6 +38,7 @@ from wagerwire.wire.websocket import ping_frame, text_frame
 __all__ = [
     "ENCODER",
     "GAME_TYPE",
+    "GAME_TYPES",
     "PING_INTERVAL_S",
     "UUID_NAMESPACE",
     "RoundEncoder",
@@ -48,15 +51,17 @@ __all__ = [
 ]
 
 GAME_TYPE = "crash"
+GAME_TYPES = frozenset({"crash", "slide"})
+"""The canonical game types this dialect serves: crash and its Slide siblings."""
 UUID_NAMESPACE = uuid.UUID("5f7c3a52-0d55-4c1e-9a57-7a4e2b9c0f11")
 MAX_GAMES = 50
 PING_INTERVAL_S = 25.0
 
 
 def crash_games(catalog: Catalog) -> list[CatalogGame]:
-    """The games this dialect serves: every crash-type game of the catalog."""
+    """The games this dialect serves: every crash and slide game of the catalog."""
     return sorted(
-        (g for g in catalog.games.values() if g.game_type == GAME_TYPE), key=lambda g: g.slug
+        (g for g in catalog.games.values() if g.game_type in GAME_TYPES), key=lambda g: g.slug
     )
 
 
@@ -64,7 +69,8 @@ def parse_games(raw: str | None, catalog: Catalog) -> list[CatalogGame] | None:
     """The ``games`` query value: None when empty or missing (= every game of the plan).
 
     Raises:
-        NotFound: a slug is not a crash game of this server.
+        NotFound: a slug is no game of this server.
+        BadParameter: a game that is neither crash nor slide.
         BadParameter: more than ``MAX_GAMES`` slugs.
     """
     if raw is None:
@@ -80,7 +86,8 @@ def parse_games(raw: str | None, catalog: Catalog) -> list[CatalogGame] | None:
         game = crash.get(slug)
         if game is None:
             catalog.game(slug)  # NotFound for a slug that is no game at all
-            raise BadParameter(f"{slug} is not a crash game; crash games: {', '.join(crash)}")
+            raise BadParameter(f"{slug} is not a crash game; crash and slide games: "
+                               f"{', '.join(crash)}")
         games.append(game)
     return games
 

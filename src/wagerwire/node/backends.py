@@ -15,7 +15,14 @@
 ``memory://``                                 ``MemoryBroker`` (one process)
 ``redis://host:port/db?prefix=ww``            ``RedisBroker``; ``&listen=local`` listens
                                               only to channels with local subscribers
+``redis+sentinel://h1:p1,h2:p2/mymaster``     ``RedisBroker`` on the primary the Sentinels
+                                              name ``mymaster`` (``/mymaster/db`` for another
+                                              db), following it across failovers; same options
 ============================================  ============================================
+
+API keys, signing keys and stored Pusher apps (:func:`build_keystore`) live where the store
+is: in PostgreSQL for a ``postgresql://`` store (every node shares them), in the SQLite file
+otherwise; ``--keys-db FILE`` puts them in a SQLite file of their own instead.
 
 With the Redis broker the hub's store is wrapped in :class:`HistoryStore`, so replays and
 history reads come from the Redis stream first and from the store when the stream no longer
@@ -25,6 +32,8 @@ imports redis or asyncpg.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -37,19 +46,24 @@ from wagerwire.errors import BadParameter
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
+    from wagerwire.auth.keys import KeyBackend
     from wagerwire.core.hub import Hub
 
 __all__ = [
     "build_backends",
     "build_broker",
+    "build_keystore",
     "build_store",
     "check_workers",
     "redis_url_and_prefix",
     "with_readiness",
 ]
 
+log = logging.getLogger("wagerwire.node.backends")
+
 _PG_SCHEMES = ("postgresql", "postgres")
-_REDIS_SCHEMES = ("redis", "rediss")
+LEGACY_KEYS_DB = "wagerwire-keys.db"  # where keys of a PostgreSQL hub were before 0002_keys
+_REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel")
 
 
 def _split_query(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -101,6 +115,25 @@ def build_store(url: str, retention: Sequence[RetentionRule] = ()) -> Store:
     )
 
 
+def build_keystore(settings: Settings) -> KeyBackend:
+    """The key store of ``settings`` (opened): PostgreSQL's when the store is, unless
+    ``keys_db`` names a SQLite file for the keys."""
+    scheme = urlsplit(settings.store).scheme
+    if scheme in _PG_SCHEMES and not settings.keys_db:
+        from wagerwire.stores.pg_keys import PgKeyStore
+
+        dsn, extra = _split_query(settings.store, ["schema"])
+        if os.path.exists(LEGACY_KEYS_DB):
+            log.warning("%s (keys beside a PostgreSQL node, before they moved into "
+                        "PostgreSQL) is no longer read; bring its keys over with "
+                        "`wagerwire keys --store URL import %s`", LEGACY_KEYS_DB,
+                        LEGACY_KEYS_DB)
+        return PgKeyStore(dsn, extra.get("schema") or None)
+    from wagerwire.auth.keys import KeyStore
+
+    return KeyStore(settings.keys_path())
+
+
 def build_broker(
     url: str, store: Store | None, idempotency_window_s: float,
     idempotency_window_bytes: int | None = None,
@@ -117,8 +150,13 @@ def build_broker(
                             or IDEMPOTENCY_WINDOW_BYTES)
     if scheme in _REDIS_SCHEMES:
         from wagerwire.brokers.redis import RedisBroker
+        from wagerwire.brokers.redis_url import parse_redis_url
 
         clean, extra = _split_query(url, ["prefix", "listen"])
+        try:
+            parse_redis_url(clean)
+        except ValueError as exc:
+            raise BadParameter(f"broker URL {url!r}: {exc}") from exc
         listen = extra.get("listen", "all")
         if listen not in ("all", "local"):
             raise BadParameter(f"broker URL {url!r}: listen must be 'all' or 'local'")
@@ -127,7 +165,10 @@ def build_broker(
             idempotency_window_s=idempotency_window_s, subscribe_all=listen == "all",
             idempotency_window_bytes=idempotency_window_bytes or IDEMPOTENCY_WINDOW_BYTES,
         )
-    raise BadParameter(f"unsupported broker URL {url!r}: use memory:// or redis://host:port/0")
+    raise BadParameter(
+        f"unsupported broker URL {url!r}: use memory://, redis://host:port/0 or "
+        "redis+sentinel://host:port,host:port/service"
+    )
 
 
 def build_backends(settings: Settings) -> tuple[Store, Broker]:

@@ -18,6 +18,7 @@ from wagerwire.api.feature import Feature
 from wagerwire.config import Settings
 from wagerwire.core.hub import Hub
 from wagerwire.dashboard import dashboard_feature
+from wagerwire.node.connectors import connectors_feature
 from wagerwire.node.dialects import dialect_feature
 from wagerwire.node.pusher import pusher_feature
 from wagerwire.node.sportsgameodds import sgo_app, sgo_feature
@@ -121,5 +122,7 @@ def default_features(settings: Settings, hub: Hub) -> list[Feature]:
     features.append(dialect_feature(settings, hub))  # Data Stream, TrackerSino, Stake
     sgo = sgo_app()
     features.append(pusher_feature(settings, hub, [sgo]))  # Pusher protocol, HTTP API, auth
-    features.append(sgo_feature(sgo))  # SportsGameOdds REST + notifications on Pusher
+    # SportsGameOdds REST + notifications on Pusher (from one node: a Redis lease)
+    features.append(sgo_feature(sgo, settings.broker))
+    features.append(connectors_feature(settings, hub))  # [[sources]]: upstream connectors
     return features

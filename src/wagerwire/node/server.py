@@ -24,14 +24,15 @@ from wagerwire.api.application import create_api
 from wagerwire.api.deps import Services
 from wagerwire.api.feature import Feature
 from wagerwire.auth.gate import KeyGate
-from wagerwire.auth.keys import KeyStore
 from wagerwire.auth.plans import parse_plans
 from wagerwire.brokers.redis_limits import RedisLimits
 from wagerwire.config import Settings
+from wagerwire.core.conflation import PolicyTable
 from wagerwire.core.hub import Hub, HubLimits
 from wagerwire.errors import BadParameter
-from wagerwire.node.backends import build_backends, redis_url_and_prefix
+from wagerwire.node.backends import build_backends, build_keystore, redis_url_and_prefix
 from wagerwire.observability.access import AccessLog
+from wagerwire.observability.cluster import HEARTBEAT_S, ClusterView, default_node_id
 from wagerwire.observability.metrics import NodeMetrics
 from wagerwire.tls import CertificateError, CertificateSource, open_certificate_source
 from wagerwire.transports.http import HttpProtocol, HttpServerState, StreamRoutes
@@ -67,20 +68,20 @@ def build_hub(settings: Settings) -> Hub:
         idempotency_window_s=settings.idempotency_window,
         parse_cache_bytes=settings.parse_cache_bytes,
     )
-    return Hub(store, broker, limits)
+    return Hub(store, broker, limits, PolicyTable.parse(settings.channel_policies or None))
 
 
 def shared_limits(broker_url: str) -> RedisLimits | None:
     """With a Redis broker, the plans' limits are kept in that Redis (same key prefix)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
+    if not broker_url.startswith(("redis://", "rediss://", "redis+sentinel://")):
         return None
     url, prefix = redis_url_and_prefix(broker_url)
     return RedisLimits.from_url(url, prefix=f"{prefix}:limits")
 
 
 def build_gate(settings: Settings) -> KeyGate:
-    """API keys from the configured database, plans from the config."""
-    keystore = KeyStore(settings.keys_path())
+    """API keys from the key store (PostgreSQL's when the store is), plans from the config."""
+    keystore = build_keystore(settings)
     return KeyGate(keystore, parse_plans(settings.plans), settings.auth,
                    token_ttl=settings.token_ttl, limits=shared_limits(settings.broker),
                    anonymous_publish=settings.anonymous_publish)
@@ -135,6 +136,7 @@ class Server:
         self.port = settings.port
         # The TCP listener's certificate (None: plain HTTP); the HTTP/3 listener uses it too.
         self.tls: CertificateSource | None = None
+        self.cluster: ClusterView | None = None
         # The WebTransport listener (settings.webtransport) and where its certificate comes
         # from: (leaf, chain, private key), asked again for every reload.
         self.webtransport: WebTransportServer | None = None
@@ -194,6 +196,14 @@ class Server:
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from exc
         self.port = sock.getsockname()[1]
+        self.cluster = ClusterView(
+            settings.node_id or default_node_id(settings.host, self.port),
+            f"{settings.host}:{self.port}", svc.started_at,
+            settings.broker.partition(":")[0].replace("rediss", "redis"),
+            "postgresql" if settings.store.startswith("postgres") else "sqlite",
+        )
+        self.metrics.cluster = self.cluster
+        self.metrics.gate = self.gate
         http = self._http = HttpServerState(AccessLog(api), routes, registry, loop,
                                             (settings.host, self.port), tls=tls is not None)
         if tls is None:
@@ -211,6 +221,7 @@ class Server:
             assert self.webtransport is not None
             self.advertise_http3(self.webtransport.port)
         self._tasks.append(loop.create_task(self._tick()))
+        self._tasks.append(loop.create_task(self._heartbeat()))
         for feature in self.features:
             for source in feature.sources:
                 self._tasks.append(loop.create_task(self._run_source(source)))
@@ -272,6 +283,30 @@ class Server:
         if self._http is not None:
             self._http.advertise_http3(port)
 
+    async def _heartbeat(self) -> None:
+        """Every ``HEARTBEAT_S``: this node's state into the shared store, everyone's out
+        (the dashboard's and /metrics' list of nodes)."""
+        cluster = self.cluster
+        assert cluster is not None
+        failing = False
+        while True:
+            durable = getattr(self.hub.store, "inner", self.hub.store)  # under a HistoryStore
+            record = cluster.record(time.time(), bool(getattr(self.hub.broker, "ready", True)),
+                                    bool(getattr(durable, "healthy", True)),
+                                    len(self.registry.connections) if self.registry else 0)
+            try:
+                await asyncio.to_thread(self.gate.keystore.heartbeat, record)
+                nodes = await asyncio.to_thread(self.gate.keystore.nodes)
+            except Exception as exc:
+                if not failing:
+                    log.warning("cannot write this node's heartbeat: %s", exc)
+                failing = True
+                cluster.failed()
+            else:
+                failing = False
+                cluster.update(nodes, time.time())
+            await asyncio.sleep(HEARTBEAT_S)
+
     async def _tick(self) -> None:
         """One timer for every connection: pings, idle timeouts, SSE heartbeats."""
         loop = asyncio.get_running_loop()
@@ -310,6 +345,12 @@ class Server:
             for proto in list(self._http.connections):
                 if proto.transport is not None:
                     proto.transport.close()
+        if any(feature.on_stop for feature in self.features):
+            await asyncio.sleep(0.05)  # closed streams' last updates (Pusher presence)
+            for feature in self.features:
+                for stop in feature.on_stop:
+                    with contextlib.suppress(Exception):
+                        await stop()
         if self.tls is not None:
             await self.tls.aclose()
         await self.gate.aclose()

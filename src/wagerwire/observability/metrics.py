@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -46,7 +46,9 @@ from wagerwire.transports.stream import StreamConnection, dialect_of
 
 if TYPE_CHECKING:
     from wagerwire.api.deps import Services
+    from wagerwire.auth.gate import KeyGate
     from wagerwire.core.hub import Hub
+    from wagerwire.observability.cluster import ClusterView
     from wagerwire.transports.stream import StreamRegistry
 
 __all__ = ["CONTENT_TYPE", "MAX_CHANNELS", "NodeMetrics"]
@@ -70,6 +72,8 @@ class NodeMetrics:
         self.streams: StreamRegistry | None = None
         self.services: Services | None = None
         self.connection_counts: Callable[[], dict[Key, int]] | None = None
+        self.cluster: ClusterView | None = None  # every node's heartbeat (cluster.py)
+        self.gate: KeyGate | None = None
         self.durable = LoopHistogram(LATENCY_BUCKETS)
         self.replay_messages = LoopHistogram(COUNT_BUCKETS)
         self.replay_seconds = LoopHistogram(LATENCY_BUCKETS)
@@ -259,6 +263,13 @@ class _Collector:
         yield CounterMetricFamily("wagerwire_slow_consumer_disconnects",
                                   "Streams closed as slow consumers (all transports)",
                                   value=streams.slow_consumers)
+        conflated = CounterMetricFamily(
+            "wagerwire_conflated_messages",
+            "Queued messages dropped for a newer one of their key (conflating channels)",
+            labels=labels)
+        for key, tally in sorted(streams.tallies.items()):
+            conflated.add_metric(list(key), tally.conflated)
+        yield conflated
         frames = CounterMetricFamily("wagerwire_stream_error_frames",
                                      "Error frames sent on streams, by code",
                                      labels=["transport", "code"])
@@ -276,8 +287,29 @@ class _Collector:
         yield closes
         yield refused
 
+    def _keys(self) -> Iterator[Metric]:
+        gate = self.m.gate
+        if gate is None:
+            return
+        applied = CounterMetricFamily(
+            "wagerwire_key_revocations_applied", "Key revocations this node applied (its "
+            "streams of the key closed), by how they arrived: local, notify, poll",
+            labels=["via"])
+        for via, n in sorted(gate.revocations.items()):
+            applied.add_metric([via], n)
+        yield applied
+        listening = getattr(gate.keystore, "listening", None)
+        if isinstance(listening, bool):
+            yield GaugeMetricFamily(
+                "wagerwire_keystore_notifications_up", "1 while the shared key store's "
+                "change notifications are received (else revocations arrive by polling)",
+                value=1 if listening else 0)
+
     def _node(self) -> Iterator[Metric]:
         m = self.m
+        if m.cluster is not None:
+            yield from m.cluster.collect(time.time())
+        yield from self._keys()
         svc = m.services
         store = m.hub.store
         yield GaugeMetricFamily("wagerwire_asyncio_tasks",
@@ -285,6 +317,17 @@ class _Collector:
                                 value=_task_count())
         yield GaugeMetricFamily("wagerwire_uptime_seconds", "Seconds since the node started",
                                 value=round(time.time() - m.started_at))
+        durable = getattr(store, "inner", store)  # a HistoryStore wraps the durable store
+        yield GaugeMetricFamily("wagerwire_store_up",
+                                "1 when the last store write or read succeeded",
+                                value=1 if getattr(durable, "healthy", True) else 0)
+        broker = m.hub.broker
+        yield GaugeMetricFamily("wagerwire_broker_up",
+                                "1 when the broker accepts publishes (Redis reachable)",
+                                value=1 if getattr(broker, "ready", True) else 0)
+        yield CounterMetricFamily("wagerwire_broker_failovers",
+                                  "Redis failovers followed (Sentinel promoted a new primary)",
+                                  value=getattr(broker, "failovers", 0))
         for attr, name, doc in (("commits", "wagerwire_store_commits", "Store group commits"),
                                 ("appended", "wagerwire_store_appended_messages",
                                  "Messages committed by the store")):
@@ -303,6 +346,51 @@ class _Collector:
         for code, n in sorted(svc.errors.items()):
             http.add_metric([code], n)
         yield http
+        manager = svc.extra.get("connectors")
+        if manager is not None:
+            yield from _sources(manager.health())
+
+
+_SOURCE_COUNTERS = (
+    ("messages", "Messages a source published into the hub (duplicates not counted)"),
+    ("duplicates", "Messages of a source the hub already had (idempotency key)"),
+    ("reconnects", "Times a source reconnected"),
+    ("gaps_found", "Gaps a source's continuity check found"),
+    ("gaps_filled", "Gaps filled by backfill (or by a failover peer)"),
+    ("gaps_unfillable", "Gaps published as markers: the source lost the data"),
+    ("backfilled", "Messages a source obtained through its REST backfill"),
+)
+
+
+def _sources(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per-source connector health (``connectors/health.py``), labelled by source."""
+    labels = ["source", "dialect"]
+    up = GaugeMetricFamily("wagerwire_source_connected", "1 when the source is connected",
+                           labels=labels)
+    age = GaugeMetricFamily("wagerwire_source_last_message_age_seconds",
+                            "Seconds since the source's last message", labels=labels)
+    lag = GaugeMetricFamily("wagerwire_source_lag_seconds",
+                            "Source timestamp to hub acceptance, last message", labels=labels)
+    err = GaugeMetricFamily("wagerwire_source_error", "1 when the source is in the error state",
+                            labels=[*labels, "code"])
+    counters = {name: CounterMetricFamily(f"wagerwire_source_{name}", doc, labels=labels)
+                for name, doc in _SOURCE_COUNTERS}
+    for row in rows:
+        key = [row["name"], row["dialect"]]
+        up.add_metric(key, 1 if row["connected"] else 0)
+        if row["last_message_age_s"] is not None:
+            age.add_metric(key, row["last_message_age_s"])
+        if row["lag_ms"] is not None:
+            lag.add_metric(key, row["lag_ms"] / 1000)
+        if row["state"] == "error":
+            err.add_metric([*key, str(row["error_code"])], 1)
+        for name, family in counters.items():
+            family.add_metric(key, row[name])
+    yield up
+    yield age
+    yield lag
+    yield err
+    yield from counters.values()
 
 
 def _task_count() -> int:

@@ -1,4 +1,4 @@
-"""Casino simulators: provably-fair crash, double, slot and wall street rounds, and demo balances.
+"""Casino simulators: provably-fair crash, slide, double, slot and wall street rounds, demo balances.
 
 They exist so a fresh hub has live, *verifiable* data at once (demo, tests, benchmarks) and so
 every dialect has real-looking rounds to encode. Each game plays a hash chain backwards exactly as
@@ -30,14 +30,22 @@ import orjson
 
 from wagerwire.analytics.fairness import (
     CHAIN_STYLES,
+    EDGE_STYLES,
+    MODULUS_STYLES,
     ROOBET_MODULUS,
+    SALT_STYLES,
     STAKE_EDGE,
     STYLE_BUSTABIT,
+    STYLE_BUSTABIT_SLIDE,
     STYLE_DOUBLE,
     STYLE_GAME_TYPES,
     STYLE_ROOBET,
+    STYLE_ROOBET_SLIDE,
+    STYLE_SHUFFLE_CRASH,
+    STYLE_SHUFFLE_SLIDE,
     STYLE_SLOT,
     STYLE_STAKE,
+    STYLE_STAKE_SLIDE,
     STYLE_WALLSTREET,
     compute_result,
     hash_chain,
@@ -51,6 +59,7 @@ __all__ = [
     "DEFAULT_CHAIN_LENGTH",
     "DEMO_USERS",
     "SOURCE_NAME",
+    "TRACKERSINO_GAMES",
     "BalanceSimulator",
     "CasinoSimulator",
     "Clock",
@@ -64,7 +73,7 @@ __all__ = [
 
 logger = logging.getLogger("wagerwire.sources.casino")
 
-GameType = Literal["crash", "double", "slot", "wallstreet"]
+GameType = Literal["crash", "slide", "double", "slot", "wallstreet"]
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds (injected so tests control time)."""
 Sleep = Callable[[float], Awaitable[None]]
@@ -90,8 +99,10 @@ class GameSpec:
 
     ``style`` is the fairness formula (a ``STYLE_*`` of :mod:`wagerwire.analytics.fairness`) and
     must produce ``type``; ``cadence`` is seconds between rounds; ``game_id`` and ``category``
-    are what Data Stream calls ``game_id`` (a number) and ``game_type`` (``multiplier`` for crash
-    and slot, ``color`` for double, ``trending`` for wall street).
+    are what Data Stream calls ``game_id`` (a number) and ``game_type`` (``multiplier`` for
+    crash, slide and slot, ``color`` for double, ``trending`` for wall street). ``scheme`` says
+    where the formula comes from when the site publishes none of its own (announced with each
+    chain's seeding event); empty when the style is the site's published scheme.
     """
 
     slug: str
@@ -102,6 +113,7 @@ class GameSpec:
     cadence: float
     game_id: int
     category: str
+    scheme: str = ""
 
     def __post_init__(self) -> None:
         if STYLE_GAME_TYPES.get(self.style) != self.type:
@@ -119,6 +131,12 @@ class GameSpec:
         return {"game": self.slug, "game_type": self.type, "provider": self.provider}
 
 
+_NO_SCHEME: Final = ("{site} publishes no provably-fair scheme that this hub's reference "
+                     "checks; the closest one, {style}, is used on a chain of its own")
+_SHUFFLE_SCHEME: Final = ("Shuffle's published byte generator (server seed, client seed, nonce); "
+                          "the float-to-multiplier mapping is bustabit's 99/(1-X) curve, "
+                          "not a published Shuffle mapping")
+
 _DEMO_GAMES: Final = (
     GameSpec("crash", "Crash", "crash", "hypetech", STYLE_BUSTABIT, 10.0, 1, "multiplier"),
     GameSpec("double", "Double", "double", "hypetech", STYLE_DOUBLE, 15.0, 2, "color"),
@@ -128,17 +146,36 @@ _DEMO_GAMES: Final = (
     GameSpec("stake-crash", "Stake Crash", "crash", "stake", STYLE_STAKE, 10.0, 5, "multiplier"),
     GameSpec("roobet-crash", "Roobet Crash", "crash", "roobet", STYLE_ROOBET, 12.0, 6,
              "multiplier"),
+    # The rest of the games TrackerSino's page names (its Slide slugs are not given there:
+    # "<site>-slide" is inferred). Modest cadences: make serve runs them all on a shared CPU.
+    GameSpec("duel-crash", "Duel Crash", "crash", "duel", STYLE_BUSTABIT, 12.0, 7, "multiplier",
+             _NO_SCHEME.format(site="Duel", style=STYLE_BUSTABIT)),
+    GameSpec("shuffle-crash", "Shuffle Crash", "crash", "shuffle", STYLE_SHUFFLE_CRASH, 12.0, 8,
+             "multiplier", _SHUFFLE_SCHEME),
+    GameSpec("stake-slide", "Stake Slide", "slide", "stake", STYLE_STAKE_SLIDE, 15.0, 9,
+             "multiplier"),
+    GameSpec("roobet-slide", "Roobet Slide", "slide", "roobet", STYLE_ROOBET_SLIDE, 15.0, 10,
+             "multiplier", _NO_SCHEME.format(site="Roobet Slide", style=STYLE_ROOBET)),
+    GameSpec("duel-slide", "Duel Slide", "slide", "duel", STYLE_BUSTABIT_SLIDE, 15.0, 11,
+             "multiplier", _NO_SCHEME.format(site="Duel", style=STYLE_BUSTABIT)),
+    GameSpec("shuffle-slide", "Shuffle Slide", "slide", "shuffle", STYLE_SHUFFLE_SLIDE, 15.0, 12,
+             "multiplier", _SHUFFLE_SCHEME),
 )  # fmt: skip
+
+TRACKERSINO_GAMES: Final = ("stake-crash", "roobet-crash", "duel-crash", "shuffle-crash",
+                            "stake-slide", "roobet-slide", "duel-slide", "shuffle-slide")
+"""Every game TrackerSino's page names (the Slide slugs inferred), all in the demo catalog."""
 
 
 def demo_games() -> tuple[GameSpec, ...]:
-    """The default catalog: one game per type plus the Stake and Roobet crash styles."""
+    """The default catalog: one game per type, plus every crash and slide game TrackerSino's
+    page names, each with its site's provably-fair scheme where the site publishes one."""
     return _DEMO_GAMES
 
 
 def _extras(game_type: str, result: Mapping[str, Any]) -> dict[str, Any]:
     """Data Stream's per-type ``extras`` (the dialect JSON-encodes it)."""
-    if game_type == "crash":
+    if game_type in ("crash", "slide"):
         return {"point": result["multiplier"]}
     if game_type == "double":
         return {"color": result["color"], "number": result["number"]}
@@ -226,9 +263,7 @@ class CasinoSimulator:
 
     def _salt_field(self) -> str:
         """bustabit, Stake and double call the public seed ``salt``; the others ``client_seed``."""
-        if self.spec.style in (STYLE_BUSTABIT, STYLE_STAKE, STYLE_DOUBLE):
-            return "salt"
-        return "client_seed"
+        return "salt" if self.spec.style in SALT_STYLES else "client_seed"
 
     def seeding_event(self, chain_no: int, now_ms: int) -> dict[str, Any]:
         """The public post that commits to a chain (published on :attr:`fairness_channel`)."""
@@ -244,7 +279,7 @@ class CasinoSimulator:
             "announced_at": iso_ms(now_ms),
             "timestamp": now_ms,
             "source": SOURCE_NAME,
-        }
+        } | ({"scheme": self.spec.scheme} if self.spec.scheme else {})
 
     # --- rounds --------------------------------------------------------------------------------
 
@@ -260,9 +295,9 @@ class CasinoSimulator:
         if self.spec.style in CHAIN_STYLES:
             fairness.update(game_hash=link, previous_hash=previous)
             fairness[self._salt_field()] = self.salt(chain_no)
-            if self.spec.style == STYLE_STAKE:
+            if self.spec.style in EDGE_STYLES:
                 fairness["house_edge"] = str(STAKE_EDGE)
-            elif self.spec.style == STYLE_ROOBET:
+            elif self.spec.style in MODULUS_STYLES:
                 fairness["modulus"] = ROOBET_MODULUS
         else:
             fairness.update(
@@ -323,27 +358,43 @@ class CasinoSimulator:
         fairness: Mapping[str, Any],
         now_ms: int,
     ) -> dict[str, Any]:
-        """What the imitated operator's own feed would have sent for this round."""
+        """What the imitated operator's own feed would have sent for this round.
+
+        Stake and Roobet: the shapes of their feeds (``CrashGame``/``SlideGame``,
+        ``crash:finished``/``slide:finished``); Duel and Shuffle publish no feed shape this hub
+        knows, so theirs is a plain round object; Hypetech games: Data Stream's Round.
+        """
         spec = self.spec
+        slide = spec.type == "slide"
         if spec.provider == "stake":
             return {
-                "__typename": "CrashGame",
+                "__typename": "SlideGame" if slide else "CrashGame",
                 "id": upstream_id,
-                "crashpoint": result["crash_point"],
+                ("multiplier" if slide else "crashpoint"): float(result["multiplier"]),
                 "hash": {"hash": fairness["game_hash"]},
                 "seed": fairness["salt"],
                 "endedAt": iso_ms(now_ms),
             }
         if spec.provider == "roobet":
             return {
-                "event": "crash:finished",
+                "event": "slide:finished" if slide else "crash:finished",
                 "data": {
                     "id": upstream_id,
-                    "crashPoint": result["crash_point"],
+                    ("multiplier" if slide else "crashPoint"): float(result["multiplier"]),
                     "hash": fairness["game_hash"],
                     "clientSeed": fairness["client_seed"],
                     "endedAt": now_ms,
                 },
+            }
+        if spec.provider in ("duel", "shuffle"):
+            seed = fairness.get("game_hash") or fairness["server_seed"]
+            return {
+                "id": upstream_id,
+                "game": spec.slug,
+                "multiplier": result["multiplier"],
+                "hash": seed,
+                "nonce": fairness.get("nonce", index),
+                "endedAt": iso_ms(now_ms),
             }
         return {  # Data Stream (hypetech) Round: extras as a JSON string, whole seconds
             "round_id": index,

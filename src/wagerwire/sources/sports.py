@@ -51,6 +51,7 @@ from wagerwire.sources.sports_odds import (
     Outlook,
     floor_price,
     match_dist,
+    period_total_above,
     phi,
     poisson,
     set_over,
@@ -93,6 +94,7 @@ class _Market:
     prices: dict[str, list[float]] = field(default_factory=dict)
     unpriceable: dict[str, bool] = field(default_factory=dict)
     published: dict[tuple[str, int], tuple[float, bool]] = field(default_factory=dict)
+    period: int = 0  # 0 the whole game, 1 the first half/quarter/period/set
 
 
 @dataclass(slots=True)
@@ -164,6 +166,7 @@ class SportsSimulator:
         self._read_clock = clock or now_ms
         self._sleep = sleep or asyncio.sleep
         self._rng = random.Random(self.config.seed)
+        self._period_rng = random.Random(f"period-markets:{self.config.seed}")
         self._events: list[_Event] = []
         self._now: int | None = None
         self._prefix = ""
@@ -307,14 +310,52 @@ class SportsSimulator:
                 [("home", f"{event.home} {handicap:+g}"), ("away", f"{event.away} {-handicap:+g}")],
             )
         )
+        first = self._first_period_market(event, expected_total)
         lo, hi = self.config.margin_range
-        for market in markets:
+        for market in [*markets, first]:
+            rng = self._rng_for(market)
             for book in self.config.bookmakers:
-                jitter = self._rng.uniform(-0.005, 0.005)
+                jitter = rng.uniform(-0.005, 0.005)
                 market.margins[book.slug] = min(hi - 0.005, max(lo + 0.002, book.margin + jitter))
-                market.noise[book.slug] = [self._rng.gauss(0.0, 0.02) for _ in market.selections]
-        event.markets = markets
+                market.noise[book.slug] = [rng.gauss(0.0, 0.02) for _ in market.selections]
+        event.markets = [*markets, first]
         self._set_truth(event, outlook)
+
+    def _first_period_market(self, event: _Event, expected_total: float) -> _Market:
+        """The first period's total (half, quarter, period or set: OddsStream ``period`` 1)."""
+        sport = event.sport
+        if sport.kind == "sets":
+            line, what = 9.5, "1st set games"
+        else:
+            line = math.floor(expected_total / sport.periods) + 0.5
+            what = {"football": "1st half"}.get(sport.slug) or (
+                "1st quarter" if sport.kind == "points" else "1st period")
+        return _Market(f"total:p1:{line:g}", "total", f"{what} total {line:g}", line,
+                       [("over", f"Over {line:g}"), ("under", f"Under {line:g}")], period=1)
+
+    def _rng_for(self, market: _Market) -> random.Random:
+        """Period markets draw from their own generator, so adding them left every
+        whole-game price (and everything else the seed decides) exactly as it was."""
+        return self._period_rng if market.period else self._rng
+
+    def _first_period_total(self, event: _Event) -> Callable[[float], float]:
+        sport = event.sport
+        first = event.period_scores[0] if event.period_scores else [0, 0]
+        over = event.status == "finished" or event.period > 1
+        if sport.kind == "sets":
+            if over:
+                return period_total_above("goals", first[0] + first[1], 0.0, 0.0)
+            return period_total_above("sets", 0, 0.0, 0.0, round(event.strength * 1000),
+                                      (first[0], first[1]))
+        if over:
+            remaining = 0.0
+        elif event.status == "upcoming":
+            remaining = float(sport.period_seconds)
+        else:
+            remaining = self._period_length(event) - event.clock
+        rate_home, rate_away = self._rates(event)
+        return period_total_above(sport.kind, first[0] + first[1], rate_home + rate_away,
+                                  remaining)
 
     def _expectations(self, event: _Event) -> tuple[float, float]:
         """Expected final total and home margin before the start (used to pick the lines)."""
@@ -509,6 +550,9 @@ class SportsSimulator:
                 market.true = [outlook.home, outlook.draw, outlook.away]
             elif market.market_type == "moneyline":
                 market.true = [outlook.home, outlook.away]
+            elif market.period == 1:
+                over = self._first_period_total(event)(market.line or 0.0)
+                market.true = [over, 1.0 - over]
             elif market.market_type == "total":
                 over = outlook.total_above(market.line or 0.0)
                 market.true = [over, 1.0 - over]
@@ -536,12 +580,13 @@ class SportsSimulator:
         )
         moved = False
         for market in event.markets:
+            rng = self._rng_for(market)
             for book in self.config.bookmakers:
                 if book.slug not in market.prices:  # every book prices every market at once
                     moved |= self._price_book(market, book.slug, first=True)
                 elif halted or market.closed:
                     continue
-                elif force or self._drifted(market, book.slug) or self._rng.random() < chance:
+                elif force or self._drifted(market, book.slug) or rng.random() < chance:
                     moved |= self._price_book(market, book.slug, first=False)
         return moved
 
@@ -557,8 +602,9 @@ class SportsSimulator:
     def _price_book(self, market: _Market, book: str, first: bool) -> bool:
         noise = market.noise[book]
         if not first:
+            rng = self._rng_for(market)
             for i, eps in enumerate(noise):
-                noise[i] = min(0.08, max(-0.08, 0.9 * eps + self._rng.gauss(0.0, 0.01)))
+                noise[i] = min(0.08, max(-0.08, 0.9 * eps + rng.gauss(0.0, 0.01)))
         weights = [p * math.exp(eps) for p, eps in zip(market.true, noise, strict=True)]
         total = math.fsum(weights)
         scale = (1.0 + market.margins[book]) / total
@@ -608,7 +654,7 @@ class SportsSimulator:
                         "market_type": market.market_type,
                         "selection": selection,
                         "odds": prices[i],
-                        "period": 0,
+                        "period": market.period,
                         "is_live": event.status == "live",
                         "scraped_at": _iso(now),
                         "event_id": event.event_id,
@@ -672,7 +718,7 @@ class SportsSimulator:
             "market_id": market.market_id,
             "market_type": market.market_type,
             "name": market.name,
-            "period": 0,
+            "period": market.period,
             "line": market.line,
             "suspended": event.status == "finished" or market.closed or now < event.suspended_until,
             "selections": selections,

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 __all__ = [
     "MAX_ODDS", "MIN_ODDS", "PLAY_MEAN", "PLAY_POINTS", "PLAY_SQUARE", "PLAY_WEIGHTS", "Outlook",
-    "floor_price", "match_dist", "phi", "poisson", "set_dist", "set_over",
+    "floor_price", "match_dist", "period_total_above", "phi", "poisson", "set_dist", "set_over",
 ]
 
 MIN_ODDS = 1.01
@@ -97,3 +97,26 @@ class Outlook:
 
 def floor_price(x: float) -> float:
     return math.floor(x * 1000.0 + 1e-9) / 1000.0
+
+
+def period_total_above(
+    kind: str, scored: int, rate: float, remaining: float, p_milli: int = 500,
+    games: tuple[int, int] = (0, 0),
+) -> Callable[[float], float]:
+    """``y ↦ P(one period's final total > y)`` for a period with ``scored`` so far.
+
+    ``kind`` is the sport's (``goals``: Poisson goals at ``rate`` per second for ``remaining``
+    seconds; ``points``: the compound-Poisson normal approximation, ``rate`` scoring plays per
+    second; ``sets``: the exact game distribution of a tennis set from ``games``, each game
+    won by home with probability ``p_milli / 1000``). A period that is over has
+    ``remaining == 0`` (or a finished set) and a certain total.
+    """
+    if kind == "sets":
+        dist = set_dist(p_milli, *games)
+        return lambda y: math.fsum(q for h, a, q in dist if h + a > y)
+    if kind == "goals":
+        pmf = poisson(rate * max(0.0, remaining), 16)
+        return lambda y: math.fsum(q for k, q in enumerate(pmf) if scored + k > y)
+    mean = scored + rate * PLAY_MEAN * max(0.0, remaining)
+    sd = max(1e-6, math.sqrt(rate * PLAY_SQUARE * max(0.0, remaining)))
+    return lambda y: 1.0 - phi((y - mean) / sd)

@@ -3,15 +3,16 @@
 Same contract as the SQLite store (``core/store.py``; the one contract suite runs over both).
 
 Writes: one writer task owns one connection. ``append`` queues the message and awaits a
-future; the writer takes everything queued (up to ``batch_max``) and commits it in one
-transaction of a few round trips, whatever the batch size: the rows go in as arrays
-(``INSERT … SELECT * FROM unnest($1::text[], …)``), the channel positions likewise. Futures
+future (``append_soon`` takes a callback instead); the writer takes everything queued (up to ``batch_max``) and commits it in one
+statement, one round trip whatever the batch size: the rows go in as arrays to the
+``ww_append`` function (``pg_migrations/0010_append_batch.sql``), which inserts them with
+``INSERT … SELECT FROM unnest(…)`` and upserts the channel positions likewise. Appends
 are settled in queue order, so appends complete in the order they were issued. Every session
 sets ``synchronous_commit = on``, so a commit returns (and its appends are acknowledged) only
 once its WAL is flushed to disk, even where the server or the database defaults it off.
 
-Several processes (nodes) may write one database. Each batch first takes a transaction-level
-advisory lock per channel it touches (in a fixed order, so two writers cannot deadlock), then
+Several processes (nodes) may write one database. Each batch (inside ``ww_append``) first
+takes a transaction-level advisory lock per channel it touches (in a fixed order, so two writers cannot deadlock), then
 reads those channels' positions *under the lock* and refuses any append that would leave a
 hole (offset must be the stored last + 1, or 1 in a new epoch); so the no-hole invariant holds
 across processes, not just within one. The broker normally makes one node the only writer of
@@ -40,21 +41,22 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
 
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
+from wagerwire.core.store import AppendDone, ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
-from wagerwire.errors import Unavailable
+from wagerwire.errors import StoreUnavailable, Unavailable
 from wagerwire.types import now_ms
 
 if TYPE_CHECKING:
     from wagerwire.core.store import Store
 
-__all__ = ["PostgresStore", "load_pg_migrations"]
+__all__ = ["PostgresStore", "load_pg_migrations", "migrate"]
 
 log = logging.getLogger("wagerwire.stores.postgres")
 
@@ -63,20 +65,9 @@ _MIGRATION_LOCK = 0x77616765  # "wage": one node migrates at a time
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 _COLUMNS = 'channel, "offset", epoch, ts, data, attrs, idempotency_key'
-_LOCK = (
-    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(n, 0) AS h "
-    "FROM unnest($1::text[]) AS n ORDER BY 1) AS s"
-)
-_STATE = "SELECT name, epoch, last_offset FROM channels WHERE name = ANY($1::text[])"
-_INSERT = (
-    f"INSERT INTO messages ({_COLUMNS}) SELECT * FROM unnest($1::text[], $2::bigint[], "
+_APPEND = (
+    "SELECT refused, refused_epoch, refused_last FROM ww_append($1::text[], $2::bigint[], "
     "$3::text[], $4::bigint[], $5::bytea[], $6::text[], $7::text[])"
-)
-_UPSERT = (
-    "INSERT INTO channels (name, epoch, last_offset, last_ts, created_ts) "
-    "SELECT n, e, o, t, t FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
-    "AS u(n, e, o, t) ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch, "
-    "last_offset = excluded.last_offset, last_ts = excluded.last_ts"
 )
 _INFO = (
     "SELECT c.name, c.epoch, c.last_offset, c.last_ts, "
@@ -99,7 +90,9 @@ _FIND_KEY = (
     f"SELECT {_COLUMNS} FROM messages WHERE channel = $1 AND idempotency_key = $2 "
     'AND ts >= $3 ORDER BY "offset" LIMIT 1'
 )
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# InternalClientError: a connection left mid-operation when the server went away under it.
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+              OSError, asyncio.TimeoutError)
 
 
 def load_pg_migrations() -> list[tuple[int, str, str]]:
@@ -117,6 +110,35 @@ def load_pg_migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+async def migrate(conn: asyncpg.Connection, schema: str | None) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema`` (created if missing); one node at
+    a time. The store and the key store (``pg_keys.py``) both call it: whichever opens first
+    creates every table."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+        )
+        done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, sql in load_pg_migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_ms) "
+                    "VALUES ($1, $2, $3)", version, name, now_ms(),
+                )
+            applied.append(version)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
 def _message(row: Any) -> Message:
     channel, offset, epoch, ts, data, attrs, key = row
     return Message(
@@ -131,12 +153,22 @@ def _info(row: Any) -> ChannelInfo:
     return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
 
 
-class _Append:
-    __slots__ = ("future", "message")
+def _set_outcome(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """``append``'s completion: settle the future it awaits."""
+    if future.done():  # the caller was cancelled; the write happened regardless
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
-    def __init__(self, message: Message, future: asyncio.Future[None]) -> None:
+
+class _Append:
+    __slots__ = ("done", "message")
+
+    def __init__(self, message: Message, done: AppendDone) -> None:
         self.message = message
-        self.future = future
+        self.done = done
 
 
 class _Job:
@@ -164,8 +196,16 @@ class PostgresStore:
         pool_size: connections for reads.
         prune_every: appended messages between prunes of the channels written meanwhile.
         prune_interval_s: seconds between prunes of every channel.
+        read_timeout_s: a read (waiting for a pool connection included) fails with
+            ``StoreUnavailable`` after this long.
 
-    ``commits`` counts committed append batches and ``appended`` the messages they held.
+    ``commits`` counts committed append batches and ``appended`` the messages they held;
+    ``healthy`` says whether the last write or read reached PostgreSQL.
+
+    While PostgreSQL is unreachable (restarting, network), appends and reads fail at once
+    with :class:`StoreUnavailable` (HTTP 503 ``store_unavailable``): nothing of a failed batch
+    was kept or acknowledged. Every batch and read after that tries again (the writer opens
+    a new connection, the pool replaces its broken ones), so the store resumes by itself.
     """
 
     def __init__(
@@ -179,6 +219,7 @@ class PostgresStore:
         pool_size: int = 4,
         prune_every: int = 1000,
         prune_interval_s: float = 60.0,
+        read_timeout_s: float = 10.0,
     ) -> None:
         if batch_max < 1 or pool_size < 1 or prune_every < 1 or prune_interval_s <= 0:
             raise ValueError("batch_max, pool_size, prune_every and prune_interval_s must be > 0")
@@ -190,9 +231,11 @@ class PostgresStore:
         self.batch_max = batch_max
         self.commits = 0
         self.appended = 0
+        self.healthy = True  # the last write or read reached PostgreSQL (/metrics)
         # Hears each committed batch: (messages, seconds); /metrics sets it.
         self.on_commit: Callable[[int, float], None] | None = None
         self._lock_timeout_ms = lock_timeout_ms
+        self._read_timeout_s = read_timeout_s
         self._pool_size = pool_size
         self._prune_every = prune_every
         self._prune_interval_s = prune_interval_s
@@ -244,36 +287,13 @@ class PostgresStore:
             if self._wconn is not None:
                 await self._wconn.close()
                 self._wconn = None
-            raise Unavailable(f"cannot open PostgreSQL store: {exc}") from exc
+            raise StoreUnavailable(f"cannot open PostgreSQL store: {exc}") from exc
         self._opened = True
         self._next_sweep = time.monotonic() + self._prune_interval_s
         self._writer = asyncio.get_running_loop().create_task(self._run_writer())
 
     async def _migrate(self, conn: asyncpg.Connection) -> list[int]:
-        """Apply the migrations not yet recorded; one at a time across nodes."""
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            if self.schema is not None:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
-            )
-            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            applied = []
-            for version, name, sql in load_pg_migrations():
-                if version in done:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_ms) "
-                        "VALUES ($1, $2, $3)", version, name, now_ms(),
-                    )
-                applied.append(version)
-            return applied
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        return await migrate(conn, self.schema)
 
     async def close(self) -> None:
         """Commit every append queued so far, then close the connections."""
@@ -304,9 +324,19 @@ class PostgresStore:
         """
         self._check_open()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(message, future))
-        self._wake.set()
+        self.append_soon(message, partial(_set_outcome, future))
         await future
+
+    def append_soon(self, message: Message, done: AppendDone) -> None:
+        """``append`` without a future: ``done`` hears the outcome (``core.store.AppendSoon``).
+
+        Raises:
+            Unavailable: the store is closed or not open (nothing was queued).
+        """
+        self._check_open()
+        self._queue.append(_Append(message, done))
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def prune(self, now_ms: int) -> int:
         """Apply the retention rules to every channel; returns how many messages went."""
@@ -349,10 +379,14 @@ class PostgresStore:
                 await self._write_batch(batch)
                 await self._maybe_auto_prune()
             if stop:
-                for left in queue:  # only possible if something was queued after close
-                    if left is not None and not left.future.done():
-                        left.future.set_exception(Unavailable("the store is closed"))
-                queue.clear()
+                left = [item for item in queue if item is not None]
+                queue.clear()  # only possible if something was queued after close
+                closed = Unavailable("the store is closed")
+                _settle([item for item in left if isinstance(item, _Append)],
+                        [closed] * len(left))
+                for item in left:
+                    if isinstance(item, _Job) and not item.future.done():
+                        item.future.set_exception(closed)
                 return
 
     async def _writer_conn(self) -> asyncpg.Connection:
@@ -362,70 +396,49 @@ class PostgresStore:
         return conn
 
     async def _write_batch(self, batch: list[_Append]) -> None:
-        """Insert one batch in one transaction, then settle its futures in queue order."""
+        """Commit one batch in one statement (``ww_append``), then settle its appends in order.
+
+        One round trip whatever the batch size: the function takes the channels' advisory
+        locks, checks every offset under them, inserts the accepted rows and upserts the
+        positions in the statement's own transaction (``pg_migrations/0010_append_batch.sql``).
+        """
         started = time.perf_counter()
-        errors: list[BaseException | None] = []
-        tip: dict[str, tuple[str, int, int]] = {}
+        errors: list[BaseException | None] = [None] * len(batch)
+        messages = [item.message for item in batch]
+        rows: list[list[Any]] = [  # one array per column of ww_append
+            [m.channel for m in messages], [m.offset for m in messages],
+            [m.epoch for m in messages], [m.ts for m in messages], [m.data for m in messages],
+            [None if m.attrs is None else orjson.dumps(dict(m.attrs)).decode()
+             for m in messages],
+            [m.idempotency_key for m in messages],
+        ]
         try:
             conn = await self._writer_conn()
-            names = sorted({item.message.channel for item in batch})
-            async with conn.transaction():
-                await conn.execute(_LOCK, names)
-                known = {r[0]: (r[1], r[2]) for r in await conn.fetch(_STATE, names)}
-                rows: list[list[object]] = [[], [], [], [], [], [], []]
-                for item in batch:
-                    m = item.message
-                    state = tip.get(m.channel)
-                    current = (state[0], state[1]) if state else known.get(m.channel)
-                    new_epoch = current is not None and current[0] != m.epoch
-                    expected = 1 if current is None or new_epoch else current[1] + 1
-                    if m.offset != expected:
-                        errors.append(_hole(m, current))
-                        continue
-                    if new_epoch:  # the channel restarts: its old history is gone for good
-                        await self._insert(conn, rows)
-                        await conn.execute("DELETE FROM messages WHERE channel = $1", m.channel)
-                    tip[m.channel] = (m.epoch, m.offset, m.ts)
-                    for column, value in zip(rows, _row(m), strict=True):
-                        column.append(value)
-                    errors.append(None)
-                await self._insert(conn, rows)
-                if tip:
-                    await conn.execute(
-                        _UPSERT, list(tip), [t[0] for t in tip.values()],
-                        [t[1] for t in tip.values()], [t[2] for t in tip.values()],
-                    )
+            refused, refused_epoch, refused_last = await conn.fetchrow(_APPEND, *rows)
         except _DB_ERRORS as exc:  # any failure fails the whole batch, nothing is kept
             log.warning("PostgreSQL batch of %d appends failed: %s", len(batch), exc)
-            errors = [Unavailable(f"the store failed to commit: {exc}") for _ in batch]
+            errors = [StoreUnavailable(f"the store failed to commit: {exc}") for _ in batch]
+            self.healthy = False
             await self._drop_broken_conn()
         else:
-            self._dirty.update(tip)
-            appended = sum(1 for e in errors if e is None)
+            for index, epoch, last in zip(refused, refused_epoch, refused_last, strict=True):
+                m = batch[index - 1].message
+                errors[index - 1] = _hole(m, None if epoch is None else (epoch, last))
+            self.healthy = True
+            appended = len(batch) - len(refused)
+            self._dirty.update(rows[0])
             self._since_prune += appended
             self.appended += appended
             self.commits += 1
             if self.on_commit is not None:
                 self.on_commit(appended, time.perf_counter() - started)
-        for item, error in zip(batch, errors, strict=True):
-            if item.future.done():  # the caller was cancelled; the write happened regardless
-                continue
-            if error is None:
-                item.future.set_result(None)
-            else:
-                item.future.set_exception(error)
-
-    @staticmethod
-    async def _insert(conn: asyncpg.Connection, rows: list[list[object]]) -> None:
-        if rows[0]:
-            await conn.execute(_INSERT, *rows)
-            for column in rows:
-                column.clear()
+        _settle(batch, errors)
 
     async def _drop_broken_conn(self) -> None:
-        conn = self._wconn
-        if conn is not None and conn.is_closed():
-            self._wconn = None
+        """After a failure, the writer's next batch opens a new connection."""
+        conn, self._wconn = self._wconn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # its state is unknown (an error may have left it mid-way)
 
     async def _run_job(self, job: _Job) -> None:
         try:
@@ -434,7 +447,7 @@ class PostgresStore:
         except _DB_ERRORS as exc:
             await self._drop_broken_conn()
             if not job.future.done():
-                job.future.set_exception(Unavailable(f"the store failed: {exc}"))
+                job.future.set_exception(StoreUnavailable(f"the store failed: {exc}"))
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
@@ -516,11 +529,18 @@ class PostgresStore:
         pool = self._pool
         assert pool is not None
         try:
-            return list(await pool.fetch(sql, *args))
+            # Bounded: while PostgreSQL restarts, the pool may wait for a connection that
+            # never comes; a publish waiting on a read (reconcile) must not hang with it.
+            timeout = self._read_timeout_s
+            async with pool.acquire(timeout=timeout) as conn:
+                rows = list(await conn.fetch(sql, *args, timeout=timeout))
         except _DB_ERRORS as exc:
             if self._closed:
                 raise Unavailable("the store is closed") from exc
-            raise Unavailable(f"the store failed to read: {exc}") from exc
+            self.healthy = False
+            raise StoreUnavailable(f"the store failed to read: {exc}") from exc
+        self.healthy = True
+        return rows
 
     async def positions(self) -> dict[str, Position]:
         """The last position of every channel ever written (retention never lowers it)."""
@@ -582,13 +602,13 @@ class PostgresStore:
         return plans
 
 
-def _row(m: Message) -> tuple[object, ...]:
-    attrs = m.attrs
-    return (
-        m.channel, m.offset, m.epoch, m.ts, m.data,
-        orjson.dumps(dict(attrs)).decode() if attrs is not None else None,
-        m.idempotency_key,
-    )
+def _settle(batch: Sequence[_Append], errors: Sequence[BaseException | None]) -> None:
+    """Tell each append its outcome, in queue order."""
+    for item, error in zip(batch, errors, strict=True):
+        try:
+            item.done(error)
+        except Exception:  # one caller's bug must not keep the others waiting
+            log.exception("an append's completion callback failed")
 
 
 if TYPE_CHECKING:

@@ -9,8 +9,9 @@ loss rolls back the commits since the last checkpoint, acknowledged or not; it i
 benchmarks and tests, never the server's default.
 
 Threads: one writer thread owns the only write connection. ``append`` queues the message and
-awaits a future; the writer takes everything queued (up to ``batch_max``), inserts it in one
-transaction, commits, then settles the futures through ``loop.call_soon_threadsafe`` in queue
+awaits a future (``append_soon`` takes a callback instead); the appends of one event-loop turn reach the writer's queue together (one
+queue item, one wake-up of the thread, not one per append); the writer takes everything queued (up to ``batch_max``), inserts it in one
+transaction, commits, then settles the appends through ``loop.call_soon_threadsafe`` in queue
 order, in one callback per batch, so appends complete in the order they were issued (the hub
 relies on it). Reads run on a small pool of reader threads, each with its own read-only
 connection; under WAL they block neither the writer nor each other.
@@ -37,12 +38,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
 from wagerwire.core.messages import Message, Position
-from wagerwire.core.store import ChannelInfo, RetentionPolicy, RetentionRule
+from wagerwire.core.store import AppendDone, ChannelInfo, RetentionPolicy, RetentionRule
 from wagerwire.core.store import hole_error as _hole
 from wagerwire.errors import Unavailable
 from wagerwire.stores.sqlite_schema import apply_migrations, load_migrations
@@ -96,28 +98,43 @@ def _info(row: Any) -> ChannelInfo:
     return ChannelInfo(name, epoch, last_offset, first, count, last_ts)
 
 
-_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
+def _resolve(outcomes: list[tuple[AppendDone, BaseException | None]]) -> None:
+    """Tell each append its outcome, in the given order (runs on their event loop)."""
+    for done, error in outcomes:
+        try:
+            done(error)
+        except Exception:  # one caller's bug must not keep the others waiting
+            log.exception("an append's completion callback failed")
 
 
-def _resolve(outcomes: list[_Outcome]) -> None:
-    """Settle futures in the given order (runs on their event loop)."""
-    for future, result, exc in outcomes:
-        if future.done():  # the caller was cancelled; the write happened regardless
-            continue
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
+def _resolve_job(future: asyncio.Future[Any], result: object, error: BaseException | None
+                 ) -> None:
+    if future.done():  # the caller was cancelled; the job ran regardless
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+def _set_outcome(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """``append``'s completion: settle the future it awaits."""
+    if future.done():  # the caller was cancelled; the write happened regardless
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 class _Append:
-    __slots__ = ("future", "loop", "message")
+    __slots__ = ("done", "loop", "message")
 
     def __init__(
-        self, message: Message, future: asyncio.Future[None], loop: asyncio.AbstractEventLoop
+        self, message: Message, done: AppendDone, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.message = message
-        self.future = future
+        self.done = done
         self.loop = loop
 
 
@@ -187,7 +204,8 @@ class SqliteStore:
         self._reader_count = readers
         self._prune_every = prune_every
         self._prune_interval_s = prune_interval_s
-        self._queue: queue.SimpleQueue[_Append | _Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Append] | _Job | None] = queue.SimpleQueue()
+        self._pending: list[_Append] = []  # this event-loop turn's appends, not handed over
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
@@ -229,6 +247,7 @@ class SqliteStore:
             return
         self._closed = True
         if self._writer is not None:
+            self._hand_over()  # appends of this very turn go before the stop marker
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
         if self._readers is not None:
@@ -271,12 +290,32 @@ class SqliteStore:
             Unavailable: the store is closed, the offset would leave a hole (it must be the
                 channel's last offset + 1, or 1 in a new epoch), or the batch failed.
         """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.append_soon(message, partial(_set_outcome, future))
+        await future
+
+    def append_soon(self, message: Message, done: AppendDone) -> None:
+        """``append`` without a future: ``done`` hears the outcome (``core.store.AppendSoon``).
+
+        Raises:
+            Unavailable: the store is closed or not open (nothing was queued).
+        """
         if self._closed or self._writer is None:
             raise Unavailable("the store is closed" if self._closed else "the store is not open")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Append(message, future, loop))
-        await future
+        pending = self._pending
+        if pending and pending[0].loop is not loop:  # another loop's turn: hand it over
+            self._hand_over()
+            pending = self._pending
+        if not pending:
+            loop.call_soon(self._hand_over)
+        pending.append(_Append(message, done, loop))
+
+    def _hand_over(self) -> None:
+        """Give the writer every append of this event-loop turn at once (one queue item)."""
+        if self._pending:
+            self._queue.put(self._pending)
+            self._pending = []
 
     async def prune(self, now_ms: int) -> int:
         """Apply the retention rules to every channel; returns how many messages went."""
@@ -289,6 +328,7 @@ class SqliteStore:
             raise Unavailable("the store is closed" if self._closed else "the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        self._hand_over()  # keep the order: this turn's appends first
         self._queue.put(_Job(run, future, loop))
         return await future
 
@@ -309,11 +349,11 @@ class SqliteStore:
                     break
                 if isinstance(item, _Job):
                     if batch:
-                        self._write_batch(batch)
+                        self._write_batches(batch)
                         batch = []
                     self._run_job(item)
                 else:
-                    batch.append(item)
+                    batch += item
                     if len(batch) >= self.batch_max:
                         break
                 try:
@@ -321,12 +361,16 @@ class SqliteStore:
                 except queue.Empty:
                     break
             if batch:
-                self._write_batch(batch)
+                self._write_batches(batch)
             self._maybe_auto_prune()
             if stop:
                 break
         if self._wconn is not None:
             self._wconn.close()
+
+    def _write_batches(self, appends: list[_Append]) -> None:
+        for start in range(0, len(appends), self.batch_max):
+            self._write_batch(appends[start:start + self.batch_max])
 
     def _write_batch(self, batch: list[_Append]) -> None:
         """Insert one batch in one transaction, then settle its futures in queue order."""
@@ -378,7 +422,7 @@ class SqliteStore:
             self.commits += 1
             if self.on_commit is not None:
                 self.on_commit(appended, time.perf_counter() - started)
-        self._settle(batch, [None] * len(batch), errors)
+        self._settle(batch, errors)
 
     def _run_job(self, job: _Job) -> None:
         result: object = None
@@ -391,7 +435,10 @@ class SqliteStore:
         except Exception as exc:
             self._rollback()
             error = exc
-        self._settle([job], [result], [error])
+        try:
+            job.loop.call_soon_threadsafe(_resolve_job, job.future, result, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
     def _rollback(self) -> None:
         conn = self._wconn
@@ -402,15 +449,16 @@ class SqliteStore:
                 log.exception("SQLite rollback failed")
 
     @staticmethod
-    def _settle(
-        items: Sequence[_Append | _Job],
-        results: Sequence[object],
-        errors: Sequence[BaseException | None],
-    ) -> None:
-        """Hand the outcomes to each item's loop: one callback per loop, queue order kept."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for item, result, error in zip(items, results, errors, strict=True):
-            by_loop.setdefault(item.loop, []).append((item.future, result, error))
+    def _settle(batch: Sequence[_Append], errors: Sequence[BaseException | None]) -> None:
+        """Hand the outcomes to each append's loop: one callback per loop, queue order kept."""
+        loop = batch[0].loop
+        if all(item.loop is loop for item in batch):  # the usual case: one event loop
+            by_loop = {loop: [(item.done, error) for item, error in
+                              zip(batch, errors, strict=True)]}
+        else:
+            by_loop = {}
+            for item, error in zip(batch, errors, strict=True):
+                by_loop.setdefault(item.loop, []).append((item.done, error))
         for loop, outcomes in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, outcomes)

@@ -23,6 +23,8 @@ from typing import Any
 from wagerwire.auth.identity import Identity, StreamSlot
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects.base import (
+    Await,
+    Awaited,
     Close,
     Dialect,
     DialectOp,
@@ -116,22 +118,25 @@ def dialect_stream(dialect: Dialect) -> Factory:
 class SessionDriver:
     """Runs a session's ops against the hub, in order, and feeds each result back.
 
-    ``conn`` is the connection the hub delivers to; ``end`` closes it with a code and reason.
+    ``conn`` is the connection the hub delivers to; ``end`` closes it with a code and reason
+    (None: a WebSocket's ``close``). The driver is the session's waker itself (no bound method kept
+    per connection).
     """
 
     __slots__ = ("conn", "session", "end", "_queue", "_task")
 
     def __init__(
-        self, conn: StreamConnection, session: Session, end: Callable[[int, str], None]
+        self, conn: StreamConnection, session: Session,
+        end: Callable[[int, str], None] | None = None,
     ) -> None:
         self.conn = conn
         self.session = session
         self.end = end
-        self._queue: list[DialectOp] = []  # short: a list is 56 bytes, a deque 760
+        self._queue: list[DialectOp] | None = None  # short, made on the first op
         self._task: asyncio.Task[None] | None = None
-        session.waker = self._wake
+        session.waker = self
 
-    def _wake(self) -> None:
+    def __call__(self) -> None:
         if not self.conn.closed:
             self.conn.registry.loop.call_soon(self.pump)
 
@@ -143,14 +148,21 @@ class SessionDriver:
             conn.send_now(data)
         for op in session.ops_received():
             if isinstance(op, Close):
-                self.end(op.code, op.reason)
+                if self.end is None:
+                    assert isinstance(conn, WsConnection)
+                    conn.close(op.code, op.reason)
+                else:
+                    self.end(op.code, op.reason)
                 return
+            if self._queue is None:
+                self._queue = []
             self._queue.append(op)
         if self._queue and self._task is None and not conn.closed:
             self._task = conn.registry.loop.create_task(self._run())
 
     async def _run(self) -> None:
         queue = self._queue
+        assert queue is not None
         try:
             while queue and not self.conn.closed:
                 event = await self._execute(queue.pop(0))
@@ -171,6 +183,9 @@ class SessionDriver:
                         conn, list(channels), filter=flt,
                         since=dict(since) if since is not None else None,
                         announce=self._announce if announce else None,
+                        # the plan's delay and minimum interval: a free odds tier gets its
+                        # prices late and conflated in every dialect, from the shared lane
+                        rate=conn.registry.gate.delivery_rate(self.session.identity),
                     )
                     return Subscribed(op, tuple(replies))
                 case Unsubscribe(channels=channels):
@@ -178,6 +193,8 @@ class SessionDriver:
                 case Publish(channel=channel, data=data, attrs=attrs):
                     result = await hub.publish(channel, data, attrs=attrs)
                     return Published(op, result.message.offset)
+                case Await(awaitable=awaitable):
+                    return Awaited(op, await awaitable)
                 case ReadLatest(channels=channels, limit=limit):
                     latest: dict[str, Sequence[Message]] = {}
                     for channel in channels:
@@ -222,7 +239,7 @@ class DialectWsConnection(WsConnection):
         super().__init__(registry, session.encoder)
         self.session = session
         self.slot = slot
-        self.driver = SessionDriver(self, session, self.close)
+        self.driver = SessionDriver(self, session)
 
     def started(self, request: Any) -> None:
         self.session.start(self.last_seen)
@@ -236,11 +253,25 @@ class DialectWsConnection(WsConnection):
         turn on the fan-out path), plus the skip of an empty turn."""
         if self.closed or not joined:
             return
+        lag = self._lag
+        if lag is not None:
+            channel = messages[0].channel
+            if channel in lag.behind:
+                return
+            if channel in lag.floors:
+                for frame, message in zip(frames, messages, strict=True):
+                    self.deliver(frame, message)
+                return
         session = self.session
+        src = self._src
         if session.selects:
             joined = session.select(frames, joined, messages)
             if not joined:
                 return
+            if src is not None:
+                src.append(joined)  # rewritten as a whole: never conflated
+        elif src is not None:
+            src.append((frames, messages))
         self._out.append(joined)
         self._out_bytes += len(joined)
         if not self._dirty:
@@ -251,13 +282,16 @@ class DialectWsConnection(WsConnection):
                 flusher.arm()
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return
         if frame:
             session = self.session
             if session.selects:
                 frame = session.select([frame], frame, [message])
-                if not frame:
-                    return
-            self.send_now(frame)
+                if frame:
+                    self.send_now(frame)
+                return
+            StreamConnection.deliver(self, frame, message)
 
     def on_text(self, text: str) -> None:
         self.session.receive_text(text)
@@ -311,9 +345,11 @@ class DialectSseConnection(SseConnection):
         self.close_transport()
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return
         data = self.session.rewrite(frame, message)
         if data:
-            self.send_now(data)
+            StreamConnection.deliver(self, data, message)
 
     def on_closed(self) -> None:
         self.driver.cancel()

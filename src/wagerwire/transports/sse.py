@@ -16,6 +16,7 @@ import orjson
 
 from wagerwire.auth.identity import NO_SLOT, StreamSlot
 from wagerwire.core.channels import Filter, is_pattern, pattern_matcher
+from wagerwire.core.conflation import Superseded
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.core.tokens import encode_position, encode_positions
@@ -40,6 +41,9 @@ class NativeSseEncoder:
 
     def encode(self, message: Message) -> bytes:
         return b"data: " + native.encode_message(message) + b"\n\n"
+
+    def encode_image(self, message: Message) -> bytes:
+        return b"data: " + native.encode_image(message) + b"\n\n"
 
 
 NATIVE_SSE = NativeSseEncoder()
@@ -109,7 +113,7 @@ class SseConnection(StreamConnection):
 class NativeSseConnection(SseConnection):
     """``GET /v1/sse?channels=a,b&since=<token>&filter=<json>``; ``Last-Event-ID`` resumes."""
 
-    __slots__ = ("channels", "filter", "positions", "_since", "_task", "slot")
+    __slots__ = ("channels", "filter", "positions", "_since", "_task", "slot", "rate", "image")
 
     def __init__(
         self,
@@ -118,9 +122,13 @@ class NativeSseConnection(SseConnection):
         flt: Filter | None,
         since: dict[str, Position] | None,
         slot: StreamSlot = NO_SLOT,
+        rate: tuple[int, int] = (0, 0),
+        image: bool = False,
     ) -> None:
         super().__init__(registry, NATIVE_SSE)
         self.slot = slot
+        self.rate = rate
+        self.image = image
         self.channels = channels
         self.filter = flt
         self._since = since
@@ -143,7 +151,8 @@ class NativeSseConnection(SseConnection):
         if sub is None:
             raise BadParameter(CHANNELS_HINT)
         slot = gate.open_stream(identity, "sse")
-        return cls(registry, sub.channels, sub.filter, sub.since, slot)
+        return cls(registry, sub.channels, sub.filter, sub.since, slot,
+                   gate.delivery_rate(identity, sub.conflate_ms), sub.image)
 
     def started(self, request: Any) -> None:
         super().started(request)
@@ -153,7 +162,7 @@ class NativeSseConnection(SseConnection):
         try:
             await self.registry.hub.subscribe(
                 self, self.channels, filter=self.filter, since=self._since,
-                announce=self._announce,
+                announce=self._announce, rate=self.rate, image=self.image,
             )
         except WagerwireError as exc:
             self.close_with_error(exc.code, exc.message)
@@ -162,10 +171,15 @@ class NativeSseConnection(SseConnection):
             err = InternalError("internal error; the server logged it")
             self.close_with_error(err.code, err.message)
 
+    def encode_superseded(self, notice: Superseded) -> bytes:
+        return sse_event(native.encode_superseded(notice), event="superseded")
+
     def _announce(self, reply: SubscribeReply) -> None:
         self.send_event(native.encode_subscribed(reply), event="subscribed")
 
     def deliver(self, frame: bytes, message: Message) -> None:
+        if self._lag is not None and self.lag_drops(message):
+            return  # before the id: a position it never got must not enter the token
         positions = self.positions
         positions[message.channel] = Position(message.epoch, message.offset)
         if len(positions) == 1:

@@ -11,12 +11,26 @@ closed with a documented code, so it can never stall the hub or its neighbours. 
 frame then waits behind what the transport already holds (usually at most the high-water
 mark), and the connection is kept for up to ``ping_interval + pong_timeout`` for a peer that
 resumes reading late to receive it.
+
+A connection subscribed to a conflating channel (core/conflation.py) also remembers what its
+outbox holds (``_src``, one tuple per turn). Past the limit it first *falls behind* on its
+conflating channels: what it queued of them is dropped, and until the peer reads again it
+takes nothing more of them (one dictionary look-up per turn and channel, nothing per
+message). Once the transport wants data again, each such channel is caught up from the hub's
+shared latest-per-key table (:meth:`Hub.catch_up`): a notice of the offsets it skips
+(:meth:`StreamConnection.encode_superseded`; native clients hear of it, dialects do not),
+then the newest message of every key updated meanwhile and every lifecycle message, in
+offset order, then live again. Only when dropping them does not bring the outbox back under
+the limit (or the table cannot tell) is it cut like any other. Its transport buffer stays
+within the high-water mark plus one outbox: it is written only while the peer reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wagerwire.auth.identity import NO_SLOT, Gate, StreamSlot
+from wagerwire.core.conflation import PolicyTable, Superseded
 from wagerwire.core.messages import Message
 
 if TYPE_CHECKING:
@@ -52,6 +67,7 @@ class StreamConfig:
 
 
 HOLD_S = 0.001
+CONFLATING_SNDBUF = 64 * 1024  # kernel send buffer of a connection that may conflate
 
 
 def dialect_of(encoder: object) -> str:
@@ -71,11 +87,12 @@ class Tally:
     ``/metrics`` at scrape time. Nothing here is bumped per message or per write: the hub
     counts messages and bytes per frame format once per run of subscribers."""
 
-    __slots__ = ("key", "slow_consumers")
+    __slots__ = ("key", "slow_consumers", "conflated")
 
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
         self.slow_consumers = 0
+        self.conflated = 0  # queued messages dropped because a newer one of their key came
 
 
 class Flusher:
@@ -133,7 +150,7 @@ class StreamRegistry:
     """The server's live streaming connections (for heartbeats and shutdown)."""
 
     __slots__ = ("connections", "flusher", "hub", "config", "closing", "slow_consumers", "gate",
-                 "loop", "tallies", "errors", "opened", "kinds")
+                 "loop", "tallies", "errors", "opened", "kinds", "conflated")
 
     def __init__(
         self, hub: Hub, flusher: Flusher, config: StreamConfig, gate: Gate | None = None
@@ -148,6 +165,7 @@ class StreamRegistry:
         self.connections: set[StreamConnection] = set()
         self.closing = False
         self.slow_consumers = 0
+        self.conflated = 0  # queued messages dropped by conflation, all connections
         self.tallies: dict[tuple[str, str], Tally] = {}
         self.opened = 0  # connections made; each one's number is its ``conn_id``
         self.kinds: dict[object, tuple[str, str]] = {}  # frame encoder -> (transport, dialect)
@@ -185,6 +203,9 @@ class StreamConnection(asyncio.Protocol):
         "_grace",
         "tally",
         "conn_id",
+        "_src",
+        "_policies",
+        "_lag",
         "__weakref__",
     )
 
@@ -209,6 +230,31 @@ class StreamConnection(asyncio.Protocol):
         self.tally = registry.tally(self.transport_kind, encoder)
         registry.opened += 1
         self.conn_id = registry.opened
+        # What the outbox holds, turn by turn, once a conflating subscription exists.
+        self._src: list[bytes | tuple[list[bytes], list[Message]]] | None = None
+        self._policies: PolicyTable | None = None
+        self._lag: _Lag | None = None  # conflating channels it fell behind on, or just caught up
+
+    def enable_conflation(self, policies: PolicyTable) -> None:
+        """The hub calls this when the connection subscribes to a conflating channel.
+
+        The kernel's send buffer is capped too (``CONFLATING_SNDBUF``): left to autotune it
+        holds megabytes of prices no one will want by the time they are read, out of reach of
+        conflation; capped, what the peer cannot take yet waits in the outbox, where a newer
+        price replaces it.
+        """
+        if self._src is None:
+            self._policies = policies
+            self._src = list(self._out)
+            transport = self.transport
+            with contextlib.suppress(OSError, AttributeError):  # not every transport has one
+                sock = transport.get_extra_info("socket") if transport is not None else None
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONFLATING_SNDBUF)
+
+    def encode_superseded(self, notice: Superseded) -> bytes:
+        """This connection's form of a notice of superseded offsets (b"": none)."""
+        return b""
 
     @property
     def queued_bytes(self) -> int:
@@ -244,7 +290,8 @@ class StreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
         self._wake_drain()
-        if self._out and not self._dirty and not self.closed:  # what waited in the outbox
+        # what waited in the outbox, or the catch-up of channels it fell behind on
+        if (self._out or self._lag is not None) and not self._dirty and not self.closed:
             self._dirty = True
             self._flusher.schedule(self)
 
@@ -252,7 +299,16 @@ class StreamConnection(asyncio.Protocol):
 
     def deliver(self, frame: bytes, message: Message) -> None:
         """Queue a shared frame (replay, and connections that rewrite frames one by one)."""
-        self.send_now(frame)
+        if self.closed or (self._lag is not None and self.lag_drops(message)):
+            return
+        self._out.append(frame)
+        self._out_bytes += len(frame)
+        src = self._src
+        if src is not None:
+            src.append(([frame], [message]))
+        if not self._dirty:
+            self._dirty = True
+            self._flusher.schedule(self)
 
     def deliver_many(self, frames: list[bytes], joined: bytes, messages: list[Message]) -> None:
         """Queue a turn's shared frames at once (the hub joined them for every subscriber).
@@ -263,8 +319,19 @@ class StreamConnection(asyncio.Protocol):
         """
         if self.closed:
             return
+        lag = self._lag
+        if lag is not None:
+            channel = messages[0].channel
+            if channel in lag.behind:
+                return
+            if channel in lag.floors:
+                _deliver_each(self, frames, joined, messages)
+                return
         self._out.append(joined)
         self._out_bytes += len(joined)
+        src = self._src
+        if src is not None:
+            src.append((frames, messages))
         if not self._dirty:
             self._dirty = True
             flusher = self._flusher
@@ -287,6 +354,9 @@ class StreamConnection(asyncio.Protocol):
             return
         self._out.append(data)
         self._out_bytes += len(data)
+        src = self._src
+        if src is not None:
+            src.append(data)
         if not self._dirty:
             self._dirty = True
             self._flusher.schedule(self)
@@ -296,19 +366,141 @@ class StreamConnection(asyncio.Protocol):
         transport = self.transport
         if self.closed or transport is None:
             return
+        lag = self._lag
+        if lag is not None and lag.behind and not self._paused and not self._catch_up():
+            return
         out = self._out
         if not out:
             return
-        if self._out_bytes > self._limit:
+        src = self._src
+        if self._out_bytes > self._limit and (src is None or not self._fall_behind()):
             self.slow_consumer()
             return
         if self._paused:
             return  # the peer is not reading: keep the frames (droppable) until resume_writing
+        out = self._out
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
         self._out_bytes = 0
+        if src is not None:
+            self._src = []
+            lag = self._lag
+            if lag is not None and lag.behind and not self._paused and not self._dirty:
+                # Fell behind in one burst without the peer stopping: catch up next turn.
+                self._dirty = True
+                self._flusher.schedule(self)
+            return  # written only while the peer reads: bounded by the high-water mark
         if transport.get_write_buffer_size() > self._limit:
             self.slow_consumer()
+
+    # -- conflation (only connections with a conflating subscription) ----------------------
+
+    def lag_drops(self, message: Message) -> bool:
+        """Whether a message must not be queued: its channel is behind (the catch-up will
+        stand for it), or the catch-up already covered it."""
+        lag = self._lag
+        if lag is None:
+            return False
+        channel = message.channel
+        if channel in lag.behind:
+            return True
+        floor = lag.floors.get(channel)
+        if floor is None:
+            return False
+        if message.offset <= floor:
+            return True
+        del lag.floors[channel]
+        if not lag.behind and not lag.floors:
+            self._lag = None
+        return False
+
+    def _fall_behind(self) -> bool:
+        """Drop what is queued of conflating channels and stop taking them until the peer
+        reads; True when the outbox is back within its limit."""
+        src, policies = self._src, self._policies
+        if src is None or policies is None:
+            return False
+        lag = self._lag
+        if lag is None:
+            lag = self._lag = _Lag()
+        behind, floors = lag.behind, lag.floors
+        kept: list[bytes | tuple[list[bytes], list[Message]]] = []
+        out: list[bytes] = []
+        size = dropped = dropped_bytes = 0
+        for entry in src:
+            if isinstance(entry, tuple):
+                frames, messages = entry
+                left: list[bytes] = []
+                left_msgs: list[Message] = []
+                for frame, message in zip(frames, messages, strict=True):
+                    channel = message.channel
+                    if channel in behind or policies.conflates(channel):
+                        if channel not in behind:
+                            behind[channel] = message.offset - 1  # what the peer has
+                            floors.pop(channel, None)
+                        dropped += 1
+                        dropped_bytes += len(frame)
+                    else:
+                        left.append(frame)
+                        left_msgs.append(message)
+                if not left:
+                    continue
+                entry = (left, left_msgs)
+                data = b"".join(left)
+            else:
+                data = entry
+            kept.append(entry)
+            out.append(data)
+            size += len(data)
+        if not dropped:
+            if not lag.behind and not lag.floors:
+                self._lag = None
+            return False
+        self._src = kept
+        self._out = out
+        self._out_bytes = size
+        # What the catch-up will send, at the size of what was dropped: when that does not
+        # fit either, there is nothing left to conflate (all distinct keys, or lifecycle).
+        estimate = size
+        per_frame = dropped_bytes / dropped
+        hub = self.registry.hub
+        for channel, after in behind.items():
+            found = hub.catch_up(self, channel, after)
+            if found is None:
+                return False
+            estimate += int(len(found[0]) * per_frame)
+        return estimate <= self._limit
+
+    def _catch_up(self) -> bool:
+        """The peer reads again: send each channel it fell behind on as the hub's catch-up
+        (notice, newest per key and lifecycle, in offset order). False: it was cut instead."""
+        lag = self._lag
+        if lag is None:
+            return True
+        hub = self.registry.hub
+        encode = self.encoder.encode
+        while lag.behind:
+            channel, after = lag.behind.popitem()
+            found = hub.catch_up(self, channel, after)
+            if found is None:
+                self.slow_consumer()
+                return False
+            items, ranges, epoch, upto = found
+            if ranges:
+                skipped = sum(last - first + 1 for first, last in ranges)
+                self.tally.conflated += skipped
+                self.registry.conflated += skipped
+                notice = self.encode_superseded(Superseded(channel, epoch, ranges))
+                if notice:
+                    self.send_now(notice)
+            for message in items:
+                self.deliver(encode(message), message)
+            lag.floors[channel] = upto
+        if self._out_bytes > self._limit:
+            # The latest state alone does not fit the outbox: nothing is left to conflate.
+            self.slow_consumer()
+            return False
+        return True
 
     async def drain(self) -> None:
         """Wait until queued frames reached the socket (used between replay pages)."""
@@ -338,6 +530,7 @@ class StreamConnection(asyncio.Protocol):
         self.tally.slow_consumers += 1
         self._out.clear()
         self._out_bytes = 0
+        self._src = None
         config = self.registry.config
         self._grace = config.ping_interval + config.pong_timeout
         self.close_stream_slow()
@@ -373,6 +566,7 @@ class StreamConnection(asyncio.Protocol):
             self._expiry.cancel()
         self._out.clear()
         self._out_bytes = 0
+        self._src = None
         self._wake_drain()
         registry = self.registry
         registry.connections.discard(self)
@@ -405,6 +599,17 @@ class StreamConnection(asyncio.Protocol):
     def expire(self) -> None:
         """Close because the stream token that opened this stream expired."""
         self.revoke()
+
+
+class _Lag:
+    """A connection's conflating channels it fell behind on (channel -> the offset its peer
+    has), and those just caught up (channel -> the offset the catch-up reached)."""
+
+    __slots__ = ("behind", "floors")
+
+    def __init__(self) -> None:
+        self.behind: dict[str, int] = {}
+        self.floors: dict[str, int] = {}
 
 
 def _deliver_each(

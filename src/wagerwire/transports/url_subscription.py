@@ -1,4 +1,5 @@
-"""A subscription given in a stream's URL: ``?channels=a,b&filter=<json>&since=<token>``.
+"""A subscription given in a stream's URL: ``?channels=a,b&filter=<json>&since=<token>``
+(and, for conflating channels, ``&image=true&conflate_ms=500``).
 
 SSE needs it (a browser's EventSource can send nothing else); the native WebSocket accepts
 the same query so a client is subscribed in the handshake, one round trip sooner, with the
@@ -16,6 +17,7 @@ import orjson
 from wagerwire.auth.identity import Gate, Identity
 from wagerwire.core.bounded import ByteLru
 from wagerwire.core.channels import Filter, validate_pattern
+from wagerwire.core.conflation import MAX_CONFLATE_MS
 from wagerwire.core.messages import Position
 from wagerwire.core.tokens import decode_token
 from wagerwire.errors import BadParameter, MalformedJson
@@ -34,6 +36,8 @@ class UrlSubscription:
     channels: list[str]
     filter: Filter | None
     since: dict[str, Position] | None
+    image: bool = False
+    conflate_ms: int = 0
 
 
 def url_subscription(
@@ -71,7 +75,13 @@ def url_subscription(
     raw_filter = request.query_one("filter")
     flt = _filter(raw_filter) if raw_filter else None
     hub.validate_subscription(channels, since, max_channels=limit)
-    return UrlSubscription(channels, flt, since)
+    image = request.query_one("image") or "false"
+    if image not in ("true", "false", "1", "0"):
+        raise BadParameter("image must be true or false")
+    raw_ms = request.query_one("conflate_ms") or "0"
+    if not raw_ms.isdigit() or not 0 <= int(raw_ms) <= MAX_CONFLATE_MS:
+        raise BadParameter(f"conflate_ms must be an integer from 0 to {MAX_CONFLATE_MS}")
+    return UrlSubscription(channels, flt, since, image in ("true", "1"), int(raw_ms))
 
 
 # Both are pure, and a connect storm repeats the same few queries: parse each text once. The

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from wagerwire.auth.identity import ANONYMOUS, NO_SLOT, Gate, Identity, StreamSlot
 from wagerwire.core.channels import validate_channel, validate_pattern
+from wagerwire.core.conflation import Superseded
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message
 from wagerwire.dialects import native
@@ -53,6 +54,9 @@ class NativeWsEncoder:
 
     def encode(self, message: Message) -> bytes:
         return text_frame(native.encode_message(message))
+
+    def encode_image(self, message: Message) -> bytes:
+        return text_frame(native.encode_image(message))
 
 
 NATIVE_WS = NativeWsEncoder()
@@ -180,6 +184,9 @@ class NativeWsConnection(WsConnection):
 
     __slots__ = ("identity", "slot", "initial")
 
+    def encode_superseded(self, notice: Superseded) -> bytes:
+        return text_frame(native.encode_superseded(notice))
+
     def __init__(
         self,
         registry: StreamRegistry,
@@ -207,7 +214,8 @@ class NativeWsConnection(WsConnection):
         initial = self.initial
         if initial is not None:
             self.initial = None
-            self._subscribe(native.Subscribe(initial.channels, initial.filter, initial.since))
+            self._subscribe(native.Subscribe(initial.channels, initial.filter, initial.since,
+                                             initial.image, initial.conflate_ms))
 
     def on_closed(self) -> None:
         super().on_closed()
@@ -247,9 +255,10 @@ class NativeWsConnection(WsConnection):
             limit = gate.max_subscriptions(self.identity)
             hub.check_channel_count(sub.channels, limit)  # before any name costs anything
             channels = _resolve(gate, self.identity, sub.channels)
-            if sub.since is None and self._chain_task is None:
+            rate = gate.delivery_rate(self.identity, sub.conflate_ms)
+            if sub.since is None and not sub.image and self._chain_task is None:
                 replies = hub.subscribe_live(self, channels, filter=sub.filter,
-                                             max_channels=limit)
+                                             max_channels=limit, rate=rate)
                 if replies is not None:
                     for reply in replies:
                         self.send_text(native.encode_subscribed(reply))
@@ -266,6 +275,8 @@ class NativeWsConnection(WsConnection):
                 since=sub.since,
                 announce=lambda r: self.send_text(native.encode_subscribed(r)),
                 max_channels=limit,
+                image=sub.image,
+                rate=rate,
             )
 
         self.run_in_order(subscribe)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from wagerwire.auth.identity import NO_SLOT, Identity, StreamSlot
+from wagerwire.core.conflation import PolicyTable
 from wagerwire.core.hub import FrameEncoder
 from wagerwire.core.messages import Message, SubscribeReply
 from wagerwire.dialects import native
@@ -199,6 +200,9 @@ class DatagramSink(StreamConnection):
 
     def deliver(self, frame: bytes, message: Message) -> None:
         self.send_now(frame)
+
+    def enable_conflation(self, policies: PolicyTable) -> None:
+        """Datagrams are sent or dropped at once, never queued: nothing to conflate."""
 
     def flush(self) -> None:
         self._dirty = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -17,16 +18,23 @@ from hypothesis import strategies as st
 from wagerwire.analytics.fairness import (
     SLOT_STRIP,
     STYLE_BUSTABIT,
+    STYLE_BUSTABIT_SLIDE,
     STYLE_DOUBLE,
     STYLE_ROOBET,
+    STYLE_ROOBET_SLIDE,
+    STYLE_SHUFFLE_CRASH,
+    STYLE_SHUFFLE_SLIDE,
     STYLE_SLOT,
     STYLE_STAKE,
+    STYLE_STAKE_SLIDE,
     STYLE_WALLSTREET,
     byte_floats,
     chain_link_valid,
     chain_reaches_commitment,
+    compute_result,
     crash_point_bustabit,
     crash_point_roobet,
+    crash_point_shuffle,
     crash_point_stake,
     double_color,
     double_roll,
@@ -481,3 +489,90 @@ def test_verify_never_raises_on_garbage(
 def test_verify_walk_limit() -> None:
     assert not verify_round(doc_round(), max_walk=1).valid
     assert verify_round(doc_round(), max_walk=2).valid
+
+
+# --- the games TrackerSino names: slides, Duel, Shuffle --------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize(
+    ("style", "salt_field", "expected"),
+    [(STYLE_STAKE_SLIDE, "salt", DOC_STAKE), (STYLE_BUSTABIT_SLIDE, "salt", DOC_BUSTABIT)],
+)
+def test_slide_styles_reproduce_the_worked_example_chain(
+    n: int, style: str, salt_field: str, expected: dict[int, str],
+) -> None:
+    """Stake's Slide uses its Crash formula (domain.md a.2): the same vectors, a slide round."""
+    fairness = {"style": style, "game_hash": game(n), salt_field: DOC_SALT, "house_edge": "0.01"}
+    value = expected[n]
+    assert compute_result(fairness) == {"multiplier": value, "point": float(value)}
+
+
+def test_roobet_slide_reproduces_the_bustabit_v1_vector() -> None:
+    fairness = {"style": STYLE_ROOBET_SLIDE, "game_hash": game(2), "client_seed": DOC_SALT,
+                "modulus": 101}
+    assert compute_result(fairness) == {"multiplier": "1.25", "point": 1.25}
+
+
+def test_shuffle_crash_from_the_published_generator_vector() -> None:
+    """Shuffle's docs' vector (server ``def``, client ``abc``, nonce 0) gives X = 0.83205…;
+    bustabit's curve: floor(99 / (1 − X)) = 589 → 5.89x, computed exactly in integers."""
+    x = byte_floats("def", "abc", 0, 1)[0]
+    assert x == 0.8320531346835196
+    assert crash_point_shuffle("def", "abc", 0) == Decimal("5.89")
+    assert math.floor(99 / (1 - x)) == 589
+    for style, key in ((STYLE_SHUFFLE_CRASH, "crash_point"), (STYLE_SHUFFLE_SLIDE, "point")):
+        fairness = {"style": style, "server_seed": "def", "client_seed": "abc", "nonce": 0}
+        assert compute_result(fairness) == {"multiplier": "5.89", key: 5.89}
+
+
+@settings(max_examples=200, deadline=None)
+@given(hex64, st.text(min_size=1, max_size=20), st.integers(0, 10**9))
+def test_shuffle_crash_matches_a_rational_computation(
+    server: str, client: str, nonce: int,
+) -> None:
+    x = Fraction(int.from_bytes(hmac.new(server.encode(), f"{client}:{nonce}:0".encode(),
+                                         hashlib.sha256).digest()[:4], "big"), 2**32)
+    expected = max(100, math.floor(99 / (1 - x)))
+    assert crash_point_shuffle(server, client, nonce) == Decimal(expected) / 100
+
+
+def test_shuffle_crash_reaches_2x_about_495_in_1000() -> None:
+    hits = sum(crash_point_shuffle(h, "c", 0) >= 2 for h in sample_hashes(4_000))
+    assert 1_850 < hits < 2_110  # P = 0.495, sd ~32
+
+
+@pytest.mark.parametrize(
+    ("style", "game_type", "fields"),
+    [
+        (STYLE_STAKE_SLIDE, "slide", {"salt": DOC_SALT, "house_edge": "0.01"}),
+        (STYLE_BUSTABIT_SLIDE, "slide", {"salt": DOC_SALT}),
+        (STYLE_ROOBET_SLIDE, "slide", {"client_seed": DOC_SALT, "modulus": 101}),
+    ],
+)
+def test_verify_slide_rounds_and_their_type(
+    style: str, game_type: str, fields: dict[str, Any],
+) -> None:
+    fairness = {"style": style, "game_hash": game(2), "previous_hash": game(1), "chain_index": 2,
+                "chain_commitment": DOC_COMMITMENT, **fields}
+    data: dict[str, Any] = {"game_type": game_type, "fairness": fairness,
+                            "result": compute_result(fairness)}
+    assert verify_round(data).valid
+    data["game_type"] = "crash"  # a slide style does not make crash rounds
+    assert not verify_round(data).valid
+    data["game_type"] = game_type
+    data["result"] = dict(data["result"], point=data["result"]["point"] + 0.01)
+    assert not verify_round(data).valid
+
+
+def test_verify_shuffle_round_checks_the_server_seed_link() -> None:
+    seed = "shuffle-server-seed"
+    fairness = {"style": STYLE_SHUFFLE_CRASH, "server_seed": seed,
+                "server_seed_hash": sha256_hex(seed), "client_seed": "abc", "nonce": 4}
+    data: dict[str, Any] = {"game_type": "crash", "fairness": fairness,
+                            "result": compute_result(fairness)}
+    assert verify_round(data).valid
+    data["fairness"] = dict(fairness, nonce=5)
+    assert not verify_round(data).valid
+    data["fairness"] = dict(fairness, server_seed_hash=sha256_hex("other"))
+    assert not verify_round(data).valid

@@ -195,7 +195,7 @@ def test_every_demo_game_of_the_casino_simulator() -> None:
         stats = game_stats(rounds)
         assert (stats.count, stats.skipped) == (40, 0), spec.slug
         assert stats.game_slug == spec.slug
-        if spec.type in ("crash", "slot"):
+        if spec.type in ("crash", "slide", "slot"):
             assert stats.multiplier is not None and stats.multiplier.count == 40
         elif spec.type == "double":
             assert sum(stats.colors.values()) == 40

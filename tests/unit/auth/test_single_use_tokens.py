@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,74 @@ async def test_tokens_are_unique_and_spent_once(store: KeyStore) -> None:
     with pytest.raises(Unauthorized):  # nothing to count a spend on
         NO_SLOT.spend("x")
     assert NO_SLOT.once is None
+
+
+async def test_a_token_spent_before_midnight_stays_spent_after_it(store: KeyStore) -> None:
+    clock = Clock()
+    clock.now = (T0 // DAY + 1) * DAY - 60  # 23:59:00 UTC
+    gate = KeyGate(store, parse_plans(None), clock=clock)
+    _, key = store.create("reader", "pro+rt", prefix="os_live_")
+    token, expires = await gate.issue_token(gate.authenticate({"x-api-key": key}))
+    once = token.rsplit(".", 1)[1]
+    slot = gate.open_stream(gate.authenticate({}, token), "ws")
+    slot.spend(once)
+    await slot.admit()
+    slot.release()
+    clock.now += 120  # 00:01:00 UTC, the token still valid until 00:04
+    assert clock.now < expires
+    again = gate.open_stream(gate.authenticate({}, token), "ws")
+    again.spend(once)
+    with pytest.raises(Unauthorized, match="already used"):
+        await again.admit()
+
+
+async def test_local_limits_remember_a_spend_for_its_ttl_only() -> None:
+    clock = Clock()
+    limits = LocalLimits(clock)
+    assert await limits.spend_once("a", 300) is True
+    assert await limits.spend_once("a", 300) is False
+    clock.now += DAY // 2  # across a day boundary or not: only the TTL counts
+    assert await limits.spend_once("b", 300) is True
+    assert "a" not in limits._spent  # swept once expired
+    assert await limits.spend_once("a", 300) is True
+
+
+def test_key_listing_shows_the_prefix_the_key_was_issued_with(
+    store: KeyStore, tmp_path: Path,
+) -> None:
+    os_record, os_key = store.create("reader", "free", prefix="os_live_")
+    ww_record, _ = store.create("reader", "free")
+    listed = {r.id: r.public()["prefix"] for r in store.list()}
+    assert listed == {os_record.id: f"os_live_{os_record.id}_",
+                      ww_record.id: f"ww_{ww_record.id}_"}
+    assert os_key.startswith(str(listed[os_record.id]))
+    assert store.get(os_record.id) == os_record
+    store.close()
+    reopened = KeyStore(str(tmp_path / "keys.db"))  # the prefix survives a restart
+    try:
+        assert reopened.get(os_record.id) == os_record
+    finally:
+        reopened.close()
+
+
+def test_a_key_file_without_the_prefix_column_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE api_keys (id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, "
+                 "role TEXT NOT NULL, plan TEXT NOT NULL, user_id TEXT, name TEXT, "
+                 "created_at REAL NOT NULL, last_used_at REAL, revoked_at REAL)")
+    conn.execute("INSERT INTO api_keys VALUES ('abc', 'h', 'reader', 'free', NULL, NULL, 1.0, "
+                 "NULL, NULL)")
+    conn.commit()
+    conn.close()
+    store = KeyStore(str(path))
+    try:
+        assert store.get("abc") is not None
+        assert store.list()[0].public()["prefix"] == "ww_abc_"  # unknown then: the default
+        record, _ = store.create("reader", "free", prefix="os_live_")
+        assert store.get(record.id) == record
+    finally:
+        store.close()
 
 
 async def test_streaming_plans_and_quotas(store: KeyStore) -> None:

@@ -234,3 +234,33 @@ def test_any_arrival_order_delivers_each_offset_once_in_order(
     top = max(arrivals)
     assert set(offsets) | skipped == set(range(1, top + 1))
     assert all(a.first in lost for a in out if isinstance(a, Skip))  # a skip starts at a loss
+
+
+def test_a_channel_seen_first_at_a_later_offset_starts_there() -> None:
+    order: Order = ChannelOrder()
+    assert run(order.offer("e", 5, "m5")) == [Deliver(5, "m5")]
+
+
+def test_a_new_channel_is_delivered_from_offset_1() -> None:
+    """A channel nobody had written when it was subscribed: its first message seen at offset
+    2 (offset 1 was persisted but its fan-out was lost with Redis) is held while 1 is filled."""
+    order: Order = ChannelOrder()
+    order.expect_new()
+    assert run(order.offer("e", 2, "m2")) == [StartFill()]
+    assert order.fetch_range() == FetchRange("e", 0, 1)
+    assert fill(order, {1: "m1", 2: "m2"}) == [Deliver(1, "m1"), Deliver(2, "m2")]
+    assert order.position == ("e", 2)
+
+
+def test_a_new_channel_synced_to_a_top_fills_from_1() -> None:
+    order: Order = ChannelOrder()
+    order.expect_new()
+    assert run(order.sync("e", 2)) == [StartFill()]
+    assert fill(order, {1: "m1", 2: "m2"}) == [Deliver(1, "m1"), Deliver(2, "m2")]
+
+
+def test_expect_new_is_ignored_once_the_epoch_is_known() -> None:
+    order: Order = ChannelOrder()
+    order.seed("e", 7)
+    order.expect_new()
+    assert run(order.offer("e", 8, "m8")) == [Deliver(8, "m8")]

@@ -12,6 +12,8 @@ from dialect_fakes import FakeDirectory, drain, message, ws_payload, ws_text
 
 from wagerwire.core.messages import Message, Position, SubscribeReply
 from wagerwire.dialects.base import (
+    Await,
+    Awaited,
     Close,
     LatestRead,
     OpFailed,
@@ -45,8 +47,37 @@ class Clock:
         return self.now
 
 
-def dialect(clock: Clock | None = None) -> Pusher:
-    return Pusher(PusherApps([APP]), socket_ids=lambda: SID, clock=clock or Clock())
+class FakeCluster:
+    """Records the session's calls; ``join`` answers a token the test feeds back."""
+
+    def __init__(self, others: int = 0) -> None:
+        self.calls: list[tuple[object, ...]] = []
+        self.others = others
+        self.local = 0
+
+    def occupy(self, app: PusherApp, name: str, hub: str, delta: int) -> None:
+        self.calls.append(("occupy", name, hub, delta))
+
+    def join(self, app: PusherApp, name: str, hub: str, user_id: str, info: object,
+             socket_id: str) -> object:
+        self.calls.append(("join", name, user_id, info, socket_id))
+        return ("joined", name)
+
+    def leave(self, app: PusherApp, name: str, hub: str, user_id: str) -> None:
+        self.calls.append(("leave", name, user_id))
+
+    def connections(self, app: PusherApp) -> int:
+        return self.local + self.others
+
+    def connected(self, app: PusherApp, delta: int) -> None:
+        self.local += delta
+
+
+def dialect(clock: Clock | None = None, cluster: FakeCluster | None = None,
+            apps: list[PusherApp] | None = None, max_connections: int = 0) -> Pusher:
+    return Pusher(PusherApps(apps or [APP]), socket_ids=lambda: SID, clock=clock or Clock(),
+                  cluster=cluster or FakeCluster(),  # type: ignore[arg-type]
+                  max_connections=max_connections)
 
 
 def frame(obj: object) -> bytes:
@@ -232,23 +263,42 @@ def test_private_channel_needs_the_signature() -> None:
 
 
 def test_presence_members_join_and_leave() -> None:
-    d = dialect()
-    a = opened(d)
+    cluster = FakeCluster()
+    a = opened(dialect(cluster=cluster))
     cd = '{"user_id":"u1","user_info":{"name":"Ann"}}'
     op = subscribe(a, "presence-room", auth=channel_auth(APP, SID, "presence-room", cd),
                    channel_data=cd)
     a.receive_event(Subscribed(op))
     ops, out = drain(a)
-    data = {"presence": {"ids": ["u1"], "hash": {"u1": {"name": "Ann"}}, "count": 1}}
-    assert out == [succeeded("presence-room", orjson.dumps(data).decode())]
-    assert ops == [Publish("pusher:42:presence-room", {
-        "event": "pusher_internal:member_added",
-        "data": '{"user_id":"u1","user_info":{"name":"Ann"}}'}, {EXCLUDE: SID})]
-    assert d.presence.members("pusher:42:presence-room") == {"u1": {"name": "Ann"}}
+    assert out == [] and ops == [Await(("joined", "presence-room"))]  # type: ignore[arg-type]
+    hub = "pusher:42:presence-room"
+    assert cluster.calls == [("occupy", "presence-room", hub, 1),
+                             ("join", "presence-room", "u1", {"name": "Ann"}, SID)]
+    # the cluster's member list (every node's) is the subscription_succeeded's
+    a.receive_event(Awaited(ops[0], {"u0": None, "u1": {"name": "Ann"}}))  # type: ignore[arg-type]
+    data = {"presence": {"ids": ["u0", "u1"], "hash": {"u0": None, "u1": {"name": "Ann"}},
+                         "count": 2}}
+    assert drain(a) == ([], [succeeded("presence-room", orjson.dumps(data).decode())])
     a.stop()  # the connection closed
-    assert drain(a)[0] == [Publish("pusher:42:presence-room", {
-        "event": "pusher_internal:member_removed", "data": '{"user_id":"u1"}'})]
-    assert d.presence.members("pusher:42:presence-room") == {}
+    assert cluster.calls[2:] == [("leave", "presence-room", "u1"),
+                                 ("occupy", "presence-room", hub, -1)]
+    assert drain(a) == ([], [])
+
+
+def test_presence_left_before_the_cluster_answered() -> None:
+    cluster = FakeCluster()
+    a = opened(dialect(cluster=cluster))
+    cd = '{"user_id":7}'
+    op = subscribe(a, "presence-r", auth=channel_auth(APP, SID, "presence-r", cd),
+                   channel_data=cd)
+    a.receive_event(Subscribed(op))
+    (wait,), _ = drain(a)
+    send(a, {"event": "pusher:unsubscribe", "data": {"channel": "presence-r"}})
+    ops, _ = drain(a)
+    assert ops == [Unsubscribe(("pusher:42:presence-r",))]
+    assert ("leave", "presence-r", "7") in cluster.calls  # queued after its join
+    a.receive_event(Awaited(wait, {"7": None}))  # type: ignore[arg-type]
+    assert drain(a) == ([], [])  # no subscription_succeeded for a channel left
 
 
 def test_presence_needs_a_user_id() -> None:
@@ -377,9 +427,12 @@ def test_signin_with_a_bad_signature_closes_4009() -> None:
 
 
 def test_webhook_events() -> None:
+    """The session reports client events and cache misses; occupancy and members are the
+    cluster's (tests/unit/node/test_pusher_state.py)."""
     hooked: list[dict[str, object]] = []
     app = PusherApp("42", APP.key, APP.secret, webhook_url="http://127.0.0.1:1/h")
     d = Pusher(PusherApps([app]), socket_ids=lambda: SID, clock=Clock(),
+               cluster=FakeCluster(),  # type: ignore[arg-type]
                hook=lambda a, e: hooked.append(e))
     s = opened(d)
     cd = '{"user_id":"u1"}'
@@ -389,10 +442,67 @@ def test_webhook_events() -> None:
     send(s, {"event": "client-x", "channel": "presence-r", "data": "1"})
     s.stop()
     assert hooked == [
-        {"name": "channel_occupied", "channel": "presence-r"},
-        {"name": "member_added", "channel": "presence-r", "user_id": "u1"},
         {"name": "client_event", "channel": "presence-r", "event": "client-x", "data": "1",
          "socket_id": SID, "user_id": "u1"},
-        {"name": "member_removed", "channel": "presence-r", "user_id": "u1"},
-        {"name": "channel_vacated", "channel": "presence-r"},
     ]
+
+
+def test_stored_apps_are_replaced_as_a_set_and_never_shadow_configured_ones() -> None:
+    configured = PusherApp("42", "cfgkey", "cfgsecret")
+    apps = PusherApps([configured])
+    a, b = PusherApp("shop-1", "k1", "s1"), PusherApp("shop-2", "k2", "s2")
+    assert apps.set_stored([a, b]) == []
+    assert apps.get("shop-1") is a and apps.by_key["k2"] is b
+    clash = [PusherApp("42", "other", "x"), PusherApp("shop-3", "cfgkey", "x")]
+    assert apps.set_stored([b, *clash]) == ["42", "shop-3"]  # configured ones win
+    assert "shop-1" not in apps.by_id and "k1" not in apps.by_key
+    assert apps.get("42") is configured and apps.by_key["cfgkey"] is configured
+    shared = PusherApp("42", "cfgkey", "from-the-store", builtin=True)
+    apps.replace(shared)  # a built-in app takes the shared secret
+    assert apps.get("42") is shared and apps.by_key["cfgkey"] is shared
+
+
+@pytest.mark.parametrize(("apps", "cluster", "capacity", "code"), [
+    ([PusherApp("42", APP.key, APP.secret, enabled=False)], FakeCluster(), 0, 4003),
+    ([PusherApp("42", APP.key, APP.secret, max_connections=3)], FakeCluster(others=3), 0,
+     4004),
+    ([APP], FakeCluster(), 1, 4100),
+])
+def test_quota_and_capacity_refusals(apps: list[PusherApp], cluster: FakeCluster,
+                                     capacity: int, code: int) -> None:
+    d = dialect(cluster=cluster, apps=apps, max_connections=capacity)
+    if code == 4100:
+        opened(d)  # the node's one connection
+    s = accept(d=d)
+    s.start(0.0)
+    ops, out = drain(s)
+    assert [type(op) for op in ops] == [Close] and ops[0].code == code  # type: ignore[attr-defined]
+    assert orjson.loads(ws_payload(out[0]))["data"]["code"] == code
+    s.stop()
+    assert d.sessions == (1 if code == 4100 else 0)
+
+
+def test_app_connections_are_counted_until_the_quota() -> None:
+    app = PusherApp("42", APP.key, APP.secret, max_connections=2)
+    cluster = FakeCluster(others=1)
+    d = dialect(cluster=cluster, apps=[app])
+    first = opened(d)
+    assert cluster.local == 1 and d.sessions == 1
+    s = accept(d=d)
+    s.start(0.0)
+    assert drain(s)[0][0].code == 4004  # type: ignore[attr-defined]
+    first.stop()
+    assert cluster.local == 0 and d.sessions == 0
+    opened(d)  # room again
+
+
+def test_app_limits_from_the_config() -> None:
+    from wagerwire.dialects.pusher_apps import apps_from_config
+    from wagerwire.errors import BadParameter
+
+    (app,) = apps_from_config({"a": {"key": "k", "secret": "s", "max_connections": 5,
+                                     "enabled": False}})
+    assert app.max_connections == 5 and not app.enabled
+    for bad in (-1, "5", True):
+        with pytest.raises(BadParameter, match="max_connections"):
+            apps_from_config({"a": {"key": "k", "secret": "s", "max_connections": bad}})

@@ -71,3 +71,16 @@ def test_event_shape() -> None:
     assert ev["odds"]["m1-home"]["byBookmaker"] == {
         "b1": {"odds": "+150", "available": True, "lastUpdatedAt": 5}}
     assert ev["odds"]["m1-home"]["bookOdds"] == "+150"
+
+
+def test_period_markets_carry_their_period_id() -> None:
+    """The simulator's first-period total (``period`` 1) is not a whole-game market."""
+    selection = {"selection_id": "over", "prices": [{"bookmaker": "b1", "odds": 1.9}]}
+    odds = {"markets": [
+        {"market_id": "total:2.5", "market_type": "total", "period": 0, "selections": [selection]},
+        {"market_id": "total:p1:1.5", "market_type": "total", "period": 1,
+         "selections": [selection]},
+    ]}
+    ev = sgo_event({"event_id": "e1", "status": "upcoming"}, odds)
+    assert ev["odds"]["total:2.5-over"]["periodID"] == "game"
+    assert ev["odds"]["total:p1:1.5-over"]["periodID"] == "1p"

@@ -26,10 +26,16 @@ from wagerwire.dialects.trackersino import (
     UUID_NAMESPACE,
     TrackerSino,
     TrackerSinoSession,
+    crash_games,
+    parse_games,
+    round_frame,
 )
 from wagerwire.errors import BadParameter, Forbidden, InternalError, NotFound, Unauthorized
+from wagerwire.node.dialects import catalog_of
+from wagerwire.sources.casino import TRACKERSINO_GAMES, CasinoSimulator, demo_games
 
 DIALECT = TrackerSino(CATALOG)
+T0 = 1_768_621_542_123
 
 
 def accept(query: dict[str, str] | None = None, token: str = "reader-token",
@@ -134,3 +140,28 @@ def test_round_frame_without_upstream_id_and_numeric_multiplier() -> None:
 ])
 def test_anything_but_a_crash_round_encodes_to_nothing(data: object) -> None:
     assert ENCODER.encode(message("game:crash", 1, data)) == b""
+
+
+def test_the_demo_catalog_serves_every_game_the_page_names_crash_and_slide() -> None:
+    """The page names stake-, roobet-, duel- and shuffle-crash "and their Slide siblings"
+    (slugs inferred: <site>-slide); a Slide round is one multiplier, so the same frame."""
+    catalog = catalog_of(demo_games())
+    session = TrackerSino(catalog).accept(
+        StreamRequest({}, {}, {"authorization": "Bearer reader-token"}), FakeDirectory())
+    assert set(session.channels) == {"game:crash"} | {f"game:{s}" for s in TRACKERSINO_GAMES}
+    assert [g.slug for g in crash_games(catalog)] == sorted(["crash", *TRACKERSINO_GAMES])
+    assert [g.slug for g in parse_games("duel-slide,shuffle-crash", catalog) or []] == [
+        "duel-slide", "shuffle-crash"]
+    with pytest.raises(BadParameter, match="slot is not a crash game"):
+        parse_games("slot", catalog)
+    # Data Stream: crash and slide games are both of its "multiplier" type
+    assert {g.slug for g in catalog.of_type("multiplier")} >= set(TRACKERSINO_GAMES)
+    for slug in TRACKERSINO_GAMES:
+        spec = next(s for s in demo_games() if s.slug == slug)
+        data = orjson.loads(orjson.dumps(CasinoSimulator(spec, 5, chain_length=8).next_round(T0)))
+        frame = round_frame(data)
+        assert frame is not None and frame["game_id"] == slug
+        assert frame["multiplier"] == data["result"]["multiplier"]
+        assert frame["multiplier_source"] == spec.provider
+        assert isinstance(frame["round_index"], int) and frame["finalized_at"].endswith("Z")
+        assert uuid.UUID(frame["round_id"])

@@ -14,13 +14,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wagerwire.analytics.fairness import STYLE_DOUBLE, sha256_hex, verify_round
+from wagerwire.analytics.fairness import (
+    STYLE_BUSTABIT,
+    STYLE_BUSTABIT_SLIDE,
+    STYLE_DOUBLE,
+    STYLE_ROOBET,
+    STYLE_ROOBET_SLIDE,
+    STYLE_SHUFFLE_CRASH,
+    STYLE_SHUFFLE_SLIDE,
+    STYLE_STAKE,
+    STYLE_STAKE_SLIDE,
+    sha256_hex,
+    verify_round,
+)
 from wagerwire.core.messages import Message, PublishResult
 from wagerwire.errors import Unavailable
 from wagerwire.sources.base import Publisher, PublishOptions, Source
 from wagerwire.sources.casino import (
     DEMO_USERS,
     SOURCE_NAME,
+    TRACKERSINO_GAMES,
     BalanceSimulator,
     CasinoSimulator,
     GameSpec,
@@ -107,7 +120,7 @@ def test_demo_catalog() -> None:
     assert len({spec.game_id for spec in specs}) == len(specs)
     assert len({GAMES[s].style for s in ("crash", "stake-crash", "roobet-crash")}) == 3
     for spec in specs:
-        assert spec.type in {"crash", "double", "slot", "wallstreet"}
+        assert spec.type in {"crash", "slide", "double", "slot", "wallstreet"}
         assert spec.channel == f"game:{spec.slug}"
         assert spec.attrs == {"game": spec.slug, "game_type": spec.type, "provider": spec.provider}
         assert spec.cadence > 0
@@ -172,6 +185,11 @@ def test_round_shape_serves_every_dialect(slug: str) -> None:
         assert Decimal(result["multiplier"]) == Decimal(str(result["crash_point"]))
         assert Decimal(result["multiplier"]).as_tuple().exponent == -2
         assert extras == {"point": result["multiplier"]}
+    elif spec.type == "slide":
+        assert set(result) == {"multiplier", "point"}
+        assert Decimal(result["multiplier"]) == Decimal(str(result["point"])) >= 1
+        assert Decimal(result["multiplier"]).as_tuple().exponent == -2
+        assert extras == {"point": result["multiplier"]}
     elif spec.type == "double":
         assert 0 <= result["number"] <= 14
         assert extras == {"color": result["color"], "number": result["number"]}
@@ -181,6 +199,43 @@ def test_round_shape_serves_every_dialect(slug: str) -> None:
     else:
         assert result["direction"] in {"up", "down"}
         assert extras == {"trending": result["direction"]}
+
+
+def test_every_game_trackersino_names_is_in_the_demo_catalog() -> None:
+    assert set(TRACKERSINO_GAMES) <= set(GAMES)
+    for slug in TRACKERSINO_GAMES:
+        site, kind = slug.split("-")
+        spec = GAMES[slug]
+        assert (spec.provider, spec.type, spec.category) == (site, kind, "multiplier")
+        assert spec.cadence >= 10  # modest rates: make serve runs all of them
+    # each its own scheme; Stake's Crash and Slide share Stake's formula, on their own chains
+    styles = {slug: GAMES[slug].style for slug in TRACKERSINO_GAMES}
+    assert styles == {
+        "stake-crash": STYLE_STAKE, "stake-slide": STYLE_STAKE_SLIDE,
+        "roobet-crash": STYLE_ROOBET, "roobet-slide": STYLE_ROOBET_SLIDE,
+        "duel-crash": STYLE_BUSTABIT, "duel-slide": STYLE_BUSTABIT_SLIDE,
+        "shuffle-crash": STYLE_SHUFFLE_CRASH, "shuffle-slide": STYLE_SHUFFLE_SLIDE,
+    }
+    # where the site publishes no scheme (or no mapping), the seeding event says so
+    assert not GAMES["stake-crash"].scheme and not GAMES["stake-slide"].scheme
+    for slug in ("duel-crash", "duel-slide", "roobet-slide", "shuffle-crash", "shuffle-slide"):
+        event = CasinoSimulator(GAMES[slug], 1, chain_length=5).seeding_event(0, T0)
+        assert event["scheme"] == GAMES[slug].scheme and GAMES[slug].scheme
+
+
+@pytest.mark.parametrize("slug", ["stake-slide", "roobet-slide", "duel-slide", "shuffle-slide",
+                                  "duel-crash", "shuffle-crash"])
+def test_operator_raw_envelopes_of_the_new_games(slug: str) -> None:
+    data = CasinoSimulator(GAMES[slug], 3).next_round(T0)
+    raw, multiplier = data["raw"], float(data["result"]["multiplier"])
+    if slug == "stake-slide":
+        assert raw["__typename"] == "SlideGame" and raw["multiplier"] == multiplier
+        assert raw["hash"]["hash"] == data["fairness"]["game_hash"]
+    elif slug == "roobet-slide":
+        assert raw["event"] == "slide:finished" and raw["data"]["multiplier"] == multiplier
+    else:
+        assert raw["game"] == slug and raw["multiplier"] == data["result"]["multiplier"]
+        assert raw["hash"] == link_of(data)
 
 
 def test_hypetech_raw_envelope_is_a_data_stream_round() -> None:

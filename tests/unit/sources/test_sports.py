@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
+import orjson
 import pytest
 
 from wagerwire.analytics.odds import overround
@@ -23,6 +25,7 @@ ODDS_FIELDS = {  # seed 003's odds message, plus ours
     "period", "is_live", "scraped_at",
     "event_id", "market_id", "selection_id", "line", "suspended",
 }  # fmt: skip
+WHOLE_GAME_DIGEST = "15fd5c108e67c795"  # main before period markets existed gives the same
 CONFIG = SportsConfig(seed=7, time_scale=120.0, start_delay_ms=(5_000, 60_000), linger_ms=10_000)
 
 
@@ -134,7 +137,10 @@ def test_six_bookmakers_price_every_market(ticks: list[list[Outgoing]]) -> None:
 def test_markets_per_sport(ticks: list[list[Outgoing]]) -> None:
     kinds: dict[str, set[str]] = {}
     for event in events_of(ticks):
-        types = {m["market_type"] for m in event["markets"]}
+        types = {m["market_type"] for m in event["markets"] if m["period"] == 0}
+        first = [m for m in event["markets"] if m["period"] == 1]
+        assert [m["market_type"] for m in first] == ["total"]  # and listed last
+        assert event["markets"][-1] is first[0]
         kinds.setdefault(event["sport"], set()).update(types)
         for market in event["markets"]:
             if market["market_type"] in ("total", "spread"):
@@ -192,7 +198,8 @@ def test_odds_update_shape(ticks: list[list[Outgoing]]) -> None:
                 "event": data["event_id"],
                 "market": data["market_id"],
             }
-            assert data["period"] == 0 and data["scraped_at"].endswith("Z")
+            assert data["scraped_at"].endswith("Z")
+            assert data["period"] == (1 if ":p1:" in data["market_id"] else 0)
 
 
 def test_one_update_per_change_and_it_agrees_with_the_event(ticks: list[list[Outgoing]]) -> None:
@@ -229,6 +236,39 @@ def test_markets_suspend_and_resume(ticks: list[list[Outgoing]]) -> None:
         flags = [s for _, s in states]
         resumed += any(a and not b for a, b in zip(flags, flags[1:], strict=False))
     assert resumed >= 1
+
+
+def test_period_markets_price_the_first_period_and_close_after_it(
+    ticks: list[list[Outgoing]],
+) -> None:
+    """Each event has a first-period total (OddsStream ``period`` 1); once the first period
+    is over its result is known, so the market closes (suspended), while the game goes on."""
+    names = {"football": "1st half", "basketball": "1st quarter", "ice-hockey": "1st period",
+             "tennis": "1st set games"}
+    updates = [u for u in odds_of(ticks) if u["period"] == 1]
+    assert updates and all(u["market_type"] == "total" for u in updates)
+    assert {u["is_live"] for u in updates} == {True, False}
+    closed_after_first = 0
+    for event in events_of(ticks):
+        market = event["markets"][-1]
+        assert market["period"] == 1 and market["name"].startswith(names[event["sport"]])
+        assert market["line"] % 1 == 0.5
+        if event["status"] == "live" and event["period"] >= 2:
+            assert market["suspended"], (event["event_id"], event["period"])
+            closed_after_first += 1
+    assert closed_after_first > 0
+
+
+def test_period_markets_leave_the_whole_game_prices_as_they_were() -> None:
+    """Period markets draw from their own generator: every whole-game price update of a seed
+    is what it was before they existed (pinned: a digest of the first 150 steps' updates)."""
+    sim = SportsSimulator(SportsConfig(seed=7, time_scale=120.0, max_events=12))
+    digest = hashlib.sha256()
+    for i in range(150):
+        for channel, data, attrs in sim.step(1_780_000_000_000 + i * 1000):
+            if channel.startswith("odds:") and data["period"] == 0:
+                digest.update(orjson.dumps([channel, data, attrs]))
+    assert digest.hexdigest()[:16] == WHOLE_GAME_DIGEST
 
 
 def test_deterministic_for_a_seed() -> None:

@@ -2,8 +2,10 @@
 -- to the capped history stream (id = offset), record idempotency keys, move the channel's top,
 -- and PUBLISH the whole batch to the nodes' fan-out channel.
 -- KEYS: meta, lease, stream, wanted, then one key per message with an idempotency key
--- ARGV: token, epoch, stream maxlen, fan-out channel, batch payload, first offset, count,
---       then per message: record, idempotency value ('' = none), idempotency ttl ms
+-- ARGV: token, epoch, stream maxlen, fan-out channel, batch payload (the records, each after
+--       its 4-byte big-endian length), first offset, count, then per message with an
+--       idempotency key, in order: its index in the batch (0-based), the prefix of its
+--       idempotency value (the record follows it), the value's ttl ms
 -- Returns {1, wanted} done, {-1} lease lost, {-2} epoch changed, {-3, top} offsets disagree.
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return {-1}
@@ -17,13 +19,22 @@ if first ~= top + 1 then
   return {-3, top}
 end
 local count = tonumber(ARGV[7])
+local payload = ARGV[5]
+local pos = 1
 local key = 5
+local keyed = 8
+local next_keyed = tonumber(ARGV[keyed])
 for i = 0, count - 1 do
-  local base = 8 + i * 3
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (first + i) .. '-0', 'm', ARGV[base])
-  if ARGV[base + 1] ~= '' then
-    redis.call('SET', KEYS[key], ARGV[base + 1], 'PX', ARGV[base + 2])
+  local size
+  size, pos = struct.unpack('>I4', payload, pos)
+  local record = string.sub(payload, pos, pos + size - 1)
+  pos = pos + size
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (first + i) .. '-0', 'm', record)
+  if next_keyed == i then
+    redis.call('SET', KEYS[key], ARGV[keyed + 1] .. record, 'PX', ARGV[keyed + 2])
     key = key + 1
+    keyed = keyed + 3
+    next_keyed = tonumber(ARGV[keyed])
   end
 end
 redis.call('HSET', KEYS[1], 'top', top + count)

@@ -64,6 +64,8 @@
     pendingSubs: 0,
     resuming: false, // the current subscription was sent with since=
     resume: null, // {at, count, recovered, channels}
+    superseded: 0, // offsets the hub conflated away for this page (op superseded): no gap
+    images: 0, // snapshot-image messages received (latest per key, not replayed history)
     skew: Infinity, // min(receive time - message ts): clock offset + minimum latency
     recvThisSecond: 0,
     recvRate: 0,
@@ -74,6 +76,7 @@
     hubStartedAt: null, // server ms when the hub process started (from its uptime)
     rates: { published: null, delivered: null },
     channels: [],
+    sources: [], // /v1/sources/health rows (upstream connectors)
     arbitrage: null,
     dirty: new Set(['tickers', 'detail', 'events', 'board', 'hub', 'conn']),
     dirtyGames: new Set(),
@@ -682,8 +685,9 @@
   // Server-side histograms and counters, as Prometheus would read them: every series with
   // its labels. Buckets are summed over labels (all transports and dialects together).
   function parseSeries(text) {
-    const out = { durable: {}, fanout: {}, channels: {}, transports: {}, dialects: {} };
+    const out = { durable: {}, fanout: {}, channels: {}, transports: {}, dialects: {}, nodes: {}, self: null };
     const add = (o, k, v) => { o[k] = (o[k] || 0) + v; };
+    const node = (id) => (out.nodes[id] = out.nodes[id] || { id });
     for (const line of text.split('\n')) {
       if (!line || line.startsWith('#')) continue;
       const m = /^([a-z_]+)(?:\{(.*)\})?\s+(\S+)$/.exec(line.trim());
@@ -697,7 +701,13 @@
       else if (m[1] === 'wagerwire_connections') out.transports[labels.transport] = v;
       else if (m[1] === 'wagerwire_stream_connections' && labels.dialect !== 'native' && v > 0) {
         add(out.dialects, `${labels.dialect} (${labels.transport})`, v);
-      }
+      } else if (m[1] === 'wagerwire_node_info') out.self = labels.node_id;
+      else if (m[1] === 'wagerwire_cluster_node_up') {
+        Object.assign(node(labels.node_id), { address: labels.address, broker: labels.broker, store: labels.store, up: v === 1 });
+      } else if (m[1] === 'wagerwire_cluster_node_broker_up') node(labels.node_id).brokerUp = v === 1;
+      else if (m[1] === 'wagerwire_cluster_node_store_up') node(labels.node_id).storeUp = v === 1;
+      else if (m[1] === 'wagerwire_cluster_node_streams') node(labels.node_id).streams = v;
+      else if (m[1] === 'wagerwire_cluster_node_seen_age_seconds') node(labels.node_id).age = v;
     }
     return out;
   }
@@ -759,6 +769,26 @@
     const body = $('channel-rates').tBodies[0];
     body.replaceChildren(...w.rates.map(([ch, r]) => h('tr', { dataset: { channel: ch } },
       h('td', { text: ch }), h('td', { class: 'num', text: r.toFixed(1) }))));
+    renderNodes();
+  }
+
+  // Every node of the hub, from the heartbeats this node reads (wagerwire_cluster_node_*).
+  function renderNodes() {
+    const last = S.serverSamples[S.serverSamples.length - 1];
+    if (!last) return;
+    const ok = (up, what) => `${what || '?'} ${up ? 'ok' : 'DOWN'}`;
+    const rows = Object.values(last.nodes).sort((a, b) => a.id.localeCompare(b.id));
+    $('nodes').tBodies[0].replaceChildren(...rows.map((n) => h('tr', {
+      dataset: { node: n.id, state: n.up ? 'up' : 'down' },
+      class: n.up && n.brokerUp && n.storeUp ? '' : 'bad',
+    },
+      h('td', { text: n.id + (n.id === last.self ? ' (this page)' : '') }),
+      h('td', { text: n.address || '' }),
+      h('td', { text: n.up ? 'up' : 'down' }),
+      h('td', { text: ok(n.brokerUp, n.broker) }),
+      h('td', { text: ok(n.storeUp, n.store) }),
+      h('td', { class: 'num', text: String(n.streams ?? '') }),
+      h('td', { class: 'num', text: n.age === undefined ? '' : `${n.age.toFixed(0)} s` }))));
   }
 
   async function pollMetrics() {
@@ -815,6 +845,30 @@
     }
     drawLatency();
     renderServer();
+  }
+
+  async function pollSources() {
+    try {
+      const r = await api('/v1/sources/health');
+      S.sources = Array.isArray(r.sources) ? r.sources : [];
+      mark('sources');
+    } catch { /* a node without connectors answers 404: keep the empty table */ }
+  }
+
+  function renderSources() {
+    const body = $('sources').tBodies[0];
+    const rows = (S.sources || []).slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
+    if (!rows.length) return;
+    const num = (v, digits) => (v === null || v === undefined ? '—' : Number(v).toFixed(digits));
+    body.replaceChildren(...rows.map((src) => h('tr', { dataset: { source: String(src.name), state: String(src.state) } },
+      h('td', { text: String(src.name) }),
+      h('td', { text: String(src.dialect) }),
+      h('td', { text: src.error ? `${src.state}: ${src.error}` : String(src.state) }),
+      h('td', { class: 'num', text: num(src.last_message_age_s, 1) }),
+      h('td', { class: 'num', text: num(src.lag_ms, 0) }),
+      h('td', { class: 'num', text: String(src.messages ?? '') }),
+      h('td', { class: 'num', text: String(src.reconnects ?? '') }),
+      h('td', { class: 'num', text: `${src.gaps_found}/${src.gaps_filled}/${src.gaps_unfillable}` }))));
   }
 
   function renderChannels() {
@@ -931,6 +985,13 @@
         S.resume.recovered ? ' (no gap).' : ' — history did not reach back; backfilled over REST.',
       );
     }
+    const conflated = $('conflation-note');
+    if (conflated) {
+      conflated.hidden = S.superseded === 0 && S.images === 0;
+      conflated.dataset.superseded = String(S.superseded);
+      conflated.textContent = `Conflated: ${S.superseded} superseded ${S.superseded === 1 ? 'price' : 'prices'} skipped`
+        + (S.images ? `, ${S.images} from a snapshot image` : '') + ' (latest per key kept; no gap).';
+    }
   }
 
   async function wsUrl() {
@@ -984,8 +1045,13 @@
 
   function onFrame(ws, f) {
     if (f.op === 'message' && typeof f.channel === 'string') onMessage(f);
-    else if (f.op === 'subscribed') {
-      if (f.recovered === false) S.subRecovered = false;
+    else if (f.op === 'superseded' && Array.isArray(f.offsets)) {
+      // A conflating channel: these offsets were replaced by newer prices of the same key.
+      for (const r of f.offsets) if (Array.isArray(r) && r.length === 2) S.superseded += Math.max(0, r[1] - r[0] + 1);
+      mark('conn');
+    } else if (f.op === 'subscribed') {
+      // An image stands for the history it does not replay: nothing to backfill.
+      if (f.recovered === false && !f.image) S.subRecovered = false;
       S.pendingSubs -= 1;
       if (S.pendingSubs <= 0) onSubscribed();
     } else if (f.op === 'error') {
@@ -1013,6 +1079,7 @@
     if (first || !S.subRecovered || S.resuming) loadSnapshots().catch(() => {});
     pollMetrics();
     pollChannels();
+    pollSources();
     pollArbitrage();
   }
 
@@ -1021,7 +1088,8 @@
     if (typeof m.token === 'string') S.tokens.set(m.channel, m.token);
     const ts = num(m.ts);
     const skew = Number.isFinite(S.skew) ? S.skew : 0;
-    const replayed = S.resuming && ts !== null && ts + skew < S.subscribeAt;
+    if (m.image === true) { S.images += 1; mark('conn'); }
+    const replayed = !m.image && S.resuming && ts !== null && ts + skew < S.subscribeAt;
     if (replayed) {
       S.resume.count += 1;
       mark('conn');
@@ -1073,6 +1141,7 @@
     if (d.has('board') || d.has('events')) renderBoard();
     if (d.has('hub')) renderHub();
     if (d.has('channels')) renderChannels();
+    if (d.has('sources')) renderSources();
     if (d.has('conn')) renderConn();
     document.body.dataset.ready = S.everConnected ? 'true' : 'false';
     document.body.classList.toggle('offline', S.conn !== 'connected');
@@ -1080,7 +1149,7 @@
 
   setInterval(render, 250);
   setInterval(everySecond, 1000);
-  setInterval(() => { if (S.conn === 'connected') { pollMetrics(); pollChannels(); } }, 2000);
+  setInterval(() => { if (S.conn === 'connected') { pollMetrics(); pollChannels(); pollSources(); } }, 2000);
   setInterval(() => { if (S.conn === 'connected') pollArbitrage(); }, 5000);
   setInterval(() => { if (S.conn === 'reconnecting') mark('conn'); mark('board'); }, 1000);
   window.addEventListener('resize', () => mark('hub'));
