@@ -2,6 +2,7 @@
 stream vs WebSocket, same server, same run, 100 and 1,000 subscribers.
 
     .venv/bin/python bench/webtransport_latency.py [--sizes 100,1000] [--seconds 4] [--rate 20]
+        [--transports wt-datagram,wt-stream,ws,sdk-wt-datagram,sdk-wt-stream,sdk-ws]
 
 One ``wagerwire serve --tls-dev --webtransport --no-demo`` child process; this process holds
 every subscriber (one QUIC or TCP connection each) and the publisher. Every subscriber reads
@@ -153,6 +154,44 @@ async def ws_subscribers(port: int, n: int, receipts: Receipts,
         await asyncio.gather(*(one() for _ in range(min(50, n - start))))
 
 
+async def sdk_subscribers(base: str, wt_port: int, n: int, transport: str,
+                          receipts: Receipts, stack: contextlib.AsyncExitStack) -> None:
+    """``n`` subscriptions of the Python SDK (``wagerwire.client``), each its own connection:
+    ``sdk-ws`` (WebSocket), ``sdk-wt-stream`` (``transport="wt"``), ``sdk-wt-datagram``
+    (``lane="datagram"``). Receipt = the message handed to the application."""
+    from wagerwire.client import Client, Connected
+
+    insecure = ssl.create_default_context()  # loopback bench: REST/wss trust nothing in
+    insecure.check_hostname = False          # particular; WebTransport pins the served hash
+    insecure.verify_mode = ssl.CERT_NONE
+    wire = "ws" if transport == "sdk-ws" else "wt"
+    client = Client(base, transport=wire, ca=insecure, cert_hashes="served",  # type: ignore[arg-type]
+                    webtransport_url=f"https://127.0.0.1:{wt_port}/v1/wt", open_timeout=60.0)
+    await stack.enter_async_context(client)
+    lane = "datagram" if transport == "sdk-wt-datagram" else "stream"
+
+    async def reader(sub: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for msg in sub:
+                receipts.add(msg.data)
+
+    subs: list[Any] = []
+    for start in range(0, n, 50):  # in batches of 50, like the raw clients
+        for _ in range(min(50, n - start)):
+            sub = client.subscribe([CHANNEL], lane=lane)  # type: ignore[arg-type]
+            subs.append(sub)
+            task = asyncio.get_running_loop().create_task(reader(sub))
+            stack.callback(task.cancel)
+        deadline = time.monotonic() + 60
+        while not all(isinstance(s.state, Connected) for s in subs):
+            if time.monotonic() > deadline:
+                states: dict[str, int] = {}
+                for s in subs:
+                    states[repr(s.state)[:80]] = states.get(repr(s.state)[:80], 0) + 1
+                raise RuntimeError(f"SDK subscriptions not connected after 60 s: {states}")
+            await asyncio.sleep(0.1)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -164,7 +203,9 @@ async def run_row(http: httpx.AsyncClient, base: str, wt_port: int, tcp_port: in
                   ) -> dict[str, Any]:
     receipts = Receipts()
     async with contextlib.AsyncExitStack() as stack:
-        if transport == "ws":
+        if transport.startswith("sdk-"):
+            await sdk_subscribers(base, wt_port, n, transport, receipts, stack)
+        elif transport == "ws":
             await ws_subscribers(tcp_port, n, receipts, stack)
         else:
             await wt_subscribers(wt_port, n, "datagram" if transport == "wt-datagram" else None,
@@ -202,6 +243,9 @@ async def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0,
                         help="publishes per second at 100 subscribers (scaled down by N/100, "
                         "so every size delivers the same copies per second)")
+    parser.add_argument("--transports", default="wt-datagram,wt-stream,ws",
+                        help="rows per size, in order: wt-datagram, wt-stream, ws (raw "
+                        "clients) and sdk-wt-datagram, sdk-wt-stream, sdk-ws (the Python SDK)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc = await asyncio.create_subprocess_exec(
@@ -223,7 +267,7 @@ async def main() -> int:
         try:
             async with httpx.AsyncClient(verify=False) as http:
                 for n in (int(s) for s in args.sizes.split(",")):
-                    for transport in ("wt-datagram", "wt-stream", "ws"):
+                    for transport in args.transports.split(","):
                         row = await run_row(http, base, wt_port, tcp_port, transport, n,
                                             args.seconds, args.rate / (n / 100), proc.pid)
                         rows.append(row)

@@ -358,8 +358,17 @@ def _tail_parser(sub: Any) -> None:
     p.add_argument("--key", default=os.environ.get("WAGERWIRE_KEY"),
                    help="API key or stream token (default $WAGERWIRE_KEY); an API key is "
                    "exchanged for short-lived stream tokens")
-    p.add_argument("--transport", choices=["ws", "sse"], default="ws",
-                   help="WebSocket (default) or server-sent events")
+    p.add_argument("--transport", choices=["ws", "sse", "wt"], default="ws",
+                   help="WebSocket (default), server-sent events or WebTransport (HTTP/3)")
+    p.add_argument("--webtransport-url", metavar="URL",
+                   help="with --transport wt: the WebTransport endpoint (default "
+                   "https://<host of --url>:4433/v1/wt)")
+    p.add_argument("--ca", metavar="PEM",
+                   help="CA certificate(s) to trust for https://, wss:// and WebTransport")
+    p.add_argument("--cert-hash", action="append", default=[], metavar="SHA256",
+                   help="with --transport wt: trust the certificate with this SHA-256 (hex or "
+                   "base64; repeat for more), or 'served': the hash the server publishes at "
+                   "/v1/tls/certificate-hashes (a development certificate)")
 
 
 def build_parser() -> argparse.ArgumentParser:

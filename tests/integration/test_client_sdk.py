@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sdkservers import sdk_target, wt_process  # noqa: F401  (wt_process: a fixture)
 from wsutil import take, until_connected
 
 from wagerwire.client import Backoff, Client, ClientMessage, Connected, stream
@@ -23,9 +24,10 @@ def keyed(msgs: list[ClientMessage]) -> list[tuple[str, int]]:
     return [(m.channel, m.offset) for m in msgs]
 
 
-@pytest.mark.parametrize("transport", ["ws", "sse"])
-async def test_live_messages_in_order(server: Any, transport: str) -> None:
-    async with Client(server.url, transport=transport, backoff=FAST) as client:  # type: ignore[arg-type]
+@pytest.mark.parametrize("transport", ["ws", "sse", "wt"])
+async def test_live_messages_in_order(request: pytest.FixtureRequest, transport: str) -> None:
+    server, extra = sdk_target(request, transport)
+    async with Client(server.url, transport=transport, backoff=FAST, **extra) as client:  # type: ignore[arg-type]
         sub = client.subscribe(["game:crash", "odds:football:*"])
         await until_connected(sub)
         for i in range(5):
@@ -40,12 +42,13 @@ async def test_live_messages_in_order(server: Any, transport: str) -> None:
     assert seen["count"] == 6 and 0 <= seen["sum"] < 5 * 6
 
 
-@pytest.mark.parametrize("transport", ["ws", "sse"])
+@pytest.mark.parametrize("transport", ["ws", "sse", "wt"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 async def test_server_restart_resumes_without_gap_or_duplicate(
-    server: Any, transport: str, sig: int
+    request: pytest.FixtureRequest, transport: str, sig: int
 ) -> None:
-    async with Client(server.url, transport=transport, backoff=FAST) as client:  # type: ignore[arg-type]
+    server, extra = sdk_target(request, transport)
+    async with Client(server.url, transport=transport, backoff=FAST, **extra) as client:  # type: ignore[arg-type]
         sub = client.subscribe(["game:crash", "game:dice"])
         await until_connected(sub)
         for i in range(4):
@@ -55,7 +58,7 @@ async def test_server_restart_resumes_without_gap_or_duplicate(
         await asyncio.to_thread(server.restart)
         for i in range(4, 10):
             await client.publish("game:crash" if i % 2 else "game:dice", i)
-        rest = await take(sub, 6)
+        rest = await take(sub, 6, timeout=60)
         assert client.counters.reconnects >= 1
     got = keyed(first + rest)
     assert sorted(got) == sorted(set(got))  # no duplicate
@@ -63,8 +66,12 @@ async def test_server_restart_resumes_without_gap_or_duplicate(
         assert [o for c, o in got if c == ch] == [1, 2, 3, 4, 5]  # no gap, in order
 
 
-async def test_fresh_store_means_new_epochs_and_a_rest_backfill(server: Any) -> None:
-    async with Client(server.url, backoff=FAST) as client:
+@pytest.mark.parametrize("transport", ["ws", "wt"])
+async def test_fresh_store_means_new_epochs_and_a_rest_backfill(
+    request: pytest.FixtureRequest, transport: str
+) -> None:
+    server, extra = sdk_target(request, transport)
+    async with Client(server.url, transport=transport, backoff=FAST, **extra) as client:  # type: ignore[arg-type]
         sub = client.subscribe(["game:crash"])
         await until_connected(sub)
         await client.publish("game:crash", "old")
@@ -74,15 +81,17 @@ async def test_fresh_store_means_new_epochs_and_a_rest_backfill(server: Any) -> 
         await asyncio.to_thread(server.restart)
         for word in ("a", "b", "c"):
             await client.publish("game:crash", word)
-        msgs = await take(sub, 3)
+        msgs = await take(sub, 3, timeout=60)
     assert [(m.offset, m.data) for m in msgs] == [(1, "a"), (2, "b"), (3, "c")]
     assert {m.epoch for m in msgs} != {old.epoch}
     token = sub.resume_token
     assert token is not None and decode_token(token)["game:crash"].epoch == msgs[0].epoch
 
 
-async def test_resume_token_round_trip(server: Any) -> None:
-    async with Client(server.url, backoff=FAST) as client:
+@pytest.mark.parametrize("transport", ["ws", "wt"])
+async def test_resume_token_round_trip(request: pytest.FixtureRequest, transport: str) -> None:
+    server, extra = sdk_target(request, transport)
+    async with Client(server.url, transport=transport, backoff=FAST, **extra) as client:  # type: ignore[arg-type]
         sub = client.subscribe(["game:crash"])
         await until_connected(sub)
         for i in range(6):

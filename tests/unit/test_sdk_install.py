@@ -43,3 +43,27 @@ def test_serve_without_server_extra_says_what_to_install() -> None:
     assert proc.returncode == 1
     assert "pip install 'wagerwire[server]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_webtransport_without_aioquic_says_what_to_install() -> None:
+    proc = _run("""
+        import asyncio, sys
+        class NoQuic(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "aioquic":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+        sys.meta_path.insert(0, NoQuic())
+        from wagerwire.client import Client
+
+        async def main():
+            async with Client("http://127.0.0.1:9", transport="wt") as client:
+                client.subscribe(["game:crash"])
+
+        try:
+            asyncio.run(main())
+        except ImportError as exc:
+            print("refused:", exc)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'wagerwire[webtransport]'" in proc.stdout

@@ -14,7 +14,8 @@ Blocking::
 
 The subscription resumes after a drop from the last message it delivered (no gap, no
 duplicate), backs off with full jitter, and backfills over REST what the server could no longer
-replay. With an API key, stream connections authenticate with short-lived stream tokens that the
+replay. ``transport="wt"`` carries the same protocol over WebTransport (HTTP/3), with an
+optional datagram lane for ``odds:*`` channels. With an API key, stream connections authenticate with short-lived stream tokens that the
 client fetches and renews itself; what retrying cannot fix (a refused key, a channel outside the
 key's plan) ends the subscription with :class:`AuthError` / :class:`ForbiddenError` at once.
 :mod:`wagerwire.client.protocol` holds that logic without any I/O.
@@ -22,12 +23,14 @@ key's plan) ends the subscription with :class:`AuthError` / :class:`ForbiddenErr
 
 from __future__ import annotations
 
+from wagerwire.client.actions import GapDetected, Superseded
 from wagerwire.client.auth import StreamToken
 from wagerwire.client.backoff import Backoff
 from wagerwire.client.client import Client, Transport
 from wagerwire.client.errors import (
     AuthError,
     BadResumeTokenError,
+    CertificateError,
     ClosedError,
     ForbiddenError,
     InvalidChannelError,
@@ -60,6 +63,7 @@ __all__ = [
     "AuthError",
     "Backoff",
     "BadResumeTokenError",
+    "CertificateError",
     "ChannelInfo",
     "Client",
     "ClientMessage",
@@ -70,6 +74,7 @@ __all__ = [
     "Counters",
     "Disconnected",
     "ForbiddenError",
+    "GapDetected",
     "HistoryPage",
     "Idle",
     "InvalidChannelError",
@@ -87,6 +92,7 @@ __all__ = [
     "State",
     "StreamToken",
     "Subscription",
+    "Superseded",
     "SyncStream",
     "Transport",
     "TransportError",

@@ -18,6 +18,7 @@ __all__ = [
     "Reconnect",
     "SendFrame",
     "StateChanged",
+    "Superseded",
 ]
 
 
@@ -28,7 +29,7 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class SendFrame(Action):
-    """Send this JSON object as one text frame (WebSocket only)."""
+    """Send this JSON object as one frame (a WebSocket text frame, a WebTransport line)."""
 
     frame: dict[str, Json]
 
@@ -68,6 +69,21 @@ class GapDetected(Action):
     epoch: str
     after_offset: int
     before_offset: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded(Action):
+    """Datagram lane: offsets of ``channel`` after ``after_offset`` and before
+    ``before_offset`` never arrived (lost, or overtaken by the newer value just delivered).
+
+    Expected on a lossy lane and never backfilled: the message at ``before_offset``
+    supersedes them.
+    """
+
+    channel: str
+    epoch: str
+    after_offset: int
+    before_offset: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,11 @@ subscription resumes, backs off and fails on its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -20,7 +22,7 @@ from wagerwire.client.backoff import Backoff
 from wagerwire.client.connection import DriverOptions, StreamDriver, WebSocketDriver
 from wagerwire.client.errors import ClosedError
 from wagerwire.client.latency import LatencyHistogram
-from wagerwire.client.protocol import ClientProtocol, Counters
+from wagerwire.client.protocol import ClientProtocol, Counters, Lane
 from wagerwire.client.rest import ChannelInfo, HistoryPage, PublishResult, RestApi
 from wagerwire.client.sse import SseDriver
 from wagerwire.client.states import State
@@ -30,11 +32,17 @@ from wagerwire.core.messages import Position
 from wagerwire.core.tokens import encode_positions
 from wagerwire.types import Json
 
+if TYPE_CHECKING:
+    from wagerwire.client.webtransport import WtTrust
+
 __all__ = ["Client", "Transport", "split_url"]
 
-Transport = Literal["ws", "sse"]
+Transport = Literal["ws", "sse", "wt"]
 
-_HEARTBEAT = {"ws": 20.0, "sse": 15.0}  # the server's WS ping and SSE comment intervals
+# the server's WS ping and SSE comment intervals; on WebTransport the server sends nothing
+# when idle and the client pings after one quiet interval (well inside QUIC's 60 s idle timeout)
+_HEARTBEAT = {"ws": 20.0, "sse": 15.0, "wt": 20.0}
+_TRANSPORTS = "'ws', 'sse' or 'wt'"
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -70,7 +78,18 @@ class Client:
             exchanged for a short-lived stream token (``POST /v1/tokens``) for each stream
             connection and sent as it is on REST calls; a key the server refuses ends the
             stream with :class:`AuthError` at once.
-        transport: ``"ws"`` (default) or ``"sse"``; :meth:`subscribe` may override it.
+        transport: ``"ws"`` (default), ``"sse"`` or ``"wt"`` (WebTransport over HTTP/3, needs
+            the ``aioquic`` package: ``pip install 'wagerwire[webtransport]'``);
+            :meth:`subscribe` may override it.
+        webtransport_url: where ``"wt"`` connects (``https://HOST:4433/v1/wt`` by default:
+            the host of ``url``, the server's default WebTransport port).
+        ca: a CA file (PEM) or an :class:`ssl.SSLContext` to check the server's certificate
+            with on ``https://``, ``wss://`` and WebTransport (default: the system's CAs).
+        cert_hashes: WebTransport only: trust the certificate whose SHA-256 is one of these
+            (bytes, hex or base64), as a browser's ``serverCertificateHashes``; ``"served"``
+            fetches them from ``GET /v1/tls/certificate-hashes`` first (a development
+            certificate; trust on first use). A certificate that is not pinned ends the
+            subscription with ``CertificateError``.
         refresh_key: async callable returning fresh credentials (a key or token); when given,
             one ``unauthorized`` after a working connection refreshes and retries instead of
             failing. Not needed with an API key: its stream tokens are renewed by themselves.
@@ -102,11 +121,21 @@ class Client:
         page_size: int = 1000,
         http: httpx.AsyncClient | None = None,
         rand: Callable[[], float] | None = None,
+        webtransport_url: str | None = None,
+        ca: str | os.PathLike[str] | ssl.SSLContext | None = None,
+        cert_hashes: Sequence[str | bytes] | Literal["served"] | None = None,
     ) -> None:
         if transport not in _HEARTBEAT:
-            raise ValueError(f"transport must be 'ws' or 'sse', not {transport!r}")
+            raise ValueError(f"transport must be {_TRANSPORTS}, not {transport!r}")
         self.http_base, self.ws_url = split_url(url)
         self.transport: Transport = transport
+        self.ca = ca
+        self.cert_hashes = cert_hashes
+        self._ssl: ssl.SSLContext | None = (
+            ca if isinstance(ca, ssl.SSLContext)
+            else None if ca is None else ssl.create_default_context(cafile=os.fspath(ca)))
+        self._wt_url = webtransport_url
+        self._wt_trust: WtTrust | None = None
         self.auth = Auth(key, refresh_key, stream_tokens=stream_tokens)
         self.backoff = backoff or Backoff()
         self.heartbeat_interval = heartbeat_interval
@@ -150,7 +179,9 @@ class Client:
             raise ClosedError("the client is closed")
         if self._rest is None:
             if self._http is None:
-                self._http = httpx.AsyncClient(base_url=self.http_base, timeout=httpx.Timeout(10.0))
+                self._http = httpx.AsyncClient(
+                    base_url=self.http_base, timeout=httpx.Timeout(10.0),
+                    verify=self._ssl if self._ssl is not None else True)
             self._rest = RestApi(self._http, self.auth)
         return self._rest
 
@@ -163,6 +194,7 @@ class Client:
         filter: Mapping[str, Json] | None = None,
         since: str | None = None,
         transport: Transport | None = None,
+        lane: Lane = "stream",
         image: bool = False,
         conflate_ms: int = 0,
     ) -> Subscription:
@@ -172,6 +204,11 @@ class Client:
             filter: attribute filter, ``{attr: value | [values]}``.
             since: resume token (e.g. a saved :attr:`Subscription.resume_token`).
             transport: override the client's transport for this stream.
+            lane: ``"datagram"`` (WebTransport, ``odds:*`` channels, no ``since``): each
+                message comes as one datagram, the lowest latency and no head-of-line
+                blocking, but lossy: a newer price supersedes a lost one, skipped offsets are
+                counted (``counters.datagrams_superseded``, :attr:`Subscription.skipped`),
+                not backfilled; stale datagrams (older than one delivered) are dropped.
             image: on conflating channels, start with the latest message per key
                 (``source == "image"``), then live.
             conflate_ms: at most one update per key per interval on conflating channels
@@ -179,16 +216,18 @@ class Client:
 
         Raises:
             InvalidChannelError, BadResumeTokenError: at once, before connecting.
+            RequestError: ``lane="datagram"`` with another transport, channel or a ``since``.
         """
         rest = self._rest_api()
         wire = transport or self.transport
         if wire not in _HEARTBEAT:
-            raise ValueError(f"transport must be 'ws' or 'sse', not {wire!r}")
+            raise ValueError(f"transport must be {_TRANSPORTS}, not {wire!r}")
         protocol = ClientProtocol(
             channels,
             filter=filter,
             since=since,
             wire=wire,
+            lane=lane,
             image=image,
             conflate_ms=conflate_ms,
             backoff=self.backoff,
@@ -208,12 +247,32 @@ class Client:
             }
             if wire == "sse":
                 return SseDriver(protocol, **options)
-            return WebSocketDriver(self.ws_url, protocol, **options)
+            if wire == "wt":
+                return self._webtransport_driver(protocol, options)
+            return WebSocketDriver(self.ws_url, protocol, ssl=self._ssl, **options)
 
         sub = Subscription(protocol, make_driver, max_queue=self.max_queue, on_state=self._notify,
                            latency=self.latency)
         self._subscriptions.append(sub)
         return sub
+
+    def _webtransport_driver(self, protocol: ClientProtocol, options: DriverOptions
+                             ) -> StreamDriver:
+        # imported here: aioquic is only needed by clients that use WebTransport
+        try:
+            from wagerwire.client.webtransport import (
+                WebTransportDriver,
+                WtTrust,
+                webtransport_url,
+            )
+        except ModuleNotFoundError as exc:
+            raise ImportError(f"transport='wt' needs aioquic ({exc.name} is missing): "
+                              "pip install 'wagerwire[webtransport]'") from exc
+
+        if self._wt_trust is None:
+            self._wt_trust = WtTrust.of(self.ca, self.cert_hashes)
+        url = self._wt_url or webtransport_url(self.http_base)
+        return WebTransportDriver(url, protocol, trust=self._wt_trust, **options)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -256,6 +315,11 @@ class Client:
     async def history(self, channel: str, since: int = 0, limit: int = 100) -> HistoryPage:
         """One page of ``channel``'s stored messages with offset > ``since``."""
         return await self._rest_api().history(channel, since, limit)
+
+    async def certificate_hashes(self) -> list[bytes]:
+        """The SHA-256 of the server's TLS certificate(s), from
+        ``GET /v1/tls/certificate-hashes`` (pass them as ``cert_hashes=``)."""
+        return await self._rest_api().certificate_hashes()
 
     async def channels(self) -> list[ChannelInfo]:
         """Every channel the caller may read, with its epoch and offsets."""

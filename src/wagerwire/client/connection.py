@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterable
+from ssl import SSLContext
 from typing import Protocol, Required, TypedDict, TypeVar, Unpack
 
 import orjson
@@ -27,6 +28,7 @@ from wagerwire.client.actions import (
     Reconnect,
     SendFrame,
     StateChanged,
+    Superseded,
 )
 from wagerwire.client.auth import Auth
 from wagerwire.client.errors import RequestError, SdkError, TransportError
@@ -53,6 +55,9 @@ class Sink(Protocol):
     def state_changed(self, state: State) -> None: ...
 
     def gap(self, gap: GapDetected) -> None: ...
+
+    # optional: ``superseded(gap: Superseded)``, offsets the datagram lane skipped (a sink
+    # without it, e.g. a connector's relay that never uses the lane, is not told)
 
     def failed(self, error: SdkError) -> None: ...
 
@@ -195,6 +200,10 @@ class StreamDriver:
                     task.add_done_callback(self._backfill_tasks.discard)
                 case GapDetected():
                     self.sink.gap(action)
+                case Superseded():
+                    note = getattr(self.sink, "superseded", None)
+                    if note is not None:
+                        note(action)
                 case Reconnect(refresh_auth=refresh):
                     self._refresh_auth = self._refresh_auth or refresh
                 case StateChanged(state=state):
@@ -260,11 +269,14 @@ class WebSocketDriver(StreamDriver):
         protocol: ClientProtocol,
         *,
         max_size: int | None = 16 * 1024 * 1024,
+        ssl: SSLContext | None = None,
         **options: Unpack[DriverOptions],
     ) -> None:
         super().__init__(protocol, **options)
         self.url = url
         self.max_size = max_size
+        secure = url.startswith("wss:")
+        self.ssl: SSLContext | bool | None = (ssl or True) if secure else None
         self._ws: ClientConnection | None = None
 
     async def send(self, frame: dict[str, Json]) -> None:
@@ -285,6 +297,7 @@ class WebSocketDriver(StreamDriver):
                 close_timeout=2.0,
                 max_size=self.max_size,
                 compression=None,
+                ssl=self.ssl,
             )
         except InvalidStatus as exc:
             resp = exc.response

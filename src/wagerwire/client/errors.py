@@ -10,6 +10,7 @@ the SDK* can do next, above all whether retrying can help (``retryable``)::
     ├── AuthError                401 / 4001 / unauthorized: credentials missing or expired (fatal)
     ├── ForbiddenError           403 / 4003 / forbidden: plan or role does not allow it (fatal)
     ├── ProtocolError            the peer broke the native protocol, 1002/1003/1007/1008 (fatal)
+    ├── CertificateError         WebTransport: the certificate is not the pinned one (fatal)
     ├── RequestError             the server refused a request as invalid (fatal), carries ``code``
     │   ├── InvalidChannelError  invalid_channel
     │   ├── BadResumeTokenError  bad_resume_token
@@ -33,6 +34,7 @@ import warnings
 __all__ = [
     "AuthError",
     "BadResumeTokenError",
+    "CertificateError",
     "ClosedError",
     "ForbiddenError",
     "InvalidChannelError",
@@ -70,6 +72,12 @@ class SdkError(Exception):
         self.status = status
         self.close_code = close_code
         self.retry_after = retry_after
+
+
+class CertificateError(SdkError):
+    """The WebTransport server's certificate is not one of the pinned hashes (fatal: the
+    same certificate would be refused again). A certificate no trusted CA vouches for fails
+    the handshake and is retried like any failed connection, as on ``wss://``."""
 
 
 class TransportError(SdkError):

@@ -50,6 +50,7 @@ from wagerwire.client.actions import (
     Reconnect,
     SendFrame,
     StateChanged,
+    Superseded,
 )
 from wagerwire.client.backoff import Backoff
 from wagerwire.client.errors import (
@@ -88,9 +89,17 @@ from wagerwire.core.tokens import decode_token, encode_positions
 from wagerwire.errors import BadParameter, BadResumeToken, InvalidChannel
 from wagerwire.types import Json
 
-__all__ = ["Backfill", "ClientProtocol", "Counters", "Wire"]
+__all__ = ["LATEST_VALUE_PREFIX", "Backfill", "ClientProtocol", "Counters", "Lane", "Wire"]
 
-Wire = Literal["ws", "sse"]
+Wire = Literal["ws", "sse", "wt"]
+"""``ws`` and ``wt`` (the native WebTransport stream) carry the same ops both ways; ``sse``
+subscribes through its URL and has no upstream."""
+
+Lane = Literal["stream", "datagram"]
+"""``datagram``: a WebTransport subscription whose messages come as datagrams (``odds:*``
+only, live only): offsets skipped there were lost or superseded and are not fetched again."""
+
+LATEST_VALUE_PREFIX = "odds:"
 
 
 @dataclass(slots=True)
@@ -104,6 +113,8 @@ class Counters:
     gaps_backfilled: int = 0
     gaps_unrecovered: int = 0
     live_gaps: int = 0  # holes in an unfiltered live stream, each backfilled (a server fault)
+    datagrams_superseded: int = 0  # datagram lane: offsets skipped (lost, or newer value came)
+    datagrams_stale: int = 0  # datagram lane: arrived after a newer offset, dropped
     messages_superseded: int = 0  # offsets skipped because the server said a newer one came
     images_delivered: int = 0  # snapshot-image messages delivered
 
@@ -119,6 +130,8 @@ class Counters:
             out.gaps_backfilled += c.gaps_backfilled
             out.gaps_unrecovered += c.gaps_unrecovered
             out.live_gaps += c.live_gaps
+            out.datagrams_superseded += c.datagrams_superseded
+            out.datagrams_stale += c.datagrams_stale
             out.messages_superseded += c.messages_superseded
             out.images_delivered += c.images_delivered
         return out
@@ -146,8 +159,13 @@ class ClientProtocol:
         channels: exact channel names and ``*`` patterns.
         filter: attribute filter, sent as is (``{attr: value | [values]}``).
         since: a resume token to start from, e.g. one saved from :attr:`resume_token`.
-        wire: ``"ws"`` sends subscribe and ping frames; ``"sse"`` subscribes through the URL
-            (see :meth:`subscribe_params`) and relies on the server's comment heartbeats.
+        wire: ``"ws"`` and ``"wt"`` send subscribe and ping frames; ``"sse"`` subscribes
+            through the URL (see :meth:`subscribe_params`) and relies on the server's comment
+            heartbeats.
+        lane: ``"datagram"`` (``wt`` only, ``odds:*`` channels only, no ``since``) subscribes
+            on the WebTransport datagram lane: messages come through :meth:`datagram_received`,
+            newest wins, and skipped offsets are reported as :class:`Superseded`, never
+            backfilled.
         image: ask for a snapshot image on conflating channels (and after a resume the
             server cannot replay, it sends one anyway).
         conflate_ms: at most one update per key per interval on conflating channels.
@@ -168,6 +186,7 @@ class ClientProtocol:
         filter: Mapping[str, Json] | None = None,
         since: str | None = None,
         wire: Wire = "ws",
+        lane: Lane = "stream",
         image: bool = False,
         conflate_ms: int = 0,
         backoff: Backoff | None = None,
@@ -190,6 +209,21 @@ class ClientProtocol:
         except BadParameter as exc:
             raise RequestError(exc.message, code=exc.code) from None
         self.wire: Wire = wire
+        if lane not in ("stream", "datagram"):
+            raise ValueError(f"lane must be 'stream' or 'datagram', not {lane!r}")
+        if lane == "datagram":
+            if wire != "wt":
+                raise RequestError("the datagram lane is a WebTransport one (transport='wt')",
+                                   code="bad_parameter")
+            for name in self._requested:
+                if not name.startswith(LATEST_VALUE_PREFIX):
+                    raise RequestError(
+                        f"the datagram lane carries {LATEST_VALUE_PREFIX}* channels only, "
+                        f"not {name!r}", code="bad_parameter")
+            if since:
+                raise RequestError("the datagram lane is live only: no since",
+                                   code="bad_parameter")
+        self.lane: Lane = lane
         if not 0 <= conflate_ms <= 120_000:
             raise RequestError("conflate_ms must be from 0 to 120000", code="bad_parameter")
         self.image = image
@@ -248,10 +282,16 @@ class ClientProtocol:
         return list(self._requested), self.filter, self.resume_token
 
     def subscribe_frame(self) -> dict[str, Json]:
-        """The WebSocket subscribe op for the current channels and positions."""
+        """The subscribe op (WebSocket, WebTransport) for the current channels and positions.
+
+        On the datagram lane it carries ``"lane": "datagram"`` and never a ``since``.
+        """
         frame: dict[str, Json] = {"op": "subscribe", "channels": list(self._requested)}
         if self.filter:
             frame["filter"] = self.filter
+        if self.lane == "datagram":
+            frame["lane"] = "datagram"
+            return frame
         token = self.resume_token
         if token:
             frame["since"] = token
@@ -268,7 +308,7 @@ class ClientProtocol:
         if not (self._opened and isinstance(self._state, _LIVE)):
             return None
         deadline = self._last_rx + 2 * self.heartbeat_interval
-        if self.wire == "ws":
+        if self.wire != "sse":
             deadline = min(deadline, max(self._last_rx, self._last_ping) + self.heartbeat_interval)
         return deadline
 
@@ -303,7 +343,7 @@ class ClientProtocol:
         self._pending_acks = set(self._requested)
         self._catchup.clear()
         self._last_rx = self._last_ping = now
-        if self.wire == "ws":
+        if self.wire != "sse":
             return [SendFrame(self.subscribe_frame())]
         return []
 
@@ -372,6 +412,8 @@ class ClientProtocol:
         match op:
             case "message":
                 actions = self._on_message(obj)
+            case "subscribed" if self.lane == "datagram":
+                actions = self._on_lane_subscribed(obj)
             case "subscribed":
                 actions = self._on_subscribed(obj)
             case "superseded":
@@ -380,6 +422,44 @@ class ClientProtocol:
                 return self._on_error(obj, now)
             case _:
                 actions = []  # pong, published, unsubscribed, and ops added later
+        return actions + self._settle()
+
+    def datagram_received(self, data: bytes, now: float) -> list[Action]:
+        """One datagram of the WebTransport datagram lane: a native ``message`` object.
+
+        Newest wins: a message at or below the last delivered offset of its epoch is stale
+        and dropped (``datagrams_stale``); offsets skipped before a delivered one were lost or
+        superseded (``datagrams_superseded`` and one :class:`Superseded`, on an unfiltered
+        subscription) and are never fetched again. A datagram that is not a message is
+        ignored: datagrams carry no part of the reliable protocol.
+        """
+        if self.lane != "datagram" or not (self._opened and isinstance(self._state, _LIVE)):
+            return []
+        self._last_rx = now
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return []
+        if not isinstance(obj, dict) or obj.get("op", "message") != "message":
+            return []
+        try:
+            msg = ClientMessage.from_json(obj, "live")
+        except ProtocolError:
+            return []
+        if not self._covers(msg.channel):
+            return []
+        actions: list[Action] = []
+        pos = self._positions.get(msg.channel)
+        if pos is not None and pos.epoch == msg.epoch:
+            if msg.offset <= pos.offset:
+                self.counters.datagrams_stale += 1
+                return []
+            if msg.offset > pos.offset + 1 and self._filter is None:
+                self.counters.datagrams_superseded += msg.offset - pos.offset - 1
+                actions.append(Superseded(msg.channel, msg.epoch, pos.offset, msg.offset))
+        self._positions[msg.channel] = Position(msg.epoch, msg.offset)
+        self.counters.messages_delivered += 1
+        actions.append(Deliver(msg))
         return actions + self._settle()
 
     def tick(self, now: float) -> list[Action]:
@@ -392,7 +472,7 @@ class ClientProtocol:
                 TransportError(f"heartbeat timeout: nothing received for {silent:.1f}s"), now
             )
         if (
-            self.wire == "ws"
+            self.wire != "sse"
             and now - max(self._last_rx, self._last_ping) >= self.heartbeat_interval
         ):
             self._last_ping = now
@@ -411,8 +491,11 @@ class ClientProtocol:
                 self._catchup.pop(ch, None)
         self._pending_acks -= gone
         actions: list[Action] = []
-        if self.wire == "ws" and self._opened and isinstance(self._state, _LIVE):
-            actions.append(SendFrame({"op": "unsubscribe", "channels": sorted(gone)}))
+        if self.wire != "sse" and self._opened and isinstance(self._state, _LIVE):
+            frame: dict[str, Json] = {"op": "unsubscribe", "channels": sorted(gone)}
+            if self.lane == "datagram":
+                frame["lane"] = "datagram"
+            actions.append(SendFrame(frame))
         if self._opened:
             actions += self._settle()
         return actions
@@ -556,6 +639,15 @@ class ClientProtocol:
         if epoch:
             self._positions[name] = Position(epoch, offset)
         return True
+
+    def _on_lane_subscribed(self, obj: Mapping[str, object]) -> list[Action]:
+        """Datagram lane: live only, so nothing to recover; the next datagram's offset shows
+        what was skipped meanwhile."""
+        name = obj.get("channel")
+        if not isinstance(name, str):
+            return self._fail(ProtocolError("subscribed frame without a channel"))
+        self._pending_acks.discard(name)
+        return []
 
     def _on_subscribed(self, obj: Mapping[str, object]) -> list[Action]:
         name = obj.get("channel")

@@ -7,6 +7,9 @@ nothing above this module sees an httpx exception.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -148,6 +151,23 @@ class RestApi:
         ):
             raise ProtocolError("POST /v1/tokens: response lacks token/expires_at/expires_in")
         return StreamToken(token, expires_at, float(expires_in))
+
+    async def certificate_hashes(self) -> list[bytes]:
+        """``GET /v1/tls/certificate-hashes``: the SHA-256 of the certificate served now (and
+        of the next one during a rotation), for pinning a WebTransport connection."""
+        obj = await self._request("GET", "/v1/tls/certificate-hashes", headers={})
+        items = obj.get("hashes") if isinstance(obj, dict) else None
+        if not isinstance(items, list):
+            raise ProtocolError("GET /v1/tls/certificate-hashes: unexpected body")
+        out: list[bytes] = []
+        for item in items:
+            value = item.get("value") if isinstance(item, dict) else None
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError, binascii.Error):
+                    raw = base64.b64decode(value, validate=True)
+                    if len(raw) == 32:
+                        out.append(raw)
+        return out
 
     async def channels(self) -> list[ChannelInfo]:
         """``GET /v1/channels``: every channel the caller may read, with its positions."""

@@ -14,7 +14,7 @@ import collections
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from wagerwire.client.actions import GapDetected
+from wagerwire.client.actions import GapDetected, Superseded
 from wagerwire.client.connection import StreamDriver
 from wagerwire.client.errors import SdkError
 from wagerwire.client.latency import LatencyHistogram
@@ -50,6 +50,8 @@ class Subscription:
         self._latency = latency
         self.max_queue = max_queue
         self.gaps: collections.deque[GapDetected] = collections.deque(maxlen=100)
+        #: Datagram lane only: offsets that never arrived, superseded by a newer value.
+        self.skipped: collections.deque[Superseded] = collections.deque(maxlen=100)
         self._queue: collections.deque[ClientMessage] = collections.deque()
         self._ready = asyncio.Event()
         self._writable = asyncio.Event()
@@ -182,6 +184,11 @@ class Subscription:
             "" if gap.before_offset is None else f" and before {gap.before_offset}",
             gap.epoch,
         )
+
+    def superseded(self, gap: Superseded) -> None:
+        self.skipped.append(gap)
+        logger.debug("%s: datagram lane skipped offsets %d..%d (superseded)", gap.channel,
+                     gap.after_offset + 1, gap.before_offset - 1)
 
     def failed(self, error: SdkError) -> None:
         self._error = error

@@ -85,6 +85,12 @@ def resume_command(args: argparse.Namespace, token: str) -> str:
         parts += ["--url", args.url]
     if args.transport != "ws":
         parts += ["--transport", args.transport]
+    if getattr(args, "webtransport_url", None):
+        parts += ["--webtransport-url", args.webtransport_url]
+    if getattr(args, "ca", None):
+        parts += ["--ca", args.ca]
+    for pin in getattr(args, "cert_hash", None) or []:
+        parts += ["--cert-hash", pin]
     parts += ["--since", token]
     return shlex.join(parts)
 
@@ -127,7 +133,11 @@ async def _tail(
     sub: Subscription | None = None
     code = 0
     try:
-        async with Client(args.url, key=args.key, transport=args.transport) as client:
+        pins = getattr(args, "cert_hash", None) or None
+        async with Client(args.url, key=args.key, transport=args.transport,
+                          webtransport_url=getattr(args, "webtransport_url", None),
+                          ca=getattr(args, "ca", None),
+                          cert_hashes="served" if pins == ["served"] else pins) as client:
             since = args.since
             if args.from_start:
                 since = await client.start_token(args.channels)

@@ -816,3 +816,69 @@ def test_holes_are_expected_on_a_filtered_stream() -> None:
     )
     assert delivered(out) == [("game:crash", 4), ("game:crash", 9)]
     assert not of_type(out, BackfillNeeded) and proto.counters.live_gaps == 0
+
+
+# -- WebTransport: the WebSocket ops on a stream, and the datagram lane ------------------------
+
+
+def test_wt_wire_sends_ops_and_pings_like_websocket() -> None:
+    proto = make(wire="wt", heartbeat_interval=10.0)
+    (send,) = of_type(connect(proto, 0.0, ack("game:crash", "e1", 0)), SendFrame)
+    assert send.frame == {"op": "subscribe", "channels": ["game:crash"]}
+    assert of_type(proto.tick(10.0), SendFrame)[0].frame == {"op": "ping"}
+    assert isinstance(of_type(proto.tick(20.0), Reconnect)[0].reason, TransportError)
+
+
+def lane_datagram(channel: str, offset: int, epoch: str = "e1") -> bytes:
+    import orjson
+
+    return orjson.dumps(msg(channel, offset, epoch))
+
+
+def test_datagram_lane_subscribes_live_and_counts_what_it_skips() -> None:
+    from wagerwire.client.actions import Superseded
+
+    proto = make(["odds:soccer:*"], wire="wt", lane="datagram")
+    (send,) = of_type(connect(proto), SendFrame)
+    assert send.frame == {"op": "subscribe", "channels": ["odds:soccer:*"], "lane": "datagram"}
+    # a datagram may overtake the subscribed line on the stream: delivered all the same
+    assert delivered(proto.datagram_received(lane_datagram("odds:soccer:epl", 3), 1)) == [
+        ("odds:soccer:epl", 3)]
+    assert states(proto.frame_received(
+        {**pattern_ack("odds:soccer:*"), "lane": "datagram"}, 1)) == ["Connected"]
+    actions = proto.datagram_received(lane_datagram("odds:soccer:epl", 7), 2)
+    assert delivered(actions) == [("odds:soccer:epl", 7)]
+    assert of_type(actions, Superseded) == [Superseded("odds:soccer:epl", "e1", 3, 7)]
+    assert not of_type(actions, BackfillNeeded) and not of_type(actions, GapDetected)
+    assert proto.datagram_received(lane_datagram("odds:soccer:epl", 5), 3) == []  # stale
+    assert proto.datagram_received(b"not json", 3) == []
+    assert proto.datagram_received(lane_datagram("odds:tennis:atp", 1), 3) == []  # not ours
+    c = proto.counters
+    assert (c.messages_delivered, c.datagrams_superseded, c.datagrams_stale) == (2, 3, 1)
+    # after a drop the lane subscribes again without since; the next datagram shows the hole
+    drop(proto, 4)
+    proto.connect_started(5)
+    (again,) = of_type(proto.connection_opened(5), SendFrame)
+    assert "since" not in again.frame and again.frame["lane"] == "datagram"
+    assert of_type(proto.datagram_received(lane_datagram("odds:soccer:epl", 9), 6),
+                   Superseded) == [Superseded("odds:soccer:epl", "e1", 7, 9)]
+    # a new epoch starts over: no hole reported across epochs
+    actions = proto.datagram_received(lane_datagram("odds:soccer:epl", 4, "e2"), 7)
+    assert delivered(actions) == [("odds:soccer:epl", 4)] and not of_type(actions, Superseded)
+    # unsubscribe goes to the lane
+    (unsub,) = of_type(proto.unsubscribe(["odds:soccer:*"], 8), SendFrame)
+    assert unsub.frame == {"op": "unsubscribe", "channels": ["odds:soccer:*"], "lane": "datagram"}
+
+
+def test_datagram_lane_rules_are_checked_before_connecting() -> None:
+    with pytest.raises(RequestError, match="WebTransport"):
+        make(["odds:x"], wire="ws", lane="datagram")
+    with pytest.raises(RequestError, match="odds"):
+        make(["game:crash"], wire="wt", lane="datagram")
+    with pytest.raises(RequestError, match="since"):
+        make(["odds:x"], wire="wt", lane="datagram",
+             since=encode_positions({"odds:x": Position("e1", 3)}))
+    with pytest.raises(ValueError):
+        make(["odds:x"], wire="wt", lane="sideways")
+    stream = make(["odds:x"], wire="wt")
+    assert stream.datagram_received(lane_datagram("odds:x", 1), 0) == []  # not on the lane

@@ -75,3 +75,14 @@ def test_since_and_from_start_exclude_each_other(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         build_parser().parse_args(["tail", "game:crash", "--since", "x", "--from-start"])
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_resume_command_keeps_the_webtransport_options() -> None:
+    args = build_parser().parse_args([
+        "tail", "odds:*", "--transport", "wt", "--webtransport-url", "https://h:4433/v1/wt",
+        "--ca", "/etc/ca.pem", "--cert-hash", "served",
+    ])
+    assert shlex.split(resume_command(args, "T"))[3:] == [
+        "--transport", "wt", "--webtransport-url", "https://h:4433/v1/wt", "--ca", "/etc/ca.pem",
+        "--cert-hash", "served", "--since", "T",
+    ]
