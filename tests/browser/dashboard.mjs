@@ -253,12 +253,30 @@ try {
   // The page counts a message as missed when the hub accepted it before this page's resuming
   // subscribe: every message the hub replayed (its own counter; this page is its only client),
   // plus the few that were in flight at that instant and so arrived on the live path.
-  const replayed = await page.evaluate(async () => {
-    const text = await (await fetch('/metrics')).text();
-    return Number(/^wagerwire_replayed_total (\d+)/m.exec(text)[1]);
+  // Both counters move while the replay is under way (the hub counts a page when it queues
+  // it, the page when it has received and rendered it): one reading can catch the page
+  // behind the hub. So both are read until they agree and have stopped moving (three
+  // identical readings in a row), within a bounded wait; the last reading is reported.
+  const readCounts = () => page.evaluate(async () => {
+    const text = await (await fetch('/metrics', { cache: 'no-store' })).text();
+    return {
+      replayed: Number(/^wagerwire_replayed_total (\d+)/m.exec(text)[1]),
+      shown: Number(document.querySelector('#resume-note')?.dataset.count || 0),
+    };
   });
-  const shown = Number(await page.getAttribute('#resume-note', 'data-count'));
-  check('resume_count_matches_hub', shown >= replayed && shown <= replayed + 10, { shown, replayed });
+  const settleBy = Date.now() + 30000;
+  let counts = await readCounts();
+  let same = 0;
+  let agreed = false;
+  while (Date.now() < settleBy) {
+    await page.waitForTimeout(250);
+    const next = await readCounts();
+    same = next.shown === counts.shown && next.replayed === counts.replayed ? same + 1 : 0;
+    counts = next;
+    agreed = counts.shown >= counts.replayed && counts.shown <= counts.replayed + 10;
+    if (agreed && same >= 2) break;
+  }
+  check('resume_count_matches_hub', agreed && same >= 2, { ...counts, stable_readings: same + 1 });
   await page.waitForTimeout(500);
   await shot('dashboard-resumed-1280x800.png');
   // While the hub was down, only the refused connections themselves may be logged.

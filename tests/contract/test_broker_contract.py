@@ -373,3 +373,14 @@ async def test_subscribe_and_unsubscribe_are_accepted(broker_factory: BrokerFact
     await publish(broker, store, "a")
     await broker.unsubscribe("a")
     assert recorder.offsets("a") == [1]
+
+
+async def test_latest_is_at_least_the_delivered_position(broker_factory: BrokerFactory) -> None:
+    store = FakeStore()
+    broker = await broker_factory(Recorder(store))
+    assert await broker.latest("nothing-yet") is None
+    for n in range(3):
+        await publish(broker, store, "l", n)
+    position = broker.position("l")
+    assert position is not None and position.offset == 3
+    assert await broker.latest("l") == position

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -691,22 +692,37 @@ async def test_limits_hold_across_a_reconnect_storm(hub: Any) -> None:
 
 
 async def test_rest_rate_trips_at_60_per_minute_and_recovers(hub: Any) -> None:
+    """The plan's bucket holds 60 and refills one a second. However slow the machine, the
+    first 60 requests pass and the first refusal comes once the bucket is dry, with
+    Retry-After 1; refills during the run may let through one more per elapsed second (an
+    upper bound from the measured time: nothing here asserts speed). After Retry-After, a
+    request passes again, and the bucket is dry again soon after."""
     headers = bearer(hub.keys.key["rest60"])
     async with http_client(hub) as http:
         started = time.monotonic()
-        codes = [(await http.get("/v1/channels", headers=headers)).status_code
-                 for _ in range(60)]
-        over = await http.get("/v1/channels", headers=headers)
+        ok, refused = await _until_refused(http, headers)
         elapsed = time.monotonic() - started
-        assert codes == [200] * 60
-        assert elapsed < 1.0, f"60 requests took {elapsed:.2f} s: the bucket refilled"
-        assert (over.status_code, over.json()["error"]["code"]) == (429, "rate_limited")
-        assert over.headers["Retry-After"] == "1"
-        await asyncio.sleep(1.05)
-        assert (await http.get("/v1/channels", headers=headers)).status_code == 200
-        assert (await http.get("/v1/channels", headers=headers)).status_code == 429
+        assert 60 <= ok <= 60 + math.ceil(elapsed), (ok, elapsed)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (429, "rate_limited")
+        assert refused.headers["Retry-After"] == "1"  # under one token short: within 1 s
         # the public paths are not counted
         assert (await http.get("/healthz", headers=headers)).status_code == 200
+        started = time.monotonic()
+        await asyncio.sleep(float(refused.headers["Retry-After"]) + 0.05)
+        ok, refused = await _until_refused(http, headers)
+        elapsed = time.monotonic() - started
+        assert 1 <= ok <= math.ceil(elapsed), (ok, elapsed)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (429, "1")
+
+
+async def _until_refused(http: httpx.AsyncClient, headers: dict[str, str]
+                         ) -> tuple[int, httpx.Response]:
+    """GET /v1/channels until a request is refused: (requests that passed, the refusal)."""
+    for ok in range(1000):
+        r = await http.get("/v1/channels", headers=headers)
+        if r.status_code != 200:
+            return ok, r
+    raise AssertionError("1000 requests passed: the rate limit never tripped")
 
 
 async def test_stream_token_requests_trip_at_the_daily_number(hub: Any) -> None:

@@ -383,13 +383,11 @@ async def test_forbidden_channel_is_a_typed_error_with_one_attempt(
     async with proxy_to(server) as proxy:
         async with Client(proxy.url, key=free, transport=transport) as client:  # type: ignore[arg-type]
             sub = client.subscribe(["game:crash", "game:slot"])
-            t = time.monotonic()
             with pytest.raises(ForbiddenError, match="game:slot"):
                 async for _ in sub:
                     pass
-            took = time.monotonic() - t
             await asyncio.sleep(1.5)  # would a retry loop have come back by now? (backoff ≤ 1 s)
-        assert took < 2.0
+        # refused at once: one stream attempt, no retry (counted, not timed)
         assert proxy.count(path) == 1
         assert proxy.count("/v1/tokens") == 1
         assert client.counters.reconnects == 0

@@ -1,16 +1,19 @@
 """Hostile anonymous clients against a real server (issue 13): what one request may cost the
 loop, what memory a client may pin, who may publish, and what credentials a URL may carry.
 
-A neighbour pings throughout and its round trips are the measure of the loop's stalls.
+What a hostile request costs is measured in the server's CPU time (load-independent); a
+neighbour pings throughout and must keep being answered (its round trips are printed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,14 +32,23 @@ async def _ping_loop(ws: ClientConnection, stop: asyncio.Event, rtts: list[float
         await asyncio.sleep(0.005)
 
 
-def _assert_no_stall(rtts: list[float]) -> None:
-    """No ping waited long, and the waits past 20 ms (scheduling noise on a shared machine
-    is below that) add up to little: on main, 3.2 s and 25 s (8.6 s for the URL case)."""
+def _cpu_seconds(server: Any) -> float:
+    """CPU time the server process has used (user + system, every thread): what the hostile
+    requests cost it, whatever else the machine is doing (wall-clock times are not)."""
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _assert_cheap(rtts: list[float], cpu: float) -> None:
+    """The refusals cost the server little CPU: a neighbour on one event loop cannot be
+    stalled longer than the server computed (on main the refusals stalled it 3.2 s and 25 s,
+    8.6 s for the URL case: seconds of CPU). The neighbour kept being answered throughout;
+    its round trips are printed, not asserted (a loaded machine delays them anyway)."""
     stall = sum(r - 0.02 for r in rtts if r > 0.02)
     print(f"neighbour: {len(rtts)} pings, max {max(rtts) * 1000:.1f} ms, "
-          f"stall {stall * 1000:.1f} ms")
-    assert max(rtts) < 0.2, (max(rtts), stall)
-    assert stall < 0.2, (max(rtts), stall)
+          f"stall {stall * 1000:.1f} ms; server CPU {cpu * 1000:.0f} ms")
+    assert len(rtts) >= 2, rtts
+    assert cpu < 1.0, (cpu, max(rtts), stall)
 
 
 async def test_huge_subscribe_frames_are_refused_without_stalling_a_neighbour(
@@ -54,15 +66,17 @@ async def test_huge_subscribe_frames_are_refused_without_stalling_a_neighbour(
         pinger = asyncio.create_task(_ping_loop(neighbour, stop, rtts))
         await asyncio.sleep(0.1)
         errors = []
+        cpu = _cpu_seconds(server)
         for _ in range(20):
             await hostile.send(frame)
             errors.append(json.loads(await asyncio.wait_for(hostile.recv(), 30)))
+        cpu = _cpu_seconds(server) - cpu
         await asyncio.sleep(0.1)
         stop.set()
         await pinger
     assert {e["op"] for e in errors} == {"error"}
     assert {e["code"] for e in errors} == {"too_many_channels"}
-    _assert_no_stall(rtts)
+    _assert_cheap(rtts, cpu)
 
 
 # The hostile client runs in a process of its own: building 56 KB URLs costs the client
@@ -97,17 +111,19 @@ async def test_huge_url_subscriptions_are_refused_cheaply(server: Any) -> None:
         rtts: list[float] = []
         pinger = asyncio.create_task(_ping_loop(neighbour, stop, rtts))
         await asyncio.sleep(0.1)
+        cpu = _cpu_seconds(server)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _URL_CLIENT, server.url, server.ws_url,
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        cpu = _cpu_seconds(server) - cpu
         await asyncio.sleep(0.1)
         stop.set()
         await pinger
     assert proc.returncode == 0
     assert {tuple(c) for c in json.loads(out)} == {(400, "too_many_channels")}
-    _assert_no_stall(rtts)
+    _assert_cheap(rtts, cpu)
 
 
 def _rss_mib(server: Any) -> float:

@@ -343,9 +343,10 @@ async def test_slowloris_heads_get_408_within_the_header_timeout(timed: ServerPr
     the whole head has taken longer than the header timeout."""
     results = await asyncio.gather(*(_slowloris(timed, 0.3, 40) for _ in range(200)))
     for elapsed, answer in results:
-        # The trickle would go on for 12 s; the slack over the timeout is for 200 connects
-        # and the once-a-second sweep on a loaded machine (it failed once at + 2.5 s).
-        assert HEAD_TIMEOUT * 0.9 <= elapsed < HEAD_TIMEOUT + 6, elapsed
+        # Not before the timeout. No upper bound on the wall clock (a loaded machine delays
+        # 200 connects and the once-a-second sweep): the trickle would complete the head
+        # after 12 s, so a 408 (not an answer to the request) is the timeout's doing.
+        assert HEAD_TIMEOUT * 0.9 <= elapsed, elapsed
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert json.loads(body)["error"]["code"] == "request_timeout"
@@ -504,6 +505,7 @@ def _unfinished_header(port: int, size: int) -> tuple[float, bytes]:
 async def test_a_header_that_never_ends_is_refused_by_its_size(hub: ServerProcess) -> None:
     """httptools buffers an unfinished header value itself; the front door counts the bytes
     and answers 431 long before the header timeout (10 s), instead of buffering them all."""
-    elapsed, answer = await asyncio.to_thread(_unfinished_header, hub.port, 8 * 1024 * 1024)
+    _, answer = await asyncio.to_thread(_unfinished_header, hub.port, 8 * 1024 * 1024)
+    # 431, refused by its size: the header timeout would have answered 408 (not timed: the
+    # code says which limit refused it, however slow the machine)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
-    assert elapsed < 8, elapsed

@@ -21,6 +21,7 @@ import pytest
 from wsutil import collect_messages, publish_many, subscribe
 
 from servers import PrometheusServer, prometheus_bin
+from wagerwire.observability.histogram import LATENCY_BUCKETS
 
 SUBSCRIBERS = 20
 MESSAGES = 200
@@ -105,13 +106,19 @@ async def load(node: Any) -> None:
 async def test_prometheus_scrapes_plausible_histograms_after_a_known_load(
     node: Any, prometheus: PrometheusServer
 ) -> None:
+    started = time.monotonic()
     await load(node)
+    # Every latency observed happened within the load: its quantiles lie at most in the
+    # bucket that holds the load's own duration (a bound from this run, not a speed claim:
+    # it still catches milliseconds reported as seconds on a quick run).
+    took = time.monotonic() - started
+    ceiling = min((b for b in LATENCY_BUCKETS if b >= took), default=LATENCY_BUCKETS[-1])
     assert wait_for(prometheus, 'up{job="wagerwire"}', 1) == 1
     wait_for(prometheus, "wagerwire_publish_durable_seconds_count", MESSAGES)
     assert scalar(prometheus, "wagerwire_published_total") == MESSAGES
-    # accepted -> durable: SQLite with fsync commits in milliseconds, not seconds
+    # accepted -> durable, in seconds
     p99 = scalar(prometheus, "histogram_quantile(0.99, wagerwire_publish_durable_seconds_bucket)")
-    assert p99 is not None and 0 < p99 < 2.5
+    assert p99 is not None and 0 < p99 <= ceiling, (p99, took)
     # store commit batches: every message committed, in at most one batch each
     assert scalar(prometheus, "wagerwire_store_commit_batch_messages_sum") == MESSAGES
     batches = scalar(prometheus, "wagerwire_store_commit_batch_messages_count")
@@ -124,7 +131,7 @@ async def test_prometheus_scrapes_plausible_histograms_after_a_known_load(
         assert flushes is not None and 1 <= flushes <= MESSAGES, (transport, flushes)
         p99 = scalar(prometheus, "histogram_quantile(0.99, "
                      f"wagerwire_fanout_latency_seconds_bucket{sel})")
-        assert p99 is not None and 0 < p99 < 1.0, (transport, p99)
+        assert p99 is not None and 0 < p99 <= ceiling, (transport, p99, took)
     # messages per transport: every live copy, counted per run of subscribers
     assert scalar(prometheus, 'wagerwire_messages_delivered_total{transport="ws"}') == (
         SUBSCRIBERS * MESSAGES)

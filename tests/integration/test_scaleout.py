@@ -79,6 +79,10 @@ class Subscriber:
                         if self._complete(want()):
                             await ws.close()
                             return
+                    elif frame["op"] == "error":  # e.g. a refused resume: fail, never hang
+                        raise AssertionError(
+                            f"node {self.node} (resumes {self.resumes}) sent {frame}"
+                        )
             except (ConnectionClosed, OSError):
                 pass
             if self._complete(want()):
@@ -127,8 +131,13 @@ async def finish(
     timeout: float,
 ) -> None:
     """Wait for every subscriber to complete; on timeout, say who is missing what."""
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    # FIRST_EXCEPTION: a subscriber that failed (an error frame) fails the test at once.
+    done, pending = await asyncio.wait(tasks, timeout=timeout,
+                                       return_when=asyncio.FIRST_EXCEPTION)
     for task in done:
+        if task.exception() is not None:
+            for other in pending:
+                other.cancel()
         task.result()
     if pending:
         lines = []

@@ -76,16 +76,20 @@ async def test_stream_rest_and_token_limits_hold_across_two_nodes(
                  for n in (a, b, a, b)]
         assert codes == [200, 200, 200, 429]
         # REST 60 per minute across both nodes (the token posts above took 4); the bucket
-        # refills one a second meanwhile, so a loaded machine may see a few more pass.
+        # refills one a second meanwhile, so a loaded machine may see one more pass per
+        # elapsed second: requests go on until the first refusal, however long that takes
+        # (nothing here asserts speed), and the count is bounded by the measured time.
         ok = 0
-        for i in range(70):
+        for i in range(1000):
             node = a if i % 2 else b
             r = await http.get(node.url + "/v1/channels", headers=auth)
             if r.status_code != 200:
                 break
             ok += 1
         elapsed = time.monotonic() - started
-        assert r.status_code == 429 and float(r.headers["retry-after"]) >= 1
+        assert r.status_code == 429, (ok, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "rate_limited"
+        assert r.headers["retry-after"] == "1"  # under one token short: within a second
         assert 56 <= ok <= 56 + math.ceil(elapsed), (ok, elapsed)
 
 

@@ -132,6 +132,14 @@ class MemoryBroker:
             return None
         return Position(state.epoch, state.delivered)
 
+    def knows_latest(self, channel: str) -> bool:
+        """True: every publish is delivered in this process."""
+        return True
+
+    async def latest(self, channel: str) -> Position | None:
+        """``position(channel)``: nothing is delivered anywhere else."""
+        return self.position(channel)
+
     async def subscribe(self, channel: str) -> None:
         """Nothing to do: every publish of this process is delivered to its hub."""
 

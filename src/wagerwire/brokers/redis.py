@@ -102,7 +102,7 @@ from wagerwire.brokers.inflight import IDEMPOTENCY_WINDOW_BYTES
 from wagerwire.brokers.redis_delivery import OrderedDelivery, read_stream
 from wagerwire.brokers.redis_link import RedisLink
 from wagerwire.brokers.redis_listener import FanoutListener
-from wagerwire.brokers.redis_records import decode_records, encode_record
+from wagerwire.brokers.redis_records import ChannelKeys, decode_records, encode_record
 from wagerwire.brokers.redis_writer import LeaseWriter
 from wagerwire.core.broker import BrokerHandler, PublishArgs
 from wagerwire.core.messages import Message, Position, PublishResult
@@ -250,6 +250,37 @@ class RedisBroker:
     def position(self, channel: str) -> Position | None:
         """The last position of ``channel`` delivered on this node."""
         return self.delivery.position(channel)
+
+    def knows_latest(self, channel: str) -> bool:
+        """False: another node's commit reaches this one through the fan-out, later (and not
+        at all for a channel nobody here listens to when listening per channel)."""
+        return False
+
+    async def latest(self, channel: str) -> Position | None:
+        """The channel's top in Redis (moved before any node delivers), else the store's.
+
+        A node listening per channel keeps no current position of channels nobody here
+        listens to, so a client's resume position is judged against this, not ``position``.
+        ``None`` when Redis and the store cannot tell now (then nothing is refused).
+        """
+        link = self.link
+        if link.redis is not None and link.cmd_ok:
+            meta = await link.quiet(link.redis.hmget(ChannelKeys(self.prefix, channel).meta,
+                                                     ["epoch", "top"]))
+            if meta is None:
+                return None
+            epoch, top = meta
+            if isinstance(epoch, bytes) and isinstance(top, bytes):
+                return Position(epoch.decode(), int(top)) if int(top) > 0 else None
+        if self.store is not None:  # Redis forgot the channel (restarted): the store has it
+            try:
+                info = await self.store.channel_info(channel)
+            except Exception:
+                log.exception("reading the position of %s from the store failed", channel)
+                return None
+            if info is not None and info.last_offset > 0:
+                return Position(info.epoch, info.last_offset)
+        return self.position(channel)
 
     async def subscribe(self, channel: str) -> None:
         """Listen to ``channel`` (when listening per channel) and catch up with Redis.

@@ -12,6 +12,7 @@ subscribers resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -71,6 +72,7 @@ class OrderedDelivery:
         self.store = store
         self.handler: BrokerHandler | None = None
         self.orders: dict[str, ChannelOrder[Held]] = {}
+        self._filled: dict[str, asyncio.Event] = {}  # set when the channel's fill ends
 
     def order(self, channel: str) -> ChannelOrder[Held]:
         """The delivery state of ``channel`` (made on first use)."""
@@ -114,6 +116,7 @@ class OrderedDelivery:
                 if pub is not None:  # another copy got there first (a fill)
                     pub.delivered_now()
             elif isinstance(action, StartFill):
+                self._filled.setdefault(channel, asyncio.Event()).clear()
                 self.link.spawn(self._fill(channel, order))
             else:
                 self._skip(channel, action.first, action.last)
@@ -149,6 +152,22 @@ class OrderedDelivery:
             ended = order.fill_ended()
         if not self.link.closed:
             self._run(channel, order, ended)
+        if not order.filling:
+            self._filled.pop(channel, asyncio.Event()).set()
+
+    async def caught_up(self, channel: str, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until no hole of ``channel`` is being filled:
+        everything up to the last top synced or offered is delivered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        order = self.orders.get(channel)
+        while order is not None and order.filling and not self.link.closed:
+            event = self._filled.setdefault(channel, asyncio.Event())
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), left)
 
     def _skip(self, channel: str, first: int, last: int) -> None:
         """History no longer has offsets ``first`` to ``last``: make subscribers resume (the

@@ -64,6 +64,9 @@ class FanoutListener:
                 await self._pubsub.subscribe(self._fanout(channel))
         with contextlib.suppress(*REDIS_ERRORS, Unavailable):
             await self.sync_channels([channel])
+        # The sync may have started filling up to Redis' top: positions and replays read
+        # after this return must see it (bounded: a fill retries while Redis is away).
+        await self.delivery.caught_up(channel, self.link.connect_timeout_s)
 
     async def unsubscribe(self, channel: str) -> None:
         """The last local subscriber of ``channel`` left: stop listening (per channel)."""

@@ -16,6 +16,8 @@ Contract (checked by ``tests/contract/test_broker_contract.py`` for every backen
 * ``persist`` may also have a ``soon(message, done)`` method (:class:`PersistSoon`): a broker
   may call it instead of awaiting ``persist(message)``; ``done(None)`` then means persisted and
   ``done(error)`` failed, as if ``persist`` had returned or raised ``error``.
+* ``latest`` is at least every position any node has delivered of the channel (a client may
+  hold a position another node delivered); ``position`` is the same when ``knows_latest``.
 * ``positions`` passed to ``start`` seed the offsets (the store's last positions), so a
   restarted node continues each channel in the same epoch.
 """
@@ -72,6 +74,14 @@ class Broker(Protocol):
 
     def position(self, channel: str) -> Position | None:
         """The newest position this node knows of ``channel``, ``None`` if it has none."""
+
+    def knows_latest(self, channel: str) -> bool:
+        """``position(channel)`` is never behind a position another node delivered (one
+        process); False when it may lag (a scale-out broker: ask ``latest``)."""
+
+    async def latest(self, channel: str) -> Position | None:
+        """The newest position of ``channel`` delivered on any node, or ``None`` if there is
+        none or it cannot be told now: what a client's resume position is judged against."""
 
     async def subscribe(self, channel: str) -> None:
         """This node has local subscribers to ``channel`` (a scale-out broker listens)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -621,6 +621,7 @@ class Hub:
         names = self.validate_subscription(channels, since, sink, max_channels)
         rate = check_rate(rate)
         since = since or {}
+        await self._check_resume_latest(names, since)
         replies: list[SubscribeReply] = []
         for name in names:
             if is_pattern(name):
@@ -695,16 +696,9 @@ class Hub:
                 f"a connection may hold at most {limit} channels; it has {len(current)} "
                 f"and asked for {len(new)} more"
             )
-        for name in names:
-            if not since:
-                break
-            if not is_pattern(name):
-                self._check_not_ahead(name, since.get(name))
-                continue
-            matcher = pattern_matcher(name)
-            for channel, pos in since.items():
-                if matcher.fullmatch(channel):
-                    self._check_not_ahead(channel, pos)
+        for channel, pos in _resumed(names, since):
+            if self.broker.knows_latest(channel):
+                _check_not_ahead(channel, pos, self.broker.position(channel))
         return names
 
     def check_channel_count(self, channels: object, max_channels: int | None = None) -> int:
@@ -725,14 +719,23 @@ class Hub:
                 )
         return limit
 
-    def _check_not_ahead(self, channel: str, pos: Position | None) -> None:
-        top = self.broker.position(channel)
-        if pos is not None and top is not None and pos.epoch == top.epoch:
-            if pos.offset > top.offset:
-                raise BadParameter(
-                    f"resume position {pos.offset} of {channel} is ahead of the channel "
-                    f"(latest offset {top.offset})"
-                )
+    async def _check_resume_latest(self, names: list[str], since: Mapping[str, Position]
+                                   ) -> None:
+        """Judge resume positions :meth:`validate_subscription` could not: on a scale-out
+        broker this node's position may lag behind a position another node delivered (or
+        not be kept at all for a channel nobody here listens to), so a resume position ahead
+        of it is checked against the channel's latest position anywhere before it is refused.
+
+        Raises:
+            BadParameter: nothing was subscribed.
+        """
+        broker = self.broker
+        for channel, pos in _resumed(names, since):
+            if broker.knows_latest(channel):
+                continue  # judged by validate_subscription
+            top = broker.position(channel)
+            if top is None or pos.epoch != top.epoch or pos.offset > top.offset:
+                _check_not_ahead(channel, pos, await broker.latest(channel))
 
     async def _subscribe_exact(
         self,
@@ -1070,6 +1073,31 @@ def check_rate(rate: Rate) -> Rate:
     if not (isinstance(delay, int) and 0 <= delay <= MAX_DELAY_MS):
         raise BadParameter(f"a delay must be from 0 to {MAX_DELAY_MS} ms")
     return rate
+
+
+def _resumed(names: list[str], since: Mapping[str, Position] | None
+             ) -> Iterator[tuple[str, Position]]:
+    """The (channel, resume position) pairs a subscription to ``names`` asks for."""
+    if not since:
+        return
+    for name in names:
+        if not is_pattern(name):
+            pos = since.get(name)
+            if pos is not None:
+                yield name, pos
+            continue
+        matcher = pattern_matcher(name)
+        for channel, pos in since.items():
+            if matcher.fullmatch(channel):
+                yield channel, pos
+
+
+def _check_not_ahead(channel: str, pos: Position, top: Position | None) -> None:
+    if top is not None and pos.epoch == top.epoch and pos.offset > top.offset:
+        raise BadParameter(
+            f"resume position {pos.offset} of {channel} is ahead of the channel "
+            f"(latest offset {top.offset})"
+        )
 
 
 def _validate_names(channels: Iterable[object]) -> list[str]:
