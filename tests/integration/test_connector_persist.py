@@ -5,13 +5,11 @@ their saved position with no duplicate, and stay removed once removed; SQLite an
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,19 +26,11 @@ from connector_harness import (
 )
 
 from serverproc import WAGERWIRE, ServerProcess
-from servers import PostgresServer, postgres_bin
+from servers import PostgresServer, RedisServer, postgres_server, redis_server
+
+__all__ = ["postgres_server", "redis_server"]
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (make system-deps)")
-    server = PostgresServer(tmp_path / "pg").start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def _admin_key(store: str) -> str:
@@ -50,7 +40,7 @@ def _admin_key(store: str) -> str:
     return str(json.loads(done.stdout)["key"])
 
 
-def _downstream(tmp_path: Path, store: str | None) -> ServerProcess:
+def _downstream(tmp_path: Path, store: str | None, extra: tuple[str, ...] = ()) -> ServerProcess:
     work = tmp_path / "down"
     work.mkdir(exist_ok=True)
     config = work / "sources.toml"
@@ -58,7 +48,7 @@ def _downstream(tmp_path: Path, store: str | None) -> ServerProcess:
     config.write_text("connector_checkpoint = 0.5\n" + toml_sources([{
         "name": "cfg", "url": "http://127.0.0.1:9", "dialect": "native",
         "options": {"min_backoff": 5.0, "max_backoff": 5.0}}]))
-    args = ["--config", str(config)] + (["--store", store] if store else [])
+    args = ["--config", str(config), *(["--store", store] if store else []), *extra]
     return ServerProcess(work, args)
 
 
@@ -128,6 +118,38 @@ def test_a_source_added_at_run_time_survives_restarts_sqlite(tmp_path: Path) -> 
 
 
 def test_a_source_added_at_run_time_survives_restarts_postgres(
-    tmp_path: Path, own_postgres: PostgresServer,
+    tmp_path: Path, postgres_server: PostgresServer,
 ) -> None:
-    _scenario(tmp_path, own_postgres.url() + f"?schema=s{uuid.uuid4().hex[:8]}")
+    _scenario(tmp_path, postgres_server.url() + f"?schema=s{uuid.uuid4().hex[:8]}")
+
+
+def test_with_two_workers_one_runs_the_stored_source_whichever_answered(
+    tmp_path: Path, postgres_server: PostgresServer, redis_server: RedisServer,
+) -> None:
+    store = postgres_server.url() + f"?schema=s{uuid.uuid4().hex[:8]}"
+    broker = f"{redis_server.url}?prefix=p{uuid.uuid4().hex[:8]}"
+    up = upstream(tmp_path)
+    down = _downstream(tmp_path, store, ("--broker", broker, "--workers", "2"))
+    admin = {"Authorization": f"Bearer {_admin_key(store)}"}
+    fresh = httpx.Limits(max_keepalive_connections=0)  # requests spread over both workers
+    try:
+        down.start(0)
+        with httpx.Client(timeout=10, limits=fresh, headers=admin) as client:
+            added = client.post(f"{down.url}/v1/sources", json={
+                "name": "eu", "url": up.url, "dialect": "native",
+                "subscriptions": ["game:crash"], "options": {"max_backoff": 1.0}})
+            assert added.status_code == 201, added.text
+            wait_until(lambda: last_index(down.url, "game:crash") >= 3, what="relayed rounds")
+            seen = [{r["name"] for r in client.get(f"{down.url}/v1/sources/health").json()[
+                "sources"]} for _ in range(20)]
+            assert {"cfg", "eu"} in seen  # worker 0 runs both
+            assert all(s in ({"cfg", "eu"}, set()) for s in seen)  # worker 1 runs none
+            _crash_rounds_are_whole(down.url)
+            assert client.delete(f"{down.url}/v1/sources/eu").status_code == 200
+            time.sleep(3.0)  # worker 0 follows the store within 2 s
+            relayed = len(_crash_rounds_are_whole(down.url))
+            time.sleep(1.5)
+            assert len(_crash_rounds_are_whole(down.url)) == relayed
+    finally:
+        down.kill()
+        up.kill()

@@ -23,7 +23,9 @@ def connectors_feature(settings: Settings, hub: Hub) -> Feature:
     sources = parse_sources(settings.sources)
     for config in sources:
         session_for(config)  # an unsupported dialect fails at start, not later
-    book = hub.store if isinstance(hub.store, SourceBook) else None  # sources added at run time
+    # Sources added at run time are kept in the store (under the Redis broker's HistoryStore).
+    store = getattr(hub.store, "inner", hub.store)
+    book = store if isinstance(store, SourceBook) else None
     manager = ConnectorManager(hub, sources, session_for, book=book,
                                runs=settings.run_connectors,
                                checkpoint_s=settings.connector_checkpoint)
