@@ -439,12 +439,16 @@ class ConnectorManager:
 
         Raises:
             NotFound: no source of that name.
+            BadParameter: a configured source this manager does not run (``runs=False``).
         """
         async with self._lock:
             dropped = self.book is not None and await self.book.drop_source(name)
             self._stored.discard(name)
             if name in self.connectors:
                 await self.remove(name)
+            elif not dropped and name in self._configured_names:
+                raise BadParameter(f"source {name} is in [[sources]] and runs in another "
+                                   "process (worker 0): stop it there or edit the config")
             elif not dropped:
                 raise NotFound(f"no source named {name}")
 

@@ -103,15 +103,17 @@ async def test_config_names_win_over_stored_ones() -> None:
 
 async def test_a_manager_that_does_not_run_only_writes_the_book_and_the_runner_follows() -> None:
     book = Book()
-    runner = _manager(book)
-    other = _manager(book, runs=False)  # worker 1 of --workers 2
+    runner = _manager(book, [_source("cfg")])
+    other = _manager(book, [_source("cfg")], runs=False)  # worker 1 of --workers 2
     task, idle = await _running(runner), await _running(other)
+    with pytest.raises(BadParameter, match="worker 0"):
+        await other.delete("cfg")
     await other.create(_source("eu"))
     assert other.connectors == {} and "eu" in book.rows
     await asyncio.sleep(0.1)
-    assert set(runner.connectors) == {"eu"}
+    assert set(runner.connectors) == {"cfg", "eu"}
     await other.delete("eu")
     await asyncio.sleep(0.1)
-    assert runner.connectors == {} and book.rows == {}
+    assert set(runner.connectors) == {"cfg"} and book.rows == {}
     await _stop(task)
     await _stop(idle)
