@@ -398,7 +398,7 @@ def _sources_parser(sub: Any) -> None:
     ss = s.add_subparsers(dest="sources_command", required=True)
     ls = ss.add_parser("list", help="every source with its health")
     ls.add_argument("--json", action="store_true", help="print the raw JSON")
-    a = ss.add_parser("add", help="start a source (until the node stops)")
+    a = ss.add_parser("add", help="start a source (kept in the store: it starts again with the node)")
     a.add_argument("name", help="1-40 of [a-z0-9_.-]")
     a.add_argument("source_url", metavar="URL", help="the upstream's base URL")
     a.add_argument("--dialect", required=True, help="native, trackersino, datastream, …")

@@ -72,6 +72,10 @@ class Settings:
     stake_origins: list[str] = field(default_factory=list)  # [] = the Stake dialect's default
     sources: list[dict[str, Any]] = field(default_factory=list)  # [[sources]]: connectors
     connector_checkpoint: float = 1.0  # seconds between saves of a connector's position
+    # Whether this process runs the connectors (configured and stored). --workers N sets it
+    # false on workers > 0; on a hub of several nodes, false on all nodes but one keeps
+    # one runner per source (the others still accept `sources add|remove`).
+    run_connectors: bool = True
     # TLS on the TCP listener (https://, wss://); TOML may group them as [tls] cert = … .
     tls_cert: str = ""  # PEM certificate chain (leaf first); may also hold the key
     tls_key: str = ""  # PEM private key, unencrypted

@@ -187,6 +187,16 @@ try {
   check('hub_nodes', nodes.length === 1 && nodes[0].state === 'up' && nodes[0].cells[0].includes('(this page)')
     && nodes[0].cells[3] === 'memory ok' && nodes[0].cells[4] === 'sqlite ok', nodes);
 
+  // The Sources table: the configured upstream source (the hub relaying a quiet channel of
+  // itself) shows with its dialect and state, from /v1/sources/health (polled every 2 s).
+  await page.waitForSelector('#sources tbody tr[data-source="self"][data-state="connected"]', { timeout: 20000 })
+    .catch(() => null);
+  const sources = await page.evaluate(() => Array.from(document.querySelectorAll('#sources tbody tr')).map((r) => ({
+    source: r.dataset.source, state: r.dataset.state, cells: Array.from(r.cells).map((c) => c.textContent),
+  })));
+  check('sources_table', sources.length === 1 && sources[0].source === 'self' && sources[0].state === 'connected'
+    && sources[0].cells[0] === 'self' && sources[0].cells[1] === 'native' && sources[0].cells[2] === 'connected', sources);
+
   // -- keyboard: every control is reachable with Tab and shows a focus ring -----------------
   await page.focus('a.skip');
   const tabbed = [];

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from serverproc import ROOT, ServerProcess
+from servers import free_port
 from wagerwire.dashboard.routes import ASSETS
 
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -144,9 +145,17 @@ def test_dashboard_assets_are_public_and_local(server: ServerProcess) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_dashboard_in_chromium(server_factory: Any) -> None:
+def test_dashboard_in_chromium(server_factory: Any, tmp_path: Path) -> None:
     browser_ready()
-    srv: ServerProcess = server_factory(["--demo", "--demo-speed", "10"])
+    # One configured upstream source for the Sources table: the hub itself, relaying a
+    # channel nobody publishes (connected, and nothing relayed into what the page checks).
+    port = free_port()
+    config = tmp_path / "sources.toml"
+    config.write_text(
+        f'[[sources]]\nname = "self"\nurl = "http://127.0.0.1:{port}"\ndialect = "native"\n'
+        'subscriptions = ["quiet:nothing"]\noptions = { max_backoff = 1.0 }\n')
+    srv: ServerProcess = server_factory(["--demo", "--demo-speed", "10", "--port", str(port),
+                                         "--config", str(config)])
     script = Script(srv.url)
     try:
         obj = script.until("await", 90)
@@ -168,7 +177,7 @@ def test_dashboard_in_chromium(server_factory: Any) -> None:
                  "double_colours", "slot_reels", "histogram_and_stats", "verify_valid",
                  "events_listed", "odds_best_highlighted", "implied_probabilities",
                  "arbitrage_flag_consistent", "hub_panel", "hub_server_panel", "hub_nodes",
-                 "keyboard_navigation",
+                 "sources_table", "keyboard_navigation",
                  "phone_no_horizontal_scroll", "no_console_errors", "no_foreign_requests",
                  "shows_reconnecting", "reconnect_countdown", "resumed_after_restart",
                  "rounds_continue_without_gap", "resume_count_matches_hub",

@@ -3,9 +3,11 @@
 * ``GET /v1/sources/health`` — per source: state, last message age, lag, counters.
 * ``GET /v1/sources`` (admin) — every source with its settings (credentials masked).
 * ``POST /v1/sources`` (admin) — start a source (body: one ``[[sources]]`` entry as JSON).
-  Sources added this way run until the node stops; ``[[sources]]`` in the config file is the
-  durable way. Their resume positions are saved in the store either way.
-* ``DELETE /v1/sources/{name}`` (admin) — stop a source.
+  It is saved in the node's store (credentials included, masked in listings) and started
+  again when the node restarts; a name ``[[sources]]`` of the config has is refused (422).
+  Resume positions are saved in the store for every source.
+* ``DELETE /v1/sources/{name}`` (admin) — stop a source; one added at run time is deleted
+  from the store too, a configured one starts again with the node.
 
 The manager is ``Services.extra["connectors"]`` (set by the composition root); without it
 (no ``[[sources]]`` feature) the routes answer 404.
@@ -40,9 +42,9 @@ class Manager(Protocol):
 
     def health(self) -> list[dict[str, Any]]: ...
 
-    def add(self, config: SourceConfig) -> Any: ...
+    async def create(self, config: SourceConfig) -> None: ...
 
-    async def remove(self, name: str) -> None: ...
+    async def delete(self, name: str) -> None: ...
 
 
 class SourceIn(BaseModel):
@@ -99,7 +101,7 @@ async def add_source(request: Request, svc: Annotated[Services, Depends(services
     manager = _manager(svc)
     body = await parse_json_body(request, SourceIn)
     config = parse_source(body.model_dump())
-    manager.add(config)
+    await manager.create(config)
     return JsonResponse({"source": config.public()}, status_code=201)
 
 
@@ -108,5 +110,5 @@ async def remove_source(svc: Annotated[Services, Depends(services)],
                         who: Annotated[Identity, Depends(caller)],
                         name: Annotated[str, Path(max_length=40)]) -> Response:
     _admin(who)
-    await _manager(svc).remove(name)
+    await _manager(svc).delete(name)
     return JsonResponse({"name": name, "removed": True})

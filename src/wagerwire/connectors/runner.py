@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import orjson
@@ -33,16 +33,17 @@ from wagerwire.connectors.model import (
     idempotency_key,
     read_cursor,
 )
-from wagerwire.connectors.sources import SourceConfig
+from wagerwire.connectors.sources import SourceConfig, parse_source
 from wagerwire.core.hub import Hub
 from wagerwire.errors import BadParameter, NotFound, WagerwireError
 from wagerwire.types import Json, now_ms
 
-__all__ = ["Connector", "ConnectorManager", "SessionEnded", "SourceRefused"]
+__all__ = ["Connector", "ConnectorManager", "SessionEnded", "SourceBook", "SourceRefused"]
 
 log = logging.getLogger("wagerwire.connectors")
 
 CHECKPOINT_S = 1.0
+SYNC_S = 2.0  # seconds between re-reads of the stored sources
 MAX_IN_FLIGHT = 512  # submitted publications not yet durable, per connector
 
 
@@ -311,8 +312,30 @@ class Connector:
                 self.cursor = {}
 
 
+@runtime_checkable
+class SourceBook(Protocol):
+    """Where sources added at run time are kept (the node's store: SQLite or PostgreSQL,
+    table ``sources``); entries are :meth:`SourceConfig.to_json` as JSON text."""
+
+    async def source_entries(self) -> dict[str, str]: ...
+
+    async def put_source(self, name: str, entry: str) -> None: ...
+
+    async def drop_source(self, name: str) -> bool: ...
+
+
 class ConnectorManager:
-    """Every connector of one node; the admin REST route adds and removes them."""
+    """Every connector of one node; the admin REST route adds and removes them.
+
+    With a ``book`` (the store), sources added at run time are saved there and started again
+    on the next start; removing one deletes it. ``[[sources]]`` of the config stay
+    authoritative for their names: a stored entry of the same name is ignored (and deleted,
+    with a warning) and adding one at run time is refused. While running, the manager
+    re-reads the book every ``sync_s`` seconds and starts or stops the stored sources to
+    match it (what another worker or node of a shared PostgreSQL store added or removed).
+    A manager with ``runs=False`` (workers other than 0 of ``--workers N``) runs nothing:
+    it only writes the book, and the running worker picks the change up.
+    """
 
     def __init__(
         self,
@@ -321,26 +344,113 @@ class ConnectorManager:
         session_for: Callable[[SourceConfig], Session],
         *,
         checkpoint_s: float = CHECKPOINT_S,
+        book: SourceBook | None = None,
+        runs: bool = True,
+        sync_s: float = SYNC_S,
     ) -> None:
         self.hub = hub
         self.session_for = session_for
         self.checkpoint_s = checkpoint_s
+        self.book = book
+        self.runs = runs
+        self.sync_s = sync_s
         self.connectors: dict[str, Connector] = {}
         self._orders: dict[str, dict[str, int]] = {}  # failover group -> channel -> index
         self._configured = list(sources)
+        self._configured_names = frozenset(c.name for c in self._configured)
+        self._stored: set[str] = set()  # names running from the book
+        self._lock = asyncio.Lock()
         self._running = False
 
     async def run(self, publisher: Any) -> None:
-        """A node source: start the configured connectors, stop them all when cancelled."""
+        """A node source: start the configured connectors and the stored ones, keep the
+        stored ones in step with the book, stop them all when cancelled."""
+        if not self.runs:
+            await asyncio.Event().wait()
         self._running = True
         for config in self._configured:
             self.add(config)
         try:
-            await asyncio.Event().wait()
+            while True:
+                if self.book is not None:
+                    try:
+                        await self.sync()
+                    except WagerwireError as exc:  # the store is down: try again later
+                        log.warning("cannot read the stored sources: %s", exc)
+                    except Exception:
+                        log.exception("cannot sync the stored sources")
+                await asyncio.sleep(self.sync_s if self.book is not None else 3600.0)
         finally:
             self._running = False
             await asyncio.gather(*(c.stop() for c in self.connectors.values()),
                                  return_exceptions=True)
+
+    async def sync(self) -> None:
+        """Start the stored sources not running here, stop those no longer stored."""
+        assert self.book is not None
+        async with self._lock:
+            entries = await self.book.source_entries()
+            for name, entry in entries.items():
+                if name in self._configured_names:
+                    log.warning("stored source %s is ignored: [[sources]] configures that name;"
+                                " its stored entry is deleted", name)
+                    await self.book.drop_source(name)
+                    continue
+                if name in self.connectors:
+                    continue
+                try:
+                    config = parse_source(orjson.loads(entry))
+                except (orjson.JSONDecodeError, BadParameter) as exc:
+                    log.warning("stored source %s is ignored: %s", name, exc)
+                    continue
+                self.add(config)
+                self._stored.add(name)
+            for name in sorted(self._stored - set(entries)):
+                self._stored.discard(name)
+                connector = self.connectors.pop(name, None)
+                if connector is not None:
+                    await connector.stop()
+
+    async def create(self, config: SourceConfig) -> None:
+        """Add a source at run time: saved in the book (when there is one), then started.
+
+        Raises:
+            BadParameter: a source of that name exists already, or ``[[sources]]`` has it.
+        """
+        if config.name in self._configured_names:
+            raise BadParameter(f"a source named {config.name} exists already "
+                               "(in [[sources]] of the config)")
+        async with self._lock:
+            if config.name in self.connectors:
+                raise BadParameter(f"a source named {config.name} exists already")
+            if self.book is None:
+                self.add(config)
+                return
+            if config.name in await self.book.source_entries():
+                raise BadParameter(f"a source named {config.name} exists already")
+            await self.book.put_source(config.name, orjson.dumps(config.to_json()).decode())
+            if self.runs:
+                self.add(config)
+                self._stored.add(config.name)
+
+    async def delete(self, name: str) -> None:
+        """Remove a source at run time: deleted from the book, stopped. A configured source
+        is only stopped: it starts again with the node (the config is its home).
+
+        Raises:
+            NotFound: no source of that name.
+            BadParameter: a configured source this manager does not run (``runs=False``).
+        """
+        async with self._lock:
+            dropped = self.book is not None and await self.book.drop_source(name)
+            self._stored.discard(name)
+            if name in self.connectors:
+                await self.remove(name)
+            elif not dropped and name in self._configured_names:
+                raise BadParameter(f"source {name} is in [[sources]] and runs in another "
+                                   "process (worker 0): stop it there or edit the config")
+            elif not dropped:
+                raise NotFound(f"no source named {name}")
 
     def add(self, config: SourceConfig) -> Connector:
         """Start a connector for ``config``.

@@ -6,7 +6,9 @@ listening socket has ``SO_REUSEPORT`` set, so the kernel spreads incoming connec
 the workers. Workers share nothing in memory: offsets, fan-out and history go through the
 Redis broker and the PostgreSQL store, which is why ``--workers`` above 1 without them is
 refused (``backends.check_workers`` explains). Only worker 0 runs the demo simulators (one
-simulated casino, not N) and the ``[[sources]]`` connectors.
+simulated casino, not N) and the upstream connectors (``[[sources]]`` and those added
+at run time, stored in PostgreSQL; the other workers' ``sources add|remove`` only write the
+store and worker 0 picks the change up within seconds).
 
 The supervisor restarts a worker that dies (with a pause if it dies within seconds of its
 start) and, on SIGTERM or SIGINT, passes SIGTERM on to every worker (each shuts down
@@ -66,7 +68,7 @@ def _worker(settings: Settings, features: FeaturesFactory | None, index: int) ->
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # server.run installs its own on the loop
     if index > 0:  # one simulated casino and one connector per source, not N
-        settings = dataclasses.replace(settings, demo=False, sources=[])
+        settings = dataclasses.replace(settings, demo=False, run_connectors=False)
     server.install_uvloop()
     code = asyncio.run(server.run(settings, with_readiness(features)))
     sys.stdout.flush()

@@ -578,6 +578,25 @@ class PostgresStore:
         rows = await self._fetch(_FIND_KEY, channel, key, since_ms)
         return _message(rows[0]) if rows else None
 
+    # -- upstream sources added at run time (connectors.runner.SourceBook) -----------------
+
+    async def source_entries(self) -> dict[str, str]:
+        """Every stored source: name -> its entry as JSON (credentials included)."""
+        rows = await self._fetch("SELECT name, entry FROM sources ORDER BY name")
+        return {name: entry for name, entry in rows}
+
+    async def put_source(self, name: str, entry: str) -> None:
+        """Store (or replace) the entry of source ``name``."""
+        await self._fetch(
+            "INSERT INTO sources (name, entry, updated_ms) VALUES ($1, $2, $3) "
+            "ON CONFLICT (name) DO UPDATE SET entry = excluded.entry, "
+            "updated_ms = excluded.updated_ms", name, entry, now_ms())
+
+    async def drop_source(self, name: str) -> bool:
+        """Forget source ``name``; whether it was stored."""
+        rows = await self._fetch("DELETE FROM sources WHERE name = $1 RETURNING name", name)
+        return bool(rows)
+
     async def explain(self) -> dict[str, str]:
         """The query plans of the history reads (for docs and the index test)."""
         queries = {

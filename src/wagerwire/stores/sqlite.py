@@ -615,5 +615,36 @@ class SqliteStore:
         return await self._read(query)
 
 
+    # -- upstream sources added at run time (connectors.runner.SourceBook) -----------------
+
+    async def source_entries(self) -> dict[str, str]:
+        """Every stored source: name -> its entry as JSON (credentials included)."""
+        return await self._read(
+            lambda conn: dict(conn.execute("SELECT name, entry FROM sources ORDER BY name"))
+        )
+
+    async def put_source(self, name: str, entry: str) -> None:
+        """Store (or replace) the entry of source ``name``."""
+        sql = ("INSERT INTO sources (name, entry, updated_ms) VALUES (?, ?, ?) "
+               "ON CONFLICT (name) DO UPDATE SET entry = excluded.entry, "
+               "updated_ms = excluded.updated_ms")
+        stamp = now_ms()
+
+        def run() -> None:
+            assert self._wconn is not None
+            self._wconn.execute(sql, (name, entry, stamp))
+
+        await self._submit(run)
+
+    async def drop_source(self, name: str) -> bool:
+        """Forget source ``name``; whether it was stored."""
+
+        def run() -> bool:
+            assert self._wconn is not None
+            return self._wconn.execute("DELETE FROM sources WHERE name = ?", (name,)).rowcount > 0
+
+        return bool(await self._submit(run))
+
+
 if TYPE_CHECKING:
     _conforms: Store = SqliteStore("conformance.db")
