@@ -244,6 +244,11 @@ try {
   check('shows_reconnecting', true, await page.textContent('#conn-text'));
   // Let the backoff grow past the restart time, so the hub publishes rounds this page misses.
   await page.waitForFunction(() => window.wagerwire.state.attempt >= 4, null, { timeout: 30000 });
+  // Between two waits the label says "reconnecting (attempt n)…" while a connect is tried;
+  // the countdown shows during the back-off wait, so read it once the page is waiting.
+  await page.waitForFunction(
+    () => /reconnecting in \d+ s \(attempt \d+\)/.test(document.querySelector('#conn-text')?.textContent || ''),
+    null, { timeout: 30000 }).catch(() => {});
   const countdown = await page.textContent('#conn-text');
   check('reconnect_countdown', /reconnecting in \d+ s \(attempt \d+\)/.test(countdown), countdown);
   await shot('dashboard-reconnecting-1280x800.png');
