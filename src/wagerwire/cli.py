@@ -101,6 +101,11 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--pusher-max-connections", type=int,
                    help="Pusher connections this node accepts; beyond, close 4100 "
                    "(default 0: no limit)")
+    p.add_argument("--run-connectors", dest="run_connectors", action="store_const", const=True,
+                   help="run the upstream connector sources on this node (default)")
+    p.add_argument("--no-run-connectors", dest="run_connectors", action="store_const",
+                   const=False, help="do not run connector sources here (another node does); "
+                   "sources can still be added and removed through this node")
     p.add_argument("--connector-checkpoint", type=float,
                    help="seconds between saves of each upstream connector's position (1.0)")
     p.add_argument("--webtransport", dest="webtransport", action="store_const", const=True,
