@@ -39,6 +39,7 @@ from wagerwire.brokers.redis_history import HistoryStore  # noqa: E402
 from wagerwire.config import Settings  # noqa: E402
 from wagerwire.core.hub import Hub, HubLimits  # noqa: E402
 from wagerwire.node.backends import build_backends  # noqa: E402
+from wagerwire.node.server import install_uvloop  # noqa: E402
 from wagerwire.stores.sqlite import SqliteStore  # noqa: E402
 
 SERVER_PIDS: list[int] = []  # Redis and PostgreSQL (their children are counted too)
@@ -203,4 +204,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # The event loop `wagerwire serve` runs on (uvloop where installed), not asyncio's default.
+    print(f"event loop: {'uvloop' if install_uvloop() else 'asyncio'}", flush=True)
     asyncio.run(main())
