@@ -47,7 +47,8 @@ class Subscriber:
         self.resumes = 0
         self.recovered: list[bool] = []
         self.ws: ClientConnection | None = None
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # every channel answered ``subscribed`` (one frame each)
+        self._subscribed: set[str] = set()
 
     async def _connect(self, since: str | None) -> ClientConnection:
         ws = await connect(self.urls[self.node] + "/v1/ws", max_size=2**22)
@@ -73,7 +74,11 @@ class Subscriber:
                     frame = json.loads(raw)
                     if frame["op"] == "subscribed":
                         self.recovered.append(frame["recovered"])
-                        self.ready.set()
+                        # Each channel answers on its own, possibly after publishing began
+                        # (then from a later offset): ready means all of them are live.
+                        self._subscribed.add(frame["channel"])
+                        if self._subscribed.issuperset(self.channels):
+                            self.ready.set()
                     elif frame["op"] == "message":
                         self.got.append(frame)
                         if self._complete(want()):
@@ -150,6 +155,10 @@ async def finish(
                                  f"{len(offsets)}/{totals[channel]} missing {gaps[:8]}")
         for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for sub in subs:  # a cancelled subscriber's socket, closed here, not by the gc later
+            if sub.ws is not None:
+                await sub.ws.close()
         raise AssertionError(f"{len(pending)} subscribers incomplete:\n" + "\n".join(lines[:30]))
 
 

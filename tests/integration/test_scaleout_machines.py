@@ -174,14 +174,17 @@ class Follower:
             await asyncio.sleep(0.05)
 
     async def _read(self, ws: ClientConnection, totals: dict[str, int]) -> None:
+        subscribed: set[str] = set()
         while not self._complete(totals):
             try:
                 raw = await asyncio.wait_for(ws.recv(), 0.5)
             except TimeoutError:
                 continue
             frame = json.loads(raw)
-            if frame["op"] == "subscribed":
-                self.ready.set()
+            if frame["op"] == "subscribed":  # one per channel: ready once all are live
+                subscribed.add(frame["channel"])
+                if subscribed.issuperset(CHANNELS):
+                    self.ready.set()
             elif frame["op"] == "message":
                 self.got.append(frame)
 
