@@ -177,6 +177,9 @@ async def main() -> None:
         only = {o.strip() for o in args.only.split(",")}
         loads = [(int(c), 0.0) for c in args.concurrency.split(",") if c.strip()]
         loads += [(0, float(r)) for r in args.rate.split(",") if r.strip()]
+        if any(c <= 0 and r <= 0 for c, r in loads):
+            raise SystemExit("--concurrency and --rate values must be > 0 (omit --rate to "
+                             "skip the fixed-rate runs)")
         for concurrency, rate in loads:
             combos: list[tuple[str, str, str | None]] = []
             if "sqlite" in only:

@@ -107,8 +107,8 @@ class FanoutListener:
                 self.listening.set()
                 delay = 0.05
                 while not link.closed:
-                    # No timeout: a read with one sets up and tears down a timer per message,
-                    # 15 % of a publishing node's CPU with Redis; close() cancels this task.
+                    # No timeout: nothing is done between messages, so no timer per message
+                    # is set up and torn down; close() cancels this task.
                     msg = await pubsub.get_message(timeout=None)
                     if msg is None or msg["type"] not in ("message", "pmessage"):
                         continue
