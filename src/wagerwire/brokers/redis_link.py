@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -45,6 +47,7 @@ REDIS_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError
 
 _SCRIPTS = ("acquire", "init", "commit", "release", "renew", "claim", "unclaim")
 _SEED_BATCH = 500
+_BATCH_IDLE_S = 1.0  # call_many's held connection is swapped for a checked one after this
 
 
 def _load_script(name: str) -> str:
@@ -75,6 +78,12 @@ class RedisLink:
     primary: tuple[str, int] | None = None  # with Sentinel: the primary we last reached
     failovers: int = 0  # primary changes seen (Sentinel promoted another server)
     bg: set[asyncio.Future[Any]] = field(default_factory=set)  # our own background work
+    # ``call_many``'s own connection from the pool, held between calls, one call at a time;
+    # the generation it was taken in and when it was last used (a stale one is replaced).
+    batch_conn: AbstractConnection | None = None
+    batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    batch_generation: int = 0
+    batch_used: float = 0.0
 
     async def connect(self) -> None:
         """Make the client and its scripts and wait (``connect_timeout_s``) for a ping."""
@@ -120,6 +129,7 @@ class RedisLink:
             bg.cancel()
         if self.redis is not None:
             pool = self.redis.connection_pool
+            await self._drop_batch_conn()
             await self.redis.aclose()
             await close_pool(pool)
 
@@ -199,14 +209,10 @@ class RedisLink:
         (a restarted or newly promoted Redis) is loaded and those calls are run again. A
         connection failure marks Redis down and raises ``Unavailable`` for all of them.
         """
-        redis = self.redis
-        assert redis is not None
         script = self.scripts[name]
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
         try:
-            async with redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
+            results = await self._pipelined(commands)
             for i, result in enumerate(results):
                 if isinstance(result, redis_errors.NoScriptError):
                     keys, args = calls[i]
@@ -215,6 +221,60 @@ class RedisLink:
             self.down(exc)
             raise Unavailable(f"Redis is unreachable: {exc}") from exc
         return results
+
+    async def _pipelined(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write on the held connection and read every reply (a
+        refused command's reply is its ``ResponseError``).
+
+        This is the commit path of every publish, so it skips what redis-py's ``Pipeline``
+        does per call (a pool checkout and health check, a retry wrapper, a timer per reply,
+        response callbacks): one pack, one write, the replies read under one timeout. The
+        connection comes from the client's pool (with Sentinel: the current primary's); after
+        any failure or cancellation its state is unknown and it is dropped.
+        """
+        redis = self.redis
+        assert redis is not None
+        async with self.batch_lock:
+            now = asyncio.get_running_loop().time()
+            if self.batch_conn is not None and (
+                self.batch_generation != self.generation or now - self.batch_used > _BATCH_IDLE_S
+            ):
+                # Redis was lost since (a restart or failover closed it), or it sat idle
+                # (the server may have closed it): take one the pool has checked.
+                await self._drop_batch_conn()
+            conn = self.batch_conn
+            if conn is None:
+                checkout: Callable[[], Awaitable[AbstractConnection]] = (
+                    redis.connection_pool.get_connection  # untyped in redis-py
+                )
+                conn = self.batch_conn = await checkout()
+                self.batch_generation = self.generation
+            self.batch_used = now
+            results: list[Any] = []
+            try:
+                async with asyncio.timeout(conn.socket_timeout):
+                    await conn.send_packed_command(conn.pack_commands(commands),
+                                                   check_health=False)
+                    for _ in commands:
+                        try:
+                            results.append(await conn.read_response(timeout=math.inf))
+                        except redis_errors.ResponseError as exc:
+                            results.append(exc)
+            except TimeoutError as exc:
+                await self._drop_batch_conn()
+                raise redis_errors.TimeoutError("Redis did not answer a pipelined batch") from exc
+            except BaseException:
+                await self._drop_batch_conn()
+                raise
+            return results
+
+    async def _drop_batch_conn(self) -> None:
+        """Close and return call_many's connection (only ever under ``batch_lock`` or at
+        close, so no batch is using it)."""
+        conn, self.batch_conn = self.batch_conn, None
+        if conn is not None and self.redis is not None:
+            await conn.disconnect(nowait=True)
+            await self.redis.connection_pool.release(conn)
 
     async def seed(self, items: list[tuple[str, Position]]) -> None:
         """Create (or raise) Redis positions from the store's (SETNX-like, in batches)."""

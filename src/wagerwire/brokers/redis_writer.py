@@ -482,10 +482,7 @@ class LeaseWriter:
             for state, batch in work
         ]
         try:
-            if len(calls) == 1:
-                replies: list[Any] = [await self.link.call("commit", *calls[0])]
-            else:
-                replies = await self.link.call_many("commit", calls)
+            replies = await self.link.call_many("commit", calls)
         except Unavailable as exc:  # Redis went away: lost_redis() abandoned everything
             for state, _ in work:
                 state.committing = False
