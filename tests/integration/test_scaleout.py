@@ -61,6 +61,7 @@ class Subscriber:
     async def run(self, want: Callable[[], dict[str, int] | None]) -> None:
         since: str | None = None
         while True:
+            ws: ClientConnection | None = None
             try:
                 ws = self.ws = await self._connect(since)
                 while True:
@@ -90,6 +91,11 @@ class Subscriber:
                         )
             except (ConnectionClosed, OSError):
                 pass
+            finally:
+                # Whatever ended this connection (done, node gone, an error frame, the test
+                # cancelling us): its socket is closed now, not reported by the gc later.
+                if ws is not None:
+                    ws.transport.abort()
             if self._complete(want()):
                 return
             # The node went away: resume on the next node with our position.
@@ -139,11 +145,14 @@ async def finish(
     # FIRST_EXCEPTION: a subscriber that failed (an error frame) fails the test at once.
     done, pending = await asyncio.wait(tasks, timeout=timeout,
                                        return_when=asyncio.FIRST_EXCEPTION)
-    for task in done:
-        if task.exception() is not None:
-            for other in pending:
-                other.cancel()
-        task.result()
+    failed = [task for task in done if task.exception() is not None]
+    if failed or pending:
+        for task in pending:
+            task.cancel()
+        # Let the cancelled subscribers close their sockets before the test fails.
+        await asyncio.gather(*pending, return_exceptions=True)
+    if failed:
+        failed[0].result()
     if pending:
         lines = []
         for sub in subs:
@@ -153,12 +162,6 @@ async def finish(
                     gaps = sorted(set(range(1, totals[channel] + 1)) - set(offsets))
                     lines.append(f"node {sub.node} resumes {sub.resumes} {channel}: "
                                  f"{len(offsets)}/{totals[channel]} missing {gaps[:8]}")
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for sub in subs:  # a cancelled subscriber's socket, closed here, not by the gc later
-            if sub.ws is not None:
-                await sub.ws.close()
         raise AssertionError(f"{len(pending)} subscribers incomplete:\n" + "\n".join(lines[:30]))
 
 
