@@ -427,6 +427,9 @@ def _sources(args: argparse.Namespace) -> int:
             return 0
         for src in result["sources"]:
             h = src["health"]
+            if h is None:  # another worker runs it, or it is stopped until the next start
+                print(f"{src['name']:20} {src['dialect']:15} {'(not here)':12}")
+                continue
             print(f"{src['name']:20} {src['dialect']:15} {h['state']:12} msgs {h['messages']:>8}"
                   f"  gaps {h['gaps_found']}/{h['gaps_filled']}/{h['gaps_unfillable']}"
                   f"  {h['error'] or ''}")

@@ -144,6 +144,13 @@ def test_with_two_workers_one_runs_the_stored_source_whichever_answered(
                 "sources"]} for _ in range(20)]
             assert {"cfg", "eu"} in seen  # worker 0 runs both
             assert all(s in ({"cfg", "eu"}, set()) for s in seen)  # worker 1 runs none
+            # a listing reads the store: whole whichever worker answers
+            listed = [{r["name"]: r["health"] is not None for r in client.get(
+                f"{down.url}/v1/sources").json()["sources"]} for _ in range(20)]
+            assert {"cfg": True, "eu": True} in listed
+            assert {"cfg": False, "eu": False} in listed
+            assert all(row in ({"cfg": True, "eu": True}, {"cfg": False, "eu": False})
+                       for row in listed)
             _crash_rounds_are_whole(down.url)
             assert client.delete(f"{down.url}/v1/sources/eu").status_code == 200
             time.sleep(3.0)  # worker 0 follows the store within 2 s

@@ -1,7 +1,8 @@
 """Upstream sources of a running node: health for everyone, management for admin keys.
 
 * ``GET /v1/sources/health`` — per source: state, last message age, lag, counters.
-* ``GET /v1/sources`` (admin) — every source with its settings (credentials masked).
+* ``GET /v1/sources`` (admin) — every source of the node (configured and stored) with its
+  settings (credentials masked) and, where the answering process runs it, its health.
 * ``POST /v1/sources`` (admin) — start a source (body: one ``[[sources]]`` entry as JSON).
   It is saved in the node's store (credentials included, masked in listings) and started
   again when the node restarts; a name ``[[sources]]`` of the config has is refused (422).
@@ -38,7 +39,7 @@ router = APIRouter(tags=["sources"])
 class Manager(Protocol):
     """What the routes need of :class:`wagerwire.connectors.runner.ConnectorManager`."""
 
-    def listing(self) -> list[dict[str, Any]]: ...
+    async def listing(self) -> list[dict[str, Any]]: ...
 
     def health(self) -> list[dict[str, Any]]: ...
 
@@ -90,7 +91,7 @@ async def sources_health(svc: Annotated[Services, Depends(services)]) -> Respons
 async def list_sources(svc: Annotated[Services, Depends(services)],
                        who: Annotated[Identity, Depends(caller)]) -> Response:
     _admin(who)
-    return JsonResponse({"sources": _manager(svc).listing()})
+    return JsonResponse({"sources": await _manager(svc).listing()})
 
 
 @router.post("/v1/sources", responses=_ERRS, summary="Start an upstream source (admin)",

@@ -359,6 +359,7 @@ class ConnectorManager:
         self._configured = list(sources)
         self._configured_names = frozenset(c.name for c in self._configured)
         self._stored: set[str] = set()  # names running from the book
+        self._unreadable: set[str] = set()  # stored entries ignored (and said so)
         self._lock = asyncio.Lock()
         self._running = False
 
@@ -401,7 +402,9 @@ class ConnectorManager:
                 try:
                     config = parse_source(orjson.loads(entry))
                 except (orjson.JSONDecodeError, BadParameter) as exc:
-                    log.warning("stored source %s is ignored: %s", name, exc)
+                    if name not in self._unreadable:  # once, not on every re-read
+                        log.warning("stored source %s is ignored: %s", name, exc)
+                        self._unreadable.add(name)
                     continue
                 self.add(config)
                 self._stored.add(name)
@@ -479,10 +482,31 @@ class ConnectorManager:
             raise NotFound(f"no source named {name}")
         await connector.stop()
 
-    def listing(self) -> list[dict[str, Any]]:
+    async def listing(self) -> list[dict[str, Any]]:
+        """Every source of the node, credentials masked: the configured ones and those in the
+        book, read now (the store is the truth: a listing just after a start, or answered by a
+        worker that runs none, is still whole). ``health`` is that of this process's connector,
+        ``None`` where this process runs none (another worker does, it was stopped by a
+        removal until the next start, or the first read of the book is under way).
+
+        Raises:
+            WagerwireError: the book cannot be read (the store is down).
+        """
+        configs = {c.name: c for c in self._configured}
+        if self.book is not None:
+            for name, entry in (await self.book.source_entries()).items():
+                if name in configs:
+                    continue
+                try:
+                    configs[name] = parse_source(orjson.loads(entry))
+                except (orjson.JSONDecodeError, BadParameter):
+                    continue  # sync() logs it
+        for name, connector in self.connectors.items():
+            configs.setdefault(name, connector.config)  # added with no book
         now = now_ms()
-        return [{**c.config.public(), "health": c.health.snapshot(now)}
-                for c in self.connectors.values()]
+        return [{**config.public(),
+                 "health": c.health.snapshot(now) if (c := self.connectors.get(name)) else None}
+                for name, config in configs.items()]
 
     def health(self) -> list[dict[str, Any]]:
         now = now_ms()

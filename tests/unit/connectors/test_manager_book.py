@@ -72,7 +72,7 @@ async def test_added_sources_are_stored_with_credentials_and_started_again() -> 
     await first.create(_source("eu", credentials="ww_secret"))
     assert set(first.connectors) == {"eu"}
     assert orjson.loads(book.rows["eu"])["credentials"] == "ww_secret"
-    assert first.listing()[0]["credentials"] == "***"
+    assert (await first.listing())[0]["credentials"] == "***"
     with pytest.raises(BadParameter, match="exists already"):
         await first.create(_source("eu"))
     await _stop(task)
@@ -117,3 +117,35 @@ async def test_a_manager_that_does_not_run_only_writes_the_book_and_the_runner_f
     assert set(runner.connectors) == {"cfg"} and book.rows == {}
     await _stop(task)
     await _stop(idle)
+
+
+async def test_a_listing_is_whole_before_the_first_sync_and_on_a_worker_that_runs_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    book = Book()
+    book.rows["eu"] = orjson.dumps(_source("eu", credentials="ww_secret").to_json()).decode()
+    book.rows["bad"] = "{not json"
+    starting = _manager(book, [_source("cfg")])  # run() not started: the book is not read yet
+    listed = {row["name"]: row for row in await starting.listing()}
+    assert set(listed) == {"cfg", "eu"}
+    assert listed["eu"]["credentials"] == "***" and listed["eu"]["health"] is None
+    other = _manager(book, [_source("cfg")], runs=False)
+    idle = await _running(other)
+    assert {row["name"]: row["health"] for row in await other.listing()} == {
+        "cfg": None, "eu": None}
+    await _stop(idle)
+    task = await _running(starting)
+    healths = {row["name"]: row["health"] for row in await starting.listing()}
+    assert healths["cfg"] is not None and healths["eu"] is not None  # run here now
+    await asyncio.sleep(0.05)  # a few re-reads of the book
+    await _stop(task)
+    said = [r.message for r in caplog.records if "stored source bad" in r.getMessage()]
+    assert len(said) == 1  # the unreadable entry is reported once, not on every re-read
+
+
+async def test_a_listing_without_a_book_shows_the_sources_added_at_run_time() -> None:
+    manager = ConnectorManager(FakeHub(), [], lambda c: Idle())  # type: ignore[arg-type]
+    task = await _running(manager)
+    await manager.create(_source("eu"))
+    assert [row["name"] for row in await manager.listing()] == ["eu"]
+    await _stop(task)
