@@ -34,6 +34,7 @@ class ServerProcess:
         self.port = 0
         self.scheme = "http"  # https with --tls-cert / --tls-dev
         self.output: list[str] = []
+        self._pump: threading.Thread | None = None  # copies the output into ``output``
 
     @property
     def url(self) -> str:
@@ -71,7 +72,8 @@ class ServerProcess:
                     self.scheme, self.port = m.group(1), int(m.group(2))
                     found.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not found.wait(timeout):
             self.kill()
             raise RuntimeError("server did not start:\n" + "".join(self.output))
@@ -85,6 +87,18 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError("server not healthy:\n" + "".join(self.output))
+
+    def wait_output(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """The first match of ``pattern`` in the output, waiting for it: lines printed after
+        the banner (the demo keys) may still be on their way through the pipe."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, "".join(self.output))
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in the output:\n" + "".join(self.output))
+            time.sleep(0.02)
 
     def signal(self, sig: int) -> int:
         """Send ``sig`` and wait for the process to exit; returns its exit code."""
@@ -101,7 +115,9 @@ class ServerProcess:
     def _reap(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.stdout is not None:
-            time.sleep(0.05)  # let the pump thread read the last lines
+            # the whole session is gone: the pump reads the last lines, then end of file
+            if self._pump is not None:
+                self._pump.join(timeout=5)
             proc.stdout.close()
 
     def kill(self) -> None:

@@ -131,13 +131,7 @@ async def collect_rounds(url: str, channels: list[str], until: Mapping[str, int]
 
 def demo_key(server: ServerProcess, kind: str = "reader") -> str:
     """A demo key the server printed at its first start (``demo reader key …: ww_…``)."""
-    import re
-
-    for line in server.output:
-        match = re.search(rf"demo {kind} key[^:]*:\s+(\S+)", line)
-        if match:
-            return match.group(1)
-    raise AssertionError(f"no demo {kind} key in the server output")
+    return server.wait_output(rf"demo {kind} key[^:\n]*:[ \t]+(\S+)").group(1)
 
 
 def latest(url: str, channel: str) -> dict[str, Any] | None:

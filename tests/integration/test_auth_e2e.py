@@ -848,10 +848,8 @@ async def test_demo_keys_printed_on_first_start_only(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path)
     try:
         srv.start(0)
-        text = "".join(srv.output)
-        reader = re.search(r"demo reader key \(user demo-1\): (ww_\S+)", text)
-        publisher = re.search(r"demo publisher key:\s+(ww_\S+)", text)
-        assert reader and publisher, text
+        reader = srv.wait_output(r"demo reader key \(user demo-1\): (ww_\S+)")
+        publisher = srv.wait_output(r"demo publisher key:\s+(ww_\S+)")
         demo_reader, demo_publisher = reader.group(1), publisher.group(1)
         SECRETS.update((demo_reader, demo_publisher))
         anonymous = await ws_open(srv)  # demo channels are public

@@ -153,7 +153,14 @@ def test_with_two_workers_one_runs_the_stored_source_whichever_answered(
                        for row in listed)
             _crash_rounds_are_whole(down.url)
             assert client.delete(f"{down.url}/v1/sources/eu").status_code == 200
-            time.sleep(3.0)  # worker 0 follows the store within 2 s
+
+            def eu_stopped() -> bool:  # worker 0 follows the store at its next re-read (2 s)
+                rows = [{r["name"] for r in client.get(f"{down.url}/v1/sources/health").json()[
+                    "sources"]} for _ in range(20)]
+                return any("cfg" in r for r in rows) and not any("eu" in r for r in rows)
+
+            wait_until(eu_stopped, what="worker 0 stopped eu")
+            time.sleep(0.5)  # out of the health list as its stop begins: let the stop end
             relayed = len(_crash_rounds_are_whole(down.url))
             time.sleep(1.5)
             assert len(_crash_rounds_are_whole(down.url)) == relayed

@@ -180,9 +180,7 @@ async def test_publish_needs_a_json_content_type(server: Any) -> None:
 
 async def test_anonymous_publishing_is_refused_by_default(server_factory: Any) -> None:
     srv = server_factory(["--no-anonymous-publish"])
-    text = "".join(srv.output)
-    match = re.search(r"demo publisher key:\s+(ww_\S+)", text)
-    assert match, text
+    match = srv.wait_output(r"demo publisher key:\s+(ww_\S+)")
     async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
         r = await http.post("/v1/publish", json={"channel": "game:anon", "data": 1})
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
@@ -203,10 +201,8 @@ async def test_anonymous_publishing_is_refused_by_default(server_factory: Any) -
 
 
 def _demo_keys(srv: Any) -> tuple[str, str]:
-    text = "".join(srv.output)
-    reader = re.search(r"demo reader key \(user demo-1\): (ww_\S+)", text)
-    publisher = re.search(r"demo publisher key:\s+(ww_\S+)", text)
-    assert reader and publisher, text
+    reader = srv.wait_output(r"demo reader key \(user demo-1\): (ww_\S+)")
+    publisher = srv.wait_output(r"demo publisher key:\s+(ww_\S+)")
     return reader.group(1), publisher.group(1)
 
 

@@ -61,9 +61,11 @@ def _token(channel: str, server: Any, offset: int) -> str:
 
 
 async def _sse_events(
-    url: str, count: int, headers: dict[str, str] | None = None
+    url: str, count: int, headers: dict[str, str] | None = None,
+    ready: tuple[asyncio.Event, int] | None = None,
 ) -> tuple[list[SseMessage], list[SseMessage]]:
-    """Read ``count`` data events; returns (data events, subscribed events)."""
+    """Read ``count`` data events; returns (data events, subscribed events). ``ready``: an
+    event set once that many ``subscribed`` events came (every channel is live)."""
     parser = SseParser()
     data: list[SseMessage] = []
     control: list[SseMessage] = []
@@ -74,6 +76,8 @@ async def _sse_events(
             async for chunk in resp.aiter_bytes():
                 for ev in parser.feed(chunk):
                     (data if ev.event == "message" else control).append(ev)
+                    if ready is not None and len(control) == ready[1]:
+                        ready[0].set()
                     if len(data) == count:
                         return data, control
     raise AssertionError("stream ended early")
@@ -82,8 +86,9 @@ async def _sse_events(
 async def test_sse_reconnect_with_last_event_id(server: Any) -> None:
     chans = ["s:a", "s:b"]
     url = f"{server.url}/v1/sse?channels={','.join(chans)}"
-    first_task = asyncio.create_task(_sse_events(url, 10))
-    await asyncio.sleep(0.3)
+    live = asyncio.Event()
+    first_task = asyncio.create_task(_sse_events(url, 10, ready=(live, len(chans))))
+    await asyncio.wait_for(live.wait(), 10)  # no `since`: what came before is not replayed
     await publish_many(server.ws_url, [(chans[i % 2], {"i": i}) for i in range(30)])
     first, control = await first_task
     assert [json.loads(e.data)["op"] for e in control] == ["subscribed", "subscribed"]

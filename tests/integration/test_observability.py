@@ -113,6 +113,9 @@ async def test_prometheus_scrapes_plausible_histograms_after_a_known_load(
     # it still catches milliseconds reported as seconds on a quick run).
     took = time.monotonic() - started
     ceiling = min((b for b in LATENCY_BUCKETS if b >= took), default=LATENCY_BUCKETS[-1])
+    # every figure below from a scrape taken after the load ended (the replay is recorded
+    # after the last publish's ack, so waiting on the publish count alone is not enough)
+    wait_for(prometheus, 'timestamp(up{job="wagerwire"})', time.time())
     assert wait_for(prometheus, 'up{job="wagerwire"}', 1) == 1
     wait_for(prometheus, "wagerwire_publish_durable_seconds_count", MESSAGES)
     assert scalar(prometheus, "wagerwire_published_total") == MESSAGES

@@ -25,7 +25,7 @@ async def test_first_and_last_across_nodes_and_a_dead_node_reaped(
     redis_server: RedisServer,
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    a, b = node(redis_server, prefix, "a"), node(redis_server, prefix, "b", lease_ms=300)
+    a, b = node(redis_server, prefix, "a"), node(redis_server, prefix, "b")
     c = node(redis_server, prefix, "c")
     for n in (a, b, c):
         await n.heartbeat({"42": 1})
@@ -42,7 +42,11 @@ async def test_first_and_last_across_nodes_and_a_dead_node_reaped(
     assert await c.counts("42", lambda n: HUB) == {"presence-r": 2}
     beat = await c.heartbeat({})
     assert beat.others == {"42": 2} and not beat.was_reaped
-    await asyncio.sleep(0.5)  # node b stops renewing: its lease (300 ms) expires
+    # node b's last heartbeat takes a 300 ms lease (not from the start: a stall of the
+    # machine among the calls above would drop it early), then it stops renewing
+    b.lease_ms = 300
+    await b.heartbeat({"42": 1})
+    await asyncio.sleep(0.5)
     assert await a.count(HUB) == 1  # reads ignore it at once
     assert sorted(await a.members(HUB)) == []  # u1's and u2's connections were on b
     beat = await a.heartbeat({})

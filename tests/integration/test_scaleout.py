@@ -317,7 +317,11 @@ async def test_two_workers_share_one_port(
     args = [*node_args(redis_server, postgres_server, f"s{uuid.uuid4().hex[:8]}",
                        f"p{uuid.uuid4().hex[:8]}"), "--workers", "2"]
     node = server_factory(args)
-    await asyncio.sleep(1.0)  # the second worker's banner may come a moment later
+    # the second worker listens a moment after the first (start() waits for one banner)
+    deadline = asyncio.get_running_loop().time() + 30
+    while sum("listening on" in line for line in node.output) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "".join(node.output)
+        await asyncio.sleep(0.05)
     counts: set[int] = set()
     subs = []
     for _ in range(13):  # connections land on both workers (SO_REUSEPORT)
