@@ -363,6 +363,17 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL for one test only (for tests that stop and start it)."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make system-deps)")
+    server = PostgresServer(tmp_path / "pg").start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis for one test only (for tests that kill or restart it)."""
     if redis_bin() is None:

@@ -26,9 +26,9 @@ from connector_harness import (
 )
 
 from serverproc import WAGERWIRE, ServerProcess
-from servers import PostgresServer, RedisServer, postgres_server, redis_server
+from servers import PostgresServer, RedisServer, own_postgres, postgres_server, redis_server
 
-__all__ = ["postgres_server", "redis_server"]
+__all__ = ["own_postgres", "postgres_server", "redis_server"]
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -167,3 +167,26 @@ def test_with_two_workers_one_runs_the_stored_source_whichever_answered(
     finally:
         down.kill()
         up.kill()
+
+
+def test_a_listing_while_the_store_is_down_says_so_and_health_still_answers(
+    tmp_path: Path, own_postgres: PostgresServer,
+) -> None:
+    store = own_postgres.url() + f"?schema=s{uuid.uuid4().hex[:8]}"
+    down = _downstream(tmp_path, store)
+    admin = {"Authorization": f"Bearer {_admin_key(store)}"}
+    try:
+        down.start(0)
+        sources = f"{down.url}/v1/sources"
+        assert [r["name"] for r in httpx.get(sources, headers=admin).json()["sources"]] == [
+            "cfg"]
+        own_postgres.stop()
+        refused = httpx.get(sources, headers=admin, timeout=30)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_unavailable", refused.text
+        assert set(source_health(down.url)) == {"cfg"}  # needs no store
+        own_postgres.start()
+        wait_until(lambda: httpx.get(sources, headers=admin).status_code == 200,
+                   what="the listing once PostgreSQL is back")
+    finally:
+        down.kill()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +23,7 @@ from servers import (
     PostgresServer,
     RedisServer,
     SentinelGroup,
-    postgres_bin,
+    own_postgres,
     postgres_server,
     redis_bin,
     redis_server,
@@ -35,7 +34,7 @@ from wagerwire.core.messages import Message
 from wagerwire.errors import StoreUnavailable, Unavailable
 from wagerwire.stores.postgres import PostgresStore
 
-__all__ = ["postgres_server", "redis_server"]
+__all__ = ["own_postgres", "postgres_server", "redis_server"]
 
 
 @pytest.fixture
@@ -48,17 +47,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
         yield group.start()
     finally:
         group.stop()
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    """A PostgreSQL for one test only (for tests that stop and start it)."""
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (make system-deps)")
-    server = PostgresServer(tmp_path / "pg").start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 class Publishers:

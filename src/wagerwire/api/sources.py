@@ -65,6 +65,7 @@ _ERRS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "needs an admin API key"},
     404: {"model": ErrorResponse, "description": "no such source (or no connectors)"},
     422: {"model": ErrorResponse, "description": "the source entry is invalid"},
+    503: {"model": ErrorResponse, "description": "the store (the book of sources) is down"},
 }
 
 
