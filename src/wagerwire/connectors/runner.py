@@ -399,12 +399,8 @@ class ConnectorManager:
                     continue
                 if name in self.connectors:
                     continue
-                try:
-                    config = parse_source(orjson.loads(entry))
-                except (orjson.JSONDecodeError, BadParameter) as exc:
-                    if name not in self._unreadable:  # once, not on every re-read
-                        log.warning("stored source %s is ignored: %s", name, exc)
-                        self._unreadable.add(name)
+                config = self._read_entry(name, entry)
+                if config is None:
                     continue
                 self.add(config)
                 self._stored.add(name)
@@ -413,6 +409,16 @@ class ConnectorManager:
                 connector = self.connectors.pop(name, None)
                 if connector is not None:
                     await connector.stop()
+
+    def _read_entry(self, name: str, entry: str) -> SourceConfig | None:
+        """A stored entry's config; ``None`` (said once in the log) when it cannot be read."""
+        try:
+            return parse_source(orjson.loads(entry))
+        except (orjson.JSONDecodeError, BadParameter) as exc:
+            if name not in self._unreadable:  # once, not on every re-read
+                log.warning("stored source %s is ignored: %s", name, exc)
+                self._unreadable.add(name)
+            return None
 
     async def create(self, config: SourceConfig) -> None:
         """Add a source at run time: saved in the book (when there is one), then started.
@@ -495,12 +501,8 @@ class ConnectorManager:
         configs = {c.name: c for c in self._configured}
         if self.book is not None:
             for name, entry in (await self.book.source_entries()).items():
-                if name in configs:
-                    continue
-                try:
-                    configs[name] = parse_source(orjson.loads(entry))
-                except (orjson.JSONDecodeError, BadParameter):
-                    continue  # sync() logs it
+                if name not in configs and (config := self._read_entry(name, entry)):
+                    configs[name] = config
         for name, connector in self.connectors.items():
             configs.setdefault(name, connector.config)  # added with no book
         now = now_ms()
