@@ -6,10 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from serverproc import ROOT, WAGERWIRE, ServerProcess
 
 __all__ = ["ROOT", "WAGERWIRE", "ServerProcess"]
+
+# No per-example deadline: a stall of a shared CI machine (250 ms) would fail a property
+# that holds ("Unreliable test timings"); speed is the benchmarks' business.
+settings.register_profile("wagerwire", deadline=None)
+settings.load_profile("wagerwire")
 
 
 @pytest.fixture

@@ -66,12 +66,12 @@ async def test_a_burst_of_acquires_never_overshoots(limits_factory: LimitsFactor
 async def test_unrenewed_slots_expire_and_renewed_ones_stay(
     limits_factory: LimitsFactory,
 ) -> None:
-    limits = await limits_factory(slot_ttl_s=0.5)
+    limits = await limits_factory(slot_ttl_s=1.5)
     kept = await limits.acquire_stream("kept", 1)
     dropped = await limits.acquire_stream("dropped", 1)
     assert kept is not None and dropped is not None
-    for _ in range(3):  # 0.75 s in all: past the TTL, but renewed every 0.25 s
-        await asyncio.sleep(0.25)
+    for _ in range(20):  # 2 s in all: past the TTL, but renewed every 0.1 s
+        await asyncio.sleep(0.1)  # (a lifetime 15x the renewal: a stall cannot expire it)
         await limits.renew_streams([("kept", kept)])
     assert await limits.acquire_stream("kept", 1) is None
     assert await limits.acquire_stream("dropped", 1) is not None  # a dead node's slot
@@ -80,14 +80,14 @@ async def test_unrenewed_slots_expire_and_renewed_ones_stay(
 async def test_renewal_takes_every_subject_at_once_and_recounts_expired_slots(
     limits_factory: LimitsFactory,
 ) -> None:
-    limits = await limits_factory(slot_ttl_s=0.3)
+    limits = await limits_factory(slot_ttl_s=1.5)
     held = []
     for subject in ("a", "b", "c"):
         for _ in range(2):
             slot = await limits.acquire_stream(subject, 2)
             assert slot is not None
             held.append((subject, slot))
-    await asyncio.sleep(0.45)  # every slot expired (this node could not renew in time)
+    await asyncio.sleep(1.7)  # every slot expired (this node could not renew in time)
     await limits.renew_streams(held)  # the streams are still open: they count again
     for subject in ("a", "b", "c"):
         assert await limits.acquire_stream(subject, 2) is None
@@ -101,13 +101,15 @@ async def test_rate_allows_per_minute_then_says_when_the_next_token_is_there(
     limits_factory: LimitsFactory,
 ) -> None:
     node_a, node_b = await limits_factory(), await limits_factory()
-    waits = [await (node_a if i % 2 else node_b).take_rate("r", 60) for i in range(60)]
-    assert waits == [0.0] * 60
-    wait = await node_a.take_rate("r", 60)
-    assert 0.5 < wait <= 1.0  # one token a second; a little refilled meanwhile
-    assert await node_a.take_rate("other", 60) == 0.0  # per subject
+    started = time.monotonic()
+    waits = [await (node_a if i % 2 else node_b).take_rate("r", 30) for i in range(30)]
+    assert waits == [0.0] * 30
+    wait = await node_a.take_rate("r", 30)
+    # one token every 2 s, refilling since the first take (however slow the takes were)
+    assert 2.0 - (time.monotonic() - started) - 0.05 <= wait <= 2.0 and wait > 0, wait
+    assert await node_a.take_rate("other", 30) == 0.0  # per subject
     await asyncio.sleep(wait + 0.05)
-    assert await node_b.take_rate("r", 60) == 0.0
+    assert await node_b.take_rate("r", 30) == 0.0
 
 
 async def test_daily_quota_counts_uses_until_the_next_utc_day(
@@ -126,11 +128,12 @@ async def test_a_credential_is_spent_once_on_every_node_for_its_ttl(
     limits_factory: LimitsFactory,
 ) -> None:
     node_a, node_b = await limits_factory(), await limits_factory()
-    assert await node_a.spend_once("tok", 0.5) is True
-    assert await node_b.spend_once("tok", 0.5) is False
-    assert await node_a.spend_once("other", 0.5) is True
-    await asyncio.sleep(0.7)
-    assert await node_b.spend_once("tok", 0.5) is True  # forgotten after its TTL
+    assert await node_a.spend_once("tok", 30) is True
+    assert await node_b.spend_once("tok", 30) is False
+    assert await node_a.spend_once("other", 30) is True
+    assert await node_a.spend_once("short", 0.3) is True
+    await asyncio.sleep(0.5)
+    assert await node_b.spend_once("short", 0.3) is True  # forgotten after its TTL
 
 
 # --------------------------------------------------------------------------- failure
