@@ -160,7 +160,8 @@ async def test_sse_curl_shows_initial_heartbeats_and_ids(tmp_path: Path) -> None
     async with running_server(tmp_path, sse_heartbeat=1.0) as server:
         rounds = Rounds(server)
         before = await rounds.publish("crash", 2)
-        task = asyncio.create_task(_curl(server.port, "/sse/crash", 3.5))
+        # curl's --max-time bounds the capture: long enough for a loaded machine
+        task = asyncio.create_task(_curl(server.port, "/sse/crash", 6.0))
         await subscribed(server, "game:crash")
         after = await rounds.publish("crash", 2)
         text = await task
@@ -195,7 +196,7 @@ async def test_sse_by_type_initial_is_latest_of_any_game(tmp_path: Path) -> None
         rounds = Rounds(server)
         await rounds.publish("crash", 2)
         slot = await rounds.publish("slot", 1)
-        text = await _curl(server.port, "/sse/type/multiplier", 1.0)
+        text = await _curl(server.port, "/sse/type/multiplier", 3.0)
         data = [e for e in sse_events(text) if "data" in e]
         assert [e["event"] for e in data] == ["initial"]
         check_round(json.loads(data[0]["data"]), slot[0])

@@ -387,6 +387,7 @@ async def test_pysher_public_and_private(tmp_path: Any) -> None:
             await child.stop()
 
 
+@pytest.mark.timeout(180)  # Chromium's cold start on a loaded machine, as the other browser tests
 async def test_pusher_js_browser_build_in_headless_chromium(tmp_path: Any) -> None:
     import os
 
