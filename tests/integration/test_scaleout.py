@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from dialect_harness import wait_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from wsutil import join_tokens
@@ -318,10 +319,8 @@ async def test_two_workers_share_one_port(
                        f"p{uuid.uuid4().hex[:8]}"), "--workers", "2"]
     node = server_factory(args)
     # the second worker listens a moment after the first (start() waits for one banner)
-    deadline = asyncio.get_running_loop().time() + 30
-    while sum("listening on" in line for line in node.output) < 2:
-        assert asyncio.get_running_loop().time() < deadline, "".join(node.output)
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: sum("listening on" in line for line in node.output) >= 2, 30,
+                     "both workers listening")
     counts: set[int] = set()
     subs = []
     for _ in range(13):  # connections land on both workers (SO_REUSEPORT)
